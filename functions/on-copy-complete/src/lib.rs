@@ -1,0 +1,113 @@
+//! on-copy-complete: one of our copies became `available` (or `failed`) in its destination
+//! Region. Share it there exactly like its source, with this Region's keys.
+
+use amishare::config::Rule;
+use amishare::domain::matching::{classify, matching_rules, ImageKind};
+use amishare::domain::names::{source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG};
+use amishare::domain::plan::SharePlan;
+use amishare::event::{self, AmiState, AmiStateChange, Incoming};
+use amishare::ports::{Aws, Image};
+use amishare::report::{finish, Outcome, Summary};
+use amishare::share::Deps;
+use amishare::Error;
+use serde_json::Value;
+
+pub const FUNCTION: &str = "on-copy-complete";
+
+/// Handle one event. Permanent failures are reported in the summary (and not retried);
+/// transient ones are returned as errors so Lambda retries the event.
+pub async fn handle<P: Aws>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
+    let change = match event::parse(payload) {
+        Ok(Incoming::AmiStateChange(c)) => c,
+        Ok(Incoming::Other { source, detail_type }) => {
+            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!("not an AMI state change ({source} / {detail_type})"));
+            return finish(FUNCTION, Ok(s), None, None);
+        }
+        Err(e) => return finish(FUNCTION, Err(e), None, None),
+    };
+    let result = process(deps, &change).await;
+    finish(FUNCTION, result, Some(&change.region), Some(&change.image_id))
+}
+
+async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summary, Error> {
+    let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
+    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
+    if !matches!(change.state, AmiState::Available | AmiState::Failed) {
+        return Ok(summary(Outcome::Ignored).because(format!("state {}: nothing to do", change.state.as_str())));
+    }
+    let Some(copy) = deps.describe_image_eventually(region, image_id).await? else {
+        let why = match change.state {
+            AmiState::Failed => "image not found; if it was one of our copies, the nightly run starts it again",
+            _ => "image not found (deregistered since the event, or never visible)",
+        };
+        return Ok(summary(Outcome::Skipped).because(why));
+    };
+    let ImageKind::OurCopy(provenance) = classify(&copy) else {
+        return Ok(summary(Outcome::Ignored).because("not a copy made by ami-share; on-image-available handles it"));
+    };
+    if copy.owner_id != deps.account_id {
+        return Ok(summary(Outcome::Skipped).because(format!("owned by account {}, not by this account", copy.owner_id)));
+    }
+    if change.state == AmiState::Failed {
+        let mut s = summary(Outcome::CopyFailed).because(format!(
+            "copy of {}/{} failed: {}; the nightly run starts it again (nothing was deregistered)",
+            provenance.source_region,
+            provenance.source_image_id,
+            change.error_message.as_deref().unwrap_or("no error message in the event")
+        ));
+        s.rules = provenance.rules.clone();
+        return Ok(s);
+    }
+
+    let source = deps.aws.describe_image(&provenance.source_region, &provenance.source_image_id).await?;
+    let rules = resolve_rules(deps, &provenance, source.as_ref())?;
+    if rules.is_empty() {
+        return Ok(summary(Outcome::Skipped).because(format!(
+            "no rule of the policy asks for copies of {}/{} any more",
+            provenance.source_region, provenance.source_image_id
+        )));
+    }
+    let mut plan = SharePlan::from_rules(rules.iter().copied());
+    plan.copies.clear(); // a copy is never copied again
+    let enc = deps.encryption(&copy).await?;
+    let mut out = summary(Outcome::Shared);
+    out.rules = plan.rules.clone();
+    out.share = Some(deps.apply_sharing(&copy, &plan, &enc).await?);
+    if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
+        if copy.deprecation_time.is_none() {
+            deps.aws.enable_deprecation(region, &copy.id, at).await?;
+        }
+    }
+    complete_tags(deps, &copy, &provenance, &plan).await?;
+    Ok(out)
+}
+
+/// The rules for a copy: those named in its `ami-share:source-rule` tag that still exist, or
+/// else those that match its source image now.
+fn resolve_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance, source: Option<&Image>) -> Result<Vec<&'p Rule>, Error> {
+    let named: Vec<&Rule> = p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect();
+    if !named.is_empty() {
+        return Ok(named);
+    }
+    Ok(source.map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default()).unwrap_or_default())
+}
+
+/// Add the provenance tags a copy is missing (where tags were dropped at creation) and mark it
+/// managed; one `CreateTags` at most.
+async fn complete_tags<P: Aws>(deps: &Deps<P>, copy: &Image, p: &Provenance, plan: &SharePlan) -> Result<(), Error> {
+    let want = [
+        (SOURCE_IMAGE_TAG, source_image_tag(&p.source_region, &p.source_image_id)),
+        (SOURCE_RULE_TAG, plan.rules.join(",")),
+        (COPY_KIND_TAG, p.kind.as_str().to_string()),
+        (MANAGED_TAG, plan.rules.join(",")),
+    ];
+    let missing: std::collections::BTreeMap<String, String> = want
+        .into_iter()
+        .filter(|(k, v)| copy.tags.get(*k) != Some(v))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if !missing.is_empty() {
+        deps.aws.tag_resources(&copy.region, std::slice::from_ref(&copy.id), &missing).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+use async_trait::async_trait;
+use aws_sdk_kms::types::{GrantOperation, KeyManagerType};
+
+use super::{aws_error, AwsPorts};
+use crate::domain::names::GRANT_OPERATIONS;
+use crate::error::AwsError;
+use crate::ports::{AwsResult, Grant, GrantRequest, KeyInfo, KeyManager, Keys};
+
+#[async_trait]
+impl Keys for AwsPorts {
+    async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
+        let out = self
+            .kms(region)
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "DescribeKey", key_id, e))?;
+        let meta = out
+            .key_metadata()
+            .ok_or_else(|| AwsError::new("kms", "DescribeKey", "MissingKeyMetadata", "no KeyMetadata in the response", key_id))?;
+        Ok(KeyInfo {
+            arn: meta.arn().unwrap_or(key_id).to_string(),
+            manager: if meta.key_manager() == Some(&KeyManagerType::Aws) { KeyManager::Aws } else { KeyManager::Customer },
+            enabled: meta.enabled(),
+        })
+    }
+
+    async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
+        let mut pages = self.kms(region).list_grants().key_id(key_arn).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| aws_error("kms", "ListGrants", key_arn, e))?;
+            out.extend(page.grants().iter().map(|g| Grant {
+                grant_id: g.grant_id().unwrap_or_default().to_string(),
+                name: g.name().filter(|n| !n.is_empty()).map(str::to_string),
+                grantee_principal: g.grantee_principal().unwrap_or_default().to_string(),
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn create_grant(&self, region: &str, g: &GrantRequest) -> AwsResult<()> {
+        let ops = GRANT_OPERATIONS.iter().map(|o| GrantOperation::from(*o)).collect();
+        self.kms(region)
+            .create_grant()
+            .key_id(&g.key_arn)
+            .grantee_principal(&g.grantee_principal)
+            .name(&g.name)
+            .set_operations(Some(ops))
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "CreateGrant", &format!("{} for {}", g.key_arn, g.grantee_principal), e))?;
+        Ok(())
+    }
+}

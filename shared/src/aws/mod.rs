@@ -1,0 +1,120 @@
+//! Adapters: the only code that touches `aws_sdk_*` types. Each one builds the request,
+//! paginates, converts to our types, and maps SDK errors by their code into [`AwsError`].
+//!
+//! All clients come from one `SdkConfig` (so `AWS_ENDPOINT_URL` works everywhere); clients of
+//! other Regions are derived from it on first use and kept.
+
+mod ec2;
+mod kms;
+mod org;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::error::AwsError;
+
+/// The real AWS behind all four ports.
+pub struct AwsPorts {
+    base: SdkConfig,
+    ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
+    kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
+    org: aws_sdk_organizations::Client,
+}
+
+impl AwsPorts {
+    /// Build from the one shared config; Organizations reads go through `org_role_arn` when
+    /// given (for functions running in a member account).
+    pub async fn new(base: SdkConfig, org_role_arn: Option<&str>) -> Self {
+        let org = match org_role_arn {
+            None => aws_sdk_organizations::Client::new(&base),
+            Some(role) => {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name("ami-share-org-read")
+                    .configure(&base)
+                    .build()
+                    .await;
+                let conf = aws_sdk_organizations::config::Builder::from(&base).credentials_provider(provider).build();
+                aws_sdk_organizations::Client::from_conf(conf)
+            }
+        };
+        Self { base, ec2: Mutex::default(), kms: Mutex::default(), org }
+    }
+
+    /// Adapters over explicitly given clients (tests with aws-smithy-mocks). `region` is the
+    /// Region the given clients are for.
+    pub fn from_clients(
+        region: &str,
+        ec2: aws_sdk_ec2::Client,
+        kms: aws_sdk_kms::Client,
+        org: aws_sdk_organizations::Client,
+    ) -> Self {
+        let base = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new(region.to_string())).build();
+        Self {
+            base,
+            ec2: Mutex::new(HashMap::from([(region.to_string(), ec2)])),
+            kms: Mutex::new(HashMap::from([(region.to_string(), kms)])),
+            org,
+        }
+    }
+
+    pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let mut map = self.ec2.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ec2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                aws_sdk_ec2::Client::from_conf(conf)
+            })
+            .clone()
+    }
+
+    pub(crate) fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        let mut map = self.kms.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_kms::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                aws_sdk_kms::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+/// Map an SDK error to ours, keeping the AWS error code.
+pub(crate) fn aws_error<E, R>(
+    service: &'static str,
+    operation: &'static str,
+    resource: &str,
+    err: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let (code, message) = match &err {
+        SdkError::ServiceError(se) => (
+            se.err().code().unwrap_or("UnknownError").to_string(),
+            se.err().message().unwrap_or_default().to_string(),
+        ),
+        SdkError::TimeoutError(_) => ("TimeoutError".to_string(), DisplayErrorContext(&err).to_string()),
+        SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), DisplayErrorContext(&err).to_string()),
+        SdkError::ResponseError(_) => ("ResponseError".to_string(), DisplayErrorContext(&err).to_string()),
+        _ => ("ConstructionFailure".to_string(), DisplayErrorContext(&err).to_string()),
+    };
+    AwsError::new(service, operation, code, message, resource)
+}
+
+/// The account the credentials belong to (`sts:GetCallerIdentity`, once at start).
+pub async fn caller_account(config: &SdkConfig) -> Result<String, AwsError> {
+    let out = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| aws_error("sts", "GetCallerIdentity", "caller", e))?;
+    out.account()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::new("sts", "GetCallerIdentity", "MissingAccount", "no account in the response", "caller"))
+}

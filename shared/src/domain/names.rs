@@ -1,0 +1,155 @@
+//! Deterministic names, tokens and tags: what makes retries and redeliveries idempotent and
+//! lets every function recognise the product's own copies.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+/// Tag on copies: `<source-region>/<source-image-id>`.
+pub const SOURCE_IMAGE_TAG: &str = "ami-share:source-image";
+/// Tag on copies: the names of the rules that asked for the copy, comma-separated.
+pub const SOURCE_RULE_TAG: &str = "ami-share:source-rule";
+/// Tag on copies: `region-copy` or `reencrypt`.
+pub const COPY_KIND_TAG: &str = "ami-share:copy-kind";
+/// Tag on images the product manages (shares).
+pub const MANAGED_TAG: &str = "ami-share:managed";
+
+/// Operations a consumer account needs on a customer managed key to launch from, and to copy,
+/// an image encrypted with it (aws-facts §4).
+pub const GRANT_OPERATIONS: [&str; 7] = [
+    "Decrypt",
+    "DescribeKey",
+    "CreateGrant",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+];
+
+/// The grant name for an account on a key: the same on every retry, so a retry finds (and
+/// KMS returns) the existing grant instead of creating a second one.
+pub fn grant_name(account: &str) -> String {
+    format!("ami-share-{account}")
+}
+
+/// `arn:aws:iam::<account>:root`.
+pub fn account_principal(account: &str) -> String {
+    format!("arn:aws:iam::{account}:root")
+}
+
+/// The account of an `arn:aws:iam::<account>:root` principal.
+pub fn account_of_principal(principal: &str) -> Option<&str> {
+    principal.strip_prefix("arn:aws:iam::")?.strip_suffix(":root")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyKind {
+    /// A copy to another Region.
+    RegionCopy,
+    /// A same-Region copy re-encrypted with a customer managed key (the source used `aws/ebs`).
+    Reencrypt,
+}
+
+impl CopyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyKind::RegionCopy => "region-copy",
+            CopyKind::Reencrypt => "reencrypt",
+        }
+    }
+    fn name_marker(self) -> &'static str {
+        match self {
+            CopyKind::RegionCopy => "--copy-of-",
+            CopyKind::Reencrypt => "--reenc-of-",
+        }
+    }
+}
+
+/// Where a copy of ours came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub source_region: String,
+    pub source_image_id: String,
+    pub kind: CopyKind,
+    /// Rule names from the tag; empty when only the name was left.
+    pub rules: Vec<String>,
+}
+
+/// Read provenance from our tags.
+pub fn provenance_from_tags(tags: &BTreeMap<String, String>) -> Option<Provenance> {
+    let (region, image) = tags.get(SOURCE_IMAGE_TAG)?.split_once('/')?;
+    if !image.starts_with("ami-") || region.is_empty() {
+        return None;
+    }
+    let kind = match tags.get(COPY_KIND_TAG).map(String::as_str) {
+        Some("reencrypt") => CopyKind::Reencrypt,
+        _ => CopyKind::RegionCopy,
+    };
+    let rules = tags
+        .get(SOURCE_RULE_TAG)
+        .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(Provenance { source_region: region.to_string(), source_image_id: image.to_string(), kind, rules })
+}
+
+/// Read provenance from our deterministic copy name (see [`copy_name`]).
+pub fn provenance_from_name(name: &str) -> Option<Provenance> {
+    for kind in [CopyKind::RegionCopy, CopyKind::Reencrypt] {
+        if let Some((_, suffix)) = name.rsplit_once(kind.name_marker()) {
+            // suffix: <region>-ami-<hex>[-r<attempt>]
+            let at = suffix.find("-ami-")?;
+            let (region, image) = (&suffix[..at], &suffix[at + 1..]);
+            let image = match image.rsplit_once("-r") {
+                Some((img, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => img,
+                _ => image,
+            };
+            if crate::config::is_region(region) && image.len() > 4 && image[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(Provenance {
+                    source_region: region.to_string(),
+                    source_image_id: image.to_string(),
+                    kind,
+                    rules: Vec::new(),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Deterministic name of a copy: `<source name>--copy-of-<region>-<ami-id>` (or `--reenc-of-`),
+/// the source name shortened so the whole fits AMI names' 128 characters. Characters AMI names
+/// do not allow are replaced with `-`.
+///
+/// `attempt` 0 is the first copy; a copy started again after a failed one gets `-r<attempt>`.
+pub fn copy_name(source_name: &str, source_region: &str, source_image_id: &str, kind: CopyKind, attempt: usize) -> String {
+    let retry = if attempt == 0 { String::new() } else { format!("-r{attempt}") };
+    let suffix = format!("{}{}-{}{retry}", kind.name_marker(), source_region, source_image_id);
+    let room = 128usize.saturating_sub(suffix.len());
+    let base: String = source_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "() ./-'@_".contains(c) { c } else { '-' })
+        .take(room)
+        .collect();
+    format!("{base}{suffix}")
+}
+
+/// Deterministic `ClientToken` (at most 64 ASCII characters) of a copy: a redelivered event
+/// or a retried call can never start a second copy.
+/// `attempt` distinguishes a copy started again after a failed one (EC2 would otherwise return
+/// the failed copy for the same token).
+pub fn copy_client_token(source_region: &str, source_image_id: &str, destination_region: &str, kms_key: Option<&str>, attempt: usize) -> String {
+    let mut h = Sha256::new();
+    let attempt = attempt.to_string();
+    for part in [source_region, source_image_id, destination_region, kms_key.unwrap_or("-"), attempt.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = hex::encode(h.finalize());
+    format!("ami-share-{}", &digest[..48])
+}
+
+/// Value of [`SOURCE_IMAGE_TAG`].
+pub fn source_image_tag(region: &str, image_id: &str) -> String {
+    format!("{region}/{image_id}")
+}

@@ -1,0 +1,18 @@
+//! The library shared by the three ami-share Lambda functions: the policy, the events, the
+//! AWS ports and their adapters, the pure decisions, and the sharing service.
+
+pub mod aws;
+pub mod bootstrap;
+pub mod config;
+pub mod copies;
+pub mod domain;
+pub mod error;
+pub mod event;
+pub mod ports;
+pub mod report;
+pub mod share;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
+pub use config::Policy;
+pub use error::{AwsError, Error, Result};

@@ -1,0 +1,148 @@
+//! The summary each event function returns and logs as one structured line: what it did to
+//! which image, or why it did nothing.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::share::ShareReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Sharing (and copies, if any) brought up to the policy.
+    Shared,
+    /// A same-Region re-encrypted copy was started (the source uses `aws/ebs`); it is shared
+    /// when it becomes available.
+    ReencryptStarted,
+    /// A copy of ours failed; recorded for the nightly retry.
+    CopyFailed,
+    /// The image is not ours to act on (see `reason`).
+    Skipped,
+    /// The event is not one this function acts on (see `reason`).
+    Ignored,
+    /// A permanent failure (see `error`); nothing more will happen until something changes.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorSummary {
+    pub error_type: String,
+    pub message: String,
+}
+
+/// A copy started (or found already there) in another Region, or a same-Region re-encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    pub region: String,
+    /// The copy's image id, when one was started or found.
+    pub image_id: Option<String>,
+    /// `started`, `exists`, `deferred` (ResourceLimitExceeded: the nightly run starts it),
+    /// `same-region` (the Region of the source: nothing to copy), `refused`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub function: &'static str,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorSummary>,
+}
+
+impl Summary {
+    pub fn new(function: &'static str, outcome: Outcome) -> Self {
+        Self {
+            function,
+            outcome,
+            image_id: None,
+            region: None,
+            reason: None,
+            rules: Vec::new(),
+            share: None,
+            copies: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn about(mut self, region: &str, image_id: &str) -> Self {
+        self.region = Some(region.to_string());
+        self.image_id = Some(image_id.to_string());
+        self
+    }
+
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// A permanent failure, reported instead of retried.
+    pub fn failed(function: &'static str, error: &Error) -> Self {
+        let mut s = Self::new(function, Outcome::Failed);
+        s.error = Some(ErrorSummary { error_type: error.error_type(), message: error.to_string() });
+        s
+    }
+
+    /// Log the one summary line of the invocation.
+    pub fn log(&self) {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        match self.outcome {
+            Outcome::Failed | Outcome::CopyFailed => tracing::error!(
+                outcome = ?self.outcome,
+                image_id = self.image_id.as_deref().unwrap_or(""),
+                region = self.region.as_deref().unwrap_or(""),
+                summary = %json,
+                "invocation summary"
+            ),
+            _ => tracing::info!(
+                outcome = ?self.outcome,
+                image_id = self.image_id.as_deref().unwrap_or(""),
+                region = self.region.as_deref().unwrap_or(""),
+                summary = %json,
+                "invocation summary"
+            ),
+        }
+    }
+}
+
+/// Run a handler's work and turn its result into the invocation's result: permanent failures
+/// become a `failed` summary (logged, not retried); transient ones are returned as errors so
+/// Lambda retries the event.
+pub fn finish(function: &'static str, result: Result<Summary, Error>, region: Option<&str>, image_id: Option<&str>) -> Result<Summary, Error> {
+    match result {
+        Ok(s) => {
+            s.log();
+            Ok(s)
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!(
+                error_type = %e.error_type(),
+                error = %e,
+                image_id = image_id.unwrap_or(""),
+                region = region.unwrap_or(""),
+                "transient failure; returning the error so Lambda retries the event"
+            );
+            Err(e)
+        }
+        Err(e) => {
+            let mut s = Summary::failed(function, &e);
+            s.region = region.map(str::to_string);
+            s.image_id = image_id.map(str::to_string);
+            s.log();
+            Ok(s)
+        }
+    }
+}

@@ -1,0 +1,202 @@
+"""scripts/deploy.sh: one build, one deploy per Region, same stack and policy everywhere.
+
+`sam` is replaced by a recorder (SAM=...), so these tests also prove that --dry-run runs nothing
+and that a real run runs exactly what --dry-run printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import REPO, SAM_PYTHON, TEMPLATE, require
+
+DEPLOY = REPO / "scripts" / "deploy.sh"
+REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
+# Spaces, quotes, an apostrophe, a backslash and non-ASCII: everything sam's
+# --parameter-overrides parsing could mangle.
+POLICY = {
+    "rules": [
+        {
+            "name": "golden images",
+            "match": {"name": "golden-*", "tags": {"Share": "org's \"best\" \\ images ü"}},
+            "share_with": {"accounts": ["111122223333"],
+                           "organizational_units": ["arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"]},
+            "copy_to": [{"region": "us-west-2", "kms_key_id": "arn:aws:kms:us-west-2:123456789012:alias/ami-share"}],
+        }
+    ],
+    "allow_public": False,
+    "sweeper": {"mode": "report", "min_age_days": 7, "grace_days": 7},
+}
+ORG_ROLE = "arn:aws:iam::123456789012:role/ami-share-organizations-read"
+
+
+@pytest.fixture
+def env(tmp_path):
+    fake = tmp_path / "fake-sam"
+    fake.write_text(textwrap.dedent("""\
+        #!/usr/bin/env python3
+        import json, os, sys
+        with open(os.environ["FAKE_SAM_LOG"], "a") as f:
+            f.write(json.dumps(sys.argv[1:]) + "\\n")
+        """))
+    fake.chmod(0o755)
+    e = dict(os.environ, SAM=str(fake), FAKE_SAM_LOG=str(tmp_path / "sam-calls.log"))
+    return e
+
+
+@pytest.fixture
+def policy_file(tmp_path):
+    p = tmp_path / "policy.json"
+    p.write_text(json.dumps(POLICY, indent=2, ensure_ascii=False))
+    return p
+
+
+def deploy(env, *args):
+    return subprocess.run([str(DEPLOY), *map(str, args)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def sam_calls(env) -> list[list[str]]:
+    log = env["FAKE_SAM_LOG"]
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return [json.loads(line) for line in f]
+
+
+def option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def overrides(argv: list[str]) -> list[str]:
+    return argv[argv.index("--parameter-overrides") + 1:]
+
+
+def test_dry_run_prints_one_build_and_one_deploy_per_region(env, policy_file):
+    r = deploy(env, "--regions", " ".join(REGIONS), "--policy-file", policy_file, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert sam_calls(env) == []  # ran nothing
+    lines = [shlex.split(line) for line in r.stdout.splitlines()]
+    assert len(lines) == 1 + len(REGIONS)
+    build, *deploys = lines
+    assert build[0] == env["SAM"] and build[1] == "build"
+    assert option(build, "--template-file") == str(TEMPLATE)
+    assert overrides(build) == ["Architecture=arm64"]
+    assert [option(d, "--region") for d in deploys] == REGIONS
+    for d in deploys:
+        assert d[:2] == [env["SAM"], "deploy"]
+        assert option(d, "--template-file") == str(REPO / ".aws-sam" / "build" / "template.yaml")
+        assert option(d, "--stack-name") == "ami-share"
+        assert option(d, "--capabilities") == "CAPABILITY_IAM"
+        assert "--resolve-s3" in d and "--no-fail-on-empty-changeset" in d and "--no-confirm-changeset" in d
+        assert overrides(d) == overrides(deploys[0])  # same policy and parameters in every Region
+        assert not any(o.startswith("OrgRoleArn=") for o in overrides(d))
+
+
+def test_options_and_extra_sam_arguments(env, policy_file):
+    r = deploy(env, "--regions", "us-east-1 us-west-2 us-east-1", "--policy-file", policy_file,
+               "--org-role-arn", ORG_ROLE, "--stack-name", "images-prod", "--architecture", "x86_64",
+               "--dry-run", "--profile", "prod", "--parameter-overrides", "AlarmEmail=ops@example.com", "LogLevel=DEBUG",
+               "--tags", "team=platform")
+    assert r.returncode == 0, r.stderr
+    build, *deploys = [shlex.split(line) for line in r.stdout.splitlines()]
+    assert overrides(build) == ["Architecture=x86_64"]
+    assert [option(d, "--region") for d in deploys] == ["us-east-1", "us-west-2"]  # duplicates dropped
+    for d in deploys:
+        assert option(d, "--stack-name") == "images-prod"
+        assert option(d, "--profile") == "prod" and option(d, "--tags") == "team=platform"
+        o = overrides(d)
+        assert o[0] == "Architecture=x86_64" and o[1].startswith("Policy=")
+        assert o[2:] == [f"OrgRoleArn={ORG_ROLE}", "AlarmEmail=ops@example.com", "LogLevel=DEBUG"]
+
+
+def test_a_real_run_runs_exactly_what_the_dry_run_printed(env, policy_file):
+    args = ["--regions", " ".join(REGIONS), "--policy-file", policy_file, "--org-role-arn", ORG_ROLE]
+    printed = [shlex.split(line) for line in deploy(env, *args, "--dry-run").stdout.splitlines()]
+    r = deploy(env, *args)
+    assert r.returncode == 0, r.stderr
+    assert sam_calls(env) == [argv[1:] for argv in printed]
+
+
+def test_sam_reads_back_the_exact_policy(env, policy_file, tmp_path):
+    # Feed the printed `sam deploy` arguments to sam's own command-line parser.
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file, "--org-role-arn", ORG_ROLE, "--dry-run")
+    argv = shlex.split(r.stdout.splitlines()[1])[2:]
+    argv[argv.index("--template-file") + 1] = str(TEMPLATE)  # the built template does not exist here
+    script = textwrap.dedent("""\
+        import json, sys
+        from samcli.commands.deploy.command import cli
+        ctx = cli.make_context("deploy", json.loads(sys.argv[1]))
+        print(json.dumps(dict(ctx.params["parameter_overrides"])))
+        """)
+    p = subprocess.run([str(require(SAM_PYTHON)), "-c", script, json.dumps(argv)], cwd=tmp_path,
+                       env=dict(os.environ, SAM_CLI_TELEMETRY="0", HOME=str(tmp_path)),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    params = json.loads(p.stdout)
+    assert params["OrgRoleArn"] == ORG_ROLE and params["Architecture"] == "arm64"
+    assert json.loads(params["Policy"]) == POLICY
+    assert len(params["Policy"]) <= 3500  # the template's MaxLength
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--regions", "us-east-1 us-east-9x"], "'us-east-9x' is not an AWS Region code"),
+        (["--regions", "US-EAST-1"], "'US-EAST-1' is not an AWS Region code"),
+        (["--regions", "us_east_1"], "'us_east_1' is not an AWS Region code"),
+        (["--regions", "   "], "--regions is empty"),
+        ([], "--regions is required"),
+        (["--regions", "us-east-1", "--org-role-arn", "arn:aws:iam::123:role/x"], "is not an IAM role ARN"),
+        (["--regions", "us-east-1", "--architecture", "arm"], "--architecture must be arm64 or x86_64"),
+        (["--regions", "us-east-1", "--stack-name", "1bad_name"], "is not a valid stack name"),
+        (["--regions", "us-east-1", "--region", "us-west-2"], "--region is set by this script"),
+    ],
+)
+def test_bad_arguments_fail_clearly_and_run_nothing(env, policy_file, args, message):
+    for dry in ([], ["--dry-run"]):
+        r = deploy(env, *args, "--policy-file", policy_file, *dry)
+        assert r.returncode != 0 and r.stdout == ""
+        assert message in r.stderr
+    assert sam_calls(env) == []
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"rules": [], "pad": "' + "x" * 4000 + '"}', "Lambda's environment is limited to 4 KB"),
+    ],
+)
+def test_bad_policy_file_fails_clearly_and_runs_nothing(env, tmp_path, content, message):
+    path = tmp_path / "policy.json"
+    if content is not None:
+        path.write_text(content)
+    for dry in ([], ["--dry-run"]):
+        r = deploy(env, "--regions", " ".join(REGIONS), "--policy-file", path, *dry)
+        assert r.returncode != 0 and r.stdout == ""
+        assert message in r.stderr and "policy" in r.stderr
+    assert sam_calls(env) == []
+
+
+def test_missing_policy_file_option(env):
+    r = deploy(env, "--regions", "us-east-1", "--dry-run")
+    assert r.returncode != 0 and "--policy-file is required" in r.stderr
+
+
+def test_a_missing_sam_is_reported_before_anything_runs(env, policy_file):
+    env = dict(env, SAM=str(REPO / "no-such-sam"))
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file)
+    assert r.returncode != 0 and "not found: run scripts/setup.sh" in r.stderr
+
+
+def test_help(env):
+    r = deploy(env, "--help")
+    assert r.returncode == 0 and "--policy-file" in r.stdout and "--dry-run" in r.stdout

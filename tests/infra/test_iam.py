@@ -1,0 +1,180 @@
+"""Least privilege: each function's role allows exactly the AWS calls that function makes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import pytest
+
+import cfn
+
+EC2_SHARE = {
+    "ec2:DescribeImages", "ec2:DescribeImageAttribute", "ec2:ModifyImageAttribute",
+    "ec2:ModifySnapshotAttribute", "ec2:CreateTags", "ec2:GetImageBlockPublicAccessState",
+}
+KMS_GRANTS = {"kms:DescribeKey", "kms:ListGrants", "kms:CreateGrant"}
+# CopyImage with a KMS key: EC2 re-encrypts on the caller's behalf.
+KMS_VIA_EC2 = {"kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"}
+ORG_READS = {
+    "organizations:DescribeOrganization", "organizations:ListAccounts",
+    "organizations:ListAccountsForParent", "organizations:ListChildren",
+}
+# What Lambda itself needs of the execution role: its log group and its OnFailure destination.
+PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+
+ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2
+CALLS = {
+    "on-image-available": ON_IMAGE_AVAILABLE,
+    "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation"} | KMS_GRANTS | KMS_VIA_EC2,
+    "nightly-sweeper": ON_IMAGE_AVAILABLE | {
+        "ec2:DescribeSnapshots", "ec2:DescribeSnapshotAttribute", "ec2:DeleteSnapshot", "ec2:DeleteTags",
+        "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
+        "autoscaling:DescribeLaunchConfigurations", "kms:RetireGrant", "kms:RevokeGrant",
+    },
+}
+BRANCHES = {"without an Organizations role": False, "with an Organizations role": True}
+
+
+def as_list(v: Any) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def role_of(template: dict, name: str) -> dict:
+    _, res = cfn.functions(template)[name]
+    role = cfn.ref_target(template, res["Properties"]["Role"])
+    assert role["Type"] == "AWS::IAM::Role"
+    return role
+
+
+def statements(template: dict, name: str, has_org_role: bool) -> list[dict]:
+    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": has_org_role})
+    (policy,) = role["Properties"]["Policies"]
+    return policy["PolicyDocument"]["Statement"]
+
+
+def all_statements(template: dict) -> Iterator[tuple[str, dict]]:
+    """Every statement of every IAM policy in a template, with Fn::If resolved both ways."""
+    for logical_id, res in template["Resources"].items():
+        if res["Type"] not in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        for branch in (False, True):
+            conds = {c: branch for c in template.get("Conditions", {})}
+            r = cfn.resolve_ifs(res, conds)["Properties"]
+            docs = [p["PolicyDocument"] for p in r.get("Policies", [])]
+            docs += [r[k] for k in ("PolicyDocument", "AssumeRolePolicyDocument") if k in r]
+            for doc in docs:
+                for st in as_list(doc["Statement"]):
+                    yield logical_id, st
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_one_inline_policy_and_no_managed_policies(template, name):
+    props = role_of(template, name)["Properties"]
+    assert len(props["Policies"]) == 1
+    assert "ManagedPolicyArns" not in props and "PermissionsBoundary" not in props
+    assert props["Path"] == "/ami-share/"  # templates/org-read-role.yaml trusts this path
+    trust = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCHES))
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_exactly_the_actions_the_function_calls(template, name, branch):
+    has_role = BRANCHES[branch]
+    actions = {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
+    # Organizations is read through the assumed role when one is given, directly otherwise.
+    expected = CALLS[name] | PLUMBING | ({"sts:AssumeRole"} if has_role else ORG_READS)
+    assert sorted(actions) == sorted(expected)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_assume_role_only_on_the_given_role(template, name):
+    assert template["Conditions"]["HasOrgRole"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrgRoleArn"}, ""]}]}
+    sts = [st for st in statements(template, name, True) if "sts:AssumeRole" in as_list(st["Action"])]
+    assert sts == [{"Sid": "AssumeOrganizationsReadRole", "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Resource": {"Ref": "OrgRoleArn"}}]
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_plumbing_is_scoped_to_the_functions_own_resources(template, name):
+    logical_id, res = cfn.functions(template)[name]
+    props = res["Properties"]
+    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    queue = props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    for st in statements(template, name, False):
+        acts = set(as_list(st["Action"]))
+        if acts & {"logs:CreateLogStream", "logs:PutLogEvents"}:
+            assert st["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
+        if "sqs:SendMessage" in acts:
+            assert st["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+
+
+WRITE = re.compile(r":(Modify|Copy|Create|Delete|Enable|Retire|Revoke|Decrypt|GenerateDataKey|ReEncrypt)")
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template, name):
+    for st in statements(template, name, False):
+        acts = as_list(st["Action"])
+        if not any(WRITE.search(a) for a in acts) or acts[0].startswith(("logs:", "sqs:")):
+            continue
+        resources = [r["Fn::Sub"] for r in as_list(st["Resource"])]
+        for r in resources:
+            assert r in (
+                "arn:${AWS::Partition}:ec2:*::image/*",
+                "arn:${AWS::Partition}:ec2:*::snapshot/*",
+                "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*",
+            ), (st["Sid"], r)
+        if any(a.split(":")[1] in {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
+               for a in acts):
+            assert st["Condition"] == {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("which", ["template", "org_role_template"])
+def test_no_wildcard_actions_anywhere(request, which):
+    tpl = request.getfixturevalue(which)
+    seen = 0
+    for logical_id, st in all_statements(tpl):
+        assert "NotAction" not in st and "NotResource" not in st, logical_id
+        for action in as_list(st["Action"]):
+            seen += 1
+            assert isinstance(action, str) and re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), (
+                f"{logical_id}: {action!r} is a wildcard or malformed action"
+            )
+    assert seen > 0
+
+
+def test_org_read_role(org_role_template):
+    res = org_role_template["Resources"]["OrganizationsReadRole"]["Properties"]
+    (policy,) = res["Policies"]
+    (st,) = policy["PolicyDocument"]["Statement"]
+    assert set(st["Action"]) == ORG_READS and st["Effect"] == "Allow"
+    (trust,) = res["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Principal"] == {"AWS": {"Fn::Split": [",", {"Ref": "TrustedAccountIds"}]}}
+    assert trust["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}
+    assert trust["Condition"]["ArnLike"] == {
+        "aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role${TrustedRolePath}*"}
+    }
+    assert org_role_template["Parameters"]["TrustedRolePath"]["Default"] == "/ami-share/"
+    assert "ManagedPolicyArns" not in res
+
+
+ORG_PARAMETER_SAMPLES = {
+    "OrganizationId": (["o-a1b2c3d4e5"], ["", "o-", "a1b2c3d4e5", "o-A1B2C3D4E5"]),
+    "TrustedAccountIds": (["111122223333", "111122223333,444455556666"],
+                          ["", "1111", "111122223333, 444455556666", "111122223333,"]),
+    "TrustedRolePath": (["/", "/ami-share/", "/a/b/"], ["", "ami-share", "/ami-share", "ami-share/"]),
+    "RoleName": (["ami-share-organizations-read"], ["", "a b", "x" * 65]),
+}
+
+
+@pytest.mark.parametrize("param", sorted(ORG_PARAMETER_SAMPLES))
+def test_org_role_parameters_are_validated(org_role_template, param):
+    spec = org_role_template["Parameters"][param]
+    good, bad = ORG_PARAMETER_SAMPLES[param]
+    for value in good + ([spec["Default"]] if "Default" in spec else []):
+        assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
+    for value in bad:
+        assert not re.fullmatch(spec["AllowedPattern"], value), f"{param} should refuse {value!r}"

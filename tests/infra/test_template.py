@@ -1,0 +1,180 @@
+"""What issue 5 asks of template.yaml, checked on the template itself (and against the Cargo
+workspace, so a renamed binary cannot silently break `sam build`)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+import cfn
+from conftest import REPO
+
+FUNCTIONS = ["on-image-available", "on-copy-complete", "nightly-sweeper"]
+
+
+def java_full_match(pattern: str, value: str) -> bool:
+    # CloudFormation AllowedPattern must match the whole value; the patterns used here mean the
+    # same in Java and Python regex syntax.
+    return re.fullmatch(pattern, value) is not None
+
+
+def test_the_three_functions_and_nothing_else(template):
+    assert sorted(cfn.functions(template)) == sorted(FUNCTIONS)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_build_metadata_matches_the_cargo_workspace(template, name):
+    _, res = cfn.functions(template)[name]
+    assert res["Metadata"]["BuildMethod"] == "rust-cargolambda"
+    assert res["Metadata"]["BuildProperties"] == {"Binary": name}
+    assert res["Properties"]["CodeUri"] == "."  # the workspace root: one shared target/
+    workspace = tomllib.loads((REPO / "Cargo.toml").read_text())
+    assert f"functions/{name}" in workspace["workspace"]["members"]
+    manifest = tomllib.loads((REPO / "functions" / name / "Cargo.toml").read_text())
+    bins = [b["name"] for b in manifest.get("bin", [])] or [manifest["package"]["name"]]
+    assert name in bins, f"functions/{name}/Cargo.toml builds no binary named {name}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_runtime_logging_and_limits(template, name):
+    _, res = cfn.functions(template)[name]
+    props = cfn.function_properties(template, res)
+    assert props["Runtime"] == "provided.al2023"
+    assert props["Handler"] == "bootstrap"
+    assert props["Architectures"] == [{"Ref": "Architecture"}]
+    logging = props["LoggingConfig"]
+    assert logging["LogFormat"] == "JSON"
+    assert logging["ApplicationLogLevel"] == {"Ref": "LogLevel"}
+    group = cfn.ref_target(template, logging["LogGroup"])
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert 128 <= props["MemorySize"] <= 10240
+    assert 1 <= props["Timeout"] <= 900
+    if name == "nightly-sweeper":
+        assert 850 <= props["Timeout"] <= 900  # near Lambda's 15 minutes
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_environment_is_the_functions_contract(template, name):
+    _, res = cfn.functions(template)[name]
+    env = cfn.function_properties(template, res)["Environment"]["Variables"]
+    assert env == {
+        "AMI_SHARE_POLICY": {"Ref": "Policy"},
+        "AMI_SHARE_ORG_ROLE_ARN": {"Fn::If": ["HasOrgRole", {"Ref": "OrgRoleArn"}, {"Ref": "AWS::NoValue"}]},
+    }
+    # without a role the variable is absent, not empty
+    assert "AMI_SHARE_ORG_ROLE_ARN" not in cfn.resolve_ifs(env, {"HasOrgRole": False})
+
+
+def test_log_groups_are_distinct(template):
+    groups = [
+        cfn.function_properties(template, res)["LoggingConfig"]["LogGroup"]["Ref"]
+        for _, res in cfn.functions(template).values()
+    ]
+    assert len(set(groups)) == 3
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_failures_go_to_an_encrypted_queue_of_its_own(template, name):
+    _, res = cfn.functions(template)[name]
+    cfg = res["Properties"]["EventInvokeConfig"]
+    assert 0 <= cfg["MaximumRetryAttempts"] <= 2
+    assert 60 <= cfg["MaximumEventAgeInSeconds"] <= 21600
+    on_failure = cfg["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    queue = cfn.ref_target(template, on_failure["Destination"])
+    assert queue["Type"] == "AWS::SQS::Queue"
+    qp = queue["Properties"]
+    assert qp.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in qp
+
+
+def test_one_failure_queue_per_function(template):
+    queues = {
+        res["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        for _, res in cfn.functions(template).values()
+    }
+    assert len(queues) == 3
+
+
+def _alarms(template):
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+
+def test_alarms_on_every_queue_and_on_every_functions_errors(template):
+    alarms = _alarms(template)
+    watched = {(a["Namespace"], a["MetricName"], str(a["Dimensions"][0]["Value"])) for a in alarms}
+    for name, (logical_id, res) in cfn.functions(template).items():
+        queue = res["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        assert ("AWS/Lambda", "Errors", str({"Ref": logical_id})) in watched, name
+        assert (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            str({"Fn::GetAtt": [queue, "QueueName"]}),
+        ) in watched, name
+    for a in alarms:
+        assert a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_notifications_only_when_an_email_is_given(template):
+    assert template["Conditions"]["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    topics = {k: r for k, r in template["Resources"].items() if r["Type"] == "AWS::SNS::Topic"}
+    assert list(topics) == ["AlarmTopic"] and topics["AlarmTopic"]["Condition"] == "HasAlarmEmail"
+    for a in _alarms(template):
+        assert a["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+    for name, out in template["Outputs"].items():
+        if "AlarmTopic" in str(out["Value"]):
+            assert out.get("Condition") == "HasAlarmEmail", name
+
+
+def test_sweeper_schedule(template):
+    _, res = cfn.functions(template)["nightly-sweeper"]
+    (schedule,) = [e["Properties"] for e in res["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
+    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] <= 5
+    queue = res["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert schedule["DeadLetterConfig"] == {"Arn": queue}
+
+
+PARAMETER_SAMPLES = {
+    # parameter: (accepted values, refused values)
+    "Policy": (['{"rules":[]}', ' {\n "rules": [] }\n'], ["", "[]", "rules", '{"a":1'],),
+    "OrgRoleArn": (
+        ["", "arn:aws:iam::123456789012:role/ami-share-organizations-read",
+         "arn:aws-us-gov:iam::123456789012:role/path/name"],
+        ["x", "arn:aws:iam::12345:role/r", "arn:aws:iam::123456789012:user/u", " arn:aws:iam::123456789012:role/r"],
+    ),
+    "SweeperSchedule": (
+        ["cron(30 3 * * ? *)", "cron(0 2 ? * SUN *)", "rate(1 day)", "rate(12 hours)"],
+        ["", "cron()", "0 3 * * *", "rate(0 days)", "at(2026-01-01T00:00:00)"],
+    ),
+    "SweeperTimezone": (["UTC", "Europe/Paris", "America/Argentina/Buenos_Aires", "Etc/GMT+5"], ["", "Europe Paris", "/UTC"]),
+    "AlarmEmail": (["", "ops@example.com", "a.b+c@d.example.org"], ["ops", "ops@", "@example.com", "a b@c.d"]),
+}
+
+
+@pytest.mark.parametrize("param", sorted(PARAMETER_SAMPLES))
+def test_parameter_validation(template, param):
+    spec = template["Parameters"][param]
+    good, bad = PARAMETER_SAMPLES[param]
+    pattern = spec["AllowedPattern"]
+    assert "ConstraintDescription" in spec
+    if "Default" in spec:
+        assert java_full_match(pattern, spec["Default"]), f"{param}'s default breaks its own pattern"
+    for value in good:
+        assert java_full_match(pattern, value), f"{param} should accept {value!r}"
+    for value in bad:
+        assert not java_full_match(pattern, value), f"{param} should refuse {value!r}"
+
+
+def test_choice_parameters(template):
+    params = template["Parameters"]
+    assert params["Architecture"]["Default"] == "arm64"
+    assert params["Architecture"]["AllowedValues"] == ["arm64", "x86_64"]
+    assert params["LogLevel"]["Default"] in params["LogLevel"]["AllowedValues"]
+    assert set(params["LogLevel"]["AllowedValues"]) <= {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+    assert params["LogRetentionDays"]["Default"] in params["LogRetentionDays"]["AllowedValues"]
+    assert params["Policy"]["MaxLength"] <= 3800  # Lambda: 4 KB of environment in total
+    for name in ("OrgRoleArn", "AlarmEmail"):
+        assert params[name]["Default"] == ""  # optional

@@ -1,0 +1,330 @@
+"""moto server for the integration tests, plus the few EC2 actions moto lacks.
+
+Run: .venv/bin/python tests/support/moto_server.py [--port N] [--verbose] [--ignore-stdin]
+
+Serves moto on 127.0.0.1 (port 0 = the OS picks a free one) and prints exactly one line,
+`READY http://127.0.0.1:PORT`, to stdout once it accepts requests. It exits when its stdin
+reaches end-of-file (the parent process is gone) or on SIGTERM/SIGINT, so no server outlives
+a test run.
+
+In front of moto, in the same process, a WSGI middleware answers with valid EC2 Query-protocol
+responses the actions moto does not implement (see ../shared/reference/aws-facts.md §7):
+
+- ListImagesInRecycleBin          images registered with POST /_harness/recycle-bin, per Region
+- GetImageBlockPublicAccessState  `unblocked` unless set with POST /_harness/block-public-access
+
+Control endpoints (for the tests, not AWS APIs):
+
+- POST /_harness/block-public-access?region=us-east-1&state=block-new-sharing|unblocked
+- POST /_harness/recycle-bin  JSON {"region": "...", "images": [{"ImageId": "ami-...",
+  "Name": "...", "Description": ""}]}  (adds or replaces by ImageId; optional
+  "RecycleBinEnterTime" / "RecycleBinExitTime" as ISO 8601 strings)
+- POST /moto-api/reset        wipes moto's state and the harness's state
+
+Everything else goes to moto untouched. The harness's state is kept per Region only (not per
+account): tests run as moto's default account 123456789012.
+"""
+
+import argparse
+import datetime
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import uuid
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+# Must be set before moto is imported: moto reads its settings at import time.
+os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+BLOCK_PUBLIC_ACCESS_STATES = ("unblocked", "block-new-sharing")
+DEFAULT_REGION = "us-east-1"
+
+
+class HarnessState:
+    """What the harness adds to moto: recycle-bin contents and block-public-access, per Region."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.recycle_bin = {}  # region -> {image_id: item dict}, in insertion order
+        self.block_public_access = {}  # region -> state
+
+    def reset(self):
+        with self.lock:
+            self.recycle_bin.clear()
+            self.block_public_access.clear()
+
+
+def _now_iso():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _iso_plus_days(days):
+    then = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days)
+    return then.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _region_from_authorization(header):
+    """`AWS4-HMAC-SHA256 Credential=AKID/20261122/us-east-1/ec2/aws4_request, ...` -> (region, service)."""
+    try:
+        credential = header.split("Credential=", 1)[1].split(",", 1)[0].strip()
+        _, _, region, service, _ = credential.split("/")
+        return region, service
+    except (IndexError, ValueError):
+        return None, None
+
+
+def _xml_response(start_response, status, body):
+    data = ('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8")
+    request_id = str(uuid.uuid4())
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/xml;charset=UTF-8"),
+            ("Content-Length", str(len(data))),
+            ("x-amzn-RequestId", request_id),
+        ],
+    )
+    return [data]
+
+
+def _ec2_error(start_response, status, code, message):
+    body = (
+        f"<Response><Errors><Error><Code>{escape(code)}</Code>"
+        f"<Message>{escape(message)}</Message></Error></Errors>"
+        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
+    )
+    return _xml_response(start_response, status, body)
+
+
+def _json_response(start_response, status, value):
+    data = json.dumps(value).encode("utf-8")
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+def _read_body(environ):
+    """Reads the request body and puts it back, so the wrapped app can still read it."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+class HarnessMiddleware:
+    def __init__(self, app, state):
+        self.app = app
+        self.state = state
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path.startswith("/_harness/"):
+            return self.control(environ, start_response, method, path)
+        if path.rstrip("/") == "/moto-api/reset" and method == "POST":
+            self.state.reset()
+            return self.app(environ, start_response)
+
+        region, service = _region_from_authorization(environ.get("HTTP_AUTHORIZATION", ""))
+        if service == "ec2":
+            body = _read_body(environ)
+            params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            content_type = environ.get("CONTENT_TYPE", "")
+            if content_type.startswith("application/x-www-form-urlencoded"):
+                for key, values in parse_qs(
+                    body.decode("utf-8"), keep_blank_values=True
+                ).items():
+                    params.setdefault(key, []).extend(values)
+            action = (params.get("Action") or [""])[0]
+            handler = {
+                "ListImagesInRecycleBin": self.list_images_in_recycle_bin,
+                "GetImageBlockPublicAccessState": self.get_image_block_public_access_state,
+            }.get(action)
+            if handler is not None:
+                if (params.get("DryRun") or ["false"])[0].lower() == "true":
+                    return _ec2_error(
+                        start_response,
+                        "412 Precondition Failed",
+                        "DryRunOperation",
+                        "Request would have succeeded, but DryRun flag is set.",
+                    )
+                return handler(start_response, region or DEFAULT_REGION, params)
+        return self.app(environ, start_response)
+
+    # --- EC2 actions moto lacks ---------------------------------------------------------------
+
+    def list_images_in_recycle_bin(self, start_response, region, params):
+        with self.state.lock:
+            items = list(self.state.recycle_bin.get(region, {}).values())
+        wanted = [v for k, vs in params.items() if k.startswith("ImageId.") for v in vs]
+        if wanted:
+            items = [item for item in items if item["ImageId"] in wanted]
+        # Paginate like AWS when MaxResults is given (moto paginates nothing; this does).
+        try:
+            start = int((params.get("NextToken") or ["0"])[0] or 0)
+        except ValueError:
+            return _ec2_error(
+                start_response, "400 Bad Request", "InvalidParameterValue", "Invalid NextToken"
+            )
+        max_results = params.get("MaxResults")
+        end = start + int(max_results[0]) if max_results else len(items)
+        page, next_token = items[start:end], (str(end) if end < len(items) else None)
+
+        entries = "".join(
+            "<item>"
+            f"<imageId>{escape(item['ImageId'])}</imageId>"
+            f"<name>{escape(item['Name'])}</name>"
+            f"<description>{escape(item['Description'])}</description>"
+            f"<recycleBinEnterTime>{escape(item['RecycleBinEnterTime'])}</recycleBinEnterTime>"
+            f"<recycleBinExitTime>{escape(item['RecycleBinExitTime'])}</recycleBinExitTime>"
+            "</item>"
+            for item in page
+        )
+        image_set = f"<imageSet>{entries}</imageSet>" if entries else "<imageSet/>"
+        token = f"<nextToken>{escape(next_token)}</nextToken>" if next_token else ""
+        body = (
+            f'<ListImagesInRecycleBinResponse xmlns="{EC2_XMLNS}">'
+            f"<requestId>{uuid.uuid4()}</requestId>{image_set}{token}"
+            "</ListImagesInRecycleBinResponse>"
+        )
+        return _xml_response(start_response, "200 OK", body)
+
+    def get_image_block_public_access_state(self, start_response, region, params):
+        with self.state.lock:
+            state = self.state.block_public_access.get(region, "unblocked")
+        body = (
+            f'<GetImageBlockPublicAccessStateResponse xmlns="{EC2_XMLNS}">'
+            f"<requestId>{uuid.uuid4()}</requestId>"
+            f"<imageBlockPublicAccessState>{state}</imageBlockPublicAccessState>"
+            "<managedBy>account</managedBy>"
+            "</GetImageBlockPublicAccessStateResponse>"
+        )
+        return _xml_response(start_response, "200 OK", body)
+
+    # --- control endpoints --------------------------------------------------------------------
+
+    def control(self, environ, start_response, method, path):
+        if method != "POST":
+            return _json_response(start_response, "405 Method Not Allowed", {"error": "use POST"})
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if path == "/_harness/block-public-access":
+            region = (query.get("region") or [""])[0]
+            state = (query.get("state") or [""])[0]
+            if not region or state not in BLOCK_PUBLIC_ACCESS_STATES:
+                return _json_response(
+                    start_response,
+                    "400 Bad Request",
+                    {"error": f"need region=... and state in {BLOCK_PUBLIC_ACCESS_STATES}"},
+                )
+            with self.state.lock:
+                self.state.block_public_access[region] = state
+            return _json_response(start_response, "200 OK", {"region": region, "state": state})
+        if path == "/_harness/recycle-bin":
+            try:
+                doc = json.loads(_read_body(environ) or b"{}")
+                region = doc["region"]
+                items = []
+                for image in doc["images"]:
+                    items.append(
+                        {
+                            "ImageId": str(image["ImageId"]),
+                            "Name": str(image.get("Name", "")),
+                            "Description": str(image.get("Description", "")),
+                            "RecycleBinEnterTime": str(
+                                image.get("RecycleBinEnterTime") or _now_iso()
+                            ),
+                            "RecycleBinExitTime": str(
+                                image.get("RecycleBinExitTime") or _iso_plus_days(7)
+                            ),
+                        }
+                    )
+            except (ValueError, KeyError, TypeError) as err:
+                return _json_response(
+                    start_response,
+                    "400 Bad Request",
+                    {"error": f'want {{"region": "...", "images": [{{"ImageId": "..."}}]}}: {err!r}'},
+                )
+            with self.state.lock:
+                bin_ = self.state.recycle_bin.setdefault(region, {})
+                for item in items:
+                    bin_[item["ImageId"]] = item
+                count = len(bin_)
+            return _json_response(start_response, "200 OK", {"region": region, "count": count})
+        return _json_response(start_response, "404 Not Found", {"error": f"no such endpoint {path}"})
+
+
+def _warm_up():
+    try:
+        import moto.ec2.responses  # noqa: F401
+        import moto.kms.responses  # noqa: F401
+        import moto.organizations.responses  # noqa: F401
+    except Exception as err:  # only an optimisation: a real problem shows on first use
+        print(f"moto_server.py: warm-up failed: {err!r}", file=sys.stderr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--ignore-stdin",
+        action="store_true",
+        help="do not exit at end of stdin (for running it by hand in the background)",
+    )
+    args = parser.parse_args()
+
+    def stop(_signum, _frame):
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
+
+    from werkzeug.serving import make_server
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    app = HarnessMiddleware(moto_app, HarnessState())
+    # make_server binds and listens: from here on connections queue until serve_forever runs.
+    server = make_server(
+        "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    port = server.server_port
+    os.environ.setdefault("MOTO_PORT", str(port))
+    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    # Importing moto's EC2 takes most of a second; do it while the test sets itself up rather
+    # than inside its first EC2 call (concurrent imports of one module are safe in Python).
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+
+    sys.stdout.write(f"READY http://127.0.0.1:{port}\n")
+    sys.stdout.flush()
+    # Anything moto prints later must not land in (and fill) the pipe the parent stopped reading.
+    sys.stdout = sys.stderr
+
+    if args.ignore_stdin:
+        threading.Event().wait()
+    # Block until the parent closes our stdin or dies; then leave at once (no orphans).
+    while sys.stdin.buffer.read(65536):
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
