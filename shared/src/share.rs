@@ -167,12 +167,30 @@ impl<P: Aws> Deps<P> {
 
     /// Plain accounts plus the active members of every organization and OU, without `self`.
     pub async fn expand(&self, targets: &AccountTargets) -> Result<BTreeSet<String>> {
+        let members = self.members_of(targets.organizations.iter().chain(targets.organizational_units.iter())).await?;
+        Ok(self.accounts_of(targets, &members))
+    }
+
+    /// The members of each organization / OU ARN, each listed once.
+    pub async fn members_of<'a>(&self, arns: impl IntoIterator<Item = &'a String>) -> Result<BTreeMap<String, BTreeSet<String>>> {
+        let mut out = BTreeMap::new();
+        for arn in arns {
+            if !out.contains_key(arn) {
+                out.insert(arn.clone(), self.members(arn).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn accounts_of(&self, targets: &AccountTargets, members: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
         let mut out = targets.accounts.clone();
         for arn in targets.organizations.iter().chain(targets.organizational_units.iter()) {
-            out.extend(self.members(arn).await?);
+            if let Some(m) = members.get(arn) {
+                out.extend(m.iter().cloned());
+            }
         }
         out.remove(&self.account_id);
-        Ok(out)
+        out
     }
 
     /// `DescribeKey`, remembered for the life of the warm Lambda.
@@ -232,16 +250,19 @@ impl<P: Aws> Deps<P> {
 
         // Reads and checks.
         let snapshots = snapshot_ids(image);
-        let snapshot_accounts = if snapshots.is_empty() || plan.snapshots.is_empty() {
-            BTreeSet::new()
-        } else {
-            self.expand(&plan.snapshots).await?
-        };
-        let grant_accounts = if enc.customer.is_empty() || plan.kms.is_empty() {
-            BTreeSet::new()
-        } else {
-            self.expand(&plan.kms).await?
-        };
+        let empty = AccountTargets::default();
+        let snapshot_targets = if snapshots.is_empty() { &empty } else { &plan.snapshots };
+        let grant_targets = if enc.customer.is_empty() { &empty } else { &plan.kms };
+        // Each organization / OU is listed once, whichever of the two needs it.
+        let members = self
+            .members_of(
+                [snapshot_targets, grant_targets]
+                    .into_iter()
+                    .flat_map(|t| t.organizations.iter().chain(t.organizational_units.iter())),
+            )
+            .await?;
+        let snapshot_accounts = self.accounts_of(snapshot_targets, &members);
+        let grant_accounts = self.accounts_of(grant_targets, &members);
         let current = self.aws.launch_permissions(region, &image.id).await?;
         let mut wanted = plan.launch.clone();
         wanted.accounts.remove(&self.account_id);

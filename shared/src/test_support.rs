@@ -304,7 +304,7 @@ impl FakeAws {
         }
     }
 
-    fn call(&self, op: &str) -> Result<(), AwsError> {
+    pub(crate) fn call(&self, op: &str) -> Result<(), AwsError> {
         let mut w = self.world();
         w.calls.push(op.to_string());
         for f in w.failures.iter_mut().filter(|f| f.op == op) {
@@ -322,7 +322,7 @@ impl FakeAws {
     }
 
     /// A listing: one call per page (at least one).
-    fn list<T: Clone>(&self, op: &str, items: Vec<T>) -> Result<Vec<T>, AwsError> {
+    pub(crate) fn list<T: Clone>(&self, op: &str, items: Vec<T>) -> Result<Vec<T>, AwsError> {
         let page = self.world().page_size.max(1);
         let pages = items.len().div_ceil(page).max(1);
         for _ in 0..pages {
