@@ -173,6 +173,15 @@ impl Moto {
     /// Makes `ListImagesInRecycleBin` in `region` list `image_id` (with `name`, no description).
     /// Only the listing: deregistering the image in moto is up to the test, as in AWS an image
     /// in the Recycle Bin is no longer returned by `DescribeImages`.
+    /// Mark snapshots as encrypted with the given key ARNs (moto's images are never encrypted;
+    /// the harness fills that gap). Panics with the server's answer on failure.
+    pub fn encrypt_snapshots(&self, region: &str, snapshots: &[(&str, &str)]) {
+        let map: serde_json::Map<String, serde_json::Value> =
+            snapshots.iter().map(|(s, k)| (s.to_string(), serde_json::Value::from(*k))).collect();
+        let body = serde_json::json!({ "region": region, "snapshots": map });
+        self.control("/_harness/encrypt-snapshots", "application/json", &body.to_string());
+    }
+
     pub fn put_in_recycle_bin(&self, region: &str, image_id: &str, name: &str) {
         let body = serde_json::json!({
             "region": region,

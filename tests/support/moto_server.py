@@ -19,6 +19,10 @@ Control endpoints (for the tests, not AWS APIs):
 - POST /_harness/recycle-bin  JSON {"region": "...", "images": [{"ImageId": "ami-...",
   "Name": "...", "Description": ""}]}  (adds or replaces by ImageId; optional
   "RecycleBinEnterTime" / "RecycleBinExitTime" as ISO 8601 strings)
+- POST /_harness/encrypt-snapshots  JSON {"region": "...", "snapshots": {"snap-...": "<key ARN>"}}
+  marks moto snapshots as encrypted with a key (moto's images always get one unencrypted
+  snapshot, so encrypted images exist only this way); DescribeImages then reports
+  `Encrypted: true` in the image's block device mapping, as EC2 does
 - POST /moto-api/reset        wipes moto's state and the harness's state
 
 Everything else goes to moto untouched. The harness's state is kept per Region only (not per
@@ -261,6 +265,20 @@ class HarnessMiddleware:
                     bin_[item["ImageId"]] = item
                 count = len(bin_)
             return _json_response(start_response, "200 OK", {"region": region, "count": count})
+        if path == "/_harness/encrypt-snapshots":
+            try:
+                doc = json.loads(_read_body(environ) or b"{}")
+                region, snapshots = doc["region"], dict(doc["snapshots"])
+                from moto.ec2.models import ec2_backends
+
+                backend = ec2_backends[ACCOUNT_ID][region]
+                for snapshot_id, key_arn in snapshots.items():
+                    snapshot = backend.get_snapshot(snapshot_id)
+                    snapshot.encrypted = True
+                    snapshot.kms_key_id = key_arn
+            except Exception as err:  # noqa: BLE001 - report any failure to the test
+                return _json_response(start_response, "400 Bad Request", {"error": repr(err)})
+            return _json_response(start_response, "200 OK", {"region": region, "encrypted": sorted(snapshots)})
         return _json_response(start_response, "404 Not Found", {"error": f"no such endpoint {path}"})
 
 
@@ -271,6 +289,24 @@ def _warm_up():
         import moto.organizations.responses  # noqa: F401
     except Exception as err:  # only an optimisation: a real problem shows on first use
         print(f"moto_server.py: warm-up failed: {err!r}", file=sys.stderr)
+
+
+ACCOUNT_ID = "123456789012"
+
+
+def _report_snapshot_encryption():
+    """EC2 reports each EBS mapping's `Encrypted` flag in DescribeImages; moto leaves it out."""
+    from moto.ec2.models.amis import Ami
+
+    plain = Ami.block_device_mappings
+
+    def block_device_mappings(self):
+        mappings = plain.fget(self)
+        for m in mappings:
+            m["Ebs"]["Encrypted"] = bool(getattr(self.ebs_snapshot, "encrypted", False))
+        return mappings
+
+    Ami.block_device_mappings = property(block_device_mappings)
 
 
 def main():
@@ -300,6 +336,7 @@ def main():
         create_backend_app,
     )
 
+    _report_snapshot_encryption()
     moto_app = DomainDispatcherApplication(create_backend_app)
     app = HarnessMiddleware(moto_app, HarnessState())
     # make_server binds and listens: from here on connections queue until serve_forever runs.
