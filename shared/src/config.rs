@@ -190,8 +190,15 @@ impl Policy {
         let mut de = serde_json::Deserializer::from_str(text);
         let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." { "policy".to_string() } else { path };
-            Error::Config(format!("{POLICY_ENV} is not a valid policy:\n  {path}: {}", e.inner()))
+            let path = if path == "." {
+                "policy".to_string()
+            } else {
+                path
+            };
+            Error::Config(format!(
+                "{POLICY_ENV} is not a valid policy:\n  {path}: {}",
+                e.inner()
+            ))
         })?;
         let problems = policy.problems();
         if problems.is_empty() {
@@ -215,20 +222,32 @@ impl Policy {
             let at = format!("rules[{i}]");
             rule.check(&at, self.allow_public, &mut p);
             if !names.insert(rule.name.as_str()) {
-                p.add(format!("{at}.name"), format!("{:?} is used by an earlier rule; rule names must be unique", rule.name));
+                p.add(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is used by an earlier rule; rule names must be unique",
+                        rule.name
+                    ),
+                );
             }
         }
         for (region, key) in &self.reencrypt_with {
             let at = format!("reencrypt_with.{region}");
             if !is_region(region) {
-                p.add(&at, format!("{region:?} is not a Region code (like \"us-east-1\")"));
+                p.add(
+                    &at,
+                    format!("{region:?} is not a Region code (like \"us-east-1\")"),
+                );
             }
             check_key(&at, key, Some(region), &mut p);
         }
         let s = &self.sweeper;
         p.unknown("sweeper", &s.unknown);
         if s.max_deletions == 0 {
-            p.add("sweeper.max_deletions", "must be at least 1 (use mode \"report\" to delete nothing)");
+            p.add(
+                "sweeper.max_deletions",
+                "must be at least 1 (use mode \"report\" to delete nothing)",
+            );
         }
         p.0
     }
@@ -244,11 +263,17 @@ impl Rule {
         p.unknown(at, &self.unknown);
         if self.name.is_empty()
             || self.name.len() > 64
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             p.add(
                 format!("{at}.name"),
-                format!("{:?} is not a valid rule name (1 to 64 letters, digits, '.', '_', '-')", self.name),
+                format!(
+                    "{:?} is not a valid rule name (1 to 64 letters, digits, '.', '_', '-')",
+                    self.name
+                ),
             );
         }
         let m = &self.matcher;
@@ -261,16 +286,25 @@ impl Rule {
             );
         }
         if m.all && (m.name.is_some() || !m.tags.is_empty()) {
-            p.add(&mat, "\"all\": true cannot be combined with \"name\" or \"tags\"");
+            p.add(
+                &mat,
+                "\"all\": true cannot be combined with \"name\" or \"tags\"",
+            );
         }
         if let Some(glob) = &m.name {
             if let Err(e) = crate::domain::matching::compile_glob(glob) {
-                p.add(format!("{mat}.name"), format!("{glob:?} is not a valid glob: {e}"));
+                p.add(
+                    format!("{mat}.name"),
+                    format!("{glob:?} is not a valid glob: {e}"),
+                );
             }
         }
         for key in m.tags.keys() {
             if key.is_empty() || key.len() > 128 {
-                p.add(format!("{mat}.tags"), format!("{key:?} is not a valid tag key (1 to 128 characters)"));
+                p.add(
+                    format!("{mat}.tags"),
+                    format!("{key:?} is not a valid tag key (1 to 128 characters)"),
+                );
             }
         }
         let sw = &self.share_with;
@@ -278,7 +312,10 @@ impl Rule {
         p.unknown(&sat, &sw.unknown);
         for (j, a) in sw.accounts.iter().enumerate() {
             if !is_account_id(a) {
-                p.add(format!("{sat}.accounts[{j}]"), format!("{a:?} is not a 12-digit account id"));
+                p.add(
+                    format!("{sat}.accounts[{j}]"),
+                    format!("{a:?} is not a 12-digit account id"),
+                );
             }
         }
         for (j, o) in sw.organizations.iter().enumerate() {
@@ -303,7 +340,10 @@ impl Rule {
                 "public sharing is refused unless \"allow_public\": true is set at the top of the policy",
             );
         }
-        let shares = !sw.accounts.is_empty() || !sw.organizations.is_empty() || !sw.organizational_units.is_empty() || sw.public;
+        let shares = !sw.accounts.is_empty()
+            || !sw.organizations.is_empty()
+            || !sw.organizational_units.is_empty()
+            || sw.public;
         if !shares && self.copy_to.is_empty() {
             p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to: the rule would do nothing");
         }
@@ -312,9 +352,15 @@ impl Rule {
             let cat = format!("{at}.copy_to[{j}]");
             p.unknown(&cat, &c.unknown);
             if !is_region(&c.region) {
-                p.add(format!("{cat}.region"), format!("{:?} is not a Region code (like \"us-west-2\")", c.region));
+                p.add(
+                    format!("{cat}.region"),
+                    format!("{:?} is not a Region code (like \"us-west-2\")", c.region),
+                );
             } else if !regions.insert(c.region.as_str()) {
-                p.add(format!("{cat}.region"), format!("{:?} is listed twice in this rule", c.region));
+                p.add(
+                    format!("{cat}.region"),
+                    format!("{:?} is listed twice in this rule", c.region),
+                );
             }
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
@@ -332,8 +378,15 @@ impl Problems {
     }
     fn unknown(&mut self, at: &str, fields: &BTreeMap<String, Value>) {
         for k in fields.keys() {
-            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
-            self.add(path, "unknown field (see docs/policy.schema.json for the allowed fields)");
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            self.add(
+                path,
+                "unknown field (see docs/policy.schema.json for the allowed fields)",
+            );
         }
     }
 }
@@ -371,27 +424,42 @@ pub fn is_region(s: &str) -> bool {
     let last = rest[rest.len() - 1];
     first.len() == 2
         && first.bytes().all(|b| b.is_ascii_lowercase())
-        && rest[..rest.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && rest[..rest.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && !last.is_empty()
         && last.len() <= 2
         && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_lower_alnum(s: &str, min: usize, max: usize) -> bool {
-    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (min..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn org_id_ok(s: &str) -> bool {
-    s.strip_prefix("o-").is_some_and(|r| is_lower_alnum(r, 10, 32))
+    s.strip_prefix("o-")
+        .is_some_and(|r| is_lower_alnum(r, 10, 32))
 }
 
 /// The parts of `arn:<partition>:organizations::<account>:<resource>`.
 fn org_arn_resource(arn: &str) -> Option<&str> {
     let mut it = arn.splitn(6, ':');
-    let (arn_, partition, service, region, account, resource) =
-        (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-    (arn_ == "arn" && partition.starts_with("aws") && service == "organizations" && region.is_empty() && is_account_id(account))
-        .then_some(resource)
+    let (arn_, partition, service, region, account, resource) = (
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+    );
+    (arn_ == "arn"
+        && partition.starts_with("aws")
+        && service == "organizations"
+        && region.is_empty()
+        && is_account_id(account))
+    .then_some(resource)
 }
 
 /// `arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5` → `o-a1b2c3d4e5`.
@@ -406,7 +474,8 @@ pub fn parse_ou_arn(arn: &str) -> Option<(&str, &str)> {
     let rest = org_arn_resource(arn)?.strip_prefix("ou/")?;
     let (org, ou) = rest.split_once('/')?;
     let (root, id) = ou.strip_prefix("ou-")?.split_once('-')?;
-    (org_id_ok(org) && is_lower_alnum(root, 4, 32) && is_lower_alnum(id, 8, 32)).then_some((org, ou))
+    (org_id_ok(org) && is_lower_alnum(root, 4, 32) && is_lower_alnum(id, 8, 32))
+        .then_some((org, ou))
 }
 
 /// A reference to a KMS key as a user may write it.
@@ -422,35 +491,62 @@ pub fn parse_key_ref(s: &str) -> Option<KeyRef<'_>> {
     fn key_id_ok(id: &str) -> bool {
         let uuid = |u: &str| {
             u.len() == 36
-                && u.char_indices()
-                    .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { c == '-' } else { c.is_ascii_hexdigit() })
+                && u.char_indices().all(|(i, c)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        c == '-'
+                    } else {
+                        c.is_ascii_hexdigit()
+                    }
+                })
         };
-        uuid(id) || id.strip_prefix("mrk-").is_some_and(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+        uuid(id)
+            || id
+                .strip_prefix("mrk-")
+                .is_some_and(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
     }
     fn alias_ok(name: &str) -> bool {
         !name.is_empty()
             && name.len() <= 250
             && !name.starts_with("aws/")
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'))
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'))
     }
     if let Some(name) = s.strip_prefix("alias/") {
-        return alias_ok(name).then_some(KeyRef { region: None, is_alias: true });
+        return alias_ok(name).then_some(KeyRef {
+            region: None,
+            is_alias: true,
+        });
     }
     if let Some(rest) = s.strip_prefix("arn:") {
         let mut it = rest.splitn(5, ':');
-        let (partition, service, region, account, resource) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-        if !partition.starts_with("aws") || service != "kms" || !is_region(region) || !is_account_id(account) {
+        let (partition, service, region, account, resource) =
+            (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+        if !partition.starts_with("aws")
+            || service != "kms"
+            || !is_region(region)
+            || !is_account_id(account)
+        {
             return None;
         }
         if let Some(id) = resource.strip_prefix("key/") {
-            return key_id_ok(id).then_some(KeyRef { region: Some(region), is_alias: false });
+            return key_id_ok(id).then_some(KeyRef {
+                region: Some(region),
+                is_alias: false,
+            });
         }
         if let Some(name) = resource.strip_prefix("alias/") {
-            return alias_ok(name).then_some(KeyRef { region: Some(region), is_alias: true });
+            return alias_ok(name).then_some(KeyRef {
+                region: Some(region),
+                is_alias: true,
+            });
         }
         return None;
     }
-    key_id_ok(s).then_some(KeyRef { region: None, is_alias: false })
+    key_id_ok(s).then_some(KeyRef {
+        region: None,
+        is_alias: false,
+    })
 }
 
 /// The JSON Schema of the policy, as published in `docs/policy.schema.json`.

@@ -183,12 +183,22 @@ mod tests {
 
     #[test]
     fn throttling_and_timeouts_are_transient_everything_else_permanent() {
-        for code in ["RequestLimitExceeded", "ThrottlingException", "TimeoutError", "InternalError"] {
+        for code in [
+            "RequestLimitExceeded",
+            "ThrottlingException",
+            "TimeoutError",
+            "InternalError",
+        ] {
             let e: Error = AwsError::new("ec2", "DescribeImages", code, "", "ami-1").into();
             assert!(e.is_transient(), "{code}");
             assert_eq!(e.error_type(), format!("Transient.{code}"));
         }
-        for code in ["InvalidAMIID.NotFound", "AccessDeniedException", "NotFoundException", "AWSOrganizationsNotInUseException"] {
+        for code in [
+            "InvalidAMIID.NotFound",
+            "AccessDeniedException",
+            "NotFoundException",
+            "AWSOrganizationsNotInUseException",
+        ] {
             let e: Error = AwsError::new("ec2", "DescribeImages", code, "", "ami-1").into();
             assert!(!e.is_transient(), "{code}");
             assert_eq!(e.aws_code(), Some(code));
@@ -197,7 +207,13 @@ mod tests {
 
     #[test]
     fn display_names_operation_resource_and_code() {
-        let e = AwsError::new("kms", "CreateGrant", "NotFoundException", "Key not found", "arn:aws:kms:us-east-1:123456789012:key/k");
+        let e = AwsError::new(
+            "kms",
+            "CreateGrant",
+            "NotFoundException",
+            "Key not found",
+            "arn:aws:kms:us-east-1:123456789012:key/k",
+        );
         assert_eq!(
             e.to_string(),
             "kms:CreateGrant on arn:aws:kms:us-east-1:123456789012:key/k failed with NotFoundException: Key not found"

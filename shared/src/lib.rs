@@ -8,11 +8,14 @@ pub mod copies;
 pub mod domain;
 pub mod error;
 pub mod event;
+pub mod inventory;
 pub mod ports;
 pub mod report;
 pub mod share;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support_inventory;
 
 pub use config::Policy;
 pub use error::{AwsError, Error, Result};

@@ -89,14 +89,25 @@ pub struct LaunchPermissions {
 
 impl LaunchPermissions {
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.organizations.is_empty() && self.organizational_units.is_empty() && !self.public
+        self.accounts.is_empty()
+            && self.organizations.is_empty()
+            && self.organizational_units.is_empty()
+            && !self.public
     }
 
     /// What `self` has that `current` lacks.
     pub fn missing_from(&self, current: &LaunchPermissions) -> LaunchPermissions {
         LaunchPermissions {
-            accounts: self.accounts.difference(&current.accounts).cloned().collect(),
-            organizations: self.organizations.difference(&current.organizations).cloned().collect(),
+            accounts: self
+                .accounts
+                .difference(&current.accounts)
+                .cloned()
+                .collect(),
+            organizations: self
+                .organizations
+                .difference(&current.organizations)
+                .cloned()
+                .collect(),
             organizational_units: self
                 .organizational_units
                 .difference(&current.organizational_units)
@@ -108,7 +119,10 @@ impl LaunchPermissions {
 
     /// Number of entities (the AMI sharing quota counts accounts, organizations and OUs).
     pub fn len(&self) -> usize {
-        self.accounts.len() + self.organizations.len() + self.organizational_units.len() + usize::from(self.public)
+        self.accounts.len()
+            + self.organizations.len()
+            + self.organizational_units.len()
+            + usize::from(self.public)
     }
 }
 
@@ -190,35 +204,72 @@ pub trait Images: Send + Sync {
     /// `DescribeImages` of one image (including disabled ones); `None` when it does not exist.
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<Image>>;
     /// `DescribeImageAttribute launchPermission`, the owner's view (includes org/OU shares).
-    async fn launch_permissions(&self, region: &str, image_id: &str) -> AwsResult<LaunchPermissions>;
+    async fn launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> AwsResult<LaunchPermissions>;
     /// One `ModifyImageAttribute` adding all of `add`.
-    async fn add_launch_permissions(&self, region: &str, image_id: &str, add: &LaunchPermissions) -> AwsResult<()>;
+    async fn add_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        add: &LaunchPermissions,
+    ) -> AwsResult<()>;
     /// `GetImageBlockPublicAccessState`: `true` when public sharing is blocked in the Region.
     async fn public_sharing_blocked(&self, region: &str) -> AwsResult<bool>;
     /// `CopyImage` in the destination Region; returns the new image id.
     async fn copy_image(&self, request: &CopyRequest) -> AwsResult<String>;
     /// Images owned by this account in the Region carrying tag `key` = `value`
     /// (including pending and disabled ones).
-    async fn find_own_images_by_tag(&self, region: &str, key: &str, value: &str) -> AwsResult<Vec<Image>>;
+    async fn find_own_images_by_tag(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> AwsResult<Vec<Image>>;
     /// Images owned by this account in the Region whose name matches (`*` and `?` are
     /// wildcards, as in EC2's `name` filter).
     async fn find_own_images_by_name(&self, region: &str, name: &str) -> AwsResult<Vec<Image>>;
     /// `EnableImageDeprecation` at the given time (ISO 8601).
-    async fn enable_deprecation(&self, region: &str, image_id: &str, deprecate_at: &str) -> AwsResult<()>;
+    async fn enable_deprecation(
+        &self,
+        region: &str,
+        image_id: &str,
+        deprecate_at: &str,
+    ) -> AwsResult<()>;
     /// `CreateTags` on the given resources.
-    async fn tag_resources(&self, region: &str, resource_ids: &[String], tags: &BTreeMap<String, String>) -> AwsResult<()>;
+    async fn tag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> AwsResult<()>;
 }
 
 /// EBS snapshots.
 #[async_trait]
 pub trait Snapshots: Send + Sync {
     /// `DescribeSnapshots` of these ids.
-    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<Snapshot>>;
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> AwsResult<Vec<Snapshot>>;
     /// `DescribeSnapshotAttribute createVolumePermission`: the account ids it is shared with.
-    async fn create_volume_permissions(&self, region: &str, snapshot_id: &str) -> AwsResult<BTreeSet<String>>;
+    async fn create_volume_permissions(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+    ) -> AwsResult<BTreeSet<String>>;
     /// One `ModifySnapshotAttribute` (flat `OperationType=add` + `UserIds` form) for at most
     /// 500 accounts.
-    async fn add_create_volume_permission(&self, region: &str, snapshot_id: &str, accounts: &[String]) -> AwsResult<()>;
+    async fn add_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()>;
 }
 
 /// KMS keys.

@@ -92,7 +92,10 @@ impl Summary {
     /// A permanent failure, reported instead of retried.
     pub fn failed(function: &'static str, error: &Error) -> Self {
         let mut s = Self::new(function, Outcome::Failed);
-        s.error = Some(ErrorSummary { error_type: error.error_type(), message: error.to_string() });
+        s.error = Some(ErrorSummary {
+            error_type: error.error_type(),
+            message: error.to_string(),
+        });
         s
     }
 
@@ -121,7 +124,12 @@ impl Summary {
 /// Run a handler's work and turn its result into the invocation's result: permanent failures
 /// become a `failed` summary (logged, not retried); transient ones are returned as errors so
 /// Lambda retries the event.
-pub fn finish(function: &'static str, result: Result<Summary, Error>, region: Option<&str>, image_id: Option<&str>) -> Result<Summary, Error> {
+pub fn finish(
+    function: &'static str,
+    result: Result<Summary, Error>,
+    region: Option<&str>,
+    image_id: Option<&str>,
+) -> Result<Summary, Error> {
     match result {
         Ok(s) => {
             s.log();

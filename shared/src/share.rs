@@ -39,7 +39,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            visibility_retry_delays: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
+            visibility_retry_delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4),
+            ],
             concurrency: 8,
             org_cache_ttl: Duration::from_secs(300),
         }
@@ -69,12 +73,22 @@ pub struct Deps<P> {
 
 impl<P: Aws> Deps<P> {
     pub fn new(aws: P, policy: Policy, account_id: impl Into<String>) -> Self {
-        Self { aws, policy, account_id: account_id.into(), caches: Caches::default(), settings: Settings::default() }
+        Self {
+            aws,
+            policy,
+            account_id: account_id.into(),
+            caches: Caches::default(),
+            settings: Settings::default(),
+        }
     }
 
     /// `DescribeImages`, retried with the configured delays while the image is not visible
     /// yet (it may not be, right after its event).
-    pub async fn describe_image_eventually(&self, region: &str, image_id: &str) -> Result<Option<Image>> {
+    pub async fn describe_image_eventually(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> Result<Option<Image>> {
         let mut delays = self.settings.visibility_retry_delays.iter();
         loop {
             if let Some(image) = self.aws.describe_image(region, image_id).await? {
@@ -82,7 +96,12 @@ impl<P: Aws> Deps<P> {
             }
             match delays.next() {
                 Some(d) => {
-                    tracing::info!(image_id, region, delay_ms = d.as_millis() as u64, "image not visible yet; retrying");
+                    tracing::info!(
+                        image_id,
+                        region,
+                        delay_ms = d.as_millis() as u64,
+                        "image not visible yet; retrying"
+                    );
                     tokio::time::sleep(*d).await;
                 }
                 None => return Ok(None),
@@ -137,20 +156,26 @@ impl<P: Aws> Deps<P> {
                 ));
             }
             let all = self.aws.all_accounts().await?;
-            all.into_iter().filter(|a| a.is_active()).map(|a| a.id).collect()
+            all.into_iter()
+                .filter(|a| a.is_active())
+                .map(|a| a.id)
+                .collect()
         } else if let Some((_, ou)) = parse_ou_arn(arn) {
             let mut found = BTreeSet::new();
             let mut level = vec![ou.to_string()];
             while !level.is_empty() {
-                let listed: Vec<(Vec<crate::ports::OrgAccount>, Vec<String>)> = stream::iter(level.iter())
-                    .map(|parent| async move {
-                        let (accounts, children) =
-                            futures::try_join!(self.aws.accounts_for_parent(parent), self.aws.child_ous(parent))?;
-                        Ok::<_, AwsError>((accounts, children))
-                    })
-                    .buffer_unordered(self.settings.concurrency)
-                    .try_collect()
-                    .await?;
+                let listed: Vec<(Vec<crate::ports::OrgAccount>, Vec<String>)> =
+                    stream::iter(level.iter())
+                        .map(|parent| async move {
+                            let (accounts, children) = futures::try_join!(
+                                self.aws.accounts_for_parent(parent),
+                                self.aws.child_ous(parent)
+                            )?;
+                            Ok::<_, AwsError>((accounts, children))
+                        })
+                        .buffer_unordered(self.settings.concurrency)
+                        .try_collect()
+                        .await?;
                 level = Vec::new();
                 for (accounts, children) in listed {
                     found.extend(accounts.into_iter().filter(|a| a.is_active()).map(|a| a.id));
@@ -159,7 +184,9 @@ impl<P: Aws> Deps<P> {
             }
             found
         } else {
-            return Err(Error::Config(format!("{arn:?} is neither an organization nor an OU ARN")));
+            return Err(Error::Config(format!(
+                "{arn:?} is neither an organization nor an OU ARN"
+            )));
         };
         self.remember_members(arn, &accounts);
         Ok(accounts)
@@ -167,12 +194,22 @@ impl<P: Aws> Deps<P> {
 
     /// Plain accounts plus the active members of every organization and OU, without `self`.
     pub async fn expand(&self, targets: &AccountTargets) -> Result<BTreeSet<String>> {
-        let members = self.members_of(targets.organizations.iter().chain(targets.organizational_units.iter())).await?;
+        let members = self
+            .members_of(
+                targets
+                    .organizations
+                    .iter()
+                    .chain(targets.organizational_units.iter()),
+            )
+            .await?;
         Ok(self.accounts_of(targets, &members))
     }
 
     /// The members of each organization / OU ARN, each listed once.
-    pub async fn members_of<'a>(&self, arns: impl IntoIterator<Item = &'a String>) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    pub async fn members_of<'a>(
+        &self,
+        arns: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>> {
         let mut out = BTreeMap::new();
         for arn in arns {
             if !out.contains_key(arn) {
@@ -182,9 +219,17 @@ impl<P: Aws> Deps<P> {
         Ok(out)
     }
 
-    fn accounts_of(&self, targets: &AccountTargets, members: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    fn accounts_of(
+        &self,
+        targets: &AccountTargets,
+        members: &BTreeMap<String, BTreeSet<String>>,
+    ) -> BTreeSet<String> {
         let mut out = targets.accounts.clone();
-        for arn in targets.organizations.iter().chain(targets.organizational_units.iter()) {
+        for arn in targets
+            .organizations
+            .iter()
+            .chain(targets.organizational_units.iter())
+        {
             if let Some(m) = members.get(arn) {
                 out.extend(m.iter().cloned());
             }
@@ -196,7 +241,13 @@ impl<P: Aws> Deps<P> {
     /// `DescribeKey`, remembered for the life of the warm Lambda.
     pub async fn key_info(&self, region: &str, key_id: &str) -> Result<KeyInfo> {
         let cache_key = (region.to_string(), key_id.to_string());
-        if let Some(hit) = self.caches.keys.lock().ok().and_then(|g| g.get(&cache_key).cloned()) {
+        if let Some(hit) = self
+            .caches
+            .keys
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&cache_key).cloned())
+        {
             return Ok(hit);
         }
         let info = self.aws.describe_key(region, key_id).await?;
@@ -229,11 +280,19 @@ impl<P: Aws> Deps<P> {
     /// Bring the image's sharing up to the plan: see the module documentation for the order.
     /// `enc` comes from [`Deps::encryption`]; images encrypted with `aws/ebs` are refused here
     /// (the caller decides whether a re-encrypted copy is made instead).
-    pub async fn apply_sharing(&self, image: &Image, plan: &SharePlan, enc: &Encryption) -> Result<ShareReport> {
+    pub async fn apply_sharing(
+        &self,
+        image: &Image,
+        plan: &SharePlan,
+        enc: &Encryption,
+    ) -> Result<ShareReport> {
         let region = image.region.as_str();
         if let Some(key) = enc.aws_managed.first() {
             if plan.shares_anything() {
-                return Err(Error::refused(&image.id, aws_managed_message(image, &key.arn)));
+                return Err(Error::refused(
+                    &image.id,
+                    aws_managed_message(image, &key.arn),
+                ));
             }
         }
         if plan.launch.public {
@@ -251,8 +310,16 @@ impl<P: Aws> Deps<P> {
         // Reads and checks.
         let snapshots = snapshot_ids(image);
         let empty = AccountTargets::default();
-        let snapshot_targets = if snapshots.is_empty() { &empty } else { &plan.snapshots };
-        let grant_targets = if enc.customer.is_empty() { &empty } else { &plan.kms };
+        let snapshot_targets = if snapshots.is_empty() {
+            &empty
+        } else {
+            &plan.snapshots
+        };
+        let grant_targets = if enc.customer.is_empty() {
+            &empty
+        } else {
+            &plan.kms
+        };
         // Each organization / OU is listed once, whichever of the two needs it.
         let members = self
             .members_of(
@@ -279,11 +346,17 @@ impl<P: Aws> Deps<P> {
         let snapshot_work = async {
             let calls: Vec<(String, Vec<String>)> = snapshots
                 .iter()
-                .flat_map(|s| batches(&snapshot_accounts, SNAPSHOT_BATCH).into_iter().map(move |b| (s.clone(), b)))
+                .flat_map(|s| {
+                    batches(&snapshot_accounts, SNAPSHOT_BATCH)
+                        .into_iter()
+                        .map(move |b| (s.clone(), b))
+                })
                 .collect();
             stream::iter(calls)
                 .map(|(snap, batch)| async move {
-                    self.aws.add_create_volume_permission(region, &snap, &batch).await?;
+                    self.aws
+                        .add_create_volume_permission(region, &snap, &batch)
+                        .await?;
                     Ok::<_, Error>(())
                 })
                 .buffer_unordered(self.settings.concurrency)
@@ -294,21 +367,31 @@ impl<P: Aws> Deps<P> {
             let mut created = Vec::new();
             let mut existing = 0usize;
             for key in &enc.customer {
-                let (new, old) = self.ensure_grants(region, &key.arn, &grant_accounts).await?;
-                created.extend(new.into_iter().map(|account| GrantRecord { key_arn: key.arn.clone(), account }));
+                let (new, old) = self
+                    .ensure_grants(region, &key.arn, &grant_accounts)
+                    .await?;
+                created.extend(new.into_iter().map(|account| GrantRecord {
+                    key_arn: key.arn.clone(),
+                    account,
+                }));
                 existing += old;
             }
             Ok::<_, Error>((created, existing))
         };
         let (_, (grants_created, grants_existing)) = futures::try_join!(snapshot_work, grant_work)?;
         if !add.is_empty() {
-            self.aws.add_launch_permissions(region, &image.id, &add).await?;
+            self.aws
+                .add_launch_permissions(region, &image.id, &add)
+                .await?;
         }
         Ok(ShareReport {
             launch_permissions_added: add,
             snapshots_shared: snapshots
                 .iter()
-                .map(|s| SnapshotShare { snapshot_id: s.clone(), accounts: snapshot_accounts.len() })
+                .map(|s| SnapshotShare {
+                    snapshot_id: s.clone(),
+                    accounts: snapshot_accounts.len(),
+                })
                 .filter(|s| s.accounts > 0)
                 .collect(),
             grants_created,
@@ -317,17 +400,30 @@ impl<P: Aws> Deps<P> {
     }
 
     /// One grant per account on the key, named deterministically; returns (created, already there).
-    pub async fn ensure_grants(&self, region: &str, key_arn: &str, accounts: &BTreeSet<String>) -> Result<(Vec<String>, usize)> {
+    pub async fn ensure_grants(
+        &self,
+        region: &str,
+        key_arn: &str,
+        accounts: &BTreeSet<String>,
+    ) -> Result<(Vec<String>, usize)> {
         if accounts.is_empty() {
             return Ok((Vec::new(), 0));
         }
         let grants = self.aws.list_grants(region, key_arn).await?;
         let have: BTreeSet<(String, String)> = grants
             .iter()
-            .filter_map(|g| Some((g.name.clone()?, account_of_principal(&g.grantee_principal)?.to_string())))
+            .filter_map(|g| {
+                Some((
+                    g.name.clone()?,
+                    account_of_principal(&g.grantee_principal)?.to_string(),
+                ))
+            })
             .collect();
-        let missing: Vec<String> =
-            accounts.iter().filter(|a| !have.contains(&(grant_name(a), (*a).clone()))).cloned().collect();
+        let missing: Vec<String> = accounts
+            .iter()
+            .filter(|a| !have.contains(&(grant_name(a), (*a).clone())))
+            .cloned()
+            .collect();
         let existing = accounts.len() - missing.len();
         stream::iter(missing.iter())
             .map(|account| async move {
@@ -359,7 +455,12 @@ pub fn aws_managed_message(image: &Image, key_arn: &str) -> String {
 /// The distinct snapshot ids of an image's EBS volumes, in device order.
 pub fn snapshot_ids(image: &Image) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    image.volumes.iter().filter(|v| seen.insert(v.snapshot_id.clone())).map(|v| v.snapshot_id.clone()).collect()
+    image
+        .volumes
+        .iter()
+        .filter(|v| seen.insert(v.snapshot_id.clone()))
+        .map(|v| v.snapshot_id.clone())
+        .collect()
 }
 
 /// The keys encrypting an image's snapshots, by who manages them.
@@ -392,6 +493,11 @@ pub struct ShareReport {
 }
 
 /// Tags as a map (helper for reports and tests).
-pub fn tag_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+pub fn tag_map<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

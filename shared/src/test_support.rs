@@ -79,6 +79,9 @@ pub struct World {
     pub page_size: usize,
     /// image id → how many more `DescribeImages` calls it stays invisible for.
     pub invisible_for: BTreeMap<String, usize>,
+    /// What the sweeper's inventory sees beyond images and snapshots (see
+    /// `test_support_inventory`).
+    pub inventory: crate::test_support_inventory::FakeInventory,
     failures: Vec<Failure>,
     next_id: u64,
 }
@@ -150,7 +153,12 @@ impl ImageSpec {
 
 impl FakeAws {
     pub fn new() -> Self {
-        Self { world: Mutex::new(World { page_size: 2, ..World::default() }) }
+        Self {
+            world: Mutex::new(World {
+                page_size: 2,
+                ..World::default()
+            }),
+        }
     }
 
     /// Direct access to the simulated world.
@@ -169,7 +177,11 @@ impl FakeAws {
 
     /// Calls made so far to one service.
     pub fn calls_to(&self, service: &str) -> usize {
-        self.world().calls.iter().filter(|c| c.starts_with(&format!("{service}:"))).count()
+        self.world()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with(&format!("{service}:")))
+            .count()
     }
 
     pub fn reset_calls(&self) {
@@ -179,7 +191,12 @@ impl FakeAws {
     /// Make the next `times` calls of `op` (`service:Operation`) fail with `code`, after letting
     /// `skip` calls of it through.
     pub fn fail(&self, op: &str, code: &str, skip: usize, times: usize) {
-        self.world().failures.push(Failure { op: op.into(), skip, times, code: code.into() });
+        self.world().failures.push(Failure {
+            op: op.into(),
+            skip,
+            times,
+            code: code.into(),
+        });
     }
 
     pub fn create_key(&self, region: &str, manager: KeyManager) -> String {
@@ -189,7 +206,16 @@ impl FakeAws {
         let arn = format!("arn:aws:kms:{region}:{OWN_ACCOUNT}:key/{id}");
         w.keys.insert(
             arn.clone(),
-            FakeKey { info: KeyInfo { arn: arn.clone(), manager, enabled: true }, region: region.into(), aliases: Vec::new(), grants: Vec::new() },
+            FakeKey {
+                info: KeyInfo {
+                    arn: arn.clone(),
+                    manager,
+                    enabled: true,
+                },
+                region: region.into(),
+                aliases: Vec::new(),
+                grants: Vec::new(),
+            },
         );
         arn
     }
@@ -208,7 +234,14 @@ impl FakeAws {
             .map(|k| {
                 k.grants
                     .iter()
-                    .map(|g| (g.name.clone(), crate::domain::names::account_of_principal(&g.grantee_principal).unwrap_or("").to_string()))
+                    .map(|g| {
+                        (
+                            g.name.clone(),
+                            crate::domain::names::account_of_principal(&g.grantee_principal)
+                                .unwrap_or("")
+                                .to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -221,10 +254,21 @@ impl FakeAws {
             w.next_id += 1;
             let sid = format!("snap-{:017x}", w.next_id);
             let key = (!spec.keys.is_empty()).then(|| spec.keys[i % spec.keys.len()].clone());
-            volumes.push(EbsVolume { device_name: format!("/dev/sd{}", (b'a' + i as u8) as char), snapshot_id: sid.clone(), encrypted: key.is_some() });
+            volumes.push(EbsVolume {
+                device_name: format!("/dev/sd{}", (b'a' + i as u8) as char),
+                snapshot_id: sid.clone(),
+                encrypted: key.is_some(),
+            });
             w.snapshots.insert(
                 (spec.region.clone(), sid.clone()),
-                FakeSnapshot { snapshot: Snapshot { id: sid, encrypted: key.is_some(), kms_key_id: key }, permissions: BTreeSet::new() },
+                FakeSnapshot {
+                    snapshot: Snapshot {
+                        id: sid,
+                        encrypted: key.is_some(),
+                        kms_key_id: key,
+                    },
+                    permissions: BTreeSet::new(),
+                },
             );
         }
         w.next_id += 1;
@@ -243,23 +287,39 @@ impl FakeAws {
         };
         w.images.insert(
             (image.region.clone(), image.id.clone()),
-            FakeImage { image: image.clone(), launch: LaunchPermissions::default(), client_token: None, copied_from: None },
+            FakeImage {
+                image: image.clone(),
+                launch: LaunchPermissions::default(),
+                client_token: None,
+                copied_from: None,
+            },
         );
         image
     }
 
     pub fn image(&self, region: &str, id: &str) -> Option<FakeImage> {
-        self.world().images.get(&(region.to_string(), id.to_string())).cloned()
+        self.world()
+            .images
+            .get(&(region.to_string(), id.to_string()))
+            .cloned()
     }
 
     pub fn snapshot_permissions(&self, region: &str, id: &str) -> BTreeSet<String> {
-        self.world().snapshots.get(&(region.to_string(), id.to_string())).map(|s| s.permissions.clone()).unwrap_or_default()
+        self.world()
+            .snapshots
+            .get(&(region.to_string(), id.to_string()))
+            .map(|s| s.permissions.clone())
+            .unwrap_or_default()
     }
 
     /// Start an organization with this id; returns its root id.
     pub fn create_org(&self, org_id: &str) -> String {
         let root = "r-ab12".to_string();
-        self.world().org = Some(FakeOrg { id: org_id.into(), root_id: root.clone(), ..FakeOrg::default() });
+        self.world().org = Some(FakeOrg {
+            id: org_id.into(),
+            root_id: root.clone(),
+            ..FakeOrg::default()
+        });
         root
     }
 
@@ -271,34 +331,66 @@ impl FakeAws {
 
     pub fn add_account(&self, parent: &str, account: &str, status: &str) {
         if let Some(o) = self.world().org.as_mut() {
-            o.accounts.insert(account.into(), (parent.into(), status.into()));
+            o.accounts
+                .insert(account.into(), (parent.into(), status.into()));
         }
     }
 
     /// Finish a pending copy: it becomes available, with snapshots encrypted as requested.
     pub fn complete_copy(&self, region: &str, image_id: &str) {
         let mut w = self.world();
-        let Some(fi) = w.images.get(&(region.to_string(), image_id.to_string())).cloned() else { return };
-        let key = fi.copied_from.as_ref().and_then(|r| r.kms_key_id.clone()).and_then(|k| resolve_key(&w, region, &k));
+        let Some(fi) = w
+            .images
+            .get(&(region.to_string(), image_id.to_string()))
+            .cloned()
+        else {
+            return;
+        };
+        let key = fi
+            .copied_from
+            .as_ref()
+            .and_then(|r| r.kms_key_id.clone())
+            .and_then(|k| resolve_key(&w, region, &k));
         let mut volumes = Vec::new();
         let source_snaps: Vec<EbsVolume> = fi
             .copied_from
             .as_ref()
-            .and_then(|r| w.images.get(&(r.source_region.clone(), r.source_image_id.clone())))
+            .and_then(|r| {
+                w.images
+                    .get(&(r.source_region.clone(), r.source_image_id.clone()))
+            })
             .map(|s| s.image.volumes.clone())
             .unwrap_or_default();
         for v in source_snaps {
             w.next_id += 1;
             let sid = format!("snap-{:017x}", w.next_id);
-            let src_key = w.snapshots.values().find(|s| s.snapshot.id == v.snapshot_id).and_then(|s| s.snapshot.kms_key_id.clone());
+            let src_key = w
+                .snapshots
+                .values()
+                .find(|s| s.snapshot.id == v.snapshot_id)
+                .and_then(|s| s.snapshot.kms_key_id.clone());
             let k = key.clone().or(src_key);
-            volumes.push(EbsVolume { device_name: v.device_name, snapshot_id: sid.clone(), encrypted: k.is_some() });
+            volumes.push(EbsVolume {
+                device_name: v.device_name,
+                snapshot_id: sid.clone(),
+                encrypted: k.is_some(),
+            });
             w.snapshots.insert(
                 (region.to_string(), sid.clone()),
-                FakeSnapshot { snapshot: Snapshot { id: sid, encrypted: k.is_some(), kms_key_id: k }, permissions: BTreeSet::new() },
+                FakeSnapshot {
+                    snapshot: Snapshot {
+                        id: sid,
+                        encrypted: k.is_some(),
+                        kms_key_id: k,
+                    },
+                    permissions: BTreeSet::new(),
+                },
             );
         }
-        if let Some(img) = w.images.get_mut(&(region.to_string(), image_id.to_string())) {
+        if let Some(img) = w
+            .images
+            .get_mut(&(region.to_string(), image_id.to_string()))
+        {
             img.image.state = ImageState::Available;
             img.image.volumes = volumes;
         }
@@ -315,7 +407,13 @@ impl FakeAws {
             if f.times > 0 {
                 f.times -= 1;
                 let (service, operation) = op.split_once(':').unwrap_or(("fake", op));
-                return Err(AwsError::new(leak(service), leak(operation), f.code.clone(), "injected by the test", "fake"));
+                return Err(AwsError::new(
+                    leak(service),
+                    leak(operation),
+                    f.code.clone(),
+                    "injected by the test",
+                    "fake",
+                ));
             }
         }
         Ok(())
@@ -353,7 +451,9 @@ fn resolve_key(w: &World, region: &str, key_id: &str) -> Option<String> {
             k.region == region
                 && (k.info.arn == key_id
                     || k.info.arn.ends_with(&format!("/{key_id}"))
-                    || k.aliases.iter().any(|a| a == key_id || key_id.ends_with(&format!(":{a}"))))
+                    || k.aliases
+                        .iter()
+                        .any(|a| a == key_id || key_id.ends_with(&format!(":{a}"))))
         })
         .map(|k| k.info.arn.clone())
 }
@@ -369,28 +469,59 @@ impl Images for FakeAws {
                 return Ok(None);
             }
         }
-        Ok(w.images.get(&(region.to_string(), image_id.to_string())).map(|i| i.image.clone()))
+        Ok(w.images
+            .get(&(region.to_string(), image_id.to_string()))
+            .map(|i| i.image.clone()))
     }
 
-    async fn launch_permissions(&self, region: &str, image_id: &str) -> AwsResult<LaunchPermissions> {
+    async fn launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> AwsResult<LaunchPermissions> {
         self.call("ec2:DescribeImageAttribute")?;
         self.world()
             .images
             .get(&(region.to_string(), image_id.to_string()))
             .map(|i| i.launch.clone())
-            .ok_or_else(|| err("ec2", "DescribeImageAttribute", "InvalidAMIID.NotFound", "no such image", image_id))
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    "DescribeImageAttribute",
+                    "InvalidAMIID.NotFound",
+                    "no such image",
+                    image_id,
+                )
+            })
     }
 
-    async fn add_launch_permissions(&self, region: &str, image_id: &str, add: &LaunchPermissions) -> AwsResult<()> {
+    async fn add_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        add: &LaunchPermissions,
+    ) -> AwsResult<()> {
         self.call("ec2:ModifyImageAttribute")?;
         let mut w = self.world();
         let img = w
             .images
             .get_mut(&(region.to_string(), image_id.to_string()))
-            .ok_or_else(|| err("ec2", "ModifyImageAttribute", "InvalidAMIID.NotFound", "no such image", image_id))?;
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    "ModifyImageAttribute",
+                    "InvalidAMIID.NotFound",
+                    "no such image",
+                    image_id,
+                )
+            })?;
         img.launch.accounts.extend(add.accounts.iter().cloned());
-        img.launch.organizations.extend(add.organizations.iter().cloned());
-        img.launch.organizational_units.extend(add.organizational_units.iter().cloned());
+        img.launch
+            .organizations
+            .extend(add.organizations.iter().cloned());
+        img.launch
+            .organizational_units
+            .extend(add.organizational_units.iter().cloned());
         img.launch.public |= add.public;
         Ok(())
     }
@@ -403,25 +534,56 @@ impl Images for FakeAws {
     async fn copy_image(&self, r: &CopyRequest) -> AwsResult<String> {
         self.call("ec2:CopyImage")?;
         let mut w = self.world();
-        if let Some(existing) = w.images.values().find(|i| i.client_token.as_deref() == Some(&r.client_token) && i.image.region == r.destination_region) {
+        if let Some(existing) = w.images.values().find(|i| {
+            i.client_token.as_deref() == Some(&r.client_token)
+                && i.image.region == r.destination_region
+        }) {
             return Ok(existing.image.id.clone());
         }
         let source = w
             .images
             .get(&(r.source_region.clone(), r.source_image_id.clone()))
             .cloned()
-            .ok_or_else(|| err("ec2", "CopyImage", "InvalidAMIID.NotFound", "no such source image", &r.source_image_id))?;
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    "CopyImage",
+                    "InvalidAMIID.NotFound",
+                    "no such source image",
+                    &r.source_image_id,
+                )
+            })?;
         if let Some(k) = &r.kms_key_id {
             if resolve_key(&w, &r.destination_region, k).is_none() {
-                return Err(err("ec2", "CopyImage", "InvalidParameterValue", "the KMS key does not exist in the destination Region", k));
+                return Err(err(
+                    "ec2",
+                    "CopyImage",
+                    "InvalidParameterValue",
+                    "the KMS key does not exist in the destination Region",
+                    k,
+                ));
             }
         }
-        if w.images.values().any(|i| i.image.region == r.destination_region && i.image.name == r.name && i.image.owner_id == OWN_ACCOUNT) {
-            return Err(err("ec2", "CopyImage", "InvalidAMIName.Duplicate", "an image with this name exists", &r.name));
+        if w.images.values().any(|i| {
+            i.image.region == r.destination_region
+                && i.image.name == r.name
+                && i.image.owner_id == OWN_ACCOUNT
+        }) {
+            return Err(err(
+                "ec2",
+                "CopyImage",
+                "InvalidAMIName.Duplicate",
+                "an image with this name exists",
+                &r.name,
+            ));
         }
         w.next_id += 1;
         let id = format!("ami-{:017x}", w.next_id);
-        let mut tags = if r.copy_image_tags { source.image.tags.clone() } else { BTreeMap::new() };
+        let mut tags = if r.copy_image_tags {
+            source.image.tags.clone()
+        } else {
+            BTreeMap::new()
+        };
         tags.extend(r.tags.clone());
         let image = Image {
             id: id.clone(),
@@ -438,17 +600,31 @@ impl Images for FakeAws {
         };
         w.images.insert(
             (r.destination_region.clone(), id.clone()),
-            FakeImage { image, launch: LaunchPermissions::default(), client_token: Some(r.client_token.clone()), copied_from: Some(r.clone()) },
+            FakeImage {
+                image,
+                launch: LaunchPermissions::default(),
+                client_token: Some(r.client_token.clone()),
+                copied_from: Some(r.clone()),
+            },
         );
         Ok(id)
     }
 
-    async fn find_own_images_by_tag(&self, region: &str, key: &str, value: &str) -> AwsResult<Vec<Image>> {
+    async fn find_own_images_by_tag(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> AwsResult<Vec<Image>> {
         let found: Vec<Image> = self
             .world()
             .images
             .values()
-            .filter(|i| i.image.region == region && i.image.owner_id == OWN_ACCOUNT && i.image.tags.get(key).map(String::as_str) == Some(value))
+            .filter(|i| {
+                i.image.region == region
+                    && i.image.owner_id == OWN_ACCOUNT
+                    && i.image.tags.get(key).map(String::as_str) == Some(value)
+            })
             .map(|i| i.image.clone())
             .collect();
         self.list("ec2:DescribeImages", found)
@@ -458,29 +634,59 @@ impl Images for FakeAws {
         // EC2's name filter takes `*` and `?` wildcards.
         let pattern = crate::domain::matching::compile_glob(name)
             .map(|g| g.compile_matcher())
-            .map_err(|e| err("ec2", "DescribeImages", "InvalidParameterValue", &e.to_string(), name))?;
+            .map_err(|e| {
+                err(
+                    "ec2",
+                    "DescribeImages",
+                    "InvalidParameterValue",
+                    &e.to_string(),
+                    name,
+                )
+            })?;
         let found: Vec<Image> = self
             .world()
             .images
             .values()
-            .filter(|i| i.image.region == region && i.image.owner_id == OWN_ACCOUNT && pattern.is_match(&i.image.name))
+            .filter(|i| {
+                i.image.region == region
+                    && i.image.owner_id == OWN_ACCOUNT
+                    && pattern.is_match(&i.image.name)
+            })
             .map(|i| i.image.clone())
             .collect();
         self.list("ec2:DescribeImages", found)
     }
 
-    async fn enable_deprecation(&self, region: &str, image_id: &str, deprecate_at: &str) -> AwsResult<()> {
+    async fn enable_deprecation(
+        &self,
+        region: &str,
+        image_id: &str,
+        deprecate_at: &str,
+    ) -> AwsResult<()> {
         self.call("ec2:EnableImageDeprecation")?;
         let mut w = self.world();
         let img = w
             .images
             .get_mut(&(region.to_string(), image_id.to_string()))
-            .ok_or_else(|| err("ec2", "EnableImageDeprecation", "InvalidAMIID.NotFound", "no such image", image_id))?;
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    "EnableImageDeprecation",
+                    "InvalidAMIID.NotFound",
+                    "no such image",
+                    image_id,
+                )
+            })?;
         img.image.deprecation_time = Some(deprecate_at.to_string());
         Ok(())
     }
 
-    async fn tag_resources(&self, region: &str, resource_ids: &[String], tags: &BTreeMap<String, String>) -> AwsResult<()> {
+    async fn tag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> AwsResult<()> {
         self.call("ec2:CreateTags")?;
         let mut w = self.world();
         for id in resource_ids {
@@ -494,7 +700,11 @@ impl Images for FakeAws {
 
 #[async_trait]
 impl Snapshots for FakeAws {
-    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<Snapshot>> {
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> AwsResult<Vec<Snapshot>> {
         self.call("ec2:DescribeSnapshots")?;
         let w = self.world();
         snapshot_ids
@@ -503,28 +713,62 @@ impl Snapshots for FakeAws {
                 w.snapshots
                     .get(&(region.to_string(), id.clone()))
                     .map(|s| s.snapshot.clone())
-                    .ok_or_else(|| err("ec2", "DescribeSnapshots", "InvalidSnapshot.NotFound", "no such snapshot", id))
+                    .ok_or_else(|| {
+                        err(
+                            "ec2",
+                            "DescribeSnapshots",
+                            "InvalidSnapshot.NotFound",
+                            "no such snapshot",
+                            id,
+                        )
+                    })
             })
             .collect()
     }
 
-    async fn create_volume_permissions(&self, region: &str, snapshot_id: &str) -> AwsResult<BTreeSet<String>> {
+    async fn create_volume_permissions(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+    ) -> AwsResult<BTreeSet<String>> {
         self.call("ec2:DescribeSnapshotAttribute")?;
         Ok(self.snapshot_permissions(region, snapshot_id))
     }
 
-    async fn add_create_volume_permission(&self, region: &str, snapshot_id: &str, accounts: &[String]) -> AwsResult<()> {
+    async fn add_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()> {
         self.call("ec2:ModifySnapshotAttribute")?;
         let mut w = self.world();
         if accounts.len() > 500 {
-            return Err(err("ec2", "ModifySnapshotAttribute", "InvalidParameterValue", "at most 500 modifications per call", snapshot_id));
+            return Err(err(
+                "ec2",
+                "ModifySnapshotAttribute",
+                "InvalidParameterValue",
+                "at most 500 modifications per call",
+                snapshot_id,
+            ));
         }
         let aws_managed = |w: &World, k: &Option<String>| {
-            k.as_ref().and_then(|k| w.keys.get(k)).is_some_and(|k| k.info.manager == KeyManager::Aws)
+            k.as_ref()
+                .and_then(|k| w.keys.get(k))
+                .is_some_and(|k| k.info.manager == KeyManager::Aws)
         };
-        let key = w.snapshots.get(&(region.to_string(), snapshot_id.to_string())).map(|s| s.snapshot.kms_key_id.clone());
+        let key = w
+            .snapshots
+            .get(&(region.to_string(), snapshot_id.to_string()))
+            .map(|s| s.snapshot.kms_key_id.clone());
         match key {
-            None => Err(err("ec2", "ModifySnapshotAttribute", "InvalidSnapshot.NotFound", "no such snapshot", snapshot_id)),
+            None => Err(err(
+                "ec2",
+                "ModifySnapshotAttribute",
+                "InvalidSnapshot.NotFound",
+                "no such snapshot",
+                snapshot_id,
+            )),
             Some(k) if aws_managed(&w, &k) => Err(err(
                 "ec2",
                 "ModifySnapshotAttribute",
@@ -533,7 +777,10 @@ impl Snapshots for FakeAws {
                 snapshot_id,
             )),
             Some(_) => {
-                if let Some(s) = w.snapshots.get_mut(&(region.to_string(), snapshot_id.to_string())) {
+                if let Some(s) = w
+                    .snapshots
+                    .get_mut(&(region.to_string(), snapshot_id.to_string()))
+                {
                     s.permissions.extend(accounts.iter().cloned());
                 }
                 Ok(())
@@ -548,11 +795,25 @@ impl Keys for FakeAws {
         self.call("kms:DescribeKey")?;
         let w = self.world();
         if parse_key_ref(key_id).is_none() && !key_id.starts_with("alias/aws/") {
-            return Err(err("kms", "DescribeKey", "ValidationException", "not a key id", key_id));
+            return Err(err(
+                "kms",
+                "DescribeKey",
+                "ValidationException",
+                "not a key id",
+                key_id,
+            ));
         }
         resolve_key(&w, region, key_id)
             .and_then(|arn| w.keys.get(&arn).map(|k| k.info.clone()))
-            .ok_or_else(|| err("kms", "DescribeKey", "NotFoundException", "Key not found", key_id))
+            .ok_or_else(|| {
+                err(
+                    "kms",
+                    "DescribeKey",
+                    "NotFoundException",
+                    "Key not found",
+                    key_id,
+                )
+            })
     }
 
     async fn list_grants(&self, _region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
@@ -561,7 +822,15 @@ impl Keys for FakeAws {
             .keys
             .get(key_arn)
             .map(|k| k.grants.clone())
-            .ok_or_else(|| err("kms", "ListGrants", "NotFoundException", "Key not found", key_arn))?;
+            .ok_or_else(|| {
+                err(
+                    "kms",
+                    "ListGrants",
+                    "NotFoundException",
+                    "Key not found",
+                    key_arn,
+                )
+            })?;
         self.list("kms:ListGrants", grants)
     }
 
@@ -570,13 +839,24 @@ impl Keys for FakeAws {
         let mut w = self.world();
         w.next_id += 1;
         let id = format!("grant-{:x}", w.next_id);
-        let key = w
-            .keys
-            .get_mut(&g.key_arn)
-            .ok_or_else(|| err("kms", "CreateGrant", "NotFoundException", "Key not found", &g.key_arn))?;
+        let key = w.keys.get_mut(&g.key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "CreateGrant",
+                "NotFoundException",
+                "Key not found",
+                &g.key_arn,
+            )
+        })?;
         // KMS: the same name and details return the existing grant instead of a new one.
-        if !key.grants.iter().any(|x| x.name.as_deref() == Some(&g.name) && x.grantee_principal == g.grantee_principal) {
-            key.grants.push(Grant { grant_id: id, name: Some(g.name.clone()), grantee_principal: g.grantee_principal.clone() });
+        if !key.grants.iter().any(|x| {
+            x.name.as_deref() == Some(&g.name) && x.grantee_principal == g.grantee_principal
+        }) {
+            key.grants.push(Grant {
+                grant_id: id,
+                name: Some(g.name.clone()),
+                grantee_principal: g.grantee_principal.clone(),
+            });
         }
         Ok(())
     }
@@ -586,9 +866,19 @@ impl Keys for FakeAws {
 impl Org for FakeAws {
     async fn organization_id(&self) -> AwsResult<String> {
         self.call("organizations:DescribeOrganization")?;
-        self.world().org.as_ref().map(|o| o.id.clone()).ok_or_else(|| {
-            err("organizations", "DescribeOrganization", "AWSOrganizationsNotInUseException", "not in an organization", "organization")
-        })
+        self.world()
+            .org
+            .as_ref()
+            .map(|o| o.id.clone())
+            .ok_or_else(|| {
+                err(
+                    "organizations",
+                    "DescribeOrganization",
+                    "AWSOrganizationsNotInUseException",
+                    "not in an organization",
+                    "organization",
+                )
+            })
     }
 
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>> {
@@ -596,7 +886,15 @@ impl Org for FakeAws {
             .world()
             .org
             .as_ref()
-            .map(|o| o.accounts.iter().map(|(id, (_, st))| OrgAccount { id: id.clone(), status: st.clone() }).collect())
+            .map(|o| {
+                o.accounts
+                    .iter()
+                    .map(|(id, (_, st))| OrgAccount {
+                        id: id.clone(),
+                        status: st.clone(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         self.list("organizations:ListAccounts", accounts)
     }
@@ -605,15 +903,30 @@ impl Org for FakeAws {
         let accounts = {
             let w = self.world();
             let o = w.org.as_ref().ok_or_else(|| {
-                err("organizations", "ListAccountsForParent", "AWSOrganizationsNotInUseException", "not in an organization", parent_id)
+                err(
+                    "organizations",
+                    "ListAccountsForParent",
+                    "AWSOrganizationsNotInUseException",
+                    "not in an organization",
+                    parent_id,
+                )
             })?;
             if parent_id != o.root_id && !o.ous.contains_key(parent_id) {
-                return Err(err("organizations", "ListAccountsForParent", "ParentNotFoundException", "no such parent", parent_id));
+                return Err(err(
+                    "organizations",
+                    "ListAccountsForParent",
+                    "ParentNotFoundException",
+                    "no such parent",
+                    parent_id,
+                ));
             }
             o.accounts
                 .iter()
                 .filter(|(_, (p, _))| p == parent_id)
-                .map(|(id, (_, st))| OrgAccount { id: id.clone(), status: st.clone() })
+                .map(|(id, (_, st))| OrgAccount {
+                    id: id.clone(),
+                    status: st.clone(),
+                })
                 .collect::<Vec<_>>()
         };
         self.list("organizations:ListAccountsForParent", accounts)
@@ -624,7 +937,13 @@ impl Org for FakeAws {
             .world()
             .org
             .as_ref()
-            .map(|o| o.ous.iter().filter(|(_, p)| *p == parent_id).map(|(id, _)| id.clone()).collect())
+            .map(|o| {
+                o.ous
+                    .iter()
+                    .filter(|(_, p)| *p == parent_id)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         self.list("organizations:ListChildren", ous)
     }

@@ -15,7 +15,10 @@ fn image(name: &str, tags: &[(&str, &str)]) -> Image {
         name: name.into(),
         owner_id: "123456789012".into(),
         state: ImageState::Available,
-        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         volumes: vec![],
         source_image_id: None,
         source_image_region: None,
@@ -36,7 +39,7 @@ fn match_conditions_all_must_hold() {
     let cases: [(&str, &[(&str, &str)], bool); 6] = [
         ("golden-2026", &[("Share", "org"), ("Team", "x")], true),
         ("golden-2026", &[("Share", "org"), ("Team", "")], true), // "*": present, any value
-        ("golden-2026", &[("Share", "org")], false),               // Team missing
+        ("golden-2026", &[("Share", "org")], false),              // Team missing
         ("golden-2026", &[("Share", "ORG"), ("Team", "x")], false), // values are exact
         ("silver-2026", &[("Share", "org"), ("Team", "x")], false),
         ("golden/2026/x", &[("Share", "org"), ("Team", "x")], false),
@@ -49,25 +52,52 @@ fn match_conditions_all_must_hold() {
 
 #[test]
 fn glob_star_crosses_slashes_in_names() {
-    let p = policy(r#"{"rules":[{"name":"g","match":{"name":"team/*"},"share_with":{"accounts":["111122223333"]}}]}"#);
+    let p = policy(
+        r#"{"rules":[{"name":"g","match":{"name":"team/*"},"share_with":{"accounts":["111122223333"]}}]}"#,
+    );
     assert!(matching_rules(&p, &image("team/a/b", &[]), "123456789012").is_ok());
 }
 
 #[test]
 fn skip_reasons() {
-    let p = policy(r#"{"rules":[{"name":"g","match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#);
+    let p = policy(
+        r#"{"rules":[{"name":"g","match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#,
+    );
     let mut other = image("x", &[]);
     other.owner_id = "999999999999".into();
-    assert_eq!(matching_rules(&p, &other, "123456789012").unwrap_err(), SkipReason::NotOwned { owner: "999999999999".into() });
+    assert_eq!(
+        matching_rules(&p, &other, "123456789012").unwrap_err(),
+        SkipReason::NotOwned {
+            owner: "999999999999".into()
+        }
+    );
     let mut pending = image("x", &[]);
     pending.state = ImageState::Pending;
-    assert_eq!(matching_rules(&p, &pending, "123456789012").unwrap_err(), SkipReason::NotAvailable { state: "pending".into() });
+    assert_eq!(
+        matching_rules(&p, &pending, "123456789012").unwrap_err(),
+        SkipReason::NotAvailable {
+            state: "pending".into()
+        }
+    );
     for v in ["true", "TRUE", "True"] {
-        assert_eq!(matching_rules(&p, &image("x", &[("ami-share:skip", v)]), "123456789012").unwrap_err(), SkipReason::SkipTag);
+        assert_eq!(
+            matching_rules(&p, &image("x", &[("ami-share:skip", v)]), "123456789012").unwrap_err(),
+            SkipReason::SkipTag
+        );
     }
-    assert!(matching_rules(&p, &image("x", &[("ami-share:skip", "false")]), "123456789012").is_ok());
-    let none = policy(r#"{"rules":[{"name":"g","match":{"name":"nope"},"share_with":{"accounts":["111122223333"]}}]}"#);
-    assert_eq!(matching_rules(&none, &image("x", &[]), "123456789012").unwrap_err(), SkipReason::NoRuleMatches);
+    assert!(matching_rules(
+        &p,
+        &image("x", &[("ami-share:skip", "false")]),
+        "123456789012"
+    )
+    .is_ok());
+    let none = policy(
+        r#"{"rules":[{"name":"g","match":{"name":"nope"},"share_with":{"accounts":["111122223333"]}}]}"#,
+    );
+    assert_eq!(
+        matching_rules(&none, &image("x", &[]), "123456789012").unwrap_err(),
+        SkipReason::NoRuleMatches
+    );
 }
 
 #[test]
@@ -83,22 +113,45 @@ fn several_rules_are_united() {
     let rules = matching_rules(&p, &img, "123456789012").unwrap();
     let plan = SharePlan::from_rules(rules);
     assert_eq!(plan.rules, ["a", "b"]);
-    assert_eq!(plan.launch.accounts.iter().collect::<Vec<_>>(), ["111111111111", "222222222222"]);
+    assert_eq!(
+        plan.launch.accounts.iter().collect::<Vec<_>>(),
+        ["111111111111", "222222222222"]
+    );
     assert_eq!(plan.launch.organizational_units.len(), 1);
     // snapshot and KMS targets come only from rules that ask for them
-    assert_eq!(plan.snapshots.accounts.iter().collect::<Vec<_>>(), ["111111111111"]);
+    assert_eq!(
+        plan.snapshots.accounts.iter().collect::<Vec<_>>(),
+        ["111111111111"]
+    );
     assert!(plan.snapshots.organizational_units.is_empty());
-    assert_eq!(plan.kms.accounts.iter().collect::<Vec<_>>(), ["111111111111"]);
-    assert_eq!(plan.copies.keys().collect::<Vec<_>>(), ["eu-west-1", "us-west-2"]);
-    assert_eq!(plan.copies["us-west-2"].kms_key_id.as_deref(), Some("alias/k"));
+    assert_eq!(
+        plan.kms.accounts.iter().collect::<Vec<_>>(),
+        ["111111111111"]
+    );
+    assert_eq!(
+        plan.copies.keys().collect::<Vec<_>>(),
+        ["eu-west-1", "us-west-2"]
+    );
+    assert_eq!(
+        plan.copies["us-west-2"].kms_key_id.as_deref(),
+        Some("alias/k")
+    );
     assert_eq!(plan.copies["us-west-2"].rules, ["a", "b"]);
     assert!(plan.key_conflicts.is_empty());
 }
 
 #[test]
 fn image_tags_never_widen_the_policy() {
-    let p = policy(r#"{"rules":[{"name":"a","match":{"name":"g-*"},"share_with":{"accounts":["111111111111"]}}]}"#);
-    let img = image("g-1", &[("ami-share:accounts", "999999999999"), ("share_with", "public")]);
+    let p = policy(
+        r#"{"rules":[{"name":"a","match":{"name":"g-*"},"share_with":{"accounts":["111111111111"]}}]}"#,
+    );
+    let img = image(
+        "g-1",
+        &[
+            ("ami-share:accounts", "999999999999"),
+            ("share_with", "public"),
+        ],
+    );
     let plan = SharePlan::from_rules(matching_rules(&p, &img, "123456789012").unwrap());
     assert_eq!(plan.launch.accounts.len(), 1);
     assert!(!plan.launch.public);
@@ -111,8 +164,16 @@ fn conflicting_copy_keys_are_recorded() {
         {"name":"a","match":{"name":"g-*"},"copy_to":[{"region":"us-west-2","kms_key_id":"alias/one"}]},
         {"name":"b","match":{"name":"g-*"},"copy_to":[{"region":"us-west-2","kms_key_id":"alias/two"}]}]}"#,
     );
-    let plan = SharePlan::from_rules(matching_rules(&p, &image("g-1", &[]), "123456789012").unwrap());
-    assert_eq!(plan.key_conflicts, [("us-west-2".to_string(), "b".to_string(), "alias/two".to_string())]);
+    let plan =
+        SharePlan::from_rules(matching_rules(&p, &image("g-1", &[]), "123456789012").unwrap());
+    assert_eq!(
+        plan.key_conflicts,
+        [(
+            "us-west-2".to_string(),
+            "b".to_string(),
+            "alias/two".to_string()
+        )]
+    );
 }
 
 #[test]
@@ -125,14 +186,39 @@ fn batches_of_at_most_500() {
 
 #[test]
 fn copy_names_are_deterministic_bounded_and_parse_back() {
-    let n = copy_name("golden-2026.11 build#7", "us-east-1", "ami-0abcdef1234567890", CopyKind::RegionCopy, 0);
-    assert_eq!(n, "golden-2026.11 build-7--copy-of-us-east-1-ami-0abcdef1234567890");
+    let n = copy_name(
+        "golden-2026.11 build#7",
+        "us-east-1",
+        "ami-0abcdef1234567890",
+        CopyKind::RegionCopy,
+        0,
+    );
+    assert_eq!(
+        n,
+        "golden-2026.11 build-7--copy-of-us-east-1-ami-0abcdef1234567890"
+    );
     let p = provenance_from_name(&n).unwrap();
-    assert_eq!((p.source_region.as_str(), p.source_image_id.as_str(), p.kind), ("us-east-1", "ami-0abcdef1234567890", CopyKind::RegionCopy));
-    let long = copy_name(&"x".repeat(300), "ap-southeast-4", "ami-0abcdef1234567890", CopyKind::Reencrypt, 3);
+    assert_eq!(
+        (p.source_region.as_str(), p.source_image_id.as_str(), p.kind),
+        ("us-east-1", "ami-0abcdef1234567890", CopyKind::RegionCopy)
+    );
+    let long = copy_name(
+        &"x".repeat(300),
+        "ap-southeast-4",
+        "ami-0abcdef1234567890",
+        CopyKind::Reencrypt,
+        3,
+    );
     assert_eq!(long.len(), 128);
     let p = provenance_from_name(&long).unwrap();
-    assert_eq!((p.source_region.as_str(), p.source_image_id.as_str(), p.kind), ("ap-southeast-4", "ami-0abcdef1234567890", CopyKind::Reencrypt));
+    assert_eq!(
+        (p.source_region.as_str(), p.source_image_id.as_str(), p.kind),
+        (
+            "ap-southeast-4",
+            "ami-0abcdef1234567890",
+            CopyKind::Reencrypt
+        )
+    );
     assert!(provenance_from_name("golden-2026").is_none());
     assert!(provenance_from_name("x--copy-of-nowhere-ami-zz").is_none());
 }
@@ -156,12 +242,20 @@ fn client_tokens_are_deterministic_and_distinct() {
 #[test]
 fn classification_of_every_kind_of_image() {
     let fresh = image("golden-1", &[]);
-    assert_eq!(classify(&fresh), ImageKind::Source { is_foreign_copy: false });
+    assert_eq!(
+        classify(&fresh),
+        ImageKind::Source {
+            is_foreign_copy: false
+        }
+    );
 
     let mut ours = image("golden-1--copy-of-us-east-1-ami-0abcdef1234567890", &[]);
     ours.region = "us-west-2".into();
     ours.tags = BTreeMap::from([
-        (SOURCE_IMAGE_TAG.to_string(), "us-east-1/ami-0abcdef1234567890".to_string()),
+        (
+            SOURCE_IMAGE_TAG.to_string(),
+            "us-east-1/ami-0abcdef1234567890".to_string(),
+        ),
         (SOURCE_RULE_TAG.to_string(), "golden,extra".to_string()),
     ]);
     match classify(&ours) {
@@ -171,18 +265,30 @@ fn classification_of_every_kind_of_image() {
 
     let mut tags_dropped = ours.clone();
     tags_dropped.tags.clear();
-    assert!(matches!(classify(&tags_dropped), ImageKind::OurCopy(p) if p.source_image_id == "ami-0abcdef1234567890" && p.rules.is_empty()));
+    assert!(
+        matches!(classify(&tags_dropped), ImageKind::OurCopy(p) if p.source_image_id == "ami-0abcdef1234567890" && p.rules.is_empty())
+    );
 
     let mut packer_copy = image("golden-1", &[]);
     packer_copy.region = "us-west-2".into();
     packer_copy.source_image_id = Some("ami-0123".into());
     packer_copy.source_image_region = Some("us-east-1".into());
-    assert_eq!(classify(&packer_copy), ImageKind::Source { is_foreign_copy: true });
+    assert_eq!(
+        classify(&packer_copy),
+        ImageKind::Source {
+            is_foreign_copy: true
+        }
+    );
 
     let mut same_region_create = image("golden-1", &[]);
     same_region_create.source_image_id = Some("ami-0123".into());
     same_region_create.source_image_region = Some("us-east-1".into());
-    assert_eq!(classify(&same_region_create), ImageKind::Source { is_foreign_copy: false });
+    assert_eq!(
+        classify(&same_region_create),
+        ImageKind::Source {
+            is_foreign_copy: false
+        }
+    );
 
     let reenc = image("g--reenc-of-us-east-1-ami-0abcdef1234567890", &[]);
     assert!(matches!(classify(&reenc), ImageKind::OurCopy(p) if p.kind == CopyKind::Reencrypt));
@@ -191,11 +297,27 @@ fn classification_of_every_kind_of_image() {
 #[test]
 fn grant_names_and_principals() {
     assert_eq!(grant_name("111122223333"), "ami-share-111122223333");
-    assert_eq!(account_principal("111122223333"), "arn:aws:iam::111122223333:root");
-    assert_eq!(account_of_principal("arn:aws:iam::111122223333:root"), Some("111122223333"));
-    assert_eq!(account_of_principal("arn:aws:iam::111122223333:role/x"), None);
+    assert_eq!(
+        account_principal("111122223333"),
+        "arn:aws:iam::111122223333:root"
+    );
+    assert_eq!(
+        account_of_principal("arn:aws:iam::111122223333:root"),
+        Some("111122223333")
+    );
+    assert_eq!(
+        account_of_principal("arn:aws:iam::111122223333:role/x"),
+        None
+    );
     // launching and copying need exactly these (aws-facts §4)
-    for op in ["Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKeyWithoutPlaintext"] {
+    for op in [
+        "Decrypt",
+        "DescribeKey",
+        "CreateGrant",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "GenerateDataKeyWithoutPlaintext",
+    ] {
         assert!(GRANT_OPERATIONS.contains(&op), "{op}");
     }
     assert!(!GRANT_OPERATIONS.contains(&"Encrypt"));

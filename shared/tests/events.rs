@@ -12,12 +12,37 @@ fn fixture(name: &str) -> Value {
 #[test]
 fn ami_state_change_fixtures_parse() {
     let cases = [
-        ("image-available.json", AmiState::Available, "us-east-1", None),
-        ("image-failed.json", AmiState::Failed, "us-east-1", Some("Snapshot creation failed: internal error")),
-        ("image-deregistered.json", AmiState::Deregistered, "us-east-1", None),
+        (
+            "image-available.json",
+            AmiState::Available,
+            "us-east-1",
+            None,
+        ),
+        (
+            "image-failed.json",
+            AmiState::Failed,
+            "us-east-1",
+            Some("Snapshot creation failed: internal error"),
+        ),
+        (
+            "image-deregistered.json",
+            AmiState::Deregistered,
+            "us-east-1",
+            None,
+        ),
         ("image-disabled.json", AmiState::Disabled, "us-east-1", None),
-        ("copy-available.json", AmiState::Available, "us-west-2", None),
-        ("copy-failed.json", AmiState::Failed, "us-west-2", Some("Copy failed: ResourceLimitExceeded")),
+        (
+            "copy-available.json",
+            AmiState::Available,
+            "us-west-2",
+            None,
+        ),
+        (
+            "copy-failed.json",
+            AmiState::Failed,
+            "us-west-2",
+            Some("Copy failed: ResourceLimitExceeded"),
+        ),
     ];
     for (file, state, region, msg) in cases {
         match parse(fixture(file)).unwrap() {
@@ -34,7 +59,10 @@ fn ami_state_change_fixtures_parse() {
 
 #[test]
 fn other_detail_types_are_not_errors() {
-    assert!(matches!(parse(fixture("other-detail-type.json")).unwrap(), Incoming::Other { .. }));
+    assert!(matches!(
+        parse(fixture("other-detail-type.json")).unwrap(),
+        Incoming::Other { .. }
+    ));
 }
 
 #[test]
@@ -55,7 +83,9 @@ fn malformed_events_name_the_field() {
     assert_eq!(f, "detail-type");
     let mut bad_id = fixture("image-available.json");
     bad_id["detail"]["ImageId"] = Value::from("snap-123");
-    assert!(matches!(parse(bad_id), Err(Error::BadEvent { field, .. }) if field == "detail.ImageId"));
+    assert!(
+        matches!(parse(bad_id), Err(Error::BadEvent { field, .. }) if field == "detail.ImageId")
+    );
     let mut no_region = fixture("image-available.json");
     no_region.as_object_mut().unwrap().remove("region");
     assert!(matches!(parse(no_region), Err(Error::BadEvent { field, .. }) if field == "region"));
@@ -63,7 +93,11 @@ fn malformed_events_name_the_field() {
 
 #[test]
 fn sweeper_inputs_are_json_objects() {
-    for f in ["sweeper-scheduled.json", "sweeper-report-only.json", "sweeper-delete.json"] {
+    for f in [
+        "sweeper-scheduled.json",
+        "sweeper-report-only.json",
+        "sweeper-delete.json",
+    ] {
         assert!(fixture(f).is_object(), "{f}");
     }
 }

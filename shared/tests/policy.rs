@@ -51,7 +51,10 @@ fn the_issue_example_parses_with_its_values() {
 
 #[test]
 fn share_snapshots_and_grant_kms_default_to_true() {
-    let p = Policy::from_json(&with_rule(r#"{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}"#)).unwrap();
+    let p = Policy::from_json(&with_rule(
+        r#"{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}"#,
+    ))
+    .unwrap();
     assert!(p.rules[0].share_snapshots);
     assert!(p.rules[0].grant_kms);
     assert!(p.rules[0].copy_to.is_empty());
@@ -62,7 +65,10 @@ fn bad_account_id_is_reported_with_its_json_path() {
     let msg = problems(&with_rule(
         r#"{"name":"a","match":{"name":"x"},"share_with":{"accounts":["111122223333","12345"]}}"#,
     ));
-    assert!(msg.contains(r#"rules[0].share_with.accounts[1]: "12345" is not a 12-digit account id"#), "{msg}");
+    assert!(
+        msg.contains(r#"rules[0].share_with.accounts[1]: "12345" is not a 12-digit account id"#),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -96,16 +102,29 @@ fn every_problem_is_listed_in_one_message() {
     for e in expected {
         assert!(msg.contains(e), "missing {e:?} in:\n{msg}");
     }
-    assert!(msg.starts_with("AMI_SHARE_POLICY has 13 problems:"), "{msg}");
+    assert!(
+        msg.starts_with("AMI_SHARE_POLICY has 13 problems:"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn empty_match_is_refused_but_explicit_all_is_allowed() {
-    let msg = problems(&with_rule(r#"{"name":"a","match":{},"share_with":{"accounts":["111122223333"]}}"#));
+    let msg = problems(&with_rule(
+        r#"{"name":"a","match":{},"share_with":{"accounts":["111122223333"]}}"#,
+    ));
     assert!(msg.contains(r#"rules[0].match: is empty, which would share every image; give "name" and/or "tags", or say "all": true explicitly"#), "{msg}");
-    Policy::from_json(&with_rule(r#"{"name":"a","match":{"all":true},"share_with":{"accounts":["111122223333"]}}"#)).unwrap();
-    let msg = problems(&with_rule(r#"{"name":"a","match":{"all":true,"name":"x"},"share_with":{"accounts":["111122223333"]}}"#));
-    assert!(msg.contains(r#"rules[0].match: "all": true cannot be combined with "name" or "tags""#), "{msg}");
+    Policy::from_json(&with_rule(
+        r#"{"name":"a","match":{"all":true},"share_with":{"accounts":["111122223333"]}}"#,
+    ))
+    .unwrap();
+    let msg = problems(&with_rule(
+        r#"{"name":"a","match":{"all":true,"name":"x"},"share_with":{"accounts":["111122223333"]}}"#,
+    ));
+    assert!(
+        msg.contains(r#"rules[0].match: "all": true cannot be combined with "name" or "tags""#),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -121,59 +140,114 @@ fn a_rule_that_would_do_nothing_is_refused() {
     let msg = problems(&with_rule(r#"{"name":"a","match":{"name":"x"}}"#));
     assert!(msg.contains("rules[0].share_with: names no account, organization, OU or public, and the rule has no copy_to"), "{msg}");
     // copy_to alone is a valid rule
-    Policy::from_json(&with_rule(r#"{"name":"a","match":{"name":"x"},"copy_to":[{"region":"eu-west-1"}]}"#)).unwrap();
+    Policy::from_json(&with_rule(
+        r#"{"name":"a","match":{"name":"x"},"copy_to":[{"region":"eu-west-1"}]}"#,
+    ))
+    .unwrap();
 }
 
 #[test]
 fn wrong_types_name_the_path() {
-    let msg = problems(r#"{"rules":[{"name":"a","match":{"name":"x"},"share_with":{"accounts":"111122223333"}}]}"#);
-    assert!(msg.contains("rules[0].share_with.accounts: invalid type: string"), "{msg}");
+    let msg = problems(
+        r#"{"rules":[{"name":"a","match":{"name":"x"},"share_with":{"accounts":"111122223333"}}]}"#,
+    );
+    assert!(
+        msg.contains("rules[0].share_with.accounts: invalid type: string"),
+        "{msg}"
+    );
     let msg = problems(r#"{"sweeper":{"mode":"purge"}}"#);
-    assert!(msg.contains("sweeper.mode: unknown variant `purge`"), "{msg}");
+    assert!(
+        msg.contains("sweeper.mode: unknown variant `purge`"),
+        "{msg}"
+    );
     let msg = problems("not json");
-    assert!(msg.contains("policy: expected ident at line 1 column 2"), "{msg}");
+    assert!(
+        msg.contains("policy: expected ident at line 1 column 2"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn duplicate_copy_regions_in_a_rule_are_refused() {
-    let msg = problems(&with_rule(r#"{"name":"a","match":{"name":"x"},"copy_to":[{"region":"eu-west-1"},{"region":"eu-west-1"}]}"#));
-    assert!(msg.contains(r#"rules[0].copy_to[1].region: "eu-west-1" is listed twice in this rule"#), "{msg}");
+    let msg = problems(&with_rule(
+        r#"{"name":"a","match":{"name":"x"},"copy_to":[{"region":"eu-west-1"},{"region":"eu-west-1"}]}"#,
+    ));
+    assert!(
+        msg.contains(r#"rules[0].copy_to[1].region: "eu-west-1" is listed twice in this rule"#),
+        "{msg}"
+    );
 }
 
 #[test]
 fn rule_names_are_restricted_to_tag_safe_characters() {
-    let msg = problems(&with_rule(r#"{"name":"a,b","match":{"name":"x"},"share_with":{"accounts":["111122223333"]}}"#));
-    assert!(msg.contains(r#"rules[0].name: "a,b" is not a valid rule name"#), "{msg}");
+    let msg = problems(&with_rule(
+        r#"{"name":"a,b","match":{"name":"x"},"share_with":{"accounts":["111122223333"]}}"#,
+    ));
+    assert!(
+        msg.contains(r#"rules[0].name: "a,b" is not a valid rule name"#),
+        "{msg}"
+    );
 }
 
 #[test]
 fn arn_and_key_forms() {
     // (input, valid?)
     let orgs = [
-        ("arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5", true),
-        ("arn:aws-us-gov:organizations::123456789012:organization/o-a1b2c3d4e5", true),
-        ("arn:aws:organizations::123456789012:organization/o-A1", false),
-        ("arn:aws:organizations:us-east-1:123456789012:organization/o-a1b2c3d4e5", false),
+        (
+            "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5",
+            true,
+        ),
+        (
+            "arn:aws-us-gov:organizations::123456789012:organization/o-a1b2c3d4e5",
+            true,
+        ),
+        (
+            "arn:aws:organizations::123456789012:organization/o-A1",
+            false,
+        ),
+        (
+            "arn:aws:organizations:us-east-1:123456789012:organization/o-a1b2c3d4e5",
+            false,
+        ),
         ("o-a1b2c3d4e5", false),
-        ("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456", false),
+        (
+            "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456",
+            false,
+        ),
     ];
     for (arn, ok) in orgs {
         assert_eq!(parse_org_arn(arn).is_some(), ok, "{arn}");
     }
     let ous = [
-        ("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456", true),
-        ("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12", false),
-        ("arn:aws:organizations::123456789012:ou/ou-ab12-cdef3456", false),
+        (
+            "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456",
+            true,
+        ),
+        (
+            "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12",
+            false,
+        ),
+        (
+            "arn:aws:organizations::123456789012:ou/ou-ab12-cdef3456",
+            false,
+        ),
         ("ou-ab12-cdef3456", false),
     ];
     for (arn, ok) in ous {
         assert_eq!(parse_ou_arn(arn).is_some(), ok, "{arn}");
     }
-    assert_eq!(parse_ou_arn("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456").map(|x| x.1), Some("ou-ab12-cdef3456"));
+    assert_eq!(
+        parse_ou_arn("arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456")
+            .map(|x| x.1),
+        Some("ou-ab12-cdef3456")
+    );
     let keys = [
         ("1234abcd-12ab-34cd-56ef-1234567890ab", true),
         ("mrk-1234abcd12ab34cd56ef1234567890ab", true),
-        ("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", true),
+        (
+            "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            true,
+        ),
         ("alias/ami-share", true),
         ("arn:aws:kms:us-east-1:123456789012:alias/ami-share", true),
         ("alias/aws/ebs", false),
@@ -189,10 +263,24 @@ fn arn_and_key_forms() {
 #[test]
 fn region_codes() {
     use amishare::config::is_region;
-    for r in ["us-east-1", "eu-central-2", "us-gov-west-1", "ap-southeast-4", "cn-north-1", "il-central-1"] {
+    for r in [
+        "us-east-1",
+        "eu-central-2",
+        "us-gov-west-1",
+        "ap-southeast-4",
+        "cn-north-1",
+        "il-central-1",
+    ] {
         assert!(is_region(r), "{r}");
     }
-    for r in ["us-east", "US-EAST-1", "useast1", "mars-1", "us-east-1a", ""] {
+    for r in [
+        "us-east",
+        "US-EAST-1",
+        "useast1",
+        "mars-1",
+        "us-east-1a",
+        "",
+    ] {
         assert!(!is_region(r), "{r}");
     }
 }
@@ -200,7 +288,8 @@ fn region_codes() {
 #[test]
 fn published_schema_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.schema.json");
-    let generated = serde_json::to_string_pretty(&amishare::config::policy_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&amishare::config::policy_schema()).unwrap() + "\n";
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(path, &generated).unwrap();
     }
@@ -215,11 +304,34 @@ fn published_schema_is_current() {
 fn schema_rejects_unknown_fields_and_names_every_documented_field() {
     let schema = amishare::config::policy_schema();
     let text = schema.to_string();
-    assert!(!text.contains("\"unknown\""), "the catch-all field must not appear in the schema");
-    for field in ["rules", "allow_public", "reencrypt_with", "sweeper", "share_with", "organizational_units", "copy_to", "kms_key_id", "min_age_days", "grace_days", "prune_unlisted_shares", "max_deletions"] {
-        assert!(text.contains(&format!("\"{field}\"")), "{field} missing from the schema");
+    assert!(
+        !text.contains("\"unknown\""),
+        "the catch-all field must not appear in the schema"
+    );
+    for field in [
+        "rules",
+        "allow_public",
+        "reencrypt_with",
+        "sweeper",
+        "share_with",
+        "organizational_units",
+        "copy_to",
+        "kms_key_id",
+        "min_age_days",
+        "grace_days",
+        "prune_unlisted_shares",
+        "max_deletions",
+    ] {
+        assert!(
+            text.contains(&format!("\"{field}\"")),
+            "{field} missing from the schema"
+        );
     }
-    assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false), "{schema}");
+    assert_eq!(
+        schema["additionalProperties"],
+        serde_json::Value::Bool(false),
+        "{schema}"
+    );
 }
 
 #[test]

@@ -176,10 +176,16 @@ impl Moto {
     /// Mark snapshots as encrypted with the given key ARNs (moto's images are never encrypted;
     /// the harness fills that gap). Panics with the server's answer on failure.
     pub fn encrypt_snapshots(&self, region: &str, snapshots: &[(&str, &str)]) {
-        let map: serde_json::Map<String, serde_json::Value> =
-            snapshots.iter().map(|(s, k)| (s.to_string(), serde_json::Value::from(*k))).collect();
+        let map: serde_json::Map<String, serde_json::Value> = snapshots
+            .iter()
+            .map(|(s, k)| (s.to_string(), serde_json::Value::from(*k)))
+            .collect();
         let body = serde_json::json!({ "region": region, "snapshots": map });
-        self.control("/_harness/encrypt-snapshots", "application/json", &body.to_string());
+        self.control(
+            "/_harness/encrypt-snapshots",
+            "application/json",
+            &body.to_string(),
+        );
     }
 
     pub fn put_in_recycle_bin(&self, region: &str, image_id: &str, name: &str) {

@@ -24,13 +24,23 @@ pub struct OrgSeed {
 impl OrgSeed {
     /// Active accounts of the workloads OU and everything below it.
     pub fn workloads_active(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.workloads_accounts.iter().chain(self.team_accounts.iter()).cloned().collect();
+        let mut v: Vec<String> = self
+            .workloads_accounts
+            .iter()
+            .chain(self.team_accounts.iter())
+            .cloned()
+            .collect();
         v.sort();
         v
     }
 }
 
-async fn account(org: &aws_sdk_organizations::Client, name: &str, parent: &str, root: &str) -> String {
+async fn account(
+    org: &aws_sdk_organizations::Client,
+    name: &str,
+    parent: &str,
+    root: &str,
+) -> String {
     let out = org
         .create_account()
         .account_name(name)
@@ -38,17 +48,36 @@ async fn account(org: &aws_sdk_organizations::Client, name: &str, parent: &str, 
         .send()
         .await
         .expect("CreateAccount");
-    let id = out.create_account_status().and_then(|s| s.account_id()).expect("account id").to_string();
+    let id = out
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("account id")
+        .to_string();
     if parent != root {
-        org.move_account().account_id(&id).source_parent_id(root).destination_parent_id(parent).send().await.expect("MoveAccount");
+        org.move_account()
+            .account_id(&id)
+            .source_parent_id(root)
+            .destination_parent_id(parent)
+            .send()
+            .await
+            .expect("MoveAccount");
     }
     id
 }
 
 async fn ou(org: &aws_sdk_organizations::Client, parent: &str, name: &str) -> (String, String) {
-    let out = org.create_organizational_unit().parent_id(parent).name(name).send().await.expect("CreateOrganizationalUnit");
+    let out = org
+        .create_organizational_unit()
+        .parent_id(parent)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateOrganizationalUnit");
     let ou = out.organizational_unit().expect("ou");
-    (ou.id().expect("id").to_string(), ou.arn().expect("arn").to_string())
+    (
+        ou.id().expect("id").to_string(),
+        ou.arn().expect("arn").to_string(),
+    )
 }
 
 /// An organization: root → workloads OU (2 accounts) → team OU (2 accounts + 1 suspended),
@@ -62,7 +91,10 @@ pub async fn organization(config: &SdkConfig) -> OrgSeed {
         .await
         .expect("CreateOrganization");
     let o = created.organization().expect("organization");
-    let (org_id, org_arn) = (o.id().expect("id").to_string(), o.arn().expect("arn").to_string());
+    let (org_id, org_arn) = (
+        o.id().expect("id").to_string(),
+        o.arn().expect("arn").to_string(),
+    );
     let roots = org.list_roots().send().await.expect("ListRoots");
     let root_id = roots.roots()[0].id().expect("root id").to_string();
     let (workloads, workloads_ou_arn) = ou(&org, &root_id, "workloads").await;
@@ -76,20 +108,54 @@ pub async fn organization(config: &SdkConfig) -> OrgSeed {
         team_accounts.push(account(&org, n, &team, &root_id).await);
     }
     let suspended_account = account(&org, "closed", &team, &root_id).await;
-    org.close_account().account_id(&suspended_account).send().await.expect("CloseAccount");
+    org.close_account()
+        .account_id(&suspended_account)
+        .send()
+        .await
+        .expect("CloseAccount");
     let root_account = account(&org, "root-acct", &root_id, &root_id).await;
     // sanity: the tree is what we think it is
-    let children = org.list_children().parent_id(&workloads).child_type(ChildType::OrganizationalUnit).send().await.expect("ListChildren");
+    let children = org
+        .list_children()
+        .parent_id(&workloads)
+        .child_type(ChildType::OrganizationalUnit)
+        .send()
+        .await
+        .expect("ListChildren");
     assert_eq!(children.children().len(), 1);
-    OrgSeed { org_id, org_arn, root_id, workloads_ou_arn, workloads_accounts, team_ou_arn, team_accounts, suspended_account, root_account }
+    OrgSeed {
+        org_id,
+        org_arn,
+        root_id,
+        workloads_ou_arn,
+        workloads_accounts,
+        team_ou_arn,
+        team_accounts,
+        suspended_account,
+        root_account,
+    }
 }
 
 /// A customer managed key in the config's Region, with an alias; returns its ARN.
 pub async fn key(config: &SdkConfig, alias: &str) -> String {
     let kms = aws_sdk_kms::Client::new(config);
-    let k = kms.create_key().description("ami-share test key").send().await.expect("CreateKey");
-    let arn = k.key_metadata().and_then(|m| m.arn()).expect("arn").to_string();
-    kms.create_alias().alias_name(alias).target_key_id(&arn).send().await.expect("CreateAlias");
+    let k = kms
+        .create_key()
+        .description("ami-share test key")
+        .send()
+        .await
+        .expect("CreateKey");
+    let arn = k
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(&arn)
+        .send()
+        .await
+        .expect("CreateAlias");
     arn
 }
 
@@ -98,26 +164,56 @@ pub async fn key(config: &SdkConfig, alias: &str) -> String {
 pub async fn image(config: &SdkConfig, name: &str, tags: &[(&str, &str)]) -> (String, String) {
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
     let ec2 = aws_sdk_ec2::Client::new(config);
-    let run = ec2.run_instances().image_id("ami-12c6146b").min_count(1).max_count(1).send().await.expect("RunInstances");
-    let instance = run.instances()[0].instance_id().expect("instance id").to_string();
+    let run = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances");
+    let instance = run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_string();
     let mut req = ec2.create_image().instance_id(&instance).name(name);
     if !tags.is_empty() {
         let spec = TagSpecification::builder()
             .resource_type(ResourceType::Image)
-            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
             .build();
         req = req.tag_specifications(spec);
     }
-    let image_id = req.send().await.expect("CreateImage").image_id().expect("image id").to_string();
-    let d = ec2.describe_images().image_ids(&image_id).send().await.expect("DescribeImages");
-    let snap = d.images()[0].block_device_mappings()[0].ebs().and_then(|e| e.snapshot_id()).expect("snapshot").to_string();
+    let image_id = req
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id()
+        .expect("image id")
+        .to_string();
+    let d = ec2
+        .describe_images()
+        .image_ids(&image_id)
+        .send()
+        .await
+        .expect("DescribeImages");
+    let snap = d.images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .expect("snapshot")
+        .to_string();
     (image_id, snap)
 }
 
 /// An EventBridge `EC2 AMI State Change` event for the image, from events/.
 pub fn ami_event(file: &str, region: &str, image_id: &str) -> serde_json::Value {
     let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
-    let mut e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    let mut e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
     e["region"] = region.into();
     e["resources"] = serde_json::json!([format!("arn:aws:ec2:{region}::image/{image_id}")]);
     e["detail"]["ImageId"] = image_id.into();

@@ -32,12 +32,27 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
     let account = amishare::aws::caller_account(&config).await.unwrap();
     let deps = Deps::new(AwsPorts::new(config.clone(), None).await, policy, account);
 
-    let s = on_image_available::handle(&deps, seed::ami_event("image-available.json", "us-east-1", &golden)).await.unwrap();
+    let s = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", &golden),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
-    let s2 = on_image_available::handle(&deps, seed::ami_event("image-available.json", "us-east-1", &other)).await.unwrap();
+    let s2 = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", &other),
+    )
+    .await
+    .unwrap();
     assert_eq!(s2.outcome, Outcome::Skipped);
     // redelivery is harmless
-    let s3 = on_image_available::handle(&deps, seed::ami_event("image-available.json", "us-east-1", &golden)).await.unwrap();
+    let s3 = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", &golden),
+    )
+    .await
+    .unwrap();
     assert_eq!(s3.outcome, Outcome::Shared);
 
     // read back from moto
@@ -50,7 +65,10 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
         .await
         .unwrap();
     let accounts = set(lp.launch_permissions().iter().filter_map(|p| p.user_id()));
-    let ous = set(lp.launch_permissions().iter().filter_map(|p| p.organizational_unit_arn()));
+    let ous = set(lp
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.organizational_unit_arn()));
     assert_eq!(accounts, set(["111122223333"]));
     assert_eq!(ous, set([org.workloads_ou_arn.clone()]));
 
@@ -67,7 +85,10 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
                 .send()
                 .await
                 .unwrap();
-            set(out.create_volume_permissions().iter().filter_map(|p| p.user_id()))
+            set(out
+                .create_volume_permissions()
+                .iter()
+                .filter_map(|p| p.user_id()))
         }
     };
     assert_eq!(perms(golden_snap.clone()).await, expected);
@@ -75,13 +96,26 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
 
     let kms = aws_sdk_kms::Client::new(&config);
     let grants = kms.list_grants().key_id(&key).send().await.unwrap();
-    let mut grantees: Vec<String> = grants.grants().iter().filter_map(|g| g.grantee_principal()).map(str::to_string).collect();
+    let mut grantees: Vec<String> = grants
+        .grants()
+        .iter()
+        .filter_map(|g| g.grantee_principal())
+        .map(str::to_string)
+        .collect();
     grantees.sort();
-    let want: Vec<String> = expected.iter().map(|a| format!("arn:aws:iam::{a}:root")).collect();
-    assert_eq!(grantees, want, "one grant per account, none duplicated by the redelivery");
+    let want: Vec<String> = expected
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:root"))
+        .collect();
+    assert_eq!(
+        grantees, want,
+        "one grant per account, none duplicated by the redelivery"
+    );
     for g in grants.grants() {
         let principal = g.grantee_principal().unwrap();
-        let acct = principal.trim_start_matches("arn:aws:iam::").trim_end_matches(":root");
+        let acct = principal
+            .trim_start_matches("arn:aws:iam::")
+            .trim_end_matches(":root");
         assert_eq!(g.name(), Some(format!("ami-share-{acct}").as_str()));
     }
 
@@ -102,6 +136,11 @@ async fn an_image_that_does_not_exist_is_skipped_after_the_visibility_retries() 
     let policy = Policy::from_json(r#"{"rules":[{"name":"g","match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#).unwrap();
     let mut deps = Deps::new(AwsPorts::new(config, None).await, policy, "123456789012");
     deps.settings.visibility_retry_delays = vec![std::time::Duration::from_millis(10)];
-    let s = on_image_available::handle(&deps, seed::ami_event("image-available.json", "us-east-1", "ami-0abcdef1234567890")).await.unwrap();
+    let s = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", "ami-0abcdef1234567890"),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.outcome, Outcome::Skipped, "{s:?}");
 }

@@ -4,6 +4,11 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     amishare::bootstrap::init_logging();
-    let deps = amishare::bootstrap::load().await.inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| nightly_sweeper::handle(&deps, event.payload))).await
+    let deps = amishare::bootstrap::load()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        nightly_sweeper::handle(&deps, event.payload)
+    }))
+    .await
 }

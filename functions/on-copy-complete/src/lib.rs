@@ -3,7 +3,9 @@
 
 use amishare::config::Rule;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
-use amishare::domain::names::{source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG};
+use amishare::domain::names::{
+    source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
+};
 use amishare::domain::plan::SharePlan;
 use amishare::event::{self, AmiState, AmiStateChange, Incoming};
 use amishare::ports::{Aws, Image};
@@ -19,37 +21,55 @@ pub const FUNCTION: &str = "on-copy-complete";
 pub async fn handle<P: Aws>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
     let change = match event::parse(payload) {
         Ok(Incoming::AmiStateChange(c)) => c,
-        Ok(Incoming::Other { source, detail_type }) => {
-            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!("not an AMI state change ({source} / {detail_type})"));
+        Ok(Incoming::Other {
+            source,
+            detail_type,
+        }) => {
+            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!(
+                "not an AMI state change ({source} / {detail_type})"
+            ));
             return finish(FUNCTION, Ok(s), None, None);
         }
         Err(e) => return finish(FUNCTION, Err(e), None, None),
     };
     let result = process(deps, &change).await;
-    finish(FUNCTION, result, Some(&change.region), Some(&change.image_id))
+    finish(
+        FUNCTION,
+        result,
+        Some(&change.region),
+        Some(&change.image_id),
+    )
 }
 
 async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summary, Error> {
     let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
     let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
     if !matches!(change.state, AmiState::Available | AmiState::Failed) {
-        return Ok(summary(Outcome::Ignored).because(format!("state {}: nothing to do", change.state.as_str())));
+        return Ok(summary(Outcome::Ignored)
+            .because(format!("state {}: nothing to do", change.state.as_str())));
     }
     let Some(copy) = deps.describe_image_eventually(region, image_id).await? else {
         let why = match change.state {
-            AmiState::Failed => "image not found; if it was one of our copies, the nightly run starts it again",
+            AmiState::Failed => {
+                "image not found; if it was one of our copies, the nightly run starts it again"
+            }
             _ => "image not found (deregistered since the event, or never visible)",
         };
         return Ok(summary(Outcome::Skipped).because(why));
     };
     let ImageKind::OurCopy(provenance) = classify(&copy) else {
-        return Ok(summary(Outcome::Ignored).because("not a copy made by ami-share; on-image-available handles it"));
+        return Ok(summary(Outcome::Ignored)
+            .because("not a copy made by ami-share; on-image-available handles it"));
     };
     if copy.owner_id != deps.account_id {
-        return Ok(summary(Outcome::Skipped).because(format!("owned by account {}, not by this account", copy.owner_id)));
+        return Ok(summary(Outcome::Skipped).because(format!(
+            "owned by account {}, not by this account",
+            copy.owner_id
+        )));
     }
     if change.state == AmiState::Failed {
-        let mut s = summary(Outcome::CopyFailed).because(format!(
+        let mut s =
+            summary(Outcome::CopyFailed).because(format!(
             "copy of {}/{} failed: {}; the nightly run starts it again (nothing was deregistered)",
             provenance.source_region,
             provenance.source_image_id,
@@ -59,7 +79,10 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         return Ok(s);
     }
 
-    let source = deps.aws.describe_image(&provenance.source_region, &provenance.source_image_id).await?;
+    let source = deps
+        .aws
+        .describe_image(&provenance.source_region, &provenance.source_image_id)
+        .await?;
     let rules = resolve_rules(deps, &provenance, source.as_ref())?;
     if rules.is_empty() {
         return Ok(summary(Outcome::Skipped).because(format!(
@@ -84,19 +107,33 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
 
 /// The rules for a copy: those named in its `ami-share:source-rule` tag that still exist, or
 /// else those that match its source image now.
-fn resolve_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance, source: Option<&Image>) -> Result<Vec<&'p Rule>, Error> {
+fn resolve_rules<'p, P: Aws>(
+    deps: &'p Deps<P>,
+    p: &Provenance,
+    source: Option<&Image>,
+) -> Result<Vec<&'p Rule>, Error> {
     let named: Vec<&Rule> = p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect();
     if !named.is_empty() {
         return Ok(named);
     }
-    Ok(source.map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default()).unwrap_or_default())
+    Ok(source
+        .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
+        .unwrap_or_default())
 }
 
 /// Add the provenance tags a copy is missing (where tags were dropped at creation) and mark it
 /// managed; one `CreateTags` at most.
-async fn complete_tags<P: Aws>(deps: &Deps<P>, copy: &Image, p: &Provenance, plan: &SharePlan) -> Result<(), Error> {
+async fn complete_tags<P: Aws>(
+    deps: &Deps<P>,
+    copy: &Image,
+    p: &Provenance,
+    plan: &SharePlan,
+) -> Result<(), Error> {
     let want = [
-        (SOURCE_IMAGE_TAG, source_image_tag(&p.source_region, &p.source_image_id)),
+        (
+            SOURCE_IMAGE_TAG,
+            source_image_tag(&p.source_region, &p.source_image_id),
+        ),
         (SOURCE_RULE_TAG, plan.rules.join(",")),
         (COPY_KIND_TAG, p.kind.as_str().to_string()),
         (MANAGED_TAG, plan.rules.join(",")),
@@ -107,7 +144,9 @@ async fn complete_tags<P: Aws>(deps: &Deps<P>, copy: &Image, p: &Provenance, pla
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     if !missing.is_empty() {
-        deps.aws.tag_resources(&copy.region, std::slice::from_ref(&copy.id), &missing).await?;
+        deps.aws
+            .tag_resources(&copy.region, std::slice::from_ref(&copy.id), &missing)
+            .await?;
     }
     Ok(())
 }

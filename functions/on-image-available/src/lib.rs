@@ -19,24 +19,36 @@ pub const FUNCTION: &str = "on-image-available";
 pub async fn handle<P: Aws>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
     let change = match event::parse(payload) {
         Ok(Incoming::AmiStateChange(c)) => c,
-        Ok(Incoming::Other { source, detail_type }) => {
-            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!("not an AMI state change ({source} / {detail_type})"));
+        Ok(Incoming::Other {
+            source,
+            detail_type,
+        }) => {
+            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!(
+                "not an AMI state change ({source} / {detail_type})"
+            ));
             return finish(FUNCTION, Ok(s), None, None);
         }
         Err(e) => return finish(FUNCTION, Err(e), None, None),
     };
     let result = process(deps, &change).await;
-    finish(FUNCTION, result, Some(&change.region), Some(&change.image_id))
+    finish(
+        FUNCTION,
+        result,
+        Some(&change.region),
+        Some(&change.image_id),
+    )
 }
 
 async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summary, Error> {
     let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
     let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
     if change.state != AmiState::Available {
-        return Ok(summary(Outcome::Ignored).because(format!("state {}: nothing to share", change.state.as_str())));
+        return Ok(summary(Outcome::Ignored)
+            .because(format!("state {}: nothing to share", change.state.as_str())));
     }
     let Some(image) = deps.describe_image_eventually(region, image_id).await? else {
-        return Ok(summary(Outcome::Skipped).because("image not found (deregistered since the event, or never visible)"));
+        return Ok(summary(Outcome::Skipped)
+            .because("image not found (deregistered since the event, or never visible)"));
     };
     if let ImageKind::OurCopy(p) = classify(&image) {
         return Ok(summary(Outcome::Skipped).because(format!(
@@ -53,7 +65,12 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     out.rules = plan.rules.clone();
 
     // Check everything that can make the work impossible before changing anything.
-    let is_foreign_copy = matches!(classify(&image), ImageKind::Source { is_foreign_copy: true });
+    let is_foreign_copy = matches!(
+        classify(&image),
+        ImageKind::Source {
+            is_foreign_copy: true
+        }
+    );
     if !is_foreign_copy {
         check_copy_plan(&image, &plan)?;
     }
@@ -61,16 +78,22 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     if let Some(key) = enc.aws_managed.first() {
         if plan.shares_anything() {
             let Some(cmk) = deps.policy.reencrypt_with.get(region) else {
-                return Err(Error::refused(&image.id, aws_managed_message(&image, &key.arn)));
+                return Err(Error::refused(
+                    &image.id,
+                    aws_managed_message(&image, &key.arn),
+                ));
             };
-            let copy = deps.ensure_copy(&image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules).await?;
+            let copy = deps
+                .ensure_copy(&image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules)
+                .await?;
             out.outcome = Outcome::ReencryptStarted;
             out.reason = Some(format!(
                 "snapshots use the AWS managed key aws/ebs ({}), which cannot be shared; a copy re-encrypted with {cmk} is shared instead when it becomes available",
                 key.arn
             ));
             out.copies.push(copy);
-            out.copies.extend(start_copies(deps, &image, &plan, is_foreign_copy).await?);
+            out.copies
+                .extend(start_copies(deps, &image, &plan, is_foreign_copy).await?);
             return Ok(out);
         }
     }
@@ -83,17 +106,32 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
 
 /// Tag the image as managed by ami-share (what the sweeper's pruning acts on); skipped when
 /// the tag already says so.
-async fn mark_managed<P: Aws>(deps: &Deps<P>, image: &Image, plan: &SharePlan) -> Result<(), Error> {
+async fn mark_managed<P: Aws>(
+    deps: &Deps<P>,
+    image: &Image,
+    plan: &SharePlan,
+) -> Result<(), Error> {
     let value = plan.rules.join(",");
     if image.tags.get(MANAGED_TAG) != Some(&value) {
-        deps.aws.tag_resources(&image.region, std::slice::from_ref(&image.id), &tag_map([(MANAGED_TAG, value.as_str())])).await?;
+        deps.aws
+            .tag_resources(
+                &image.region,
+                std::slice::from_ref(&image.id),
+                &tag_map([(MANAGED_TAG, value.as_str())]),
+            )
+            .await?;
     }
     Ok(())
 }
 
 /// Start the copies to other Regions. Copies are never copied again, nor are images someone
 /// else copied here (they are shared, not re-copied).
-async fn start_copies<P: Aws>(deps: &Deps<P>, image: &Image, plan: &SharePlan, is_foreign_copy: bool) -> Result<Vec<CopyReport>, Error> {
+async fn start_copies<P: Aws>(
+    deps: &Deps<P>,
+    image: &Image,
+    plan: &SharePlan,
+    is_foreign_copy: bool,
+) -> Result<Vec<CopyReport>, Error> {
     let mut reports = Vec::new();
     for dest in plan.copies.values() {
         if dest.region == image.region {
@@ -118,7 +156,16 @@ async fn start_copies<P: Aws>(deps: &Deps<P>, image: &Image, plan: &SharePlan, i
             });
             continue;
         }
-        reports.push(deps.ensure_copy(image, &dest.region, dest.kms_key_id.as_deref(), CopyKind::RegionCopy, &dest.rules).await?);
+        reports.push(
+            deps.ensure_copy(
+                image,
+                &dest.region,
+                dest.kms_key_id.as_deref(),
+                CopyKind::RegionCopy,
+                &dest.rules,
+            )
+            .await?,
+        );
     }
     Ok(reports)
 }

@@ -19,7 +19,8 @@ const ORG_ARN: &str = "arn:aws:organizations::123456789012:organization/o-a1b2c3
 const ACCOUNT: &str = "111122223333";
 
 fn event(region: &str, image_id: &str, state: &str) -> Value {
-    let mut e: Value = serde_json::from_str(include_str!("../../../events/image-available.json")).unwrap();
+    let mut e: Value =
+        serde_json::from_str(include_str!("../../../events/image-available.json")).unwrap();
     e["region"] = json!(region);
     e["detail"]["ImageId"] = json!(image_id);
     e["detail"]["State"] = json!(state);
@@ -36,7 +37,10 @@ fn policy(extra: &str) -> Policy {
 
 fn deps(fake: FakeAws, policy: Policy) -> Deps<FakeAws> {
     let mut d = Deps::new(fake, policy, OWN_ACCOUNT);
-    d.settings = Settings { visibility_retry_delays: vec![Duration::from_millis(1); 3], ..Settings::default() };
+    d.settings = Settings {
+        visibility_retry_delays: vec![Duration::from_millis(1); 3],
+        ..Settings::default()
+    };
     d
 }
 
@@ -68,21 +72,35 @@ fn representative() -> (Deps<FakeAws>, String, [String; 2]) {
     org(&fake);
     let k1 = fake.create_key("us-east-1", KeyManager::Customer);
     let k2 = fake.create_key("us-east-1", KeyManager::Customer);
-    let img = fake.create_image(ImageSpec::new("us-east-1", "golden-2026").snapshots(3).encrypted_with(&[&k1, &k2]));
+    let img = fake.create_image(
+        ImageSpec::new("us-east-1", "golden-2026")
+            .snapshots(3)
+            .encrypted_with(&[&k1, &k2]),
+    );
     (deps(fake, policy("")), img.id, [k1, k2])
 }
 
 #[tokio::test]
 async fn representative_case_shares_everything_with_the_minimum_of_calls() {
     let (d, id, keys) = representative();
-    let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared, "{s:?}");
 
     let img = d.aws.image("us-east-1", &id).unwrap();
     assert_eq!(img.launch.accounts, BTreeSet::from([ACCOUNT.to_string()]));
-    assert_eq!(img.launch.organizational_units, BTreeSet::from([OU_ARN.to_string()]));
+    assert_eq!(
+        img.launch.organizational_units,
+        BTreeSet::from([OU_ARN.to_string()])
+    );
     for v in &img.image.volumes {
-        assert_eq!(d.aws.snapshot_permissions("us-east-1", &v.snapshot_id), all_targets(), "{}", v.snapshot_id);
+        assert_eq!(
+            d.aws.snapshot_permissions("us-east-1", &v.snapshot_id),
+            all_targets(),
+            "{}",
+            v.snapshot_id
+        );
     }
     for k in &keys {
         let grants = d.aws.grants(k);
@@ -92,32 +110,46 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
             assert!(all_targets().contains(&account));
         }
     }
-    assert_eq!(img.image.tags.get("ami-share:managed").map(String::as_str), Some("golden"));
+    assert_eq!(
+        img.image.tags.get("ami-share:managed").map(String::as_str),
+        Some("golden")
+    );
 
     let counts = d.aws.call_counts();
     let expected = [
         ("ec2:DescribeImages", 1),
-        ("ec2:DescribeSnapshots", 1),        // keys of the encrypted snapshots
-        ("ec2:DescribeImageAttribute", 1),   // no duplicate adds
-        ("ec2:ModifySnapshotAttribute", 3),  // one per snapshot (6 accounts < 500)
-        ("ec2:ModifyImageAttribute", 1),     // everything in one call
-        ("ec2:CreateTags", 1),               // ami-share:managed
-        ("kms:DescribeKey", 2),              // aws/ebs or customer managed?
-        ("kms:ListGrants", 2),               // which grants exist already
-        ("kms:CreateGrant", 12),             // 2 keys x 6 accounts
+        ("ec2:DescribeSnapshots", 1), // keys of the encrypted snapshots
+        ("ec2:DescribeImageAttribute", 1), // no duplicate adds
+        ("ec2:ModifySnapshotAttribute", 3), // one per snapshot (6 accounts < 500)
+        ("ec2:ModifyImageAttribute", 1), // everything in one call
+        ("ec2:CreateTags", 1),        // ami-share:managed
+        ("kms:DescribeKey", 2),       // aws/ebs or customer managed?
+        ("kms:ListGrants", 2),        // which grants exist already
+        ("kms:CreateGrant", 12),      // 2 keys x 6 accounts
         ("organizations:ListAccountsForParent", 1),
         ("organizations:ListChildren", 1),
     ];
-    assert_eq!(counts, expected.iter().map(|(k, v)| (k.to_string(), *v)).collect(), "{counts:#?}");
-    assert_eq!(d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"), 26);
+    assert_eq!(
+        counts,
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        "{counts:#?}"
+    );
+    assert_eq!(
+        d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"),
+        26
+    );
 }
 
 #[tokio::test]
 async fn redelivery_makes_no_new_grant_or_launch_permission_and_reuses_caches() {
     let (d, id, keys) = representative();
-    handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     d.aws.reset_calls();
-    let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     let share = s.share.unwrap();
     assert!(share.launch_permissions_added.is_empty());
@@ -128,16 +160,27 @@ async fn redelivery_makes_no_new_grant_or_launch_permission_and_reuses_caches() 
     }
     let counts = d.aws.call_counts();
     assert_eq!(counts.get("kms:CreateGrant"), None);
-    assert_eq!(counts.get("kms:DescribeKey"), None, "key metadata is cached");
+    assert_eq!(
+        counts.get("kms:DescribeKey"),
+        None,
+        "key metadata is cached"
+    );
     assert_eq!(counts.get("ec2:ModifyImageAttribute"), None);
     assert_eq!(counts.get("ec2:CreateTags"), None);
-    assert_eq!(d.aws.calls_to("organizations"), 0, "org listings are cached");
+    assert_eq!(
+        d.aws.calls_to("organizations"),
+        0,
+        "org listings are cached"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_deliveries_leave_one_grant_per_key_and_account() {
     let (d, id, keys) = representative();
-    let (a, b) = tokio::join!(handle(&d, event("us-east-1", &id, "available")), handle(&d, event("us-east-1", &id, "available")));
+    let (a, b) = tokio::join!(
+        handle(&d, event("us-east-1", &id, "available")),
+        handle(&d, event("us-east-1", &id, "available"))
+    );
     assert_eq!(a.unwrap().outcome, Outcome::Shared);
     assert_eq!(b.unwrap().outcome, Outcome::Shared);
     for k in &keys {
@@ -149,9 +192,13 @@ async fn concurrent_deliveries_leave_one_grant_per_key_and_account() {
 async fn org_cache_expires() {
     let (mut d, id, _) = representative();
     d.settings.org_cache_ttl = Duration::ZERO;
-    handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     d.aws.reset_calls();
-    handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(d.aws.calls_to("organizations"), 2);
 }
 
@@ -171,14 +218,22 @@ async fn nested_ous_and_pagination_are_followed_and_suspended_accounts_skipped()
     fake.add_account("ou-ab12-grandch1", "500000000003", "PENDING_CLOSURE");
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1").snapshots(2));
     let d = deps(fake, policy(""));
-    handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     let mut want = all_targets();
     want.extend(["400000000001".to_string(), "500000000001".to_string()]);
     for v in &img.volumes {
-        assert_eq!(d.aws.snapshot_permissions("us-east-1", &v.snapshot_id), want);
+        assert_eq!(
+            d.aws.snapshot_permissions("us-east-1", &v.snapshot_id),
+            want
+        );
     }
     // 5 accounts at page size 2 = 3 pages
-    assert_eq!(d.aws.call_counts()["organizations:ListAccountsForParent"], 3 + 1 + 2);
+    assert_eq!(
+        d.aws.call_counts()["organizations:ListAccountsForParent"],
+        3 + 1 + 2
+    );
 }
 
 #[tokio::test]
@@ -188,11 +243,24 @@ async fn organization_arn_expands_to_all_active_accounts_of_our_organization() {
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
     let p = Policy::from_json(&format!(r#"{{"rules":[{{"name":"all","match":{{"name":"golden-*"}},"share_with":{{"organizations":["{ORG_ARN}"]}}}}]}}"#)).unwrap();
     let d = deps(fake, p);
-    handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     let mut want = ou_accounts();
     want.insert("300000000001".into());
-    assert_eq!(d.aws.snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id), want);
-    assert_eq!(d.aws.image("us-east-1", &img.id).unwrap().launch.organizations, BTreeSet::from([ORG_ARN.to_string()]));
+    assert_eq!(
+        d.aws
+            .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id),
+        want
+    );
+    assert_eq!(
+        d.aws
+            .image("us-east-1", &img.id)
+            .unwrap()
+            .launch
+            .organizations,
+        BTreeSet::from([ORG_ARN.to_string()])
+    );
 }
 
 #[tokio::test]
@@ -202,11 +270,17 @@ async fn another_organization_cannot_be_expanded_and_nothing_is_shared() {
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
     let p = Policy::from_json(&format!(r#"{{"rules":[{{"name":"all","match":{{"name":"golden-*"}},"share_with":{{"organizations":["{ORG_ARN}"]}}}}]}}"#)).unwrap();
     let d = deps(fake, p);
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Failed);
     let err = s.error.unwrap();
     assert_eq!(err.error_type, "Refused");
-    assert!(err.message.contains("o-zzzzzzzzzz") && err.message.contains(ORG_ARN), "{}", err.message);
+    assert!(
+        err.message.contains("o-zzzzzzzzzz") && err.message.contains(ORG_ARN),
+        "{}",
+        err.message
+    );
     assert!(d.aws.image("us-east-1", &img.id).unwrap().launch.is_empty());
 }
 
@@ -214,17 +288,27 @@ async fn another_organization_cannot_be_expanded_and_nothing_is_shared() {
 async fn throttled_grant_returns_a_transient_error_before_launch_permissions_and_retry_completes() {
     let (d, id, keys) = representative();
     d.aws.fail("kms:CreateGrant", "ThrottlingException", 3, 1);
-    let err = handle(&d, event("us-east-1", &id, "available")).await.unwrap_err();
+    let err = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap_err();
     assert!(err.is_transient());
     assert_eq!(err.error_type(), "Transient.ThrottlingException");
-    assert!(d.aws.image("us-east-1", &id).unwrap().launch.is_empty(), "launch permissions come last");
+    assert!(
+        d.aws.image("us-east-1", &id).unwrap().launch.is_empty(),
+        "launch permissions come last"
+    );
     // Lambda's retry
-    let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     for k in &keys {
         assert_eq!(d.aws.grants(k).len(), 6);
     }
-    assert_eq!(d.aws.image("us-east-1", &id).unwrap().launch.accounts.len(), 1);
+    assert_eq!(
+        d.aws.image("us-east-1", &id).unwrap().launch.accounts.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -232,27 +316,52 @@ async fn throttled_listing_page_is_transient() {
     let fake = FakeAws::new();
     org(&fake); // 6 accounts in the OU: 3 pages at page size 2
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
-    fake.fail("organizations:ListAccountsForParent", "TooManyRequestsException", 2, 1);
+    fake.fail(
+        "organizations:ListAccountsForParent",
+        "TooManyRequestsException",
+        2,
+        1,
+    );
     let d = deps(fake, policy(""));
-    let err = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap_err();
+    let err = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "Transient.TooManyRequestsException");
-    assert!(d.aws.snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id).is_empty());
+    assert!(d
+        .aws
+        .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id)
+        .is_empty());
 }
 
 #[tokio::test]
 async fn permanent_aws_errors_are_reported_not_retried_and_nothing_is_written() {
     for (op, code) in [
-        ("organizations:ListAccountsForParent", "AccessDeniedException"),
-        ("organizations:ListChildren", "AWSOrganizationsNotInUseException"),
+        (
+            "organizations:ListAccountsForParent",
+            "AccessDeniedException",
+        ),
+        (
+            "organizations:ListChildren",
+            "AWSOrganizationsNotInUseException",
+        ),
         ("kms:DescribeKey", "NotFoundException"),
     ] {
         let (d, id, keys) = representative();
         d.aws.fail(op, code, 0, 1);
-        let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+        let s = handle(&d, event("us-east-1", &id, "available"))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Failed, "{op}");
-        assert_eq!(s.error.as_ref().unwrap().error_type, format!("Permanent.{code}"));
+        assert_eq!(
+            s.error.as_ref().unwrap().error_type,
+            format!("Permanent.{code}")
+        );
         let counts = d.aws.call_counts();
-        for write in ["ec2:ModifyImageAttribute", "ec2:ModifySnapshotAttribute", "kms:CreateGrant"] {
+        for write in [
+            "ec2:ModifyImageAttribute",
+            "ec2:ModifySnapshotAttribute",
+            "kms:CreateGrant",
+        ] {
             assert_eq!(counts.get(write), None, "{op}: {write} must not run");
         }
         assert!(d.aws.grants(&keys[0]).is_empty());
@@ -264,12 +373,22 @@ async fn aws_managed_key_without_reencrypt_is_refused_with_the_fix() {
     let fake = FakeAws::new();
     org(&fake);
     let ebs = fake.create_key("us-east-1", KeyManager::Aws);
-    let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1").snapshots(2).encrypted_with(&[&ebs]));
+    let img = fake.create_image(
+        ImageSpec::new("us-east-1", "golden-1")
+            .snapshots(2)
+            .encrypted_with(&[&ebs]),
+    );
     let d = deps(fake, policy(""));
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Failed);
     let msg = s.error.unwrap().message;
-    assert!(msg.contains("AWS managed key aws/ebs") && msg.contains("\"reencrypt_with\": {\"us-east-1\""), "{msg}");
+    assert!(
+        msg.contains("AWS managed key aws/ebs")
+            && msg.contains("\"reencrypt_with\": {\"us-east-1\""),
+        "{msg}"
+    );
     assert!(d.aws.image("us-east-1", &img.id).unwrap().launch.is_empty());
     assert_eq!(d.aws.call_counts().get("ec2:ModifySnapshotAttribute"), None);
 }
@@ -282,21 +401,37 @@ async fn aws_managed_key_with_reencrypt_starts_one_reencrypted_copy() {
     let cmk = fake.create_key("us-east-1", KeyManager::Customer);
     fake.create_alias(&cmk, "alias/ami-share");
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1").encrypted_with(&[&ebs]));
-    let d = deps(fake, policy(r#","reencrypt_with":{"us-east-1":"alias/ami-share"}"#));
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let d = deps(
+        fake,
+        policy(r#","reencrypt_with":{"us-east-1":"alias/ami-share"}"#),
+    );
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::ReencryptStarted, "{s:?}");
     assert_eq!(s.copies[0].status, "started");
     let copy_id = s.copies[0].image_id.clone().unwrap();
     let copy = d.aws.image("us-east-1", &copy_id).unwrap();
     let req = copy.copied_from.unwrap();
-    assert_eq!((req.source_region.as_str(), req.destination_region.as_str()), ("us-east-1", "us-east-1"));
+    assert_eq!(
+        (req.source_region.as_str(), req.destination_region.as_str()),
+        ("us-east-1", "us-east-1")
+    );
     assert_eq!(req.kms_key_id.as_deref(), Some("alias/ami-share"));
     assert_eq!(req.tags["ami-share:copy-kind"], "reencrypt");
-    assert_eq!(req.tags["ami-share:source-image"], format!("us-east-1/{}", img.id));
+    assert_eq!(
+        req.tags["ami-share:source-image"],
+        format!("us-east-1/{}", img.id)
+    );
     assert_eq!(req.tags["ami-share:source-rule"], "golden");
-    assert!(d.aws.image("us-east-1", &img.id).unwrap().launch.is_empty(), "the aws/ebs original is never shared");
+    assert!(
+        d.aws.image("us-east-1", &img.id).unwrap().launch.is_empty(),
+        "the aws/ebs original is never shared"
+    );
     // redelivery: the copy exists, no second one
-    let again = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let again = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(again.copies[0].status, "exists");
     assert_eq!(d.aws.call_counts()["ec2:CopyImage"], 1);
 }
@@ -305,13 +440,17 @@ async fn aws_managed_key_with_reencrypt_starts_one_reencrypted_copy() {
 async fn image_not_visible_yet_is_retried_then_given_up() {
     let (d, id, _) = representative();
     d.aws.world().invisible_for.insert(id.clone(), 2);
-    let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     assert_eq!(d.aws.call_counts()["ec2:DescribeImages"], 3);
 
     let (d, id, _) = representative();
     d.aws.world().invisible_for.insert(id.clone(), 10);
-    let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Skipped);
     assert_eq!(d.aws.call_counts()["ec2:DescribeImages"], 4);
 }
@@ -321,10 +460,15 @@ async fn images_that_are_not_ours_to_share_are_skipped_with_a_reason_and_no_writ
     let fake = FakeAws::new();
     org(&fake);
     let other = fake.create_image(ImageSpec::new("us-east-1", "golden-x").owner("999999999999"));
-    let skip = fake.create_image(ImageSpec::new("us-east-1", "golden-y").tag("ami-share:skip", "true"));
+    let skip =
+        fake.create_image(ImageSpec::new("us-east-1", "golden-y").tag("ami-share:skip", "true"));
     let nomatch = fake.create_image(ImageSpec::new("us-east-1", "silver-1"));
-    let pending = fake.create_image(ImageSpec::new("us-east-1", "golden-z").state(ImageState::Pending));
-    let copy = fake.create_image(ImageSpec::new("us-east-1", "golden-1--copy-of-eu-west-1-ami-0abcdef1234567890"));
+    let pending =
+        fake.create_image(ImageSpec::new("us-east-1", "golden-z").state(ImageState::Pending));
+    let copy = fake.create_image(ImageSpec::new(
+        "us-east-1",
+        "golden-1--copy-of-eu-west-1-ami-0abcdef1234567890",
+    ));
     let d = deps(fake, policy(""));
     let cases = [
         (other.id, "owned by account 999999999999"),
@@ -334,24 +478,38 @@ async fn images_that_are_not_ours_to_share_are_skipped_with_a_reason_and_no_writ
         (copy.id, "a copy made by ami-share"),
     ];
     for (id, why) in cases {
-        let s = handle(&d, event("us-east-1", &id, "available")).await.unwrap();
+        let s = handle(&d, event("us-east-1", &id, "available"))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Skipped, "{id}");
-        assert!(s.reason.as_deref().unwrap().contains(why), "{id}: {:?}", s.reason);
+        assert!(
+            s.reason.as_deref().unwrap().contains(why),
+            "{id}: {:?}",
+            s.reason
+        );
     }
     let counts = d.aws.call_counts();
-    assert_eq!(counts.keys().collect::<Vec<_>>(), ["ec2:DescribeImages"], "only reads: {counts:?}");
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["ec2:DescribeImages"],
+        "only reads: {counts:?}"
+    );
 }
 
 #[tokio::test]
 async fn other_states_detail_types_and_malformed_events_do_not_fail() {
     let d = deps(FakeAws::new(), policy(""));
     for state in ["failed", "deregistered", "disabled"] {
-        let s = handle(&d, event("us-east-1", "ami-0abcdef1234567890", state)).await.unwrap();
+        let s = handle(&d, event("us-east-1", "ami-0abcdef1234567890", state))
+            .await
+            .unwrap();
         assert_eq!(s.outcome, Outcome::Ignored, "{state}");
     }
-    let other: Value = serde_json::from_str(include_str!("../../../events/other-detail-type.json")).unwrap();
+    let other: Value =
+        serde_json::from_str(include_str!("../../../events/other-detail-type.json")).unwrap();
     assert_eq!(handle(&d, other).await.unwrap().outcome, Outcome::Ignored);
-    let bad: Value = serde_json::from_str(include_str!("../../../events/malformed-no-image-id.json")).unwrap();
+    let bad: Value =
+        serde_json::from_str(include_str!("../../../events/malformed-no-image-id.json")).unwrap();
     let s = handle(&d, bad).await.unwrap();
     assert_eq!(s.outcome, Outcome::Failed);
     let e = s.error.unwrap();
@@ -365,12 +523,23 @@ async fn existing_launch_permissions_are_not_added_again() {
     let fake = FakeAws::new();
     org(&fake);
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
-    fake.world().images.get_mut(&("us-east-1".into(), img.id.clone())).unwrap().launch.accounts.insert(ACCOUNT.into());
+    fake.world()
+        .images
+        .get_mut(&("us-east-1".into(), img.id.clone()))
+        .unwrap()
+        .launch
+        .accounts
+        .insert(ACCOUNT.into());
     let d = deps(fake, policy(""));
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     let added = s.share.unwrap().launch_permissions_added;
     assert!(added.accounts.is_empty());
-    assert_eq!(added.organizational_units, BTreeSet::from([OU_ARN.to_string()]));
+    assert_eq!(
+        added.organizational_units,
+        BTreeSet::from([OU_ARN.to_string()])
+    );
 }
 
 #[tokio::test]
@@ -384,10 +553,17 @@ async fn more_than_500_accounts_go_in_batches() {
     }
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1").snapshots(2));
     let d = deps(fake, policy(""));
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared, "{s:?}");
     assert_eq!(d.aws.call_counts()["ec2:ModifySnapshotAttribute"], 2 * 3); // 1201 accounts: 500+500+201
-    assert_eq!(d.aws.snapshot_permissions("us-east-1", &img.volumes[1].snapshot_id).len(), 1201);
+    assert_eq!(
+        d.aws
+            .snapshot_permissions("us-east-1", &img.volumes[1].snapshot_id)
+            .len(),
+        1201
+    );
 }
 
 #[tokio::test]
@@ -400,23 +576,42 @@ async fn public_sharing_checks_block_public_access_and_encryption_first() {
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
     fake.world().public_blocked.insert("us-east-1".into());
     let d = deps(fake, pol(public));
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Failed);
-    assert!(s.error.unwrap().message.contains("image block public access is on in us-east-1"));
+    assert!(s
+        .error
+        .unwrap()
+        .message
+        .contains("image block public access is on in us-east-1"));
     assert!(!d.aws.image("us-east-1", &img.id).unwrap().launch.public);
 
     d.aws.world().public_blocked.clear();
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     assert!(d.aws.image("us-east-1", &img.id).unwrap().launch.public);
-    assert!(d.aws.snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id).is_empty(), "snapshots never go public");
+    assert!(
+        d.aws
+            .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id)
+            .is_empty(),
+        "snapshots never go public"
+    );
 
     let fake = FakeAws::new();
     let k = fake.create_key("us-east-1", KeyManager::Customer);
     let enc = fake.create_image(ImageSpec::new("us-east-1", "golden-2").encrypted_with(&[&k]));
     let d = deps(fake, pol(public));
-    let s = handle(&d, event("us-east-1", &enc.id, "available")).await.unwrap();
-    assert!(s.error.unwrap().message.contains("encrypted images cannot be made public"));
+    let s = handle(&d, event("us-east-1", &enc.id, "available"))
+        .await
+        .unwrap();
+    assert!(s
+        .error
+        .unwrap()
+        .message
+        .contains("encrypted images cannot be made public"));
 }
 
 #[tokio::test]
@@ -430,11 +625,24 @@ async fn share_snapshots_false_and_grant_kms_false_are_respected() {
     ))
     .unwrap();
     let d = deps(fake, p);
-    let s = handle(&d, event("us-east-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
-    assert!(d.aws.snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id).is_empty());
+    assert!(d
+        .aws
+        .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id)
+        .is_empty());
     assert!(d.aws.grants(&k).is_empty());
-    assert_eq!(d.aws.image("us-east-1", &img.id).unwrap().launch.accounts.len(), 1);
+    assert_eq!(
+        d.aws
+            .image("us-east-1", &img.id)
+            .unwrap()
+            .launch
+            .accounts
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -443,8 +651,18 @@ async fn events_forwarded_from_another_region_use_that_region() {
     org(&fake);
     let img = fake.create_image(ImageSpec::new("eu-west-1", "golden-1"));
     let d = deps(fake, policy(""));
-    let s = handle(&d, event("eu-west-1", &img.id, "available")).await.unwrap();
+    let s = handle(&d, event("eu-west-1", &img.id, "available"))
+        .await
+        .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     assert_eq!(s.region.as_deref(), Some("eu-west-1"));
-    assert_eq!(d.aws.image("eu-west-1", &img.id).unwrap().launch.accounts.len(), 1);
+    assert_eq!(
+        d.aws
+            .image("eu-west-1", &img.id)
+            .unwrap()
+            .launch
+            .accounts
+            .len(),
+        1
+    );
 }

@@ -2,17 +2,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
-    ResourceType, SnapshotAttributeName, Tag, TagSpecification,
+    Filter, ImageAttributeName, LaunchPermission, LaunchPermissionModifications, OperationType,
+    PermissionGroup, ResourceType, SnapshotAttributeName, Tag, TagSpecification,
 };
 
 use super::{aws_error, AwsPorts};
 use crate::error::AwsError;
 use crate::ports::{
-    AwsResult, CopyRequest, EbsVolume, Image, ImageState, Images, LaunchPermissions, Snapshot, Snapshots,
+    AwsResult, CopyRequest, EbsVolume, Image, ImageState, Images, LaunchPermissions, Snapshot,
+    Snapshots,
 };
 
-fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Image {
+pub(super) fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Image {
     Image {
         id: i.image_id().unwrap_or_default().to_string(),
         region: region.to_string(),
@@ -22,7 +23,12 @@ fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Image {
         tags: i
             .tags()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect(),
         volumes: i
             .block_device_mappings()
@@ -44,11 +50,18 @@ fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Image {
 }
 
 fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 impl AwsPorts {
-    async fn describe_images_filtered(&self, region: &str, filters: Vec<Filter>, what: &str) -> AwsResult<Vec<Image>> {
+    async fn describe_images_filtered(
+        &self,
+        region: &str,
+        filters: Vec<Filter>,
+        what: &str,
+    ) -> AwsResult<Vec<Image>> {
         let mut pages = self
             .ec2(region)
             .describe_images()
@@ -69,12 +82,25 @@ impl AwsPorts {
 #[async_trait]
 impl Images for AwsPorts {
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<Image>> {
-        let result = self.ec2(region).describe_images().image_ids(image_id).include_disabled(true).send().await;
+        let result = self
+            .ec2(region)
+            .describe_images()
+            .image_ids(image_id)
+            .include_disabled(true)
+            .send()
+            .await;
         match result {
-            Ok(out) => Ok(out.images().iter().find(|i| i.image_id() == Some(image_id)).map(|i| convert_image(region, i))),
+            Ok(out) => Ok(out
+                .images()
+                .iter()
+                .find(|i| i.image_id() == Some(image_id))
+                .map(|i| convert_image(region, i))),
             Err(e) => {
                 let err = aws_error("ec2", "DescribeImages", image_id, e);
-                if matches!(err.code.as_str(), "InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable") {
+                if matches!(
+                    err.code.as_str(),
+                    "InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable"
+                ) {
                     Ok(None)
                 } else {
                     Err(err)
@@ -83,7 +109,11 @@ impl Images for AwsPorts {
         }
     }
 
-    async fn launch_permissions(&self, region: &str, image_id: &str) -> AwsResult<LaunchPermissions> {
+    async fn launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> AwsResult<LaunchPermissions> {
         let out = self
             .ec2(region)
             .describe_image_attribute()
@@ -110,18 +140,43 @@ impl Images for AwsPorts {
         Ok(lp)
     }
 
-    async fn add_launch_permissions(&self, region: &str, image_id: &str, add: &LaunchPermissions) -> AwsResult<()> {
+    async fn add_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        add: &LaunchPermissions,
+    ) -> AwsResult<()> {
         let mut entries: Vec<LaunchPermission> = Vec::new();
-        entries.extend(add.accounts.iter().map(|a| LaunchPermission::builder().user_id(a).build()));
-        entries.extend(add.organizations.iter().map(|o| LaunchPermission::builder().organization_arn(o).build()));
-        entries.extend(add.organizational_units.iter().map(|o| LaunchPermission::builder().organizational_unit_arn(o).build()));
+        entries.extend(
+            add.accounts
+                .iter()
+                .map(|a| LaunchPermission::builder().user_id(a).build()),
+        );
+        entries.extend(
+            add.organizations
+                .iter()
+                .map(|o| LaunchPermission::builder().organization_arn(o).build()),
+        );
+        entries.extend(add.organizational_units.iter().map(|o| {
+            LaunchPermission::builder()
+                .organizational_unit_arn(o)
+                .build()
+        }));
         if add.public {
-            entries.push(LaunchPermission::builder().group(PermissionGroup::All).build());
+            entries.push(
+                LaunchPermission::builder()
+                    .group(PermissionGroup::All)
+                    .build(),
+            );
         }
         self.ec2(region)
             .modify_image_attribute()
             .image_id(image_id)
-            .launch_permission(LaunchPermissionModifications::builder().set_add(Some(entries)).build())
+            .launch_permission(
+                LaunchPermissionModifications::builder()
+                    .set_add(Some(entries))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
@@ -153,28 +208,67 @@ impl Images for AwsPorts {
         }
         if !r.tags.is_empty() {
             for rt in [ResourceType::Image, ResourceType::Snapshot] {
-                req = req.tag_specifications(TagSpecification::builder().resource_type(rt).set_tags(Some(tags(&r.tags))).build());
+                req = req.tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(rt)
+                        .set_tags(Some(tags(&r.tags)))
+                        .build(),
+                );
             }
         }
         let out = req.send().await.map_err(|e| {
-            aws_error("ec2", "CopyImage", &format!("{}/{} -> {}", r.source_region, r.source_image_id, r.destination_region), e)
+            aws_error(
+                "ec2",
+                "CopyImage",
+                &format!(
+                    "{}/{} -> {}",
+                    r.source_region, r.source_image_id, r.destination_region
+                ),
+                e,
+            )
         })?;
         Ok(out.image_id().unwrap_or_default().to_string())
     }
 
-    async fn find_own_images_by_tag(&self, region: &str, key: &str, value: &str) -> AwsResult<Vec<Image>> {
-        let f = Filter::builder().name(format!("tag:{key}")).values(value).build();
-        self.describe_images_filtered(region, vec![f], &format!("tag {key}={value} in {region}")).await
+    async fn find_own_images_by_tag(
+        &self,
+        region: &str,
+        key: &str,
+        value: &str,
+    ) -> AwsResult<Vec<Image>> {
+        let f = Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build();
+        self.describe_images_filtered(region, vec![f], &format!("tag {key}={value} in {region}"))
+            .await
     }
 
     async fn find_own_images_by_name(&self, region: &str, name: &str) -> AwsResult<Vec<Image>> {
         let f = Filter::builder().name("name").values(name).build();
-        self.describe_images_filtered(region, vec![f], &format!("name {name} in {region}")).await
+        self.describe_images_filtered(region, vec![f], &format!("name {name} in {region}"))
+            .await
     }
 
-    async fn enable_deprecation(&self, region: &str, image_id: &str, deprecate_at: &str) -> AwsResult<()> {
-        let at = aws_smithy_types::DateTime::from_str(deprecate_at, aws_smithy_types::date_time::Format::DateTime)
-            .map_err(|e| AwsError::new("ec2", "EnableImageDeprecation", "InvalidDeprecationTime", e.to_string(), image_id))?;
+    async fn enable_deprecation(
+        &self,
+        region: &str,
+        image_id: &str,
+        deprecate_at: &str,
+    ) -> AwsResult<()> {
+        let at = aws_smithy_types::DateTime::from_str(
+            deprecate_at,
+            aws_smithy_types::date_time::Format::DateTime,
+        )
+        .map_err(|e| {
+            AwsError::new(
+                "ec2",
+                "EnableImageDeprecation",
+                "InvalidDeprecationTime",
+                e.to_string(),
+                image_id,
+            )
+        })?;
         self.ec2(region)
             .enable_image_deprecation()
             .image_id(image_id)
@@ -185,7 +279,12 @@ impl Images for AwsPorts {
         Ok(())
     }
 
-    async fn tag_resources(&self, region: &str, resource_ids: &[String], t: &BTreeMap<String, String>) -> AwsResult<()> {
+    async fn tag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        t: &BTreeMap<String, String>,
+    ) -> AwsResult<()> {
         self.ec2(region)
             .create_tags()
             .set_resources(Some(resource_ids.to_vec()))
@@ -199,7 +298,11 @@ impl Images for AwsPorts {
 
 #[async_trait]
 impl Snapshots for AwsPorts {
-    async fn describe_snapshots(&self, region: &str, snapshot_ids: &[String]) -> AwsResult<Vec<Snapshot>> {
+    async fn describe_snapshots(
+        &self,
+        region: &str,
+        snapshot_ids: &[String],
+    ) -> AwsResult<Vec<Snapshot>> {
         let out = self
             .ec2(region)
             .describe_snapshots()
@@ -218,7 +321,11 @@ impl Snapshots for AwsPorts {
             .collect())
     }
 
-    async fn create_volume_permissions(&self, region: &str, snapshot_id: &str) -> AwsResult<BTreeSet<String>> {
+    async fn create_volume_permissions(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+    ) -> AwsResult<BTreeSet<String>> {
         let out = self
             .ec2(region)
             .describe_snapshot_attribute()
@@ -227,10 +334,19 @@ impl Snapshots for AwsPorts {
             .send()
             .await
             .map_err(|e| aws_error("ec2", "DescribeSnapshotAttribute", snapshot_id, e))?;
-        Ok(out.create_volume_permissions().iter().filter_map(|p| p.user_id().map(str::to_string)).collect())
+        Ok(out
+            .create_volume_permissions()
+            .iter()
+            .filter_map(|p| p.user_id().map(str::to_string))
+            .collect())
     }
 
-    async fn add_create_volume_permission(&self, region: &str, snapshot_id: &str, accounts: &[String]) -> AwsResult<()> {
+    async fn add_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()> {
         // The flat form (OperationType + UserIds): the structured CreateVolumePermission form is
         // the same for AWS, but the local emulator ignores it.
         self.ec2(region)

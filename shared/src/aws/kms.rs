@@ -16,18 +16,33 @@ impl Keys for AwsPorts {
             .send()
             .await
             .map_err(|e| aws_error("kms", "DescribeKey", key_id, e))?;
-        let meta = out
-            .key_metadata()
-            .ok_or_else(|| AwsError::new("kms", "DescribeKey", "MissingKeyMetadata", "no KeyMetadata in the response", key_id))?;
+        let meta = out.key_metadata().ok_or_else(|| {
+            AwsError::new(
+                "kms",
+                "DescribeKey",
+                "MissingKeyMetadata",
+                "no KeyMetadata in the response",
+                key_id,
+            )
+        })?;
         Ok(KeyInfo {
             arn: meta.arn().unwrap_or(key_id).to_string(),
-            manager: if meta.key_manager() == Some(&KeyManagerType::Aws) { KeyManager::Aws } else { KeyManager::Customer },
+            manager: if meta.key_manager() == Some(&KeyManagerType::Aws) {
+                KeyManager::Aws
+            } else {
+                KeyManager::Customer
+            },
             enabled: meta.enabled(),
         })
     }
 
     async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
-        let mut pages = self.kms(region).list_grants().key_id(key_arn).into_paginator().send();
+        let mut pages = self
+            .kms(region)
+            .list_grants()
+            .key_id(key_arn)
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("kms", "ListGrants", key_arn, e))?;
@@ -41,7 +56,10 @@ impl Keys for AwsPorts {
     }
 
     async fn create_grant(&self, region: &str, g: &GrantRequest) -> AwsResult<()> {
-        let ops = GRANT_OPERATIONS.iter().map(|o| GrantOperation::from(*o)).collect();
+        let ops = GRANT_OPERATIONS
+            .iter()
+            .map(|o| GrantOperation::from(*o))
+            .collect();
         self.kms(region)
             .create_grant()
             .key_id(&g.key_arn)
@@ -50,7 +68,14 @@ impl Keys for AwsPorts {
             .set_operations(Some(ops))
             .send()
             .await
-            .map_err(|e| aws_error("kms", "CreateGrant", &format!("{} for {}", g.key_arn, g.grantee_principal), e))?;
+            .map_err(|e| {
+                aws_error(
+                    "kms",
+                    "CreateGrant",
+                    &format!("{} for {}", g.key_arn, g.grantee_principal),
+                    e,
+                )
+            })?;
         Ok(())
     }
 }

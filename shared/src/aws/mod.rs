@@ -5,6 +5,7 @@
 //! other Regions are derived from it on first use and kept.
 
 mod ec2;
+mod inventory;
 mod kms;
 mod org;
 
@@ -23,6 +24,7 @@ pub struct AwsPorts {
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
     kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
     org: aws_sdk_organizations::Client,
+    autoscaling: Mutex<HashMap<String, aws_sdk_autoscaling::Client>>,
 }
 
 impl AwsPorts {
@@ -37,11 +39,19 @@ impl AwsPorts {
                     .configure(&base)
                     .build()
                     .await;
-                let conf = aws_sdk_organizations::config::Builder::from(&base).credentials_provider(provider).build();
+                let conf = aws_sdk_organizations::config::Builder::from(&base)
+                    .credentials_provider(provider)
+                    .build();
                 aws_sdk_organizations::Client::from_conf(conf)
             }
         };
-        Self { base, ec2: Mutex::default(), kms: Mutex::default(), org }
+        Self {
+            base,
+            ec2: Mutex::default(),
+            kms: Mutex::default(),
+            org,
+            autoscaling: Mutex::default(),
+        }
     }
 
     /// Adapters over explicitly given clients (tests with aws-smithy-mocks). `region` is the
@@ -52,12 +62,16 @@ impl AwsPorts {
         kms: aws_sdk_kms::Client,
         org: aws_sdk_organizations::Client,
     ) -> Self {
-        let base = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new(region.to_string())).build();
+        let base = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .build();
         Self {
             base,
             ec2: Mutex::new(HashMap::from([(region.to_string(), ec2)])),
             kms: Mutex::new(HashMap::from([(region.to_string(), kms)])),
             org,
+            autoscaling: Mutex::default(),
         }
     }
 
@@ -65,7 +79,9 @@ impl AwsPorts {
         let mut map = self.ec2.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(region.to_string())
             .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                let conf = aws_sdk_ec2::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .build();
                 aws_sdk_ec2::Client::from_conf(conf)
             })
             .clone()
@@ -75,8 +91,24 @@ impl AwsPorts {
         let mut map = self.kms.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(region.to_string())
             .or_insert_with(|| {
-                let conf = aws_sdk_kms::config::Builder::from(&self.base).region(Region::new(region.to_string())).build();
+                let conf = aws_sdk_kms::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .build();
                 aws_sdk_kms::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+impl AwsPorts {
+    pub(crate) fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
+        let mut map = self.autoscaling.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_autoscaling::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .build();
+                aws_sdk_autoscaling::Client::from_conf(conf)
             })
             .clone()
     }
@@ -99,10 +131,22 @@ where
             se.err().code().unwrap_or("UnknownError").to_string(),
             se.err().message().unwrap_or_default().to_string(),
         ),
-        SdkError::TimeoutError(_) => ("TimeoutError".to_string(), DisplayErrorContext(&err).to_string()),
-        SdkError::DispatchFailure(_) => ("DispatchFailure".to_string(), DisplayErrorContext(&err).to_string()),
-        SdkError::ResponseError(_) => ("ResponseError".to_string(), DisplayErrorContext(&err).to_string()),
-        _ => ("ConstructionFailure".to_string(), DisplayErrorContext(&err).to_string()),
+        SdkError::TimeoutError(_) => (
+            "TimeoutError".to_string(),
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::DispatchFailure(_) => (
+            "DispatchFailure".to_string(),
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::ResponseError(_) => (
+            "ResponseError".to_string(),
+            DisplayErrorContext(&err).to_string(),
+        ),
+        _ => (
+            "ConstructionFailure".to_string(),
+            DisplayErrorContext(&err).to_string(),
+        ),
     };
     AwsError::new(service, operation, code, message, resource)
 }
@@ -114,7 +158,13 @@ pub async fn caller_account(config: &SdkConfig) -> Result<String, AwsError> {
         .send()
         .await
         .map_err(|e| aws_error("sts", "GetCallerIdentity", "caller", e))?;
-    out.account()
-        .map(str::to_string)
-        .ok_or_else(|| AwsError::new("sts", "GetCallerIdentity", "MissingAccount", "no account in the response", "caller"))
+    out.account().map(str::to_string).ok_or_else(|| {
+        AwsError::new(
+            "sts",
+            "GetCallerIdentity",
+            "MissingAccount",
+            "no account in the response",
+            "caller",
+        )
+    })
 }

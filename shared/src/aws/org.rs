@@ -12,39 +12,55 @@ fn convert(a: &Account) -> OrgAccount {
         .map(|s| s.as_str().to_string())
         .or_else(|| a.status().map(|s| s.as_str().to_string()))
         .unwrap_or_else(|| "UNKNOWN".to_string());
-    OrgAccount { id: a.id().unwrap_or_default().to_string(), status }
+    OrgAccount {
+        id: a.id().unwrap_or_default().to_string(),
+        status,
+    }
 }
 
 #[async_trait]
 impl Org for AwsPorts {
     async fn organization_id(&self) -> AwsResult<String> {
-        let out = self
-            .org
-            .describe_organization()
-            .send()
-            .await
-            .map_err(|e| aws_error("organizations", "DescribeOrganization", "organization", e))?;
+        let out =
+            self.org.describe_organization().send().await.map_err(|e| {
+                aws_error("organizations", "DescribeOrganization", "organization", e)
+            })?;
         out.organization()
             .and_then(|o| o.id())
             .map(str::to_string)
-            .ok_or_else(|| AwsError::new("organizations", "DescribeOrganization", "MissingOrganization", "no organization in the response", "organization"))
+            .ok_or_else(|| {
+                AwsError::new(
+                    "organizations",
+                    "DescribeOrganization",
+                    "MissingOrganization",
+                    "no organization in the response",
+                    "organization",
+                )
+            })
     }
 
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>> {
         let mut pages = self.org.list_accounts().into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("organizations", "ListAccounts", "organization", e))?;
+            let page =
+                page.map_err(|e| aws_error("organizations", "ListAccounts", "organization", e))?;
             out.extend(page.accounts().iter().map(convert));
         }
         Ok(out)
     }
 
     async fn accounts_for_parent(&self, parent_id: &str) -> AwsResult<Vec<OrgAccount>> {
-        let mut pages = self.org.list_accounts_for_parent().parent_id(parent_id).into_paginator().send();
+        let mut pages = self
+            .org
+            .list_accounts_for_parent()
+            .parent_id(parent_id)
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("organizations", "ListAccountsForParent", parent_id, e))?;
+            let page = page
+                .map_err(|e| aws_error("organizations", "ListAccountsForParent", parent_id, e))?;
             out.extend(page.accounts().iter().map(convert));
         }
         Ok(out)
@@ -60,8 +76,13 @@ impl Org for AwsPorts {
             .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("organizations", "ListChildren", parent_id, e))?;
-            out.extend(page.children().iter().filter_map(|c| c.id().map(str::to_string)));
+            let page =
+                page.map_err(|e| aws_error("organizations", "ListChildren", parent_id, e))?;
+            out.extend(
+                page.children()
+                    .iter()
+                    .filter_map(|c| c.id().map(str::to_string)),
+            );
         }
         Ok(out)
     }

@@ -10,7 +10,10 @@ use crate::ports::{Image, ImageState};
 pub const SKIP_TAG: &str = "ami-share:skip";
 
 pub fn compile_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(false).backslash_escape(true).build()
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
 }
 
 fn glob_matcher(pattern: &str) -> Option<GlobMatcher> {
@@ -51,11 +54,16 @@ pub enum ImageKind {
 /// Classify by our provenance tags, falling back to our deterministic copy name (some
 /// accounts, and the local emulator, drop tags at creation).
 pub fn classify(image: &Image) -> ImageKind {
-    if let Some(p) = names::provenance_from_tags(&image.tags).or_else(|| names::provenance_from_name(&image.name)) {
+    if let Some(p) = names::provenance_from_tags(&image.tags)
+        .or_else(|| names::provenance_from_name(&image.name))
+    {
         return ImageKind::OurCopy(p);
     }
     let is_foreign_copy = image.source_image_id.is_some()
-        && image.source_image_region.as_deref().is_some_and(|r| r != image.region);
+        && image
+            .source_image_region
+            .as_deref()
+            .is_some_and(|r| r != image.region);
     ImageKind::Source { is_foreign_copy }
 }
 
@@ -71,7 +79,9 @@ pub enum SkipReason {
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SkipReason::NotOwned { owner } => write!(f, "owned by account {owner}, not by this account"),
+            SkipReason::NotOwned { owner } => {
+                write!(f, "owned by account {owner}, not by this account")
+            }
             SkipReason::NotAvailable { state } => write!(f, "image is {state}, not available"),
             SkipReason::SkipTag => write!(f, "tagged {SKIP_TAG}=true"),
             SkipReason::NoRuleMatches => write!(f, "no rule of the policy matches it"),
@@ -80,17 +90,33 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// The rules that apply to an image owned by `own_account`, or why none do.
-pub fn matching_rules<'p>(policy: &'p Policy, image: &Image, own_account: &str) -> Result<Vec<&'p Rule>, SkipReason> {
+pub fn matching_rules<'p>(
+    policy: &'p Policy,
+    image: &Image,
+    own_account: &str,
+) -> Result<Vec<&'p Rule>, SkipReason> {
     if image.owner_id != own_account {
-        return Err(SkipReason::NotOwned { owner: image.owner_id.clone() });
+        return Err(SkipReason::NotOwned {
+            owner: image.owner_id.clone(),
+        });
     }
     if image.state != ImageState::Available {
-        return Err(SkipReason::NotAvailable { state: image.state.as_str().to_string() });
+        return Err(SkipReason::NotAvailable {
+            state: image.state.as_str().to_string(),
+        });
     }
-    if image.tags.get(SKIP_TAG).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if image
+        .tags
+        .get(SKIP_TAG)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
         return Err(SkipReason::SkipTag);
     }
-    let rules: Vec<&Rule> = policy.rules.iter().filter(|r| r.matcher.matches(image)).collect();
+    let rules: Vec<&Rule> = policy
+        .rules
+        .iter()
+        .filter(|r| r.matcher.matches(image))
+        .collect();
     if rules.is_empty() {
         Err(SkipReason::NoRuleMatches)
     } else {

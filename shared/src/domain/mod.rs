@@ -2,4 +2,5 @@
 
 pub mod matching;
 pub mod names;
+pub mod orphans;
 pub mod plan;

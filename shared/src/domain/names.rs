@@ -39,7 +39,9 @@ pub fn account_principal(account: &str) -> String {
 
 /// The account of an `arn:aws:iam::<account>:root` principal.
 pub fn account_of_principal(principal: &str) -> Option<&str> {
-    principal.strip_prefix("arn:aws:iam::")?.strip_suffix(":root")
+    principal
+        .strip_prefix("arn:aws:iam::")?
+        .strip_suffix(":root")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -88,9 +90,19 @@ pub fn provenance_from_tags(tags: &BTreeMap<String, String>) -> Option<Provenanc
     };
     let rules = tags
         .get(SOURCE_RULE_TAG)
-        .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|r| {
+            r.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
-    Some(Provenance { source_region: region.to_string(), source_image_id: image.to_string(), kind, rules })
+    Some(Provenance {
+        source_region: region.to_string(),
+        source_image_id: image.to_string(),
+        kind,
+        rules,
+    })
 }
 
 /// Read provenance from our deterministic copy name (see [`copy_name`]).
@@ -104,7 +116,10 @@ pub fn provenance_from_name(name: &str) -> Option<Provenance> {
                 Some((img, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => img,
                 _ => image,
             };
-            if crate::config::is_region(region) && image.len() > 4 && image[4..].bytes().all(|b| b.is_ascii_hexdigit()) {
+            if crate::config::is_region(region)
+                && image.len() > 4
+                && image[4..].bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Some(Provenance {
                     source_region: region.to_string(),
                     source_image_id: image.to_string(),
@@ -122,13 +137,34 @@ pub fn provenance_from_name(name: &str) -> Option<Provenance> {
 /// do not allow are replaced with `-`.
 ///
 /// `attempt` 0 is the first copy; a copy started again after a failed one gets `-r<attempt>`.
-pub fn copy_name(source_name: &str, source_region: &str, source_image_id: &str, kind: CopyKind, attempt: usize) -> String {
-    let retry = if attempt == 0 { String::new() } else { format!("-r{attempt}") };
-    let suffix = format!("{}{}-{}{retry}", kind.name_marker(), source_region, source_image_id);
+pub fn copy_name(
+    source_name: &str,
+    source_region: &str,
+    source_image_id: &str,
+    kind: CopyKind,
+    attempt: usize,
+) -> String {
+    let retry = if attempt == 0 {
+        String::new()
+    } else {
+        format!("-r{attempt}")
+    };
+    let suffix = format!(
+        "{}{}-{}{retry}",
+        kind.name_marker(),
+        source_region,
+        source_image_id
+    );
     let room = 128usize.saturating_sub(suffix.len());
     let base: String = source_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "() ./-'@_".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "() ./-'@_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(room)
         .collect();
     format!("{base}{suffix}")
@@ -138,10 +174,22 @@ pub fn copy_name(source_name: &str, source_region: &str, source_image_id: &str, 
 /// or a retried call can never start a second copy.
 /// `attempt` distinguishes a copy started again after a failed one (EC2 would otherwise return
 /// the failed copy for the same token).
-pub fn copy_client_token(source_region: &str, source_image_id: &str, destination_region: &str, kms_key: Option<&str>, attempt: usize) -> String {
+pub fn copy_client_token(
+    source_region: &str,
+    source_image_id: &str,
+    destination_region: &str,
+    kms_key: Option<&str>,
+    attempt: usize,
+) -> String {
     let mut h = Sha256::new();
     let attempt = attempt.to_string();
-    for part in [source_region, source_image_id, destination_region, kms_key.unwrap_or("-"), attempt.as_str()] {
+    for part in [
+        source_region,
+        source_image_id,
+        destination_region,
+        kms_key.unwrap_or("-"),
+        attempt.as_str(),
+    ] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }

@@ -17,7 +17,9 @@ pub struct AccountTargets {
 
 impl AccountTargets {
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.organizations.is_empty() && self.organizational_units.is_empty()
+        self.accounts.is_empty()
+            && self.organizations.is_empty()
+            && self.organizational_units.is_empty()
     }
 }
 
@@ -59,9 +61,15 @@ impl SharePlan {
                 organizations: sw.organizations.iter().cloned().collect(),
                 organizational_units: sw.organizational_units.iter().cloned().collect(),
             };
-            plan.launch.accounts.extend(targets.accounts.iter().cloned());
-            plan.launch.organizations.extend(targets.organizations.iter().cloned());
-            plan.launch.organizational_units.extend(targets.organizational_units.iter().cloned());
+            plan.launch
+                .accounts
+                .extend(targets.accounts.iter().cloned());
+            plan.launch
+                .organizations
+                .extend(targets.organizations.iter().cloned());
+            plan.launch
+                .organizational_units
+                .extend(targets.organizational_units.iter().cloned());
             plan.launch.public |= sw.public;
             if rule.share_snapshots {
                 merge(&mut plan.snapshots, &targets);
@@ -70,16 +78,20 @@ impl SharePlan {
                 merge(&mut plan.kms, &targets);
             }
             for c in &rule.copy_to {
-                let dest = plan.copies.entry(c.region.clone()).or_insert_with(|| CopyDestination {
-                    region: c.region.clone(),
-                    kms_key_id: None,
-                    rules: Vec::new(),
-                });
+                let dest = plan
+                    .copies
+                    .entry(c.region.clone())
+                    .or_insert_with(|| CopyDestination {
+                        region: c.region.clone(),
+                        kms_key_id: None,
+                        rules: Vec::new(),
+                    });
                 dest.rules.push(rule.name.clone());
                 match (&dest.kms_key_id, &c.kms_key_id) {
                     (None, Some(k)) => dest.kms_key_id = Some(k.clone()),
                     (Some(have), Some(k)) if have != k => {
-                        plan.key_conflicts.push((c.region.clone(), rule.name.clone(), k.clone()));
+                        plan.key_conflicts
+                            .push((c.region.clone(), rule.name.clone(), k.clone()));
                     }
                     _ => {}
                 }
@@ -96,8 +108,10 @@ impl SharePlan {
 
 fn merge(into: &mut AccountTargets, from: &AccountTargets) {
     into.accounts.extend(from.accounts.iter().cloned());
-    into.organizations.extend(from.organizations.iter().cloned());
-    into.organizational_units.extend(from.organizational_units.iter().cloned());
+    into.organizations
+        .extend(from.organizations.iter().cloned());
+    into.organizational_units
+        .extend(from.organizational_units.iter().cloned());
 }
 
 /// Split `accounts` into the batches of at most `size` that one call may carry.

@@ -1,0 +1,148 @@
+//! Orphaned snapshots: judge every snapshot of ours against the complete inventory, then mark,
+//! unmark and (in delete mode, after the grace period, at most `max_deletions`) delete.
+
+use amishare::config::SweepMode;
+use amishare::domain::orphans::{decide, judge, mark_value, Action, InUse, Verdict};
+use amishare::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
+use amishare::ports::Aws;
+use amishare::share::Deps;
+use amishare::Error;
+
+use crate::report::{OrphanEntry, SweepReport, LISTED_ORPHANS};
+use crate::{Listings, Run};
+
+/// The error code that means a snapshot we proved unused is in use after all.
+pub const IN_USE_CODE: &str = "InvalidSnapshot.InUse";
+
+pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMode, l: &Listings, report: &mut SweepReport) {
+    let r = &mut report.orphans;
+    // A partial inventory is not an inventory: any failed listing aborts all marking and deleting.
+    let failed: Vec<_> = [
+        ("images", l.images.as_ref().err()),
+        ("snapshots", l.snapshots.as_ref().err()),
+        ("Recycle Bin", l.recycled.as_ref().err()),
+        ("launch templates", l.launch_templates.as_ref().err()),
+        ("launch configurations", l.launch_configurations.as_ref().err()),
+    ]
+    .into_iter()
+    .filter_map(|(what, e)| e.map(|e| (what, e.clone())))
+    .collect();
+    let (Ok(images), Ok(snapshots), Ok(recycled), Ok(templates), Ok(configurations)) =
+        (&l.images, &l.snapshots, &l.recycled, &l.launch_templates, &l.launch_configurations)
+    else {
+        r.status = "aborted".into();
+        r.aborted_because = Some(format!(
+            "the listing of {} failed, so the inventory is incomplete: nothing was marked, unmarked or deleted",
+            failed.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")
+        ));
+        tracing::error!(region = %run.region, reason = r.aborted_because.as_deref().unwrap_or(""), "orphan sweep aborted");
+        for (what, e) in failed {
+            report.error(&format!("listing {what}"), &Error::from(e));
+        }
+        return;
+    };
+
+    let references: Vec<_> = templates.iter().chain(configurations.iter()).cloned().collect();
+    let in_use = InUse::new(images, recycled, &references);
+    let cfg = &deps.policy.sweeper;
+    let today = run.now.date_naive();
+    let mut marks: Vec<&OwnSnapshot> = Vec::new();
+    let mut unmarks: Vec<&OwnSnapshot> = Vec::new();
+    let mut due: Vec<(chrono::NaiveDate, &OwnSnapshot)> = Vec::new();
+    r.snapshots_checked = snapshots.len();
+    for s in snapshots {
+        let verdict = judge(s, &in_use, run.now, cfg.min_age_days);
+        let action = decide(matches!(verdict, Verdict::Orphan(_)), s.tags.orphaned_since.as_deref(), today, mode, cfg.grace_days);
+        match verdict {
+            Verdict::Orphan(proof) => {
+                r.orphans_found += 1;
+                r.orphans_gib += s.size_gib;
+                if r.orphans.len() < LISTED_ORPHANS {
+                    r.orphans.push(OrphanEntry {
+                        snapshot_id: s.id.clone(),
+                        image_id: proof.image_id,
+                        description: proof.description,
+                        size_gib: s.size_gib,
+                        action: action.clone(),
+                    });
+                }
+            }
+            Verdict::Keep(reason) => *r.kept.entry(reason.code().to_string()).or_insert(0) += 1,
+        }
+        match action {
+            Action::None => {}
+            Action::Mark => marks.push(s),
+            Action::Unmark => unmarks.push(s),
+            Action::Wait { .. } => r.waiting += 1,
+            Action::Delete { since } => due.push((since, s)),
+        }
+    }
+
+    // Marks and unmarks.
+    let value = mark_value(run.now);
+    for (i, s) in marks.iter().enumerate() {
+        if !run.may_start() {
+            report.not_reached.push(format!("marking {} orphans", marks.len() - i));
+            break;
+        }
+        match deps.aws.tag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG, &value).await {
+            Ok(()) => r.marked += 1,
+            Err(e) => report.errors.push(error_summary(&format!("marking {}", s.id), e)),
+        }
+    }
+    for (i, s) in unmarks.iter().enumerate() {
+        if !run.may_start() {
+            report.not_reached.push(format!("unmarking {} snapshots that are no longer orphans", unmarks.len() - i));
+            break;
+        }
+        match deps.aws.untag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG).await {
+            Ok(()) => r.unmarked += 1,
+            Err(e) => report.errors.push(error_summary(&format!("unmarking {}", s.id), e)),
+        }
+    }
+
+    // Deletions: the longest-marked first, at most max_deletions.
+    if mode != SweepMode::Delete {
+        r.status = "complete".into();
+        return; // never delete anything in report mode (decide() gives no Delete there either)
+    }
+    due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let max = usize::try_from(cfg.max_deletions).unwrap_or(usize::MAX);
+    r.over_max_deletions = due.len().saturating_sub(max);
+    due.truncate(max);
+    for (i, (since, s)) in due.iter().enumerate() {
+        if !run.may_start() {
+            report.not_reached.push(format!("deleting {} orphans due for deletion", due.len() - i));
+            break;
+        }
+        match deps.aws.delete_snapshot(&run.region, &s.id).await {
+            Ok(()) => {
+                tracing::info!(region = %run.region, snapshot_id = %s.id, marked_since = %since, size_gib = s.size_gib, description = %s.description, "orphaned snapshot deleted");
+                r.deleted.push(s.id.clone());
+                r.deleted_gib += s.size_gib;
+            }
+            Err(e) if e.code == "InvalidSnapshot.NotFound" => {
+                tracing::info!(snapshot_id = %s.id, "orphan already gone");
+            }
+            Err(e) if e.code == IN_USE_CODE => {
+                let why = format!(
+                    "{IN_USE_CODE} on {}: AWS says it is in use although the inventory proved it an orphan ({}); \
+                     no further snapshot was deleted. Find what uses it and report it as a bug",
+                    s.id, s.description
+                );
+                tracing::error!(region = %run.region, snapshot_id = %s.id, error = %e, "{why}");
+                report.errors.push(error_summary(&format!("deleting {}", s.id), e));
+                r.deletions_stopped = Some(why);
+                report.not_reached.push(format!("deleting {} orphans: deletions stopped after {IN_USE_CODE}", due.len() - i - 1));
+                break;
+            }
+            Err(e) => report.errors.push(error_summary(&format!("deleting {}", s.id), e)),
+        }
+    }
+    r.status = "complete".into();
+}
+
+fn error_summary(context: &str, e: amishare::AwsError) -> amishare::report::ErrorSummary {
+    let e = Error::from(e);
+    amishare::report::ErrorSummary { error_type: e.error_type(), message: format!("{context}: {e}") }
+}

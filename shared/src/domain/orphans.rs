@@ -1,0 +1,680 @@
+//! Orphaned snapshots: is this snapshot an orphan, with what proof, or why is it kept; and
+//! what to do about it this run (mark, unmark, wait, delete). Pure: no async, no I/O, "now"
+//! is a parameter.
+//!
+//! A snapshot is an orphan only if ALL hold (aws-facts §6):
+//! 1. its description names the image it was made for (`Created by CreateImage(…) for ami-…`,
+//!    `Copied for DestinationAmi ami-… …`) — our provenance tag alone proves it is ours but
+//!    names no image, so the Recycle Bin cannot be checked and it is kept;
+//! 2. that image exists nowhere: not among the Region's images in any state (disabled,
+//!    deprecated, pending included), not in the Recycle Bin;
+//! 3. nothing references it: no image's block device mapping, no launch template version, no
+//!    launch configuration (neither the snapshot nor the image it was made for);
+//! 4. it is complete, not managed by AWS Backup or DLM, not tagged `ami-share:keep`, and older
+//!    than `min_age_days`.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::config::SweepMode;
+use crate::inventory::{OwnSnapshot, RecycledImage, Reference, SnapshotState, KEEP_TAG};
+use crate::ports::Image;
+
+/// The image a snapshot's description says it was made for.
+pub fn image_named_in(description: &str) -> Option<&str> {
+    let rest = if let Some(r) = description.strip_prefix("Created by CreateImage(") {
+        // `Created by CreateImage(i-0123) for ami-0456` (sometimes followed by ` from vol-…`)
+        let (_, after) = r.split_once(") for ")?;
+        after
+    } else {
+        // `Copied for DestinationAmi ami-0456 from SourceAmi ami-0123 for SourceSnapshot snap-…`
+        description.strip_prefix("Copied for DestinationAmi ")?
+    };
+    let id = rest
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '.')
+        .next()?;
+    is_image_id(id).then_some(id)
+}
+
+/// `ami-` followed by 8 or 17 lowercase hex digits.
+pub fn is_image_id(s: &str) -> bool {
+    s.strip_prefix("ami-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17)
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// What the rest of the Region says about snapshots: which images exist (any state), which are
+/// in the Recycle Bin, and who references which snapshot or image.
+#[derive(Debug, Default)]
+pub struct InUse {
+    /// Image id → state, for every image of ours in the Region.
+    images: HashMap<String, String>,
+    recycled: HashSet<String>,
+    /// Snapshot id → who references it (an image's block device mapping, a launch template
+    /// version, a launch configuration). The first referrer found is kept.
+    snapshot_refs: HashMap<String, String>,
+    /// Image id → launch template version / launch configuration still naming it.
+    image_refs: HashMap<String, String>,
+}
+
+impl InUse {
+    pub fn new(images: &[Image], recycled: &[RecycledImage], references: &[Reference]) -> Self {
+        let mut u = InUse::default();
+        for i in images {
+            u.images.insert(i.id.clone(), i.state.as_str().to_string());
+            for v in &i.volumes {
+                u.snapshot_refs
+                    .entry(v.snapshot_id.clone())
+                    .or_insert_with(|| format!("image {}", i.id));
+            }
+        }
+        u.recycled.extend(recycled.iter().map(|r| r.id.clone()));
+        for r in references {
+            for s in &r.snapshot_ids {
+                u.snapshot_refs
+                    .entry(s.clone())
+                    .or_insert_with(|| r.by.clone());
+            }
+            for i in &r.image_ids {
+                u.image_refs
+                    .entry(i.clone())
+                    .or_insert_with(|| r.by.clone());
+            }
+        }
+        u
+    }
+}
+
+/// Why a snapshot is not an orphan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum KeepReason {
+    /// Its description does not name an image it was made for, and it has no provenance tag
+    /// of ours: never ours to delete.
+    NoProofOfOrigin,
+    /// Our provenance tag, but the description names no image: the Recycle Bin cannot be
+    /// checked, so it is kept.
+    ImageNotNamed,
+    /// Not `completed` (a copy or image still in progress, or an error to look at).
+    NotCompleted { state: String },
+    /// Tagged `ami-share:keep`.
+    KeepTag,
+    /// AWS Backup manages it.
+    BackupManaged,
+    /// Data Lifecycle Manager manages it.
+    DlmManaged,
+    /// The image it was made for still exists (disabled, deprecated and pending included).
+    ImageExists { image_id: String, state: String },
+    /// The image it was made for is in the Recycle Bin and can be restored.
+    ImageInRecycleBin { image_id: String },
+    /// An image's block device mapping, a launch template version or a launch configuration
+    /// references the snapshot.
+    Referenced { by: String },
+    /// A launch template version or launch configuration still names the image it was made
+    /// for.
+    ImageReferenced { image_id: String, by: String },
+    /// Younger than `min_age_days`.
+    TooYoung { min_age_days: u32 },
+}
+
+impl KeepReason {
+    /// The key of the per-reason counts in the report.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeepReason::NoProofOfOrigin => "no_proof_of_origin",
+            KeepReason::ImageNotNamed => "image_not_named",
+            KeepReason::NotCompleted { .. } => "not_completed",
+            KeepReason::KeepTag => "keep_tag",
+            KeepReason::BackupManaged => "backup_managed",
+            KeepReason::DlmManaged => "dlm_managed",
+            KeepReason::ImageExists { .. } => "image_exists",
+            KeepReason::ImageInRecycleBin { .. } => "image_in_recycle_bin",
+            KeepReason::Referenced { .. } => "referenced",
+            KeepReason::ImageReferenced { .. } => "image_referenced",
+            KeepReason::TooYoung { .. } => "too_young",
+        }
+    }
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::NoProofOfOrigin => {
+                write!(f, "no proof of origin in its description or tags")
+            }
+            KeepReason::ImageNotNamed => write!(
+                f,
+                "has our provenance tag but its description names no image"
+            ),
+            KeepReason::NotCompleted { state } => write!(f, "snapshot is {state}"),
+            KeepReason::KeepTag => write!(f, "tagged {KEEP_TAG}"),
+            KeepReason::BackupManaged => write!(f, "managed by AWS Backup"),
+            KeepReason::DlmManaged => write!(f, "managed by Data Lifecycle Manager"),
+            KeepReason::ImageExists { image_id, state } => {
+                write!(f, "image {image_id} exists ({state})")
+            }
+            KeepReason::ImageInRecycleBin { image_id } => {
+                write!(f, "image {image_id} is in the Recycle Bin")
+            }
+            KeepReason::Referenced { by } => write!(f, "referenced by {by}"),
+            KeepReason::ImageReferenced { image_id, by } => {
+                write!(f, "its image {image_id} is referenced by {by}")
+            }
+            KeepReason::TooYoung { min_age_days } => write!(f, "younger than {min_age_days} days"),
+        }
+    }
+}
+
+/// An orphan and the proof that it is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrphanProof {
+    /// The image it was made for, which exists nowhere any more.
+    pub image_id: String,
+    /// The description naming it.
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Orphan(OrphanProof),
+    Keep(KeepReason),
+}
+
+/// Judge one snapshot against the Region's inventory.
+pub fn judge(s: &OwnSnapshot, in_use: &InUse, now: DateTime<Utc>, min_age_days: u32) -> Verdict {
+    let keep = Verdict::Keep;
+    let Some(image_id) = image_named_in(&s.description) else {
+        return keep(if s.tags.source_image.is_some() {
+            KeepReason::ImageNotNamed
+        } else {
+            KeepReason::NoProofOfOrigin
+        });
+    };
+    if s.tags.keep {
+        return keep(KeepReason::KeepTag);
+    }
+    if s.tags.backup {
+        return keep(KeepReason::BackupManaged);
+    }
+    if s.tags.dlm {
+        return keep(KeepReason::DlmManaged);
+    }
+    if s.state != SnapshotState::Completed {
+        let state = match &s.state {
+            SnapshotState::Pending => "pending".to_string(),
+            SnapshotState::Error => "error".to_string(),
+            SnapshotState::Other(o) => o.clone(),
+            SnapshotState::Completed => "completed".to_string(),
+        };
+        return keep(KeepReason::NotCompleted { state });
+    }
+    if let Some(state) = in_use.images.get(image_id) {
+        return keep(KeepReason::ImageExists {
+            image_id: image_id.to_string(),
+            state: state.clone(),
+        });
+    }
+    if in_use.recycled.contains(image_id) {
+        return keep(KeepReason::ImageInRecycleBin {
+            image_id: image_id.to_string(),
+        });
+    }
+    if let Some(by) = in_use.snapshot_refs.get(&s.id) {
+        return keep(KeepReason::Referenced { by: by.clone() });
+    }
+    if let Some(by) = in_use.image_refs.get(image_id) {
+        return keep(KeepReason::ImageReferenced {
+            image_id: image_id.to_string(),
+            by: by.clone(),
+        });
+    }
+    if !old_enough(s.start_time, now, min_age_days) {
+        return keep(KeepReason::TooYoung { min_age_days });
+    }
+    Verdict::Orphan(OrphanProof {
+        image_id: image_id.to_string(),
+        description: s.description.clone(),
+    })
+}
+
+/// Started at least `min_age_days` before `now`. An unknown start time is never old enough.
+pub fn old_enough(
+    start_time: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    min_age_days: u32,
+) -> bool {
+    start_time.is_some_and(|t| {
+        now.signed_duration_since(t) >= chrono::Duration::days(i64::from(min_age_days))
+    })
+}
+
+/// The value of the orphaned-since tag for `now`: `YYYY-MM-DD` (UTC).
+pub fn mark_value(now: DateTime<Utc>) -> String {
+    now.date_naive().format("%Y-%m-%d").to_string()
+}
+
+/// The date of an orphaned-since tag; `None` when it is not a `YYYY-MM-DD` date.
+pub fn parse_mark(value: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok()
+}
+
+/// What to do with one snapshot this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing: not an orphan and not marked.
+    None,
+    /// An orphan not (validly) marked yet: tag it with today's date. A tag that is not a date,
+    /// or a date in the future, is replaced, so the grace period starts again.
+    Mark,
+    /// Marked, but not an orphan any more: remove the tag.
+    Unmark,
+    /// An orphan marked `since`, whose grace period runs `days_left` more days (0: due, but
+    /// this run only reports).
+    Wait { since: NaiveDate, days_left: i64 },
+    /// An orphan marked at least `grace_days` ago and still an orphan: delete it.
+    Delete { since: NaiveDate },
+}
+
+/// Mark, wait, re-check, delete.
+pub fn decide(
+    is_orphan: bool,
+    orphaned_since: Option<&str>,
+    today: NaiveDate,
+    mode: SweepMode,
+    grace_days: u32,
+) -> Action {
+    match (is_orphan, orphaned_since) {
+        (false, None) => Action::None,
+        (false, Some(_)) => Action::Unmark,
+        (true, None) => Action::Mark,
+        (true, Some(value)) => {
+            let Some(since) = parse_mark(value).filter(|d| *d <= today) else {
+                return Action::Mark;
+            };
+            let elapsed = (today - since).num_days();
+            let days_left = (i64::from(grace_days) - elapsed).max(0);
+            if mode == SweepMode::Delete && elapsed >= i64::from(grace_days) {
+                Action::Delete { since }
+            } else {
+                Action::Wait { since, days_left }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::inventory::SnapshotTags;
+    use crate::ports::{EbsVolume, ImageState};
+
+    const GONE: &str = "ami-0123456789abcdef0";
+    const LIVE: &str = "ami-0fedcba9876543210";
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn snap(id: &str, description: &str) -> OwnSnapshot {
+        OwnSnapshot {
+            id: id.into(),
+            description: description.into(),
+            size_gib: 8,
+            start_time: Some(now() - chrono::Duration::days(30)),
+            state: SnapshotState::Completed,
+            tags: SnapshotTags::default(),
+        }
+    }
+
+    fn created_for(image: &str) -> String {
+        format!("Created by CreateImage(i-0abc1234def567890) for {image}")
+    }
+
+    fn image(id: &str, state: ImageState, snapshot: &str) -> Image {
+        Image {
+            id: id.into(),
+            region: "us-east-1".into(),
+            name: "n".into(),
+            owner_id: "123456789012".into(),
+            state,
+            tags: BTreeMap::new(),
+            volumes: vec![EbsVolume {
+                device_name: "/dev/xvda".into(),
+                snapshot_id: snapshot.into(),
+                encrypted: false,
+            }],
+            source_image_id: None,
+            source_image_region: None,
+            deprecation_time: None,
+            creation_date: None,
+        }
+    }
+
+    fn reference(by: &str, snapshots: &[&str], images: &[&str]) -> Reference {
+        Reference {
+            by: by.into(),
+            snapshot_ids: snapshots.iter().map(|s| s.to_string()).collect(),
+            image_ids: images
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<_>>(),
+        }
+    }
+
+    #[test]
+    fn descriptions_that_name_an_image_and_those_that_do_not() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("Created by CreateImage(i-0abc1234def567890) for ami-0123456789abcdef0", Some(GONE)),
+            ("Created by CreateImage(i-0abc1234def567890) for ami-0123456789abcdef0 from vol-0aaa", Some(GONE)),
+            ("Created by CreateImage(i-1234abcd) for ami-1234abcd from vol-1234abcd", Some("ami-1234abcd")),
+            (
+                "Copied for DestinationAmi ami-0123456789abcdef0 from SourceAmi ami-0fedcba9876543210 for SourceSnapshot snap-0aaa. Task created on 1,700,000,000.",
+                Some(GONE),
+            ),
+            ("", None),
+            ("my backup of ami-0123456789abcdef0", None),
+            ("Created by CreateImage(i-0abc) for my-image", None),
+            ("Created by CreateImage(i-0abc) for ami-XYZ", None),
+            ("Created by CreateImage(i-0abc) for ami-0123", None),
+            ("This snapshot is created by the AWS Backup service.", None),
+            ("Created for policy: policy-0abc schedule: Daily", None),
+            ("Copied for DestinationAmi  ami-0123456789abcdef0", None),
+            ("created by createimage(i-0abc) for ami-0123456789abcdef0", None),
+        ];
+        for (d, want) in cases {
+            assert_eq!(image_named_in(d), *want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn every_condition_of_an_orphan_is_checked_and_the_first_failing_one_is_the_reason() {
+        let gone = created_for(GONE);
+        let in_use = InUse::new(
+            &[
+                image(LIVE, ImageState::Available, "snap-live"),
+                image(
+                    "ami-00000000000000001",
+                    ImageState::Disabled,
+                    "snap-disabled",
+                ),
+                image(
+                    "ami-00000000000000002",
+                    ImageState::Pending,
+                    "snap-pending-copy",
+                ),
+                image(
+                    "ami-00000000000000003",
+                    ImageState::Available,
+                    "snap-reused",
+                ),
+            ],
+            &[RecycledImage {
+                id: "ami-00000000000000004".into(),
+                name: "binned".into(),
+            }],
+            &[
+                reference("launch template lt-1 version 1", &["snap-in-lt"], &[]),
+                reference(
+                    "launch configuration web",
+                    &["snap-in-lc"],
+                    &["ami-00000000000000005"],
+                ),
+            ],
+        );
+        let with = |f: &dyn Fn(&mut OwnSnapshot)| {
+            let mut s = snap("snap-x", &gone);
+            f(&mut s);
+            s
+        };
+        let cases: Vec<(&str, OwnSnapshot, Option<&str>)> = vec![
+            ("orphan", snap("snap-x", &gone), None),
+            (
+                "plain snapshot",
+                snap("snap-x", "my data"),
+                Some("no_proof_of_origin"),
+            ),
+            (
+                "provenance tag only",
+                with(&|s| {
+                    s.description = String::new();
+                    s.tags.source_image = Some("us-east-1/ami-0123".into());
+                }),
+                Some("image_not_named"),
+            ),
+            ("keep tag", with(&|s| s.tags.keep = true), Some("keep_tag")),
+            (
+                "backup",
+                with(&|s| s.tags.backup = true),
+                Some("backup_managed"),
+            ),
+            ("dlm", with(&|s| s.tags.dlm = true), Some("dlm_managed")),
+            (
+                "pending snapshot",
+                with(&|s| s.state = SnapshotState::Pending),
+                Some("not_completed"),
+            ),
+            (
+                "error snapshot",
+                with(&|s| s.state = SnapshotState::Error),
+                Some("not_completed"),
+            ),
+            (
+                "live image",
+                snap("snap-live", &created_for(LIVE)),
+                Some("image_exists"),
+            ),
+            (
+                "disabled image",
+                snap("snap-disabled", &created_for("ami-00000000000000001")),
+                Some("image_exists"),
+            ),
+            (
+                "pending copy",
+                snap(
+                    "snap-p",
+                    "Copied for DestinationAmi ami-00000000000000002 from SourceAmi ami-1",
+                ),
+                Some("image_exists"),
+            ),
+            (
+                "recycle bin",
+                snap("snap-x", &created_for("ami-00000000000000004")),
+                Some("image_in_recycle_bin"),
+            ),
+            (
+                "other image's mapping",
+                snap("snap-reused", &gone),
+                Some("referenced"),
+            ),
+            (
+                "launch template",
+                snap("snap-in-lt", &gone),
+                Some("referenced"),
+            ),
+            (
+                "launch configuration",
+                snap("snap-in-lc", &gone),
+                Some("referenced"),
+            ),
+            (
+                "image named by a launch configuration",
+                snap("snap-y", &created_for("ami-00000000000000005")),
+                Some("image_referenced"),
+            ),
+            (
+                "too young",
+                with(&|s| s.start_time = Some(now() - chrono::Duration::days(6))),
+                Some("too_young"),
+            ),
+            (
+                "no start time",
+                with(&|s| s.start_time = None),
+                Some("too_young"),
+            ),
+        ];
+        for (name, s, want) in cases {
+            let v = judge(&s, &in_use, now(), 7);
+            match (want, &v) {
+                (None, Verdict::Orphan(p)) => assert_eq!(p.image_id, GONE, "{name}"),
+                (Some(code), Verdict::Keep(r)) => assert_eq!(r.code(), code, "{name}: {r}"),
+                _ => panic!("{name}: got {v:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn min_age_boundary() {
+        let n = now();
+        assert!(old_enough(Some(n - chrono::Duration::days(7)), n, 7));
+        assert!(!old_enough(
+            Some(n - chrono::Duration::days(7) + chrono::Duration::seconds(1)),
+            n,
+            7
+        ));
+        assert!(old_enough(Some(n), n, 0));
+        assert!(!old_enough(None, n, 0));
+        assert!(
+            !old_enough(Some(n + chrono::Duration::days(1)), n, 0),
+            "a start time in the future is not old"
+        );
+    }
+
+    #[test]
+    fn mark_wait_recheck_delete() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap_or_default();
+        let d = |s: &str| parse_mark(s).unwrap_or_default();
+        use SweepMode::{Delete, Report};
+        let cases: Vec<(&str, bool, Option<&str>, SweepMode, u32, Action)> = vec![
+            (
+                "not an orphan, not marked",
+                false,
+                None,
+                Delete,
+                7,
+                Action::None,
+            ),
+            (
+                "not an orphan any more",
+                false,
+                Some("2026-01-01"),
+                Delete,
+                7,
+                Action::Unmark,
+            ),
+            (
+                "not an orphan, garbage tag",
+                false,
+                Some("soon"),
+                Report,
+                7,
+                Action::Unmark,
+            ),
+            ("new orphan, report", true, None, Report, 7, Action::Mark),
+            (
+                "new orphan, delete mode still only marks",
+                true,
+                None,
+                Delete,
+                0,
+                Action::Mark,
+            ),
+            (
+                "garbage tag is re-marked",
+                true,
+                Some("yesterday"),
+                Delete,
+                0,
+                Action::Mark,
+            ),
+            (
+                "future date is re-marked",
+                true,
+                Some("2026-11-22"),
+                Delete,
+                0,
+                Action::Mark,
+            ),
+            (
+                "marked yesterday, grace 7",
+                true,
+                Some("2026-11-20"),
+                Delete,
+                7,
+                Action::Wait {
+                    since: d("2026-11-20"),
+                    days_left: 6,
+                },
+            ),
+            (
+                "marked 6 days ago, grace 7",
+                true,
+                Some("2026-11-15"),
+                Delete,
+                7,
+                Action::Wait {
+                    since: d("2026-11-15"),
+                    days_left: 1,
+                },
+            ),
+            (
+                "marked 7 days ago, grace 7",
+                true,
+                Some("2026-11-14"),
+                Delete,
+                7,
+                Action::Delete {
+                    since: d("2026-11-14"),
+                },
+            ),
+            (
+                "marked long ago",
+                true,
+                Some("2025-01-01"),
+                Delete,
+                7,
+                Action::Delete {
+                    since: d("2025-01-01"),
+                },
+            ),
+            (
+                "marked long ago, report mode never deletes",
+                true,
+                Some("2025-01-01"),
+                Report,
+                7,
+                Action::Wait {
+                    since: d("2025-01-01"),
+                    days_left: 0,
+                },
+            ),
+            (
+                "marked today, grace 0",
+                true,
+                Some("2026-11-21"),
+                Delete,
+                0,
+                Action::Delete { since: today },
+            ),
+        ];
+        for (name, orphan, tag, mode, grace, want) in cases {
+            assert_eq!(decide(orphan, tag, today, mode, grace), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn mark_value_is_the_utc_date() {
+        assert_eq!(mark_value(now()), "2026-11-21");
+        assert_eq!(parse_mark(&mark_value(now())), Some(now().date_naive()));
+    }
+}

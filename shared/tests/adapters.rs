@@ -1,0 +1,452 @@
+//! The SDK adapters against aws-smithy-mocks: request shapes, pagination tokens, conversion,
+//! error-code mapping and retries.
+
+use std::time::Duration;
+
+use amishare::aws::AwsPorts;
+use amishare::error::Error;
+use amishare::ports::{
+    CopyRequest, GrantRequest, Images, KeyManager, Keys, LaunchPermissions, Org, Snapshots,
+};
+use aws_sdk_ec2::operation::copy_image::CopyImageOutput;
+use aws_sdk_ec2::operation::describe_images::{DescribeImagesError, DescribeImagesOutput};
+use aws_sdk_ec2::operation::modify_image_attribute::ModifyImageAttributeOutput;
+use aws_sdk_ec2::operation::modify_snapshot_attribute::{
+    ModifySnapshotAttributeError, ModifySnapshotAttributeOutput,
+};
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, OperationType, PermissionGroup, ResourceType, Tag,
+};
+use aws_sdk_kms::operation::create_grant::CreateGrantOutput;
+use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
+use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
+use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMetadata};
+use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
+use aws_sdk_organizations::operation::list_accounts_for_parent::{
+    ListAccountsForParentError, ListAccountsForParentOutput,
+};
+use aws_sdk_organizations::types::{Account, AccountState};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+
+fn retry() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+}
+
+fn ports(ec2: &[&Rule], kms: &[&Rule], org: &[&Rule]) -> AwsPorts {
+    let sleep = aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+        aws_smithy_async::rt::sleep::TokioSleep::new(),
+    );
+    let (s1, s2, s3) = (sleep.clone(), sleep.clone(), sleep);
+    let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, ec2.iter().copied(), |c| c
+        .retry_config(retry())
+        .sleep_impl(s1.clone()));
+    let kms = mock_client!(aws_sdk_kms, RuleMode::MatchAny, kms.iter().copied(), |c| c
+        .retry_config(retry())
+        .sleep_impl(s2.clone()));
+    let org = mock_client!(
+        aws_sdk_organizations,
+        RuleMode::MatchAny,
+        org.iter().copied(),
+        |c| c.retry_config(retry()).sleep_impl(s3.clone())
+    );
+    AwsPorts::from_clients("us-east-1", ec2, kms, org)
+}
+
+fn meta(code: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code(code)
+        .message(format!("{code} from the mock"))
+        .build()
+}
+
+#[tokio::test]
+async fn describe_image_asks_for_disabled_images_and_converts_everything() {
+    let rule = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-1"] && r.include_disabled() == Some(true))
+        .then_output(|| {
+            let img = aws_sdk_ec2::types::Image::builder()
+                .image_id("ami-1")
+                .name("golden-1")
+                .owner_id("123456789012")
+                .state(aws_sdk_ec2::types::ImageState::Available)
+                .tags(Tag::builder().key("Share").value("org").build())
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name("/dev/xvda")
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .snapshot_id("snap-1")
+                                .encrypted(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name("/dev/sdb")
+                        .virtual_name("ephemeral0")
+                        .build(),
+                )
+                .source_image_id("ami-0")
+                .source_image_region("eu-west-1")
+                .build();
+            DescribeImagesOutput::builder().images(img).build()
+        });
+    let p = ports(&[&rule], &[], &[]);
+    let img = p
+        .describe_image("us-east-1", "ami-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(img.name, "golden-1");
+    assert_eq!(img.tags["Share"], "org");
+    assert_eq!(
+        img.volumes.len(),
+        1,
+        "instance-store mappings are not EBS volumes"
+    );
+    assert!(img.volumes[0].encrypted);
+    assert_eq!(img.source_image_region.as_deref(), Some("eu-west-1"));
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn describe_image_not_found_is_none_malformed_is_a_permanent_error() {
+    let nf = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-0aaaaaaa"])
+        .then_error(|| DescribeImagesError::generic(meta("InvalidAMIID.NotFound")));
+    let bad = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-zz"])
+        .then_error(|| DescribeImagesError::generic(meta("InvalidAMIID.Malformed")));
+    let p = ports(&[&nf, &bad], &[], &[]);
+    assert_eq!(
+        p.describe_image("us-east-1", "ami-0aaaaaaa").await.unwrap(),
+        None
+    );
+    let e = Error::from(p.describe_image("us-east-1", "ami-zz").await.unwrap_err());
+    assert_eq!(e.error_type(), "Permanent.InvalidAMIID.Malformed");
+    assert!(
+        e.to_string().contains("ec2:DescribeImages on ami-zz"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_retried_by_the_sdk_then_mapped_to_transient_with_its_code() {
+    let throttled = mock!(aws_sdk_ec2::Client::describe_images)
+        .sequence()
+        .error(|| DescribeImagesError::generic(meta("RequestLimitExceeded")))
+        .times(2)
+        .output(|| DescribeImagesOutput::builder().build())
+        .build();
+    let p = ports(&[&throttled], &[], &[]);
+    assert_eq!(p.describe_image("us-east-1", "ami-1").await.unwrap(), None);
+    assert_eq!(throttled.num_calls(), 3, "two throttles, then success");
+
+    let always = mock!(aws_sdk_ec2::Client::describe_images)
+        .sequence()
+        .error(|| DescribeImagesError::generic(meta("RequestLimitExceeded")))
+        .repeatedly()
+        .build();
+    let p = ports(&[&always], &[], &[]);
+    let e = Error::from(p.describe_image("us-east-1", "ami-1").await.unwrap_err());
+    assert!(e.is_transient());
+    assert_eq!(e.error_type(), "Transient.RequestLimitExceeded");
+    assert_eq!(
+        always.num_calls(),
+        3,
+        "the SDK's 3 attempts, then our error"
+    );
+}
+
+#[tokio::test]
+async fn launch_permissions_are_added_in_one_call_with_every_kind_of_entry() {
+    let rule = mock!(aws_sdk_ec2::Client::modify_image_attribute)
+        .match_requests(|r| {
+            let add = r.launch_permission().map(|l| l.add()).unwrap_or_default();
+            r.image_id() == Some("ami-1")
+                && add.iter().filter_map(|p| p.user_id()).collect::<Vec<_>>() == ["111122223333"]
+                && add.iter().filter_map(|p| p.organization_arn()).count() == 1
+                && add
+                    .iter()
+                    .filter_map(|p| p.organizational_unit_arn())
+                    .count()
+                    == 1
+                && add.iter().any(|p| p.group() == Some(&PermissionGroup::All))
+        })
+        .then_output(|| ModifyImageAttributeOutput::builder().build());
+    let p = ports(&[&rule], &[], &[]);
+    let add = LaunchPermissions {
+        accounts: ["111122223333".to_string()].into(),
+        organizations: [
+            "arn:aws:organizations::123456789012:organization/o-a1b2c3d4e5".to_string(),
+        ]
+        .into(),
+        organizational_units: [
+            "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456".to_string(),
+        ]
+        .into(),
+        public: true,
+    };
+    p.add_launch_permissions("us-east-1", "ami-1", &add)
+        .await
+        .unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn snapshot_permissions_use_the_flat_form() {
+    let rule = mock!(aws_sdk_ec2::Client::modify_snapshot_attribute)
+        .match_requests(|r| {
+            r.snapshot_id() == Some("snap-1")
+                && r.operation_type() == Some(&OperationType::Add)
+                && r.user_ids() == ["111122223333", "444455556666"]
+                && r.create_volume_permission().is_none()
+        })
+        .then_output(|| ModifySnapshotAttributeOutput::builder().build());
+    let p = ports(&[&rule], &[], &[]);
+    p.add_create_volume_permission(
+        "us-east-1",
+        "snap-1",
+        &["111122223333".into(), "444455556666".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn sharing_an_aws_managed_snapshot_keeps_the_invalid_parameter_code() {
+    let rule = mock!(aws_sdk_ec2::Client::modify_snapshot_attribute).then_error(|| {
+        ModifySnapshotAttributeError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidParameter")
+                .message("Snapshots encrypted with the AWS Managed CMK can't be shared")
+                .build(),
+        )
+    });
+    let p = ports(&[&rule], &[], &[]);
+    let e = p
+        .add_create_volume_permission("us-east-1", "snap-1", &["111122223333".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidParameter");
+    assert!(e.message.contains("AWS Managed CMK"));
+}
+
+#[tokio::test]
+async fn copy_image_request_carries_token_tags_and_encryption() {
+    let rule = mock!(aws_sdk_ec2::Client::copy_image)
+        .match_requests(|r| {
+            let kinds: Vec<_> = r
+                .tag_specifications()
+                .iter()
+                .filter_map(|t| t.resource_type().cloned())
+                .collect();
+            r.source_region() == Some("us-east-1")
+                && r.source_image_id() == Some("ami-1")
+                && r.client_token() == Some("tok")
+                && r.encrypted() == Some(true)
+                && r.kms_key_id() == Some("alias/k")
+                && r.copy_image_tags() == Some(true)
+                && kinds == [ResourceType::Image, ResourceType::Snapshot]
+                && r.tag_specifications().iter().all(|t| {
+                    t.tags().iter().any(|x| {
+                        x.key() == Some("ami-share:source-image")
+                            && x.value() == Some("us-east-1/ami-1")
+                    })
+                })
+        })
+        .then_output(|| CopyImageOutput::builder().image_id("ami-2").build());
+    let p = ports(&[&rule], &[], &[]);
+    let req = CopyRequest {
+        source_region: "us-east-1".into(),
+        source_image_id: "ami-1".into(),
+        destination_region: "us-east-1".into(),
+        name: "n".into(),
+        description: "d".into(),
+        client_token: "tok".into(),
+        kms_key_id: Some("alias/k".into()),
+        tags: [(
+            "ami-share:source-image".to_string(),
+            "us-east-1/ami-1".to_string(),
+        )]
+        .into(),
+        copy_image_tags: true,
+    };
+    assert_eq!(p.copy_image(&req).await.unwrap(), "ami-2");
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn describe_key_tells_aws_managed_from_customer_and_keeps_not_found() {
+    let aws = mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(|r| r.key_id() == Some("alias/aws/ebs"))
+        .then_output(|| {
+            DescribeKeyOutput::builder()
+                .key_metadata(
+                    KeyMetadata::builder()
+                        .key_id("k1")
+                        .arn("arn:aws:kms:us-east-1:123456789012:key/k1")
+                        .key_manager(KeyManagerType::Aws)
+                        .enabled(true)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+    let missing = mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(|r| r.key_id() == Some("gone"))
+        .then_error(|| {
+            DescribeKeyError::NotFoundException(
+                aws_sdk_kms::types::error::NotFoundException::builder()
+                    .meta(meta("NotFoundException"))
+                    .build(),
+            )
+        });
+    let p = ports(&[], &[&aws, &missing], &[]);
+    let k = p.describe_key("us-east-1", "alias/aws/ebs").await.unwrap();
+    assert_eq!(k.manager, KeyManager::Aws);
+    assert_eq!(k.arn, "arn:aws:kms:us-east-1:123456789012:key/k1");
+    let e = Error::from(p.describe_key("us-east-1", "gone").await.unwrap_err());
+    assert_eq!(e.error_type(), "Permanent.NotFoundException");
+}
+
+#[tokio::test]
+async fn list_grants_follows_the_marker_across_pages() {
+    let first = mock!(aws_sdk_kms::Client::list_grants)
+        .match_requests(|r| r.marker().is_none())
+        .then_output(|| {
+            ListGrantsOutput::builder()
+                .grants(
+                    GrantListEntry::builder()
+                        .grant_id("g1")
+                        .name("ami-share-111122223333")
+                        .grantee_principal("arn:aws:iam::111122223333:root")
+                        .build(),
+                )
+                .truncated(true)
+                .next_marker("m2")
+                .build()
+        });
+    let second = mock!(aws_sdk_kms::Client::list_grants)
+        .match_requests(|r| r.marker() == Some("m2"))
+        .then_output(|| {
+            ListGrantsOutput::builder()
+                .grants(
+                    GrantListEntry::builder()
+                        .grant_id("g2")
+                        .grantee_principal("arn:aws:iam::444455556666:root")
+                        .build(),
+                )
+                .truncated(false)
+                .build()
+        });
+    let p = ports(&[], &[&first, &second], &[]);
+    let grants = p.list_grants("us-east-1", "arn:k").await.unwrap();
+    assert_eq!(
+        grants
+            .iter()
+            .map(|g| g.grant_id.as_str())
+            .collect::<Vec<_>>(),
+        ["g1", "g2"]
+    );
+    assert_eq!(grants[1].name, None);
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn create_grant_names_the_grant_and_limits_operations() {
+    let rule = mock!(aws_sdk_kms::Client::create_grant)
+        .match_requests(|r| {
+            let ops: Vec<&str> = r.operations().iter().map(|o| o.as_str()).collect();
+            r.key_id() == Some("arn:k")
+                && r.name() == Some("ami-share-111122223333")
+                && r.grantee_principal() == Some("arn:aws:iam::111122223333:root")
+                && ops
+                    == [
+                        "Decrypt",
+                        "DescribeKey",
+                        "CreateGrant",
+                        "ReEncryptFrom",
+                        "ReEncryptTo",
+                        "GenerateDataKey",
+                        "GenerateDataKeyWithoutPlaintext",
+                    ]
+                && !r.operations().contains(&GrantOperation::Encrypt)
+        })
+        .then_output(|| CreateGrantOutput::builder().grant_id("g").build());
+    let p = ports(&[], &[&rule], &[]);
+    let g = GrantRequest {
+        key_arn: "arn:k".into(),
+        grantee_principal: "arn:aws:iam::111122223333:root".into(),
+        name: "ami-share-111122223333".into(),
+    };
+    p.create_grant("us-east-1", &g).await.unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn organizations_listings_paginate_and_read_account_state() {
+    let first = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
+        .match_requests(|r| r.parent_id() == Some("ou-ab12-cdef3456") && r.next_token().is_none())
+        .then_output(|| {
+            ListAccountsForParentOutput::builder()
+                .accounts(
+                    Account::builder()
+                        .id("111111111111")
+                        .state(AccountState::Active)
+                        .build(),
+                )
+                .next_token("t2")
+                .build()
+        });
+    let second = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
+        .match_requests(|r| r.next_token() == Some("t2"))
+        .then_output(|| {
+            ListAccountsForParentOutput::builder()
+                .accounts(
+                    Account::builder()
+                        .id("222222222222")
+                        .state(AccountState::Suspended)
+                        .build(),
+                )
+                .build()
+        });
+    let p = ports(&[], &[], &[&first, &second]);
+    let accounts = p.accounts_for_parent("ou-ab12-cdef3456").await.unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert!(accounts[0].is_active());
+    assert!(!accounts[1].is_active());
+    assert_eq!(accounts[1].status, "SUSPENDED");
+}
+
+#[tokio::test]
+async fn organizations_errors_keep_their_codes() {
+    let denied = mock!(aws_sdk_organizations::Client::list_accounts_for_parent).then_error(|| {
+        ListAccountsForParentError::AccessDeniedException(
+            aws_sdk_organizations::types::error::AccessDeniedException::builder()
+                .meta(meta("AccessDeniedException"))
+                .build(),
+        )
+    });
+    let not_in_use = mock!(aws_sdk_organizations::Client::describe_organization).then_error(|| {
+        DescribeOrganizationError::AwsOrganizationsNotInUseException(
+            aws_sdk_organizations::types::error::AwsOrganizationsNotInUseException::builder()
+                .meta(meta("AWSOrganizationsNotInUseException"))
+                .build(),
+        )
+    });
+    let p = ports(&[], &[], &[&denied, &not_in_use]);
+    let e = Error::from(p.accounts_for_parent("ou-x").await.unwrap_err());
+    assert_eq!(e.error_type(), "Permanent.AccessDeniedException");
+    let e = Error::from(p.organization_id().await.unwrap_err());
+    assert_eq!(
+        e.error_type(),
+        "Permanent.AWSOrganizationsNotInUseException"
+    );
+}
