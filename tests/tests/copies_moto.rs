@@ -1,0 +1,144 @@
+//! Copies against moto: on-image-available starts a copy per Region, on-copy-complete shares
+//! each copy there; every copy ends with the source's launch and snapshot permissions.
+//! (moto drops the copies' tags, so this also exercises the deterministic-name fallback.)
+
+use std::collections::BTreeSet;
+
+use amishare::aws::AwsPorts;
+use amishare::report::Outcome;
+use amishare::share::Deps;
+use amishare::Policy;
+use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
+use integration_tests::moto::Moto;
+use integration_tests::seed;
+
+async fn permissions(
+    config: &aws_config::SdkConfig,
+    region: &str,
+    image_id: &str,
+) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    let ec2 = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(config)
+            .region(aws_config::Region::new(region.to_string()))
+            .build(),
+    );
+    let lp = ec2
+        .describe_image_attribute()
+        .image_id(image_id)
+        .attribute(ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .unwrap();
+    let accounts = lp
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id().map(String::from))
+        .collect();
+    let ous = lp
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.organizational_unit_arn().map(String::from))
+        .collect();
+    let img = ec2
+        .describe_images()
+        .image_ids(image_id)
+        .send()
+        .await
+        .unwrap();
+    let snap = img.images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .unwrap()
+        .to_string();
+    let sp = ec2
+        .describe_snapshot_attribute()
+        .snapshot_id(snap)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .send()
+        .await
+        .unwrap();
+    let snaps = sp
+        .create_volume_permissions()
+        .iter()
+        .filter_map(|p| p.user_id().map(String::from))
+        .collect();
+    (accounts, ous, snaps)
+}
+
+#[tokio::test]
+async fn copies_to_two_regions_are_shared_there_like_the_source() {
+    let moto = Moto::start().expect("moto");
+    let config = moto.sdk_config("us-east-1").await;
+    let org = seed::organization(&config).await;
+    let (golden, _) = seed::image(&config, "golden-2026-11", &[]).await;
+    let policy = Policy::from_json(&format!(
+        r#"{{"rules":[{{"name":"golden","match":{{"name":"golden-*"}},
+            "share_with":{{"accounts":["111122223333"],"organizational_units":["{}"]}},
+            "copy_to":[{{"region":"us-west-2"}},{{"region":"eu-west-1"}}]}}]}}"#,
+        org.workloads_ou_arn
+    ))
+    .unwrap();
+    let deps = Deps::new(
+        AwsPorts::new(config.clone(), None).await,
+        policy,
+        "123456789012",
+    );
+
+    let s = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", &golden),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
+    assert_eq!(
+        s.copies.iter().filter(|c| c.status == "started").count(),
+        2,
+        "{:?}",
+        s.copies
+    );
+    // a redelivered event finds the copies by name and starts none
+    let again = on_image_available::handle(
+        &deps,
+        seed::ami_event("image-available.json", "us-east-1", &golden),
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.copies.iter().all(|c| c.status == "exists"),
+        "{:?}",
+        again.copies
+    );
+
+    let source = permissions(&config, "us-east-1", &golden).await;
+    assert_eq!(source.0.len(), 1);
+    assert_eq!(
+        source.2.len(),
+        5,
+        "111122223333 + 4 active accounts under the OU"
+    );
+    for c in &s.copies {
+        let id = c.image_id.clone().unwrap();
+        // on-image-available in the destination sees the copy first and leaves it alone
+        let skipped = on_image_available::handle(
+            &deps,
+            seed::ami_event("copy-available.json", &c.region, &id),
+        )
+        .await
+        .unwrap();
+        assert_eq!(skipped.outcome, Outcome::Skipped, "{skipped:#?}");
+        let done = on_copy_complete::handle(
+            &deps,
+            seed::ami_event("copy-available.json", &c.region, &id),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.outcome, Outcome::Shared, "{done:#?}");
+        assert_eq!(
+            permissions(&config, &c.region, &id).await,
+            source,
+            "{}",
+            c.region
+        );
+    }
+}
