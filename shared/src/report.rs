@@ -154,3 +154,34 @@ pub fn finish(
         }
     }
 }
+
+/// The common frame of the two event functions: parse the event (other events are a logged
+/// no-op, malformed ones a reported failure), run `process` on an AMI state change, and
+/// [`finish`] with the image's Region and id.
+pub async fn on_ami_event<F, Fut>(
+    function: &'static str,
+    payload: serde_json::Value,
+    process: F,
+) -> Result<Summary, Error>
+where
+    F: FnOnce(crate::event::AmiStateChange) -> Fut,
+    Fut: std::future::Future<Output = Result<Summary, Error>>,
+{
+    use crate::event::Incoming;
+    let change = match crate::event::parse(payload) {
+        Ok(Incoming::AmiStateChange(c)) => c,
+        Ok(Incoming::Other {
+            source,
+            detail_type,
+        }) => {
+            let s = Summary::new(function, Outcome::Ignored).because(format!(
+                "not an AMI state change ({source} / {detail_type})"
+            ));
+            return finish(function, Ok(s), None, None);
+        }
+        Err(e) => return finish(function, Err(e), None, None),
+    };
+    let (region, image_id) = (change.region.clone(), change.image_id.clone());
+    let result = process(change).await;
+    finish(function, result, Some(&region), Some(&image_id))
+}

@@ -7,9 +7,9 @@ use amishare::domain::names::{
     source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
 };
 use amishare::domain::plan::SharePlan;
-use amishare::event::{self, AmiState, AmiStateChange, Incoming};
+use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
-use amishare::report::{finish, Outcome, Summary};
+use amishare::report::{on_ami_event, Outcome, Summary};
 use amishare::share::Deps;
 use amishare::Error;
 use serde_json::Value;
@@ -19,26 +19,10 @@ pub const FUNCTION: &str = "on-copy-complete";
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
 /// transient ones are returned as errors so Lambda retries the event.
 pub async fn handle<P: Aws>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
-    let change = match event::parse(payload) {
-        Ok(Incoming::AmiStateChange(c)) => c,
-        Ok(Incoming::Other {
-            source,
-            detail_type,
-        }) => {
-            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!(
-                "not an AMI state change ({source} / {detail_type})"
-            ));
-            return finish(FUNCTION, Ok(s), None, None);
-        }
-        Err(e) => return finish(FUNCTION, Err(e), None, None),
-    };
-    let result = process(deps, &change).await;
-    finish(
-        FUNCTION,
-        result,
-        Some(&change.region),
-        Some(&change.image_id),
-    )
+    on_ami_event(FUNCTION, payload, |change| async move {
+        process(deps, &change).await
+    })
+    .await
 }
 
 async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summary, Error> {

@@ -5,9 +5,9 @@ use amishare::copies::check_copy_plan;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
 use amishare::domain::names::{CopyKind, MANAGED_TAG};
 use amishare::domain::plan::SharePlan;
-use amishare::event::{self, AmiState, AmiStateChange, Incoming};
+use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
-use amishare::report::{finish, CopyReport, Outcome, Summary};
+use amishare::report::{on_ami_event, CopyReport, Outcome, Summary};
 use amishare::share::{aws_managed_message, tag_map, Deps};
 use amishare::Error;
 use serde_json::Value;
@@ -17,26 +17,10 @@ pub const FUNCTION: &str = "on-image-available";
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
 /// transient ones are returned as errors so Lambda retries the event.
 pub async fn handle<P: Aws>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
-    let change = match event::parse(payload) {
-        Ok(Incoming::AmiStateChange(c)) => c,
-        Ok(Incoming::Other {
-            source,
-            detail_type,
-        }) => {
-            let s = Summary::new(FUNCTION, Outcome::Ignored).because(format!(
-                "not an AMI state change ({source} / {detail_type})"
-            ));
-            return finish(FUNCTION, Ok(s), None, None);
-        }
-        Err(e) => return finish(FUNCTION, Err(e), None, None),
-    };
-    let result = process(deps, &change).await;
-    finish(
-        FUNCTION,
-        result,
-        Some(&change.region),
-        Some(&change.image_id),
-    )
+    on_ami_event(FUNCTION, payload, |change| async move {
+        process(deps, &change).await
+    })
+    .await
 }
 
 async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summary, Error> {
