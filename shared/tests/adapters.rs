@@ -1,6 +1,8 @@
 //! The SDK adapters against aws-smithy-mocks: request shapes, pagination tokens, conversion,
 //! error-code mapping and retries.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::time::Duration;
 
 use amishare::aws::AwsPorts;

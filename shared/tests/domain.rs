@@ -1,5 +1,7 @@
 //! Pure decisions, table-driven: matching, classification, names and tokens, planning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeMap;
 
 use amishare::domain::matching::{classify, matching_rules, ImageKind, SkipReason};

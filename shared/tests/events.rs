@@ -1,5 +1,7 @@
 //! Every fixture in events/ deserializes (or fails) as it should.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use amishare::event::{parse, AmiState, Incoming};
 use amishare::Error;
 use serde_json::Value;

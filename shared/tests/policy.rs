@@ -1,5 +1,7 @@
 //! Policy parsing and validation: every rule of the issue, with the exact message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use amishare::config::{parse_key_ref, parse_org_arn, parse_ou_arn, SweepMode};
 use amishare::{Error, Policy};
 

@@ -2,6 +2,8 @@
 //! each copy there; every copy ends with the source's launch and snapshot permissions.
 //! (moto drops the copies' tags, so this also exercises the deterministic-name fallback.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeSet;
 
 use amishare::aws::AwsPorts;

@@ -1,5 +1,7 @@
 //! The real on-image-available handler, over HTTP, against moto server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeSet;
 
 use amishare::aws::AwsPorts;

@@ -1,6 +1,8 @@
 //! Copies across Regions, in memory: on-image-available starts them, on-copy-complete shares
 //! them in their Region with that Region's keys.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

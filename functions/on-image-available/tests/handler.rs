@@ -1,5 +1,7 @@
 //! on-image-available against the in-memory double of the ports.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
