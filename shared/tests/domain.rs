@@ -38,7 +38,8 @@ fn match_conditions_all_must_hold() {
     let p = policy(
         r#"{"rules":[{"name":"g","match":{"name":"golden-*","tags":{"Share":"org","Team":"*"}},"share_with":{"accounts":["111122223333"]}}]}"#,
     );
-    let cases: [(&str, &[(&str, &str)], bool); 6] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: [Case; 6] = [
         ("golden-2026", &[("Share", "org"), ("Team", "x")], true),
         ("golden-2026", &[("Share", "org"), ("Team", "")], true), // "*": present, any value
         ("golden-2026", &[("Share", "org")], false),              // Team missing

@@ -41,13 +41,26 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(region: impl Into<String>, now: DateTime<Utc>, deadline: Option<SystemTime>) -> Self {
-        Self { region: region.into(), now, deadline, margin: DEFAULT_MARGIN }
+    pub fn new(
+        region: impl Into<String>,
+        now: DateTime<Utc>,
+        deadline: Option<SystemTime>,
+    ) -> Self {
+        Self {
+            region: region.into(),
+            now,
+            deadline,
+            margin: DEFAULT_MARGIN,
+        }
     }
 
     /// Time left before the margin; `None` without a deadline.
     pub fn time_left(&self) -> Option<Duration> {
-        self.deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(self.margin))
+        self.deadline.map(|d| {
+            d.duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(self.margin)
+        })
     }
 
     /// Whether new work may still be started.
@@ -62,13 +75,19 @@ pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
         Error::bad_event("input", format!("must be a JSON object ({{}} or {{\"mode\": \"report\"|\"delete\"}}), got {payload}"))
     })?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "mode") {
-        return Err(Error::bad_event(k.clone(), "unknown field; the sweeper's input may only hold \"mode\""));
+        return Err(Error::bad_event(
+            k.clone(),
+            "unknown field; the sweeper's input may only hold \"mode\"",
+        ));
     }
     match obj.get("mode") {
         None => Ok(None),
         Some(Value::String(m)) if m == "report" => Ok(Some(SweepMode::Report)),
         Some(Value::String(m)) if m == "delete" => Ok(Some(SweepMode::Delete)),
-        Some(other) => Err(Error::bad_event("mode", format!("must be \"report\" or \"delete\", got {other}"))),
+        Some(other) => Err(Error::bad_event(
+            "mode",
+            format!("must be \"report\" or \"delete\", got {other}"),
+        )),
     }
 }
 
@@ -89,19 +108,34 @@ async fn take_inventory<P: Aws + Inventory>(deps: &Deps<P>, region: &str) -> Lis
         deps.aws.list_launch_template_references(region),
         deps.aws.list_launch_configuration_references(region),
     );
-    Listings { images, snapshots, recycled, launch_templates, launch_configurations }
+    Listings {
+        images,
+        snapshots,
+        recycled,
+        launch_templates,
+        launch_configurations,
+    }
 }
 
 /// Run one sweep. Only an input that is not understood is an error; everything AWS does wrong
 /// is in the report (and its error count), which is also logged and emitted as metrics.
-pub async fn handle<P: Aws + Inventory>(deps: &Deps<P>, payload: Value, run: &Run) -> Result<SweepReport, Error> {
-    let override_mode = parse_input(&payload).inspect_err(|e| tracing::error!(error = %e, "rejected input"))?;
+pub async fn handle<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    payload: Value,
+    run: &Run,
+) -> Result<SweepReport, Error> {
+    let override_mode =
+        parse_input(&payload).inspect_err(|e| tracing::error!(error = %e, "rejected input"))?;
     let mode = override_mode.unwrap_or(deps.policy.sweeper.mode);
     let mut report = SweepReport {
         function: FUNCTION,
         region: run.region.clone(),
         mode,
-        mode_from: if override_mode.is_some() { "input" } else { "policy" },
+        mode_from: if override_mode.is_some() {
+            "input"
+        } else {
+            "policy"
+        },
         started_at: run.now,
         orphans: report::OrphanReport::default(),
         drift: report::DriftReport::default(),
@@ -112,7 +146,9 @@ pub async fn handle<P: Aws + Inventory>(deps: &Deps<P>, payload: Value, run: &Ru
     if !run.may_start() {
         report.orphans.status = "not_reached".into();
         report.drift.status = "not_reached".into();
-        report.not_reached.push("the whole sweep: the deadline was too near at start".into());
+        report
+            .not_reached
+            .push("the whole sweep: the deadline was too near at start".into());
         return Ok(finish(report, run));
     }
     let listings = match run.time_left() {
@@ -120,11 +156,16 @@ pub async fn handle<P: Aws + Inventory>(deps: &Deps<P>, payload: Value, run: &Ru
         Some(left) => match tokio::time::timeout(left, take_inventory(deps, &run.region)).await {
             Ok(l) => l,
             Err(_) => {
-                let why = format!("the inventory was not complete {}s before the deadline", run.margin.as_secs());
+                let why = format!(
+                    "the inventory was not complete {}s before the deadline",
+                    run.margin.as_secs()
+                );
                 report.orphans.status = "aborted".into();
                 report.orphans.aborted_because = Some(why.clone());
                 report.drift.status = "not_reached".into();
-                report.not_reached.push(format!("orphans and drift repair: {why}"));
+                report
+                    .not_reached
+                    .push(format!("orphans and drift repair: {why}"));
                 return Ok(finish(report, run));
             }
         },
@@ -136,7 +177,10 @@ pub async fn handle<P: Aws + Inventory>(deps: &Deps<P>, payload: Value, run: &Ru
         Ok(images) => drift::repair(deps, run, images, &mut report).await,
         Err(e) => {
             report.drift.status = "aborted".into();
-            report.error("drift repair not started: the image listing failed", &Error::from(e.clone()));
+            report.error(
+                "drift repair not started: the image listing failed",
+                &Error::from(e.clone()),
+            );
         }
     }
     Ok(finish(report, run))

@@ -1,4 +1,5 @@
 use lambda_runtime::{service_fn, LambdaEvent};
+use nightly_sweeper::Run;
 use serde_json::Value;
 
 #[tokio::main]
@@ -7,8 +8,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = amishare::bootstrap::load()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    // The Region of the function's own SDK configuration: one stack, one sweep, per Region.
+    let region = aws_config::default_provider::region::DefaultRegionChain::builder()
+        .build()
+        .region()
+        .await;
+    let region = region
+        .map(|r| r.to_string())
+        .ok_or_else(|| amishare::Error::Config("no AWS Region configured".into()))?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        nightly_sweeper::handle(&deps, event.payload)
+        let run = Run::new(
+            region.clone(),
+            chrono::Utc::now(),
+            Some(event.context.deadline()),
+        );
+        let deps = &deps;
+        async move { nightly_sweeper::handle(deps, event.payload, &run).await }
     }))
     .await
 }

@@ -14,7 +14,13 @@ use crate::{Listings, Run};
 /// The error code that means a snapshot we proved unused is in use after all.
 pub const IN_USE_CODE: &str = "InvalidSnapshot.InUse";
 
-pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMode, l: &Listings, report: &mut SweepReport) {
+pub async fn sweep<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    mode: SweepMode,
+    l: &Listings,
+    report: &mut SweepReport,
+) {
     let r = &mut report.orphans;
     // A partial inventory is not an inventory: any failed listing aborts all marking and deleting.
     let failed: Vec<_> = [
@@ -22,14 +28,21 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
         ("snapshots", l.snapshots.as_ref().err()),
         ("Recycle Bin", l.recycled.as_ref().err()),
         ("launch templates", l.launch_templates.as_ref().err()),
-        ("launch configurations", l.launch_configurations.as_ref().err()),
+        (
+            "launch configurations",
+            l.launch_configurations.as_ref().err(),
+        ),
     ]
     .into_iter()
     .filter_map(|(what, e)| e.map(|e| (what, e.clone())))
     .collect();
-    let (Ok(images), Ok(snapshots), Ok(recycled), Ok(templates), Ok(configurations)) =
-        (&l.images, &l.snapshots, &l.recycled, &l.launch_templates, &l.launch_configurations)
-    else {
+    let (Ok(images), Ok(snapshots), Ok(recycled), Ok(templates), Ok(configurations)) = (
+        &l.images,
+        &l.snapshots,
+        &l.recycled,
+        &l.launch_templates,
+        &l.launch_configurations,
+    ) else {
         r.status = "aborted".into();
         r.aborted_because = Some(format!(
             "the listing of {} failed, so the inventory is incomplete: nothing was marked, unmarked or deleted",
@@ -42,7 +55,11 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
         return;
     };
 
-    let references: Vec<_> = templates.iter().chain(configurations.iter()).cloned().collect();
+    let references: Vec<_> = templates
+        .iter()
+        .chain(configurations.iter())
+        .cloned()
+        .collect();
     let in_use = InUse::new(images, recycled, &references);
     let cfg = &deps.policy.sweeper;
     let today = run.now.date_naive();
@@ -52,7 +69,13 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
     r.snapshots_checked = snapshots.len();
     for s in snapshots {
         let verdict = judge(s, &in_use, run.now, cfg.min_age_days);
-        let action = decide(matches!(verdict, Verdict::Orphan(_)), s.tags.orphaned_since.as_deref(), today, mode, cfg.grace_days);
+        let action = decide(
+            matches!(verdict, Verdict::Orphan(_)),
+            s.tags.orphaned_since.as_deref(),
+            today,
+            mode,
+            cfg.grace_days,
+        );
         match verdict {
             Verdict::Orphan(proof) => {
                 r.orphans_found += 1;
@@ -82,22 +105,39 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
     let value = mark_value(run.now);
     for (i, s) in marks.iter().enumerate() {
         if !run.may_start() {
-            report.not_reached.push(format!("marking {} orphans", marks.len() - i));
+            report
+                .not_reached
+                .push(format!("marking {} orphans", marks.len() - i));
             break;
         }
-        match deps.aws.tag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG, &value).await {
+        match deps
+            .aws
+            .tag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG, &value)
+            .await
+        {
             Ok(()) => r.marked += 1,
-            Err(e) => report.errors.push(error_summary(&format!("marking {}", s.id), e)),
+            Err(e) => report
+                .errors
+                .push(error_summary(&format!("marking {}", s.id), e)),
         }
     }
     for (i, s) in unmarks.iter().enumerate() {
         if !run.may_start() {
-            report.not_reached.push(format!("unmarking {} snapshots that are no longer orphans", unmarks.len() - i));
+            report.not_reached.push(format!(
+                "unmarking {} snapshots that are no longer orphans",
+                unmarks.len() - i
+            ));
             break;
         }
-        match deps.aws.untag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG).await {
+        match deps
+            .aws
+            .untag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG)
+            .await
+        {
             Ok(()) => r.unmarked += 1,
-            Err(e) => report.errors.push(error_summary(&format!("unmarking {}", s.id), e)),
+            Err(e) => report
+                .errors
+                .push(error_summary(&format!("unmarking {}", s.id), e)),
         }
     }
 
@@ -112,7 +152,10 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
     due.truncate(max);
     for (i, (since, s)) in due.iter().enumerate() {
         if !run.may_start() {
-            report.not_reached.push(format!("deleting {} orphans due for deletion", due.len() - i));
+            report.not_reached.push(format!(
+                "deleting {} orphans due for deletion",
+                due.len() - i
+            ));
             break;
         }
         match deps.aws.delete_snapshot(&run.region, &s.id).await {
@@ -131,12 +174,21 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
                     s.id, s.description
                 );
                 tracing::error!(region = %run.region, snapshot_id = %s.id, error = %e, "{why}");
-                report.errors.push(error_summary(&format!("deleting {}", s.id), e));
+                report
+                    .errors
+                    .push(error_summary(&format!("deleting {}", s.id), e));
                 r.deletions_stopped = Some(why);
-                report.not_reached.push(format!("deleting {} orphans: deletions stopped after {IN_USE_CODE}", due.len() - i - 1));
+                let left = due.len() - i - 1;
+                if left > 0 {
+                    report.not_reached.push(format!(
+                        "deleting {left} orphans: deletions stopped after {IN_USE_CODE}"
+                    ));
+                }
                 break;
             }
-            Err(e) => report.errors.push(error_summary(&format!("deleting {}", s.id), e)),
+            Err(e) => report
+                .errors
+                .push(error_summary(&format!("deleting {}", s.id), e)),
         }
     }
     r.status = "complete".into();
@@ -144,5 +196,8 @@ pub async fn sweep<P: Aws + Inventory>(deps: &Deps<P>, run: &Run, mode: SweepMod
 
 fn error_summary(context: &str, e: amishare::AwsError) -> amishare::report::ErrorSummary {
     let e = Error::from(e);
-    amishare::report::ErrorSummary { error_type: e.error_type(), message: format!("{context}: {e}") }
+    amishare::report::ErrorSummary {
+        error_type: e.error_type(),
+        message: format!("{context}: {e}"),
+    }
 }

@@ -67,7 +67,9 @@ pub struct Unlisted {
 
 impl Unlisted {
     pub fn is_empty(&self) -> bool {
-        self.launch_permissions.is_empty() && self.snapshot_permissions.is_empty() && self.grants.is_empty()
+        self.launch_permissions.is_empty()
+            && self.snapshot_permissions.is_empty()
+            && self.grants.is_empty()
     }
     pub fn len(&self) -> usize {
         self.launch_permissions.len() + self.snapshot_permissions.len() + self.grants.len()
@@ -95,7 +97,11 @@ pub struct DriftReport {
 
 impl DriftReport {
     pub fn repaired(&self) -> usize {
-        self.launch_permissions_added + self.snapshot_permissions_added + self.grants_created + self.copies_started + self.pruned.len()
+        self.launch_permissions_added
+            + self.snapshot_permissions_added
+            + self.grants_created
+            + self.copies_started
+            + self.pruned.len()
     }
 }
 
@@ -117,7 +123,10 @@ pub struct SweepReport {
 
 impl SweepReport {
     pub fn error(&mut self, context: &str, e: &Error) {
-        self.errors.push(ErrorSummary { error_type: e.error_type(), message: format!("{context}: {e}") });
+        self.errors.push(ErrorSummary {
+            error_type: e.error_type(),
+            message: format!("{context}: {e}"),
+        });
     }
 
     /// The one summary line of the invocation.
@@ -135,13 +144,25 @@ impl SweepReport {
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
         let metrics: [(&str, &str, u64); 7] = [
-            ("OrphanedSnapshots", "Count", self.orphans.orphans_found as u64),
+            (
+                "OrphanedSnapshots",
+                "Count",
+                self.orphans.orphans_found as u64,
+            ),
             ("OrphanedGiB", "Gigabytes", self.orphans.orphans_gib),
-            ("SnapshotsDeleted", "Count", self.orphans.deleted.len() as u64),
+            (
+                "SnapshotsDeleted",
+                "Count",
+                self.orphans.deleted.len() as u64,
+            ),
             ("GiBReclaimed", "Gigabytes", self.orphans.deleted_gib),
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
             ("CopiesStarted", "Count", self.drift.copies_started as u64),
-            ("Errors", "Count", self.errors.len() as u64 + u64::from(self.orphans.deletions_stopped.is_some())),
+            (
+                "Errors",
+                "Count",
+                self.errors.len() as u64 + u64::from(self.orphans.deletions_stopped.is_some()),
+            ),
         ];
         let mut record = json!({
             "_aws": {

@@ -555,7 +555,8 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap_or_default();
         let d = |s: &str| parse_mark(s).unwrap_or_default();
         use SweepMode::{Delete, Report};
-        let cases: Vec<(&str, bool, Option<&str>, SweepMode, u32, Action)> = vec![
+        type Case<'a> = (&'a str, bool, Option<&'a str>, SweepMode, u32, Action);
+        let cases: Vec<Case> = vec![
             (
                 "not an orphan, not marked",
                 false,
