@@ -55,6 +55,27 @@ impl Run {
     }
 
     /// Time left before the margin; `None` without a deadline.
+    /// A run with the deadline the runtime announced. A deadline already past when the
+    /// invocation starts cannot be real (local emulators such as `cargo lambda watch` send a
+    /// duration instead of an epoch time): it is ignored, with a warning, instead of making the
+    /// sweep give up before it starts.
+    pub fn for_invocation(
+        region: impl Into<String>,
+        now: DateTime<Utc>,
+        deadline: SystemTime,
+    ) -> Self {
+        let deadline = if deadline <= SystemTime::now() {
+            tracing::warn!(
+                ?deadline,
+                "the invocation's deadline is already past; running without one"
+            );
+            None
+        } else {
+            Some(deadline)
+        };
+        Self::new(region, now, deadline)
+    }
+
     pub fn time_left(&self) -> Option<Duration> {
         self.deadline.map(|d| {
             d.duration_since(SystemTime::now())

@@ -17,11 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .map(|r| r.to_string())
         .ok_or_else(|| amishare::Error::Config("no AWS Region configured".into()))?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let run = Run::new(
-            region.clone(),
-            chrono::Utc::now(),
-            Some(event.context.deadline()),
-        );
+        let run = Run::for_invocation(region.clone(), chrono::Utc::now(), event.context.deadline());
         let deps = &deps;
         async move { nightly_sweeper::handle(deps, event.payload, &run).await }
     }))

@@ -615,3 +615,17 @@ async fn report_counts_and_emf_metrics() {
         Some(true)
     );
 }
+
+#[test]
+fn a_deadline_already_past_at_start_is_ignored_and_a_future_one_kept() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let past = nightly_sweeper::Run::for_invocation(
+        "us-east-1",
+        chrono::Utc::now(),
+        UNIX_EPOCH + Duration::from_millis(600_000),
+    );
+    assert_eq!(past.deadline, None);
+    let future = SystemTime::now() + Duration::from_secs(900);
+    let real = nightly_sweeper::Run::for_invocation("us-east-1", chrono::Utc::now(), future);
+    assert_eq!(real.deadline, Some(future));
+}
