@@ -100,7 +100,11 @@ async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_
         .await
         .unwrap();
     let text = serde_json::to_string(&report).unwrap();
-    assert_eq!(report.orphans.deleted, std::slice::from_ref(&old_snap), "{text}");
+    assert_eq!(
+        report.orphans.deleted,
+        std::slice::from_ref(&old_snap),
+        "{text}"
+    );
     assert!(!snapshot_exists(&ec2, &old_snap).await);
     assert!(
         snapshot_exists(&ec2, &tmpl_snap).await,
