@@ -440,6 +440,28 @@ fn leak(s: &str) -> &'static str {
     }
 }
 
+impl World {
+    /// The image, or EC2's `InvalidAMIID.NotFound` for `operation`.
+    pub(crate) fn image_mut(
+        &mut self,
+        operation: &'static str,
+        region: &str,
+        image_id: &str,
+    ) -> AwsResult<&mut FakeImage> {
+        self.images
+            .get_mut(&(region.to_string(), image_id.to_string()))
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    operation,
+                    "InvalidAMIID.NotFound",
+                    "no such image",
+                    image_id,
+                )
+            })
+    }
+}
+
 fn err(service: &'static str, op: &'static str, code: &str, msg: &str, resource: &str) -> AwsError {
     AwsError::new(service, op, code, msg, resource)
 }
@@ -480,19 +502,11 @@ impl Images for FakeAws {
         image_id: &str,
     ) -> AwsResult<LaunchPermissions> {
         self.call("ec2:DescribeImageAttribute")?;
-        self.world()
-            .images
-            .get(&(region.to_string(), image_id.to_string()))
-            .map(|i| i.launch.clone())
-            .ok_or_else(|| {
-                err(
-                    "ec2",
-                    "DescribeImageAttribute",
-                    "InvalidAMIID.NotFound",
-                    "no such image",
-                    image_id,
-                )
-            })
+        Ok(self
+            .world()
+            .image_mut("DescribeImageAttribute", region, image_id)?
+            .launch
+            .clone())
     }
 
     async fn add_launch_permissions(
@@ -503,18 +517,7 @@ impl Images for FakeAws {
     ) -> AwsResult<()> {
         self.call("ec2:ModifyImageAttribute")?;
         let mut w = self.world();
-        let img = w
-            .images
-            .get_mut(&(region.to_string(), image_id.to_string()))
-            .ok_or_else(|| {
-                err(
-                    "ec2",
-                    "ModifyImageAttribute",
-                    "InvalidAMIID.NotFound",
-                    "no such image",
-                    image_id,
-                )
-            })?;
+        let img = w.image_mut("ModifyImageAttribute", region, image_id)?;
         img.launch.accounts.extend(add.accounts.iter().cloned());
         img.launch
             .organizations
@@ -665,18 +668,7 @@ impl Images for FakeAws {
     ) -> AwsResult<()> {
         self.call("ec2:EnableImageDeprecation")?;
         let mut w = self.world();
-        let img = w
-            .images
-            .get_mut(&(region.to_string(), image_id.to_string()))
-            .ok_or_else(|| {
-                err(
-                    "ec2",
-                    "EnableImageDeprecation",
-                    "InvalidAMIID.NotFound",
-                    "no such image",
-                    image_id,
-                )
-            })?;
+        let img = w.image_mut("EnableImageDeprecation", region, image_id)?;
         img.image.deprecation_time = Some(deprecate_at.to_string());
         Ok(())
     }

@@ -439,15 +439,7 @@ impl Inventory for FakeAws {
     ) -> AwsResult<()> {
         self.call("ec2:ModifyImageAttribute")?;
         let mut w = self.world();
-        let img = w.images.get_mut(&key(region, image_id)).ok_or_else(|| {
-            err(
-                "ec2",
-                "ModifyImageAttribute",
-                "InvalidAMIID.NotFound",
-                "no such image",
-                image_id,
-            )
-        })?;
+        let img = w.image_mut("ModifyImageAttribute", region, image_id)?;
         img.launch.accounts.retain(|a| !remove.accounts.contains(a));
         img.launch
             .organizations

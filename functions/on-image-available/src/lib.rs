@@ -34,12 +34,15 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         return Ok(summary(Outcome::Skipped)
             .because("image not found (deregistered since the event, or never visible)"));
     };
-    if let ImageKind::OurCopy(p) = classify(&image) {
-        return Ok(summary(Outcome::Skipped).because(format!(
-            "a copy made by ami-share of {}/{}; on-copy-complete shares it",
-            p.source_region, p.source_image_id
-        )));
-    }
+    let is_foreign_copy = match classify(&image) {
+        ImageKind::OurCopy(p) => {
+            return Ok(summary(Outcome::Skipped).because(format!(
+                "a copy made by ami-share of {}/{}; on-copy-complete shares it",
+                p.source_region, p.source_image_id
+            )))
+        }
+        ImageKind::Source { is_foreign_copy } => is_foreign_copy,
+    };
     let rules = match matching_rules(&deps.policy, &image, &deps.account_id) {
         Ok(rules) => rules,
         Err(reason) => return Ok(summary(Outcome::Skipped).because(reason.to_string())),
@@ -49,12 +52,6 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     out.rules = plan.rules.clone();
 
     // Check everything that can make the work impossible before changing anything.
-    let is_foreign_copy = matches!(
-        classify(&image),
-        ImageKind::Source {
-            is_foreign_copy: true
-        }
-    );
     if !is_foreign_copy {
         check_copy_plan(&image, &plan)?;
     }

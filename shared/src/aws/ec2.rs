@@ -49,6 +49,34 @@ pub(super) fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Imag
     }
 }
 
+/// The `LaunchPermission` entries of one `ModifyImageAttribute` (add or remove).
+pub(super) fn launch_permission_entries(lp: &LaunchPermissions) -> Vec<LaunchPermission> {
+    let mut entries: Vec<LaunchPermission> = Vec::new();
+    entries.extend(
+        lp.accounts
+            .iter()
+            .map(|a| LaunchPermission::builder().user_id(a).build()),
+    );
+    entries.extend(
+        lp.organizations
+            .iter()
+            .map(|o| LaunchPermission::builder().organization_arn(o).build()),
+    );
+    entries.extend(lp.organizational_units.iter().map(|o| {
+        LaunchPermission::builder()
+            .organizational_unit_arn(o)
+            .build()
+    }));
+    if lp.public {
+        entries.push(
+            LaunchPermission::builder()
+                .group(PermissionGroup::All)
+                .build(),
+        );
+    }
+    entries
+}
+
 fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -146,29 +174,7 @@ impl Images for AwsPorts {
         image_id: &str,
         add: &LaunchPermissions,
     ) -> AwsResult<()> {
-        let mut entries: Vec<LaunchPermission> = Vec::new();
-        entries.extend(
-            add.accounts
-                .iter()
-                .map(|a| LaunchPermission::builder().user_id(a).build()),
-        );
-        entries.extend(
-            add.organizations
-                .iter()
-                .map(|o| LaunchPermission::builder().organization_arn(o).build()),
-        );
-        entries.extend(add.organizational_units.iter().map(|o| {
-            LaunchPermission::builder()
-                .organizational_unit_arn(o)
-                .build()
-        }));
-        if add.public {
-            entries.push(
-                LaunchPermission::builder()
-                    .group(PermissionGroup::All)
-                    .build(),
-            );
-        }
+        let entries = launch_permission_entries(add);
         self.ec2(region)
             .modify_image_attribute()
             .image_id(image_id)

@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    Filter, LaunchPermission, LaunchPermissionModifications, OperationType, PermissionGroup,
-    SnapshotAttributeName, Tag,
+    Filter, LaunchPermissionModifications, OperationType, SnapshotAttributeName, Tag,
 };
 use chrono::{DateTime, Utc};
 
@@ -231,31 +230,7 @@ impl Inventory for AwsPorts {
         image_id: &str,
         remove: &LaunchPermissions,
     ) -> AwsResult<()> {
-        let mut entries: Vec<LaunchPermission> = Vec::new();
-        entries.extend(
-            remove
-                .accounts
-                .iter()
-                .map(|a| LaunchPermission::builder().user_id(a).build()),
-        );
-        entries.extend(
-            remove
-                .organizations
-                .iter()
-                .map(|o| LaunchPermission::builder().organization_arn(o).build()),
-        );
-        entries.extend(remove.organizational_units.iter().map(|o| {
-            LaunchPermission::builder()
-                .organizational_unit_arn(o)
-                .build()
-        }));
-        if remove.public {
-            entries.push(
-                LaunchPermission::builder()
-                    .group(PermissionGroup::All)
-                    .build(),
-            );
-        }
+        let entries = super::ec2::launch_permission_entries(remove);
         self.ec2(region)
             .modify_image_attribute()
             .image_id(image_id)
