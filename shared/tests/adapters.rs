@@ -452,3 +452,194 @@ async fn organizations_errors_keep_their_codes() {
         "Permanent.AWSOrganizationsNotInUseException"
     );
 }
+
+// ---- the sweeper's inventory adapter ---------------------------------------------------------
+
+mod inventory {
+    use super::*;
+    use amishare::inventory::{Inventory, SnapshotState};
+    use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
+    use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+    use aws_sdk_ec2::operation::describe_snapshots::{
+        DescribeSnapshotsError, DescribeSnapshotsOutput,
+    };
+    use aws_sdk_ec2::operation::list_images_in_recycle_bin::ListImagesInRecycleBinOutput;
+    use aws_sdk_ec2::types::{
+        ImageRecycleBinInfo, LaunchTemplate, LaunchTemplateBlockDeviceMapping,
+        LaunchTemplateEbsBlockDevice, LaunchTemplateVersion, ResponseLaunchTemplateData, Snapshot,
+        SnapshotState as Ec2SnapshotState,
+    };
+
+    fn snapshot(id: &str, owner: &str) -> Snapshot {
+        Snapshot::builder()
+            .snapshot_id(id)
+            .owner_id(owner)
+            .description(format!("Created by CreateImage(i-0123) for ami-0{id}"))
+            .volume_size(8)
+            .state(Ec2SnapshotState::Completed)
+            .tags(Tag::builder().key("ami-share:keep").value("true").build())
+            .build()
+    }
+
+    #[tokio::test]
+    async fn own_snapshots_use_the_owner_id_filter_and_follow_the_token() {
+        let owner_filter =
+            |r: &aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsInput| {
+                r.filters()
+                    .iter()
+                    .any(|f| f.name() == Some("owner-id") && f.values() == ["123456789012"])
+                    && r.owner_ids().is_empty()
+            };
+        let first = mock!(aws_sdk_ec2::Client::describe_snapshots)
+            .match_requests(move |r| owner_filter(r) && r.next_token().is_none())
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(snapshot("snap-1", "123456789012"))
+                    .next_token("p2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_ec2::Client::describe_snapshots)
+            .match_requests(move |r| owner_filter(r) && r.next_token() == Some("p2"))
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(snapshot("snap-2", "123456789012"))
+                    .snapshots(snapshot("snap-9", "999999999999"))
+                    .build()
+            });
+        let p = ports(&[&first, &second], &[], &[]);
+        let snaps = p
+            .list_own_snapshots("us-east-1", "123456789012")
+            .await
+            .unwrap();
+        assert_eq!(
+            snaps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["snap-1", "snap-2"],
+            "another owner's snapshot is dropped"
+        );
+        assert_eq!(snaps[0].size_gib, 8);
+        assert_eq!(snaps[0].state, SnapshotState::Completed);
+        assert!(snaps[0].tags.keep);
+        assert!(snaps[0].description.starts_with("Created by CreateImage"));
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_fails_on_a_later_page_is_an_error_not_a_shorter_list() {
+        let first = mock!(aws_sdk_ec2::Client::describe_snapshots)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                DescribeSnapshotsOutput::builder()
+                    .snapshots(snapshot("snap-1", "123456789012"))
+                    .next_token("p2")
+                    .build()
+            });
+        let broken = mock!(aws_sdk_ec2::Client::describe_snapshots)
+            .match_requests(|r| r.next_token() == Some("p2"))
+            .then_error(|| DescribeSnapshotsError::generic(meta("UnauthorizedOperation")));
+        let p = ports(&[&first, &broken], &[], &[]);
+        let e = p
+            .list_own_snapshots("us-east-1", "123456789012")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "UnauthorizedOperation");
+        assert_eq!(e.operation, "DescribeSnapshots");
+    }
+
+    #[tokio::test]
+    async fn own_images_include_disabled_and_deprecated_ones() {
+        let rule = mock!(aws_sdk_ec2::Client::describe_images)
+            .match_requests(|r| {
+                r.owners() == ["self"]
+                    && r.include_disabled() == Some(true)
+                    && r.include_deprecated() == Some(true)
+            })
+            .then_output(|| {
+                DescribeImagesOutput::builder()
+                    .images(
+                        aws_sdk_ec2::types::Image::builder()
+                            .image_id("ami-1")
+                            .state(aws_sdk_ec2::types::ImageState::Disabled)
+                            .build(),
+                    )
+                    .build()
+            });
+        let p = ports(&[&rule], &[], &[]);
+        let images = p.list_own_images("us-east-1").await.unwrap();
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].state, amishare::ports::ImageState::Disabled);
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn recycle_bin_is_paginated() {
+        let first = mock!(aws_sdk_ec2::Client::list_images_in_recycle_bin)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                ListImagesInRecycleBinOutput::builder()
+                    .images(ImageRecycleBinInfo::builder().image_id("ami-1").build())
+                    .next_token("n")
+                    .build()
+            });
+        let second = mock!(aws_sdk_ec2::Client::list_images_in_recycle_bin)
+            .match_requests(|r| r.next_token() == Some("n"))
+            .then_output(|| {
+                ListImagesInRecycleBinOutput::builder()
+                    .images(ImageRecycleBinInfo::builder().image_id("ami-2").build())
+                    .build()
+            });
+        let p = ports(&[&first, &second], &[], &[]);
+        let bin = p.list_recycle_bin_images("us-east-1").await.unwrap();
+        assert_eq!(
+            bin.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["ami-1", "ami-2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn every_version_of_every_launch_template_is_read() {
+        let templates = mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(|| {
+            DescribeLaunchTemplatesOutput::builder()
+                .launch_templates(LaunchTemplate::builder().launch_template_id("lt-1").build())
+                .build()
+        });
+        let version = |n: i64, snap: &str| {
+            LaunchTemplateVersion::builder()
+                .version_number(n)
+                .launch_template_data(
+                    ResponseLaunchTemplateData::builder()
+                        .image_id("ami-7")
+                        .block_device_mappings(
+                            LaunchTemplateBlockDeviceMapping::builder()
+                                .ebs(
+                                    LaunchTemplateEbsBlockDevice::builder()
+                                        .snapshot_id(snap)
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        };
+        let versions = mock!(aws_sdk_ec2::Client::describe_launch_template_versions)
+            .match_requests(|r| r.launch_template_id() == Some("lt-1") && r.versions().is_empty())
+            .then_output(move || {
+                DescribeLaunchTemplateVersionsOutput::builder()
+                    .launch_template_versions(version(1, "snap-old"))
+                    .launch_template_versions(version(5, "snap-new"))
+                    .build()
+            });
+        let p = ports(&[&templates, &versions], &[], &[]);
+        let refs = p
+            .list_launch_template_references("us-east-1")
+            .await
+            .unwrap();
+        let snaps: Vec<&String> = refs.iter().flat_map(|r| r.snapshot_ids.iter()).collect();
+        assert_eq!(
+            snaps,
+            ["snap-old", "snap-new"],
+            "version 1 counts as much as $Latest"
+        );
+        assert!(refs.iter().all(|r| r.image_ids.contains("ami-7")));
+        assert_eq!(versions.num_calls(), 1);
+    }
+}
