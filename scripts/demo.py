@@ -12,7 +12,8 @@ What it does:
   3. builds and serves the three Lambda binaries with `cargo lambda watch` (the real runtime
      interface), with AWS_ENDPOINT_URL pointing at moto and a demo policy;
   4. invokes them with `cargo lambda invoke`: on-image-available on both images, on-copy-complete
-     on each copy, and nightly-sweeper (report, then delete) unless it is not implemented yet;
+     on each copy, and nightly-sweeper (report, then delete: an orphan marked then reclaimed, a
+     snapshot used only by a launch template kept);
   5. prints a before/after table per image and Region, read back from moto, and each summary;
   6. exits non-zero if the after-state is not what each step claims.
 Everything it starts is stopped at the end, also on failure or Ctrl-C.
@@ -518,32 +519,61 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             say("== 4. nightly-sweeper: skipped (--skip-sweeper)")
         else:
             say("== 4. nightly-sweeper")
+            ec2 = client(url, "ec2", HOME_REGION)
+
+            def built(name: str) -> tuple[str, str]:
+                inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
+                image_id = ec2.create_image(InstanceId=inst["InstanceId"], Name=name)["ImageId"]
+                img = ec2.describe_images(ImageIds=[image_id])["Images"][0]
+                return image_id, img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+
+            def snapshot_exists(snapshot_id: str) -> bool:
+                try:
+                    return bool(ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"])
+                except Exception:  # noqa: BLE001 - InvalidSnapshot.NotFound
+                    return False
+
+            def snapshot_tags(snapshot_id: str) -> dict:
+                snaps = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+                return {t["Key"]: t["Value"] for t in (snaps[0].get("Tags") or [])} if snaps else {}
+
+            stamp = time.strftime("%H%M%S")
+            old, old_snap = built(f"retired-{stamp}")
+            lt_img, lt_snap = built(f"lt-base-{stamp}")
+            ec2.create_launch_template(
+                LaunchTemplateName=f"uses-lt-base-{stamp}",
+                LaunchTemplateData={"BlockDeviceMappings": [{"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": lt_snap}}]},
+            )
+            ec2.deregister_image(ImageId=old)
+            ec2.deregister_image(ImageId=lt_img)
+            say(f"  deregistered old image {old}: its snapshot {old_snap} is now an orphan")
+            say(f"  deregistered {lt_img}, whose snapshot {lt_snap} a launch template still uses")
+            live_snaps = [st["snapshot"] for _, _, r, st in after if st.get("snapshot") and r == HOME_REGION]
+
             rc, out = invoke("nightly-sweeper", json.loads((REPO / "events" / "sweeper-report-only.json").read_text()), port, workdir, "sweeper-report")
-            if "not implemented" in out.lower():
-                say("  nightly-sweeper step skipped: the function is not implemented yet (it answers \"not implemented\")")
-            elif rc != 0:
+            if rc != 0:
                 check(False, f"nightly-sweeper report run: {out[-1500:]}")
             else:
                 s = parse(out)
                 summaries.append(("nightly-sweeper (report)", s))
-                if any("deadline" in str(n) for n in s.get("not_reached", [])):
-                    say(
-                        "  NOTE: the sweeper stopped at start (\"deadline was too near\"): cargo lambda 1.9.2's emulator"
-                        " sends Lambda-Runtime-Deadline-Ms as a duration (600000), not an epoch time, so the"
-                        " function sees a deadline in 1970. Its sweep is not exercised by this run."
-                    )
                 check(s.get("mode") == "report", "sweeper (report): ran in report mode")
-                gone = [(lbl, r) for _, lbl, r, st in after if st.get("exists") and not image_state(url, r, st["image_id"], w["keys"][r]).get("exists")]
-                check(not gone, "sweeper (report): every image still there" + (f" (gone: {gone})" if gone else ""))
+                check(not s.get("not_reached"), f"sweeper (report): the whole sweep ran (not reached: {s.get('not_reached')})")
+                found = [o["snapshot_id"] for o in s.get("orphans", {}).get("orphans", [])]
+                check(found == [old_snap], f"sweeper (report): the orphan {old_snap} found, nothing else (found {found})")
+                check("ami-share:orphaned-since" in snapshot_tags(old_snap), "sweeper (report): the orphan is marked ami-share:orphaned-since")
+                check(snapshot_exists(old_snap), "sweeper (report): nothing deleted")
                 rc, out = invoke("nightly-sweeper", json.loads((REPO / "events" / "sweeper-delete.json").read_text()), port, workdir, "sweeper-delete")
                 if rc != 0:
                     check(False, f"nightly-sweeper delete run: {out[-1500:]}")
                 else:
                     s = parse(out)
                     summaries.append(("nightly-sweeper (delete)", s))
-                    check(s.get("mode") == "delete", "sweeper (delete): ran in delete mode")
-                    gone = [(lbl, r) for _, lbl, r, st in after if st.get("exists") and not image_state(url, r, st["image_id"], w["keys"][r]).get("exists")]
-                    check(not gone, "sweeper (delete): images in use kept" + (f" (gone: {gone})" if gone else ""))
+                    check(s.get("mode") == "delete", "sweeper (delete): ran in delete mode (grace 0)")
+                    check(s.get("orphans", {}).get("deleted") == [old_snap], f"sweeper (delete): {old_snap} reclaimed")
+                    check(not snapshot_exists(old_snap), "sweeper (delete): the orphan is gone from EC2")
+                    check(snapshot_exists(lt_snap), f"sweeper (delete): {lt_snap}, used only by a launch template, kept")
+                    kept = [x for x in live_snaps if snapshot_exists(x)]
+                    check(kept == live_snaps, "sweeper (delete): every live image's snapshot kept")
 
         say("")
         say("== before/after, per image and Region (launch permissions; snapshot permission count; grants on the Region's key)")

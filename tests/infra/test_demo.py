@@ -40,8 +40,13 @@ def test_slow_demo_runs_the_whole_product_and_every_check_passes():
         assert f"[ok] {where}: grants on the" in out
         assert f"[ok] {where}: suspended account" in out
     assert "[ok] scratch in us-east-1: untouched" in out
-    # the sweeper either ran or is reported as not implemented yet; never silently absent
-    assert "nightly-sweeper (report)" in out or "sweeper step skipped" in out
+    # the sweeper's report run marks the orphan, the delete run reclaims it and keeps the rest
+    assert "[ok] sweeper (report): the whole sweep ran" in out
+    assert "[ok] sweeper (report): the orphan is marked ami-share:orphaned-since" in out
+    assert "[ok] sweeper (report): nothing deleted" in out
+    assert "[ok] sweeper (delete): the orphan is gone from EC2" in out
+    assert "used only by a launch template, kept" in out
+    assert "[ok] sweeper (delete): every live image's snapshot kept" in out
     # the table and the summaries
     assert "stage  | image" in out
     for row in ("before | golden ", "after  | golden copy | us-west-2", "after  | golden copy | eu-west-1"):
