@@ -35,9 +35,44 @@ pub struct Policy {
     /// Settings of the nightly sweeper.
     #[serde(default)]
     pub sweeper: SweeperConfig,
+    /// How fast the functions may call EC2 (per Region and API action).
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
+}
+
+/// The request rates the functions allow themselves against EC2's per-API token buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The share of each API's refill rate the functions may use; the rest is left for the
+    /// account's other tools. Between 0 (exclusive) and 1. Default 0.8.
+    #[serde(default = "default_share")]
+    pub share: f64,
+    /// EC2 action → the account's sustained rate (requests a second) where it was raised
+    /// through Service Quotas, e.g. `{"DeleteSnapshot": 20}`. Unlisted actions use EC2's
+    /// documented rates: 20 a second for `Describe*`/`List*`/`Get*`, 5 for the mutating ones.
+    #[serde(default)]
+    pub requests_per_second: BTreeMap<String, f64>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+fn default_share() -> f64 {
+    0.8
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            share: default_share(),
+            requests_per_second: BTreeMap::new(),
+            unknown: BTreeMap::new(),
+        }
+    }
 }
 
 /// One sharing rule.
@@ -158,6 +193,11 @@ pub struct SweeperConfig {
     /// At most this many deletions per run. Default 100.
     #[serde(default = "hundred")]
     pub max_deletions: u32,
+    /// Every image in sync by its fingerprint has its actual sharing read and compared at
+    /// least once in this many days (a rotating slice each night catches changes made by
+    /// hand). Default 7.
+    #[serde(default = "seven")]
+    pub audit_days: u32,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -178,6 +218,7 @@ impl Default for SweeperConfig {
             grace_days: 7,
             prune_unlisted_shares: false,
             max_deletions: 100,
+            audit_days: 7,
             unknown: BTreeMap::new(),
         }
     }
@@ -249,6 +290,38 @@ impl Policy {
                 "must be at least 1 (use mode \"report\" to delete nothing)",
             );
         }
+        if s.audit_days == 0 {
+            p.add(
+                "sweeper.audit_days",
+                "must be at least 1 (1 audits every image every night)",
+            );
+        }
+        let r = &self.rate_limits;
+        p.unknown("rate_limits", &r.unknown);
+        if !(r.share > 0.0 && r.share <= 1.0) {
+            p.add(
+                "rate_limits.share",
+                format!("{} is not a share between 0 (exclusive) and 1", r.share),
+            );
+        }
+        for (action, rate) in &r.requests_per_second {
+            let at = format!("rate_limits.requests_per_second.{action}");
+            if action.is_empty()
+                || !action.starts_with(|c: char| c.is_ascii_uppercase())
+                || !action.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                p.add(
+                    &at,
+                    format!("{action:?} is not an EC2 API action name (like \"DeleteSnapshot\")"),
+                );
+            }
+            if !(rate.is_finite() && *rate > 0.0) {
+                p.add(
+                    &at,
+                    format!("{rate} is not a positive rate (requests a second)"),
+                );
+            }
+        }
         p.0
     }
 
@@ -292,7 +365,7 @@ impl Rule {
             );
         }
         if let Some(glob) = &m.name {
-            if let Err(e) = crate::domain::matching::compile_glob(glob) {
+            if let Err(e) = compile_glob(glob) {
                 p.add(
                     format!("{mat}.name"),
                     format!("{glob:?} is not a valid glob: {e}"),
@@ -547,6 +620,15 @@ pub fn parse_key_ref(s: &str) -> Option<KeyRef<'_>> {
         region: None,
         is_alias: false,
     })
+}
+
+/// The glob dialect of `match.name` (`*`, `?`, `[abc]`, `{a,b}`; `/` is an ordinary character).
+/// The policy validates with it; the matching decisions compile with it.
+pub fn compile_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
 }
 
 /// The JSON Schema of the policy, as published in `docs/policy.schema.json`.

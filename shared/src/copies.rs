@@ -1,18 +1,17 @@
 //! Starting copies: cross-Region copies of source images, and same-Region re-encrypted copies
 //! of images whose snapshots use `aws/ebs`. Never waits for a copy: the destination Region's
-//! `available` event (or the nightly run) takes over.
+//! `available` event (or the nightly run) takes over. The copies are started by
+//! [`crate::converge::Convergence::ensure_copy`].
 
 use std::collections::BTreeMap;
 
 use crate::domain::names::{
-    copy_client_token, copy_name, source_image_tag, CopyKind, COPY_KIND_TAG, SOURCE_IMAGE_TAG,
-    SOURCE_RULE_TAG,
+    copy_client_token, copy_name, source_image_tag, CopyKind, COPY_KIND_TAG, MANAGED_TAG,
+    SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
 };
 use crate::domain::plan::SharePlan;
 use crate::error::{Error, Result};
-use crate::ports::{Aws, CopyRequest, Image, ImageState};
-use crate::report::CopyReport;
-use crate::share::Deps;
+use crate::ports::{CopyRequest, Image};
 
 /// The error code EC2 gives when too many copies are in flight to a Region.
 pub const COPY_LIMIT_CODE: &str = "ResourceLimitExceeded";
@@ -33,6 +32,9 @@ pub fn copy_request(
     );
     tags.insert(SOURCE_RULE_TAG.to_string(), rules.join(","));
     tags.insert(COPY_KIND_TAG.to_string(), kind.as_str().to_string());
+    // A copy is the product's from its creation: pruning treats it as managed even when its
+    // `available` event is lost.
+    tags.insert(MANAGED_TAG.to_string(), rules.join(","));
     CopyRequest {
         source_region: source.region.clone(),
         source_image_id: source.id.clone(),
@@ -81,66 +83,4 @@ pub fn check_copy_plan(source: &Image, plan: &SharePlan) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl<P: Aws> Deps<P> {
-    /// Start the copy unless one exists already (found by its deterministic name, which a copy
-    /// keeps even where tags are dropped); the deterministic client token makes a concurrent
-    /// duplicate harmless too.
-    pub async fn ensure_copy(
-        &self,
-        source: &Image,
-        dest_region: &str,
-        kms_key_id: Option<&str>,
-        kind: CopyKind,
-        rules: &[String],
-    ) -> Result<CopyReport> {
-        let first = copy_request(source, dest_region, kms_key_id, kind, rules, 0);
-        // One lookup finds the first attempt and every retry (`<name>-r<n>`).
-        let existing = self
-            .aws
-            .find_own_images_by_name(dest_region, &format!("{}*", first.name))
-            .await?;
-        let failed = existing
-            .iter()
-            .filter(|i| i.state == ImageState::Failed)
-            .count();
-        let req = if failed == 0 {
-            first
-        } else {
-            copy_request(source, dest_region, kms_key_id, kind, rules, failed)
-        };
-        if let Some(found) = existing
-            .iter()
-            .find(|i| i.state != ImageState::Failed && i.state != ImageState::Deregistered)
-        {
-            return Ok(CopyReport {
-                region: dest_region.to_string(),
-                image_id: Some(found.id.clone()),
-                status: "exists".into(),
-                detail: Some(format!("copy is {}", found.state.as_str())),
-            });
-        }
-        match self.aws.copy_image(&req).await {
-            Ok(id) => {
-                tracing::info!(source_image = %source.id, region = dest_region, copy = %id, kind = kind.as_str(), "copy started");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: Some(id),
-                    status: "started".into(),
-                    detail: None,
-                })
-            }
-            Err(e) if e.code == COPY_LIMIT_CODE => {
-                tracing::warn!(source_image = %source.id, region = dest_region, error = %e, "too many copies in flight; the nightly run will start this copy");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: None,
-                    status: "deferred".into(),
-                    detail: Some(format!("{COPY_LIMIT_CODE}: too many copies in flight to {dest_region}; the nightly sweeper starts it later")),
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
 }

@@ -113,7 +113,7 @@ pub enum Error {
     #[error("{0}")]
     Permanent(AwsError),
     /// Throttling, server errors, timeouts: retry later.
-    #[error("{0} (transient: the event will be retried)")]
+    #[error("{0} (transient: a later attempt may succeed)")]
     Transient(AwsError),
 }
 

@@ -8,13 +8,14 @@
 //! Lambda.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::names::SOURCE_IMAGE_TAG;
-use crate::ports::{AwsResult, Image, LaunchPermissions};
+use crate::ports::{AwsResult, Image};
 
 /// Tag the sweeper puts on a snapshot it found orphaned: the date (`YYYY-MM-DD`, UTC) it was
 /// first found so.
@@ -91,6 +92,9 @@ pub struct OwnSnapshot {
     pub start_time: Option<DateTime<Utc>>,
     pub state: SnapshotState,
     pub tags: SnapshotTags,
+    /// The KMS key ARN of an encrypted snapshot, shared between the snapshots of one key (a
+    /// Region has few keys and up to a million snapshots).
+    pub kms_key_id: Option<Arc<str>>,
 }
 
 /// An image in the Recycle Bin (it can be restored, so its snapshots are in use).
@@ -127,33 +131,6 @@ pub trait Inventory: Send + Sync {
     /// `autoscaling:DescribeLaunchConfigurations`, all pages: one [`Reference`] each.
     async fn list_launch_configuration_references(&self, region: &str)
         -> AwsResult<Vec<Reference>>;
-    /// `CreateTags` `key=value` on one snapshot.
-    async fn tag_snapshot(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        key: &str,
-        value: &str,
-    ) -> AwsResult<()>;
-    /// `DeleteTags` `key` from one snapshot.
-    async fn untag_snapshot(&self, region: &str, snapshot_id: &str, key: &str) -> AwsResult<()>;
     /// `DeleteSnapshot`. `InvalidSnapshot.InUse` is returned as is: the caller must stop.
     async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()>;
-    /// One `ModifyImageAttribute` removing all of `remove`.
-    async fn remove_launch_permissions(
-        &self,
-        region: &str,
-        image_id: &str,
-        remove: &LaunchPermissions,
-    ) -> AwsResult<()>;
-    /// One `ModifySnapshotAttribute` (flat `OperationType=remove` + `UserIds`) for at most 500
-    /// accounts.
-    async fn remove_create_volume_permission(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        accounts: &[String],
-    ) -> AwsResult<()>;
-    /// `RevokeGrant` (the key owner's way to delete a grant).
-    async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()>;
 }

@@ -4,18 +4,16 @@
 pub mod aws;
 pub mod bootstrap;
 pub mod config;
+pub mod converge;
 pub mod copies;
+pub mod deps;
 pub mod domain;
 pub mod error;
 pub mod event;
 pub mod inventory;
 pub mod ports;
+pub mod rate;
 pub mod report;
-pub mod share;
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support;
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support_inventory;
 
 pub use config::Policy;
 pub use error::{AwsError, Error, Result};

@@ -1,7 +1,7 @@
 //! The ports: what the product needs from AWS, in its own words and types.
 //!
 //! No SDK type crosses these traits. The adapters in [`crate::aws`] implement them over the
-//! real SDK clients; `test_support::FakeAws` implements them in memory. Listing methods return
+//! real SDK clients; `amishare_testkit::FakeAws` (a dev-only crate) implements them in memory. Listing methods return
 //! everything: paginating is the adapter's job.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -238,14 +238,33 @@ pub trait Images: Send + Sync {
         image_id: &str,
         deprecate_at: &str,
     ) -> AwsResult<()>;
-    /// `CreateTags` on the given resources.
+    /// One `CreateTags` putting the same tags on the given resources (at most
+    /// [`MAX_TAG_RESOURCES`]).
     async fn tag_resources(
         &self,
         region: &str,
         resource_ids: &[String],
         tags: &BTreeMap<String, String>,
     ) -> AwsResult<()>;
+    /// One `DeleteTags` removing the given tag keys (any value) from the given resources (at
+    /// most [`MAX_TAG_RESOURCES`]).
+    async fn untag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        keys: &[&str],
+    ) -> AwsResult<()>;
+    /// One `ModifyImageAttribute` removing all of `remove`.
+    async fn remove_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        remove: &LaunchPermissions,
+    ) -> AwsResult<()>;
 }
+
+/// Most resource ids one `CreateTags` / `DeleteTags` call takes.
+pub const MAX_TAG_RESOURCES: usize = 1000;
 
 /// EBS snapshots.
 #[async_trait]
@@ -270,6 +289,14 @@ pub trait Snapshots: Send + Sync {
         snapshot_id: &str,
         accounts: &[String],
     ) -> AwsResult<()>;
+    /// One `ModifySnapshotAttribute` (flat `OperationType=remove` + `UserIds`) for at most 500
+    /// accounts.
+    async fn remove_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()>;
 }
 
 /// KMS keys.
@@ -281,6 +308,8 @@ pub trait Keys: Send + Sync {
     async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>>;
     /// `CreateGrant` with the operations launching and copying need.
     async fn create_grant(&self, region: &str, grant: &GrantRequest) -> AwsResult<()>;
+    /// `RevokeGrant` (the key owner's way to delete a grant).
+    async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()>;
 }
 
 /// AWS Organizations (read-only).

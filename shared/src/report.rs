@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::converge::ShareReport;
 use crate::error::Error;
-use crate::share::ShareReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use amishare::aws::AwsPorts;
+use amishare::deps::Deps;
 use amishare::report::Outcome;
-use amishare::share::Deps;
 use amishare::Policy;
 use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
 use integration_tests::moto::Moto;
@@ -81,7 +81,12 @@ async fn copies_to_two_regions_are_shared_there_like_the_source() {
     ))
     .unwrap();
     let deps = Deps::new(
-        AwsPorts::new(config.clone(), None).await,
+        AwsPorts::new(
+            config.clone(),
+            None,
+            amishare::rate::RateLimits::unlimited(),
+        )
+        .await,
         policy,
         "123456789012",
     );

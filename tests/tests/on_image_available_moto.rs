@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use amishare::aws::AwsPorts;
+use amishare::deps::Deps;
 use amishare::report::Outcome;
-use amishare::share::Deps;
 use amishare::Policy;
 use integration_tests::moto::Moto;
 use integration_tests::seed;
@@ -32,7 +32,16 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
     ))
     .unwrap();
     let account = amishare::aws::caller_account(&config).await.unwrap();
-    let deps = Deps::new(AwsPorts::new(config.clone(), None).await, policy, account);
+    let deps = Deps::new(
+        AwsPorts::new(
+            config.clone(),
+            None,
+            amishare::rate::RateLimits::unlimited(),
+        )
+        .await,
+        policy,
+        account,
+    );
 
     let s = on_image_available::handle(
         &deps,
@@ -136,7 +145,11 @@ async fn an_image_that_does_not_exist_is_skipped_after_the_visibility_retries() 
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
     let policy = Policy::from_json(r#"{"rules":[{"name":"g","match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#).unwrap();
-    let mut deps = Deps::new(AwsPorts::new(config, None).await, policy, "123456789012");
+    let mut deps = Deps::new(
+        AwsPorts::new(config, None, amishare::rate::RateLimits::unlimited()).await,
+        policy,
+        "123456789012",
+    );
     deps.settings.visibility_retry_delays = vec![std::time::Duration::from_millis(10)];
     let s = on_image_available::handle(
         &deps,

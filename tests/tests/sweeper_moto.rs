@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
 use amishare::aws::AwsPorts;
-use amishare::share::Deps;
+use amishare::deps::Deps;
 use amishare::Policy;
 use aws_sdk_ec2::types::{
     ImageAttributeName, LaunchTemplateBlockDeviceMappingRequest,
@@ -61,7 +61,12 @@ async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_
     )
     .unwrap();
     let deps = Deps::new(
-        AwsPorts::new(config.clone(), None).await,
+        AwsPorts::new(
+            config.clone(),
+            None,
+            amishare::rate::RateLimits::unlimited(),
+        )
+        .await,
         policy,
         "123456789012",
     );

@@ -1,54 +1,302 @@
-//! Drift repair, stateless: the desired state comes from the policy, the actual state from AWS.
-//! Reuses the sharing service ([`Deps::apply_sharing`], [`Deps::ensure_copy`]) and the pure
-//! decisions ([`classify`], [`matching_rules`], [`SharePlan`]); only pruning is the sweeper's own.
+//! Drift: every image the policy manages, brought to its desired state by the convergence
+//! service ([`Convergence`]) — the same path the event functions take.
+//!
+//! Nightly work is proportional to change: each image's desired state is computed from the
+//! policy and one organization listing per run (no AWS call per image), and compared with the
+//! fingerprint recorded on the image (already in the `DescribeImages` listing). Only images
+//! whose fingerprint is missing or differs are converged, plus a rotating audit slice of the
+//! in-sync ones (`sweeper.audit_days`: every image audited at least that often) to catch
+//! changes made by hand. Work is ordered by the time an image was last converged or audited,
+//! oldest first, so what a run did not reach goes first the next night.
+//!
+//! Grants are pruned per key, after all images: a grant is revoked only when no image using
+//! the key still needs it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use amishare::config::Rule;
-use amishare::copies::check_copy_plan;
+use amishare::converge::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
+use amishare::deps::{Deps, Encryption};
 use amishare::domain::matching::{classify, matching_rules, ImageKind, SkipReason};
-use amishare::domain::names::{account_of_principal, grant_name, CopyKind, MANAGED_TAG};
-use amishare::domain::plan::{batches, AccountTargets, SharePlan};
-use amishare::inventory::Inventory;
-use amishare::ports::{Aws, Image, ImageState, KeyManager, LaunchPermissions};
-use amishare::share::{snapshot_ids, Deps, SNAPSHOT_BATCH};
+use amishare::domain::names::{account_of_principal, grant_name};
+use amishare::domain::plan::SharePlan;
+use amishare::inventory::{Inventory, OwnSnapshot};
+use amishare::ports::{Aws, Image, ImageState, KeyManager};
 use amishare::Error;
+use futures::stream::{self, StreamExt};
 
-use crate::report::SweepReport;
+use crate::report::{SweepReport, LISTED};
 use crate::Run;
 
+/// Images converged at once (each one's calls are paced by the rate limits).
+pub const CONCURRENCY: usize = 16;
+
 /// Key ARN → accounts some image encrypted with it still needs a grant for; `None` once an
-/// image using the key could not be checked (its grants are then never pruned this run).
+/// image using the key is not ours to judge (its grants are then never pruned this run).
 type KeyNeeds = BTreeMap<String, Option<BTreeSet<String>>>;
+
+/// One image's night: why it was taken (`None`: audit), and what converging it gave (`None`:
+/// not started before the deadline).
+type Outcome<'c, 'a> = (
+    &'c Candidate<'a>,
+    Option<&'static str>,
+    Option<Result<Converged, Error>>,
+);
+
+/// One image in the policy's scope.
+struct Candidate<'a> {
+    image: &'a Image,
+    plan: SharePlan,
+    may_copy: bool,
+    converged_at: &'a str,
+}
 
 pub async fn repair<P: Aws + Inventory>(
     deps: &Deps<P>,
     run: &Run,
     images: &[Image],
+    snapshots: Option<&[OwnSnapshot]>,
     report: &mut SweepReport,
 ) {
+    // Keys of encrypted snapshots, from the snapshot listing (no call per image).
+    let keys_of: Option<HashMap<&str, &Arc<str>>> = snapshots.map(|all| {
+        all.iter()
+            .filter_map(|s| Some((s.id.as_str(), s.kms_key_id.as_ref()?)))
+            .collect()
+    });
     let mut needs = KeyNeeds::new();
-    let mut complete = true;
-    for (i, image) in images.iter().enumerate() {
-        if !run.may_start() {
-            report
-                .not_reached
-                .push(format!("drift repair of {} images", images.len() - i));
-            complete = false;
-            break;
+    let mut candidates = Vec::new();
+    for image in images {
+        let image_keys = keys_of
+            .as_ref()
+            .map(|k| image_key_ids(image, k))
+            .unwrap_or_default();
+        if image.state != ImageState::Available {
+            // Disabled / deregistered images of ours: nothing to share, but their keys' grants
+            // count only as far as other images still need them.
+            if is_managed(image) {
+                for k in &image_keys {
+                    needs
+                        .entry(k.clone())
+                        .or_insert_with(|| Some(BTreeSet::new()));
+                }
+            }
+            continue;
         }
-        if let Err(e) = repair_image(deps, image, report, &mut needs).await {
-            report.error(&format!("drift repair of {}", image.id), &e);
+        match rules_for(deps, image).await {
+            Ok(Some((rules, may_copy))) => {
+                if rules.is_empty() && !is_managed(image) {
+                    continue; // not ours, and nothing asks for it
+                }
+                let mut plan = SharePlan::from_rules(rules.iter().copied());
+                if !may_copy {
+                    plan.copies.clear();
+                }
+                candidates.push(Candidate {
+                    image,
+                    plan,
+                    may_copy,
+                    converged_at: image
+                        .tags
+                        .get(CONVERGED_AT_TAG)
+                        .map(String::as_str)
+                        .unwrap_or(""),
+                });
+            }
+            Ok(None) => {
+                // Left alone (skip tag): its keys' grants are not ours to judge this run.
+                for k in image_keys {
+                    needs.insert(k, None);
+                }
+            }
+            Err(e) => {
+                report.error(&format!("drift repair of {}", image.id), &e);
+                for k in image_keys {
+                    needs.insert(k, None);
+                }
+            }
         }
     }
-    if complete {
-        if let Err(e) = prune_grants(deps, run, &needs, report).await {
-            report.error("grant pruning", &e);
+
+    let conv =
+        match Convergence::prepare(deps, candidates.iter().map(|c| (c.image, &c.plan)), run.now)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                report.drift.status = "aborted".into();
+                report.error(
+                    "drift repair not started: an organization listing failed",
+                    &e,
+                );
+                return;
+            }
+        };
+
+    // Desired state and fingerprint of every candidate; stale ones first, oldest first.
+    let mut stale: Vec<(&Candidate, &'static str)> = Vec::new();
+    let mut in_sync: Vec<&Candidate> = Vec::new();
+    for c in &candidates {
+        let desired = conv.desired(c.image, &c.plan, c.may_copy);
+        for k in keys_of
+            .as_ref()
+            .map(|k| image_key_ids(c.image, k))
+            .unwrap_or_default()
+        {
+            if let Some(set) = needs.entry(k).or_insert_with(|| Some(BTreeSet::new())) {
+                set.extend(desired.grant_accounts.iter().cloned());
+            }
         }
-        report.drift.status = "complete".into();
-    } else {
+        match c.image.tags.get(PLAN_TAG) {
+            None => stale.push((c, "no fingerprint")),
+            Some(fp) if *fp != desired.fingerprint() => stale.push((c, "fingerprint differs")),
+            Some(_) => in_sync.push(c),
+        }
+    }
+    stale.sort_by(|a, b| {
+        a.0.converged_at
+            .cmp(b.0.converged_at)
+            .then(a.0.image.id.cmp(&b.0.image.id))
+    });
+    in_sync.sort_by(|a, b| {
+        a.converged_at
+            .cmp(b.converged_at)
+            .then(a.image.id.cmp(&b.image.id))
+    });
+    let audit_days = deps.policy.sweeper.audit_days.max(1) as usize;
+    let audit = in_sync.len().div_ceil(audit_days);
+    let d = &mut report.drift;
+    d.images_in_scope = candidates.len();
+    d.in_sync = in_sync.len();
+    for (_, why) in &stale {
+        *d.stale.entry((*why).to_string()).or_insert(0) += 1;
+    }
+    let work: Vec<(&Candidate, Option<&'static str>)> = stale
+        .iter()
+        .map(|(c, why)| (*c, Some(*why)))
+        .chain(in_sync.iter().take(audit).map(|c| (*c, None)))
+        .collect();
+
+    let results: Vec<Outcome> = stream::iter(work)
+        .map(|(c, why)| {
+            let conv = &conv;
+            let keys_of = keys_of.as_ref();
+            async move {
+                if !run.may_start() {
+                    return (c, why, None);
+                }
+                let enc = match keys_of {
+                    Some(k) => known_encryption(deps, c.image, k).await,
+                    None => None,
+                };
+                (
+                    c,
+                    why,
+                    Some(conv.converge(c.image, &c.plan, c.may_copy, enc).await),
+                )
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut done: Vec<Converged> = Vec::new();
+    let mut not_reached = 0usize;
+    for (c, why, result) in results {
+        match result {
+            None => not_reached += 1,
+            Some(Err(e)) => report.error(&format!("drift repair of {}", c.image.id), &e),
+            Some(Ok(conv_done)) => {
+                let d = &mut report.drift;
+                match why {
+                    Some(_) => d.converged += 1,
+                    None => {
+                        d.audited += 1;
+                        if conv_done.changes() > 0 {
+                            d.audit_found_drift += 1;
+                        }
+                    }
+                }
+                d.launch_permissions_added += conv_done.share.launch_permissions_added.len();
+                d.snapshot_permissions_added += conv_done.share.snapshot_permissions_added;
+                d.grants_created += conv_done.share.grants_created.len();
+                for cp in &conv_done.copies {
+                    if cp.status == "started" {
+                        d.copies_started += 1;
+                    }
+                    if d.copies.len() < LISTED {
+                        d.copies.push(cp.clone());
+                    }
+                }
+                d.pruned_total += conv_done.pruned.len();
+                d.would_prune_total += conv_done.would_prune.len();
+                d.pruned.extend_capped(conv_done.pruned.clone(), LISTED);
+                d.would_prune
+                    .extend_capped(conv_done.would_prune.clone(), LISTED);
+                done.push(conv_done);
+            }
+        }
+    }
+    let refs: Vec<&Converged> = done.iter().collect();
+    match conv.record(&run.region, &refs).await {
+        Ok(calls) => report.drift.record_calls = calls,
+        Err(e) => report.error("recording fingerprints", &e),
+    }
+    if not_reached > 0 {
+        report.drift.not_reached = not_reached;
+        report.not_reached.push(format!(
+            "drift repair of {not_reached} images (they are the oldest-converged, so the next run takes them first)"
+        ));
         report.drift.status = "partial".into();
+        return;
     }
+    match keys_of {
+        None => {
+            report.drift.grant_pruning = Some(
+                "skipped: the snapshot listing failed, so the keys of the images are unknown"
+                    .into(),
+            )
+        }
+        Some(_) => {
+            if let Err(e) = prune_grants(&conv, run, &needs, report).await {
+                report.error("grant pruning", &e);
+            }
+        }
+    }
+    report.drift.status = "complete".into();
+}
+
+/// The key ARNs of an image's snapshots, from the snapshot listing.
+fn image_key_ids(image: &Image, keys_of: &HashMap<&str, &Arc<str>>) -> Vec<String> {
+    let set: BTreeSet<String> = image
+        .volumes
+        .iter()
+        .filter_map(|v| keys_of.get(v.snapshot_id.as_str()).map(|k| k.to_string()))
+        .collect();
+    set.into_iter().collect()
+}
+
+/// The image's keys from the snapshot listing (`DescribeKey` once per key and warm Lambda);
+/// `None` when some snapshot is missing from the listing (then convergence reads them).
+async fn known_encryption<P: Aws>(
+    deps: &Deps<P>,
+    image: &Image,
+    keys_of: &HashMap<&str, &Arc<str>>,
+) -> Option<Encryption> {
+    if !image.is_encrypted() {
+        return Some(Encryption::default());
+    }
+    if image
+        .volumes
+        .iter()
+        .any(|v| v.encrypted && !keys_of.contains_key(v.snapshot_id.as_str()))
+    {
+        return None;
+    }
+    deps.encryption_by_keys(&image.region, image_key_ids(image, keys_of))
+        .await
+        .ok()
 }
 
 /// The rules for an image of ours, or `None` when it is not ours to share. A managed image no
@@ -82,247 +330,25 @@ async fn rules_for<'p, P: Aws>(
     }
 }
 
-async fn repair_image<P: Aws + Inventory>(
-    deps: &Deps<P>,
-    image: &Image,
-    report: &mut SweepReport,
-    needs: &mut KeyNeeds,
-) -> Result<(), Error> {
-    let managed = image.tags.contains_key(MANAGED_TAG);
-    if image.state != ImageState::Available {
-        // Disabled / deregistered images of ours: nothing to share, but their keys' grants
-        // count only as far as other images still need them.
-        if managed && image.is_encrypted() {
-            note_keys(deps, image, false, needs).await;
-        }
-        return Ok(());
-    }
-    let Some((rules, may_copy)) = rules_for(deps, image).await? else {
-        // Left alone (skip tag): its keys' grants are not ours to judge this run.
-        if image.is_encrypted() {
-            note_keys(deps, image, true, needs).await;
-        }
-        return Ok(());
-    };
-    if rules.is_empty() && !managed {
-        return Ok(()); // not ours, and nothing asks for it
-    }
-    report.drift.images_checked += 1;
-    let mut plan = SharePlan::from_rules(rules.iter().copied());
-    if !may_copy {
-        plan.copies.clear();
-    }
-    let enc = match deps.encryption(image).await {
-        Ok(enc) => enc,
-        Err(e) => {
-            needs.insert(String::new(), None); // keys unknown: no grant may be pruned this run
-            return Err(e);
-        }
-    };
-    // Grants this image needs, per key, recorded before anything else can fail.
-    let grant_accounts = if enc.customer.is_empty() {
-        Ok(BTreeSet::new())
-    } else {
-        deps.expand(&plan.kms).await
-    };
-    for key in &enc.customer {
-        let entry = needs
-            .entry(key.arn.clone())
-            .or_insert_with(|| Some(BTreeSet::new()));
-        match (&grant_accounts, entry) {
-            (Ok(accounts), Some(set)) => set.extend(accounts.iter().cloned()),
-            (Err(_), e) => *e = None,
-            _ => {}
-        }
-    }
-    grant_accounts?;
-
-    if let Some(key) = enc.aws_managed.first() {
-        if plan.shares_anything() {
-            // aws/ebs cannot be shared: the re-encrypted copy is shared instead.
-            match deps.policy.reencrypt_with.get(&image.region) {
-                Some(cmk) => {
-                    let c = deps
-                        .ensure_copy(
-                            image,
-                            &image.region,
-                            Some(cmk),
-                            CopyKind::Reencrypt,
-                            &plan.rules,
-                        )
-                        .await?;
-                    if c.status == "started" {
-                        report.drift.copies_started += 1;
-                    }
-                    report.drift.copies.push(c);
-                }
-                None => {
-                    return Err(Error::refused(
-                        &image.id,
-                        amishare::share::aws_managed_message(image, &key.arn),
-                    ))
-                }
-            }
-            return Ok(());
-        }
-    }
-
-    // Snapshot permissions: what is there, what the plan wants.
-    let snaps = snapshot_ids(image);
-    let wanted_snap = if snaps.is_empty() {
-        BTreeSet::new()
-    } else {
-        deps.expand(&plan.snapshots).await?
-    };
-    let mut missing_snap = 0usize;
-    let mut unlisted_snap: Vec<(String, Vec<String>)> = Vec::new();
-    for s in &snaps {
-        let current = deps.aws.create_volume_permissions(&image.region, s).await?;
-        missing_snap += wanted_snap.difference(&current).count();
-        let extra: Vec<String> = current.difference(&wanted_snap).cloned().collect();
-        if !extra.is_empty() {
-            unlisted_snap.push((s.clone(), extra));
-        }
-    }
-    let current_launch = deps
-        .aws
-        .launch_permissions(&image.region, &image.id)
-        .await?;
-
-    // Additions: the sharing service, exactly as the event functions use it. Snapshot
-    // permissions are only written when some are missing.
-    let mut apply = plan.clone();
-    if missing_snap == 0 {
-        apply.snapshots = AccountTargets::default();
-    }
-    let share = deps.apply_sharing(image, &apply, &enc).await?;
-    report.drift.launch_permissions_added += share.launch_permissions_added.len();
-    report.drift.snapshot_permissions_added += missing_snap;
-    report.drift.grants_created += share.grants_created.len();
-
-    // Copies missing in destination Regions.
-    if !plan.copies.is_empty() {
-        check_copy_plan(image, &plan)?;
-        for dest in plan.copies.values().filter(|d| d.region != image.region) {
-            let c = deps
-                .ensure_copy(
-                    image,
-                    &dest.region,
-                    dest.kms_key_id.as_deref(),
-                    CopyKind::RegionCopy,
-                    &dest.rules,
-                )
-                .await?;
-            if c.status == "started" {
-                report.drift.copies_started += 1;
-            }
-            report.drift.copies.push(c);
-        }
-    }
-
-    // Pruning: managed images only.
-    if !managed {
-        return Ok(());
-    }
-    let mut wanted_launch = plan.launch.clone();
-    wanted_launch.accounts.remove(&deps.account_id);
-    let unlisted_launch = current_launch.missing_from(&wanted_launch);
-    let prune = deps.policy.sweeper.prune_unlisted_shares;
-    let describe = |lp: &LaunchPermissions| -> Vec<String> {
-        let mut v: Vec<String> = lp
-            .accounts
-            .iter()
-            .chain(&lp.organizations)
-            .chain(&lp.organizational_units)
-            .map(|a| format!("{}: {a}", image.id))
-            .collect();
-        if lp.public {
-            v.push(format!("{}: public", image.id));
-        }
-        v
-    };
-    let snap_lines: Vec<String> = unlisted_snap
-        .iter()
-        .flat_map(|(s, accounts)| accounts.iter().map(move |a| format!("{s}: {a}")))
-        .collect();
-    if prune {
-        if !unlisted_launch.is_empty() {
-            deps.aws
-                .remove_launch_permissions(&image.region, &image.id, &unlisted_launch)
-                .await?;
-        }
-        for (s, accounts) in &unlisted_snap {
-            let set: BTreeSet<String> = accounts.iter().cloned().collect();
-            for b in batches(&set, SNAPSHOT_BATCH) {
-                deps.aws
-                    .remove_create_volume_permission(&image.region, s, &b)
-                    .await?;
-            }
-        }
-        report
-            .drift
-            .pruned
-            .launch_permissions
-            .extend(describe(&unlisted_launch));
-        report.drift.pruned.snapshot_permissions.extend(snap_lines);
-    } else {
-        report
-            .drift
-            .would_prune
-            .launch_permissions
-            .extend(describe(&unlisted_launch));
-        report
-            .drift
-            .would_prune
-            .snapshot_permissions
-            .extend(snap_lines);
-    }
-    Ok(())
-}
-
-/// Record the image's customer managed keys with no need of their own; `poison`: the image
-/// is not ours to judge, so its keys' grants are never pruned this run.
-async fn note_keys<P: Aws>(deps: &Deps<P>, image: &Image, poison: bool, needs: &mut KeyNeeds) {
-    match deps.encryption(image).await {
-        Ok(enc) => {
-            for key in enc
-                .customer
-                .iter()
-                .filter(|k| k.manager == KeyManager::Customer)
-            {
-                let e = needs
-                    .entry(key.arn.clone())
-                    .or_insert_with(|| Some(BTreeSet::new()));
-                if poison {
-                    *e = None;
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(image_id = %image.id, error = %e, "keys of an image unknown; grant pruning skipped");
-            needs.insert(String::new(), None);
-        }
-    }
-}
-
-/// Our grants (named `ami-share-<account>`) on keys of managed images that no remaining image
-/// encrypted with that key targets.
+/// Our grants (named `ami-share-<account>`) on customer managed keys of our images that no
+/// image encrypted with that key needs any more.
 async fn prune_grants<P: Aws + Inventory>(
-    deps: &Deps<P>,
+    conv: &Convergence<'_, P>,
     run: &Run,
     needs: &KeyNeeds,
     report: &mut SweepReport,
 ) -> Result<(), Error> {
-    if needs.get("").is_some() {
-        return Ok(());
-    }
+    let deps = conv.deps();
     for (key_arn, need) in needs {
         let Some(need) = need else { continue };
         if !run.may_start() {
             report.not_reached.push("grant pruning".into());
             return Ok(());
         }
-        let grants = deps.aws.list_grants(&run.region, key_arn).await?;
+        if deps.key_info(&run.region, key_arn).await?.manager != KeyManager::Customer {
+            continue;
+        }
+        let grants = conv.grants(&run.region, key_arn).await?;
         for g in grants {
             let Some(account) = account_of_principal(&g.grantee_principal) else {
                 continue;
@@ -331,13 +357,20 @@ async fn prune_grants<P: Aws + Inventory>(
                 continue; // not ours, or still needed
             }
             let line = format!("{key_arn}: {account}");
+            let d = &mut report.drift;
             if deps.policy.sweeper.prune_unlisted_shares {
                 deps.aws
                     .revoke_grant(&run.region, key_arn, &g.grant_id)
                     .await?;
-                report.drift.pruned.grants.push(line);
+                d.pruned_total += 1;
+                if d.pruned.grants.len() < LISTED {
+                    d.pruned.grants.push(line);
+                }
             } else {
-                report.drift.would_prune.grants.push(line);
+                d.would_prune_total += 1;
+                if d.would_prune.grants.len() < LISTED {
+                    d.would_prune.grants.push(line);
+                }
             }
         }
     }

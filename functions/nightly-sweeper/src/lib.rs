@@ -14,9 +14,9 @@ pub mod report;
 use std::time::{Duration, SystemTime};
 
 use amishare::config::SweepMode;
+use amishare::deps::Deps;
 use amishare::inventory::{Inventory, OwnSnapshot, RecycledImage, Reference};
 use amishare::ports::{Aws, Image};
-use amishare::share::Deps;
 use amishare::{AwsError, Error};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -38,7 +38,17 @@ pub struct Run {
     pub deadline: Option<SystemTime>,
     /// No new work is started later than this before the deadline.
     pub margin: Duration,
+    /// Delays before re-running a listing that failed with a transient error (after the SDK's
+    /// own retries): one more attempt after each, while the deadline allows.
+    pub listing_retry_delays: Vec<Duration>,
 }
+
+/// Production delays before re-running a failed listing.
+pub const LISTING_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(2),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
 
 impl Run {
     pub fn new(
@@ -51,6 +61,7 @@ impl Run {
             now,
             deadline,
             margin: DEFAULT_MARGIN,
+            listing_retry_delays: LISTING_RETRY_DELAYS.to_vec(),
         }
     }
 
@@ -74,6 +85,12 @@ impl Run {
             Some(deadline)
         };
         Self::new(region, now, deadline)
+    }
+
+    /// The same run, re-running failed listings after these delays.
+    pub fn with_listing_retry_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.listing_retry_delays = delays;
+        self
     }
 
     pub fn time_left(&self) -> Option<Duration> {
@@ -138,9 +155,117 @@ async fn take_inventory<P: Aws + Inventory>(deps: &Deps<P>, region: &str) -> Lis
     }
 }
 
-/// Run one sweep. Only an input that is not understood is an error; everything AWS does wrong
-/// is in the report (and its error count), which is also logged and emitted as metrics.
-pub async fn handle<P: Aws + Inventory>(
+fn retry_transient<T>(slot: &Result<T, AwsError>) -> bool {
+    matches!(slot, Err(e) if e.is_transient())
+}
+
+impl Listings {
+    /// The listings that failed with an error a later attempt may cure.
+    fn transient_failures(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if retry_transient(&self.images) {
+            out.push("images");
+        }
+        if retry_transient(&self.snapshots) {
+            out.push("snapshots");
+        }
+        if retry_transient(&self.recycled) {
+            out.push("Recycle Bin");
+        }
+        if retry_transient(&self.launch_templates) {
+            out.push("launch templates");
+        }
+        if retry_transient(&self.launch_configurations) {
+            out.push("launch configurations");
+        }
+        out
+    }
+
+    /// Run again, whole, the listings that failed transiently.
+    async fn retry_failed<P: Aws + Inventory>(&mut self, deps: &Deps<P>, region: &str) {
+        let (images, snapshots, recycled, templates, configurations) = futures::join!(
+            async {
+                if retry_transient(&self.images) {
+                    Some(deps.aws.list_own_images(region).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if retry_transient(&self.snapshots) {
+                    Some(deps.aws.list_own_snapshots(region, &deps.account_id).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if retry_transient(&self.recycled) {
+                    Some(deps.aws.list_recycle_bin_images(region).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if retry_transient(&self.launch_templates) {
+                    Some(deps.aws.list_launch_template_references(region).await)
+                } else {
+                    None
+                }
+            },
+            async {
+                if retry_transient(&self.launch_configurations) {
+                    Some(deps.aws.list_launch_configuration_references(region).await)
+                } else {
+                    None
+                }
+            },
+        );
+        if let Some(x) = images {
+            self.images = x;
+        }
+        if let Some(x) = snapshots {
+            self.snapshots = x;
+        }
+        if let Some(x) = recycled {
+            self.recycled = x;
+        }
+        if let Some(x) = templates {
+            self.launch_templates = x;
+        }
+        if let Some(x) = configurations {
+            self.launch_configurations = x;
+        }
+    }
+}
+
+/// The whole inventory, re-running the listings that failed transiently while the deadline
+/// allows. Returns the listings and the names of those re-run.
+async fn complete_inventory<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+) -> (Listings, Vec<String>) {
+    let mut listings = take_inventory(deps, &run.region).await;
+    let mut retried = Vec::new();
+    for delay in &run.listing_retry_delays {
+        let failed = listings.transient_failures();
+        if failed.is_empty() {
+            break;
+        }
+        if run.time_left().is_some_and(|left| left <= *delay) {
+            break;
+        }
+        tracing::warn!(region = %run.region, listings = ?failed, delay_s = delay.as_secs(), "listings failed transiently; running them again");
+        retried.extend(failed.iter().map(|f| f.to_string()));
+        tokio::time::sleep(*delay).await;
+        listings.retry_failed(deps, &run.region).await;
+    }
+    (listings, retried)
+}
+
+/// Run one sweep and return its report. Only an input that is not understood is an error
+/// here; everything AWS does wrong is in the report (and its error count), which is also
+/// logged and emitted as metrics.
+pub async fn sweep<P: Aws + Inventory>(
     deps: &Deps<P>,
     payload: Value,
     run: &Run,
@@ -160,8 +285,11 @@ pub async fn handle<P: Aws + Inventory>(
         started_at: run.now,
         orphans: report::OrphanReport::default(),
         drift: report::DriftReport::default(),
+        inventory_retried: Vec::new(),
+        retry: None,
         not_reached: Vec::new(),
         errors: Vec::new(),
+        errors_total: 0,
     };
 
     if !run.may_start() {
@@ -172,9 +300,9 @@ pub async fn handle<P: Aws + Inventory>(
             .push("the whole sweep: the deadline was too near at start".into());
         return Ok(finish(report, run));
     }
-    let listings = match run.time_left() {
-        None => take_inventory(deps, &run.region).await,
-        Some(left) => match tokio::time::timeout(left, take_inventory(deps, &run.region)).await {
+    let (listings, retried) = match run.time_left() {
+        None => complete_inventory(deps, run).await,
+        Some(left) => match tokio::time::timeout(left, complete_inventory(deps, run)).await {
             Ok(l) => l,
             Err(_) => {
                 let why = format!(
@@ -187,24 +315,81 @@ pub async fn handle<P: Aws + Inventory>(
                 report
                     .not_reached
                     .push(format!("orphans and drift repair: {why}"));
+                report.retry = Some(format!(
+                    "{why}; the invocation fails so that it is run again"
+                ));
                 return Ok(finish(report, run));
             }
         },
     };
+    report.inventory_retried = retried;
 
-    orphans::sweep(deps, run, mode, &listings, &mut report).await;
-
-    match &listings.images {
-        Ok(images) => drift::repair(deps, run, images, &mut report).await,
-        Err(e) => {
-            report.drift.status = "aborted".into();
-            report.error(
-                "drift repair not started: the image listing failed",
-                &Error::from(e.clone()),
-            );
+    // The two halves run side by side: deletions (DeleteSnapshot's bucket) never hold up
+    // drift repair (the attribute and tag buckets), and the other way round.
+    let mut orphan_half = report.clone();
+    let mut drift_half = report.clone();
+    futures::join!(
+        orphans::sweep(deps, run, mode, &listings, &mut orphan_half),
+        async {
+            match &listings.images {
+                Ok(images) => {
+                    drift::repair(
+                        deps,
+                        run,
+                        images,
+                        listings.snapshots.as_deref().ok(),
+                        &mut drift_half,
+                    )
+                    .await
+                }
+                Err(e) => {
+                    drift_half.drift.status = "aborted".into();
+                    drift_half.error(
+                        "drift repair not started: the image listing failed",
+                        &Error::from(e.clone()),
+                    );
+                }
+            }
         }
+    );
+    report.orphans = std::mem::take(&mut orphan_half.orphans);
+    report.drift = std::mem::take(&mut drift_half.drift);
+    report.absorb(orphan_half);
+    report.absorb(drift_half);
+    let still_failed = listings.transient_failures();
+    if !still_failed.is_empty() {
+        report.retry = Some(format!(
+            "the listing of {} still failed after {} more attempts, so no orphan was marked or deleted; \
+             the invocation fails so that it is run again",
+            still_failed.join(", "),
+            run.listing_retry_delays.len()
+        ));
     }
     Ok(finish(report, run))
+}
+
+/// The Lambda handler: [`sweep`], then fail the invocation (after the report was logged) when
+/// the inventory stayed incomplete through a transient error, so that the retry policy runs
+/// the sweep again.
+pub async fn handle<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    payload: Value,
+    run: &Run,
+) -> Result<SweepReport, Error> {
+    let report = sweep(deps, payload, run).await?;
+    match &report.retry {
+        Some(why) => {
+            tracing::error!(region = %run.region, reason = %why, "sweep incomplete; failing the invocation so that it is run again");
+            Err(Error::Transient(AwsError::new(
+                "ami-share",
+                "Sweep",
+                "InventoryIncomplete",
+                why.clone(),
+                run.region.clone(),
+            )))
+        }
+        None => Ok(report),
+    }
 }
 
 fn finish(report: SweepReport, run: &Run) -> SweepReport {

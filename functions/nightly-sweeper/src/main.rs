@@ -5,7 +5,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     amishare::bootstrap::init_logging();
-    let deps = amishare::bootstrap::load()
+    let deps = amishare::bootstrap::load(amishare::bootstrap::Workload::Batch)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
     // The Region of the function's own SDK configuration: one stack, one sweep, per Region.

@@ -3,9 +3,11 @@
 
 use amishare::config::SweepMode;
 use amishare::domain::orphans::{decide, judge, mark_value, Action, InUse, Verdict};
+use std::collections::BTreeMap;
+
+use amishare::deps::Deps;
 use amishare::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
-use amishare::ports::Aws;
-use amishare::share::Deps;
+use amishare::ports::{Aws, MAX_TAG_RESOURCES};
 use amishare::Error;
 
 use crate::report::{OrphanEntry, SweepReport, LISTED_ORPHANS};
@@ -101,45 +103,48 @@ pub async fn sweep<P: Aws + Inventory>(
         }
     }
 
-    // Marks and unmarks.
+    // Marks and unmarks: one `CreateTags` / `DeleteTags` per 1,000 snapshots.
     let value = mark_value(run.now);
-    for (i, s) in marks.iter().enumerate() {
-        if !run.may_start() {
-            report
-                .not_reached
-                .push(format!("marking {} orphans", marks.len() - i));
-            break;
-        }
-        match deps
-            .aws
-            .tag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG, &value)
-            .await
-        {
-            Ok(()) => r.marked += 1,
-            Err(e) => report
-                .errors
-                .push(error_summary(&format!("marking {}", s.id), e)),
-        }
-    }
-    for (i, s) in unmarks.iter().enumerate() {
+    let mark_tags = BTreeMap::from([(ORPHANED_SINCE_TAG.to_string(), value)]);
+    for (i, chunk) in marks.chunks(MAX_TAG_RESOURCES).enumerate() {
         if !run.may_start() {
             report.not_reached.push(format!(
-                "unmarking {} snapshots that are no longer orphans",
-                unmarks.len() - i
+                "marking {} orphans",
+                marks.len() - i * MAX_TAG_RESOURCES
             ));
             break;
         }
-        match deps
-            .aws
-            .untag_snapshot(&run.region, &s.id, ORPHANED_SINCE_TAG)
-            .await
-        {
-            Ok(()) => r.unmarked += 1,
-            Err(e) => report
-                .errors
-                .push(error_summary(&format!("unmarking {}", s.id), e)),
+        let ids: Vec<String> = chunk.iter().map(|s| s.id.clone()).collect();
+        match deps.aws.tag_resources(&run.region, &ids, &mark_tags).await {
+            Ok(()) => report.orphans.marked += ids.len(),
+            Err(e) => report.push_error(error_summary(
+                &format!("marking {} orphans ({}…)", ids.len(), ids[0]),
+                e,
+            )),
         }
     }
+    for (i, chunk) in unmarks.chunks(MAX_TAG_RESOURCES).enumerate() {
+        if !run.may_start() {
+            report.not_reached.push(format!(
+                "unmarking {} snapshots that are no longer orphans",
+                unmarks.len() - i * MAX_TAG_RESOURCES
+            ));
+            break;
+        }
+        let ids: Vec<String> = chunk.iter().map(|s| s.id.clone()).collect();
+        match deps
+            .aws
+            .untag_resources(&run.region, &ids, &[ORPHANED_SINCE_TAG])
+            .await
+        {
+            Ok(()) => report.orphans.unmarked += ids.len(),
+            Err(e) => report.push_error(error_summary(
+                &format!("unmarking {} snapshots ({}…)", ids.len(), ids[0]),
+                e,
+            )),
+        }
+    }
+    let r = &mut report.orphans;
 
     // Deletions: the longest-marked first, at most max_deletions.
     if mode != SweepMode::Delete {
@@ -152,8 +157,9 @@ pub async fn sweep<P: Aws + Inventory>(
     due.truncate(max);
     for (i, (since, s)) in due.iter().enumerate() {
         if !run.may_start() {
+            report.orphans.remaining = due.len() - i;
             report.not_reached.push(format!(
-                "deleting {} orphans due for deletion",
+                "deleting {} orphans due for deletion (the longest-marked first: the next run takes them first)",
                 due.len() - i
             ));
             break;
@@ -161,7 +167,11 @@ pub async fn sweep<P: Aws + Inventory>(
         match deps.aws.delete_snapshot(&run.region, &s.id).await {
             Ok(()) => {
                 tracing::info!(region = %run.region, snapshot_id = %s.id, marked_since = %since, size_gib = s.size_gib, description = %s.description, "orphaned snapshot deleted");
-                r.deleted.push(s.id.clone());
+                let r = &mut report.orphans;
+                r.deleted_count += 1;
+                if r.deleted.len() < LISTED_ORPHANS {
+                    r.deleted.push(s.id.clone());
+                }
                 r.deleted_gib += s.size_gib;
             }
             Err(e) if e.code == "InvalidSnapshot.NotFound" => {
@@ -174,10 +184,8 @@ pub async fn sweep<P: Aws + Inventory>(
                     s.id, s.description
                 );
                 tracing::error!(region = %run.region, snapshot_id = %s.id, error = %e, "{why}");
-                report
-                    .errors
-                    .push(error_summary(&format!("deleting {}", s.id), e));
-                r.deletions_stopped = Some(why);
+                report.push_error(error_summary(&format!("deleting {}", s.id), e));
+                report.orphans.deletions_stopped = Some(why);
                 let left = due.len() - i - 1;
                 if left > 0 {
                     report.not_reached.push(format!(
@@ -186,12 +194,10 @@ pub async fn sweep<P: Aws + Inventory>(
                 }
                 break;
             }
-            Err(e) => report
-                .errors
-                .push(error_summary(&format!("deleting {}", s.id), e)),
+            Err(e) => report.push_error(error_summary(&format!("deleting {}", s.id), e)),
         }
     }
-    r.status = "complete".into();
+    report.orphans.status = "complete".into();
 }
 
 fn error_summary(context: &str, e: amishare::AwsError) -> amishare::report::ErrorSummary {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use amishare::config::SweepMode;
+pub use amishare::converge::Unlisted;
 use amishare::domain::orphans::Action;
 use amishare::report::{CopyReport, ErrorSummary};
 use amishare::Error;
@@ -13,8 +14,11 @@ use serde_json::{json, Value};
 
 /// CloudWatch namespace of the sweeper's metrics.
 pub const METRIC_NAMESPACE: &str = "AmiShare";
+/// At most this many items of each list are in the report one by one (all are counted): the
+/// summary stays small at any size (CloudWatch Logs cuts an event at 256 KB).
+pub const LISTED: usize = 50;
 /// At most this many orphans are listed one by one in the report (all are counted).
-pub const LISTED_ORPHANS: usize = 500;
+pub const LISTED_ORPHANS: usize = 100;
 
 /// One orphan, with its proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,8 +50,12 @@ pub struct OrphanReport {
     pub unmarked: usize,
     /// Marked orphans still in their grace period (or due, in report mode).
     pub waiting: usize,
+    /// The first snapshots deleted.
     pub deleted: Vec<String>,
+    pub deleted_count: usize,
     pub deleted_gib: u64,
+    /// Due for deletion but not reached before the deadline: the next run deletes them first.
+    pub remaining: usize,
     /// Due for deletion, but over `max_deletions` for this run.
     pub over_max_deletions: usize,
     /// Why deleting stopped early (`InvalidSnapshot.InUse`: our proof was wrong).
@@ -57,42 +65,44 @@ pub struct OrphanReport {
     pub kept: BTreeMap<String, usize>,
 }
 
-/// Shares and grants no rule asks for any more, on managed images.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Unlisted {
-    pub launch_permissions: Vec<String>,
-    pub snapshot_permissions: Vec<String>,
-    pub grants: Vec<String>,
-}
-
-impl Unlisted {
-    pub fn is_empty(&self) -> bool {
-        self.launch_permissions.is_empty()
-            && self.snapshot_permissions.is_empty()
-            && self.grants.is_empty()
-    }
-    pub fn len(&self) -> usize {
-        self.launch_permissions.len() + self.snapshot_permissions.len() + self.grants.len()
-    }
-}
-
 /// The drift half of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DriftReport {
-    /// `complete` or `not_reached` / `partial` (the deadline came first).
+    /// `complete`, `not_reached` / `partial` (the deadline came first), `aborted`.
     pub status: String,
-    pub images_checked: usize,
+    /// Available images a rule matches, or managed ones.
+    pub images_in_scope: usize,
+    /// In sync by their fingerprint: no call made for them (but for the audited ones).
+    pub in_sync: usize,
+    /// Images whose fingerprint was missing or differed, per reason.
+    pub stale: BTreeMap<String, usize>,
+    /// Stale images brought to their desired state.
+    pub converged: usize,
+    /// In-sync images whose actual sharing was read and compared (the rotating slice).
+    pub audited: usize,
+    /// Audited images that had drifted all the same (changed by hand) and were repaired.
+    pub audit_found_drift: usize,
+    /// Images not started before the deadline (the next run takes them first).
+    pub not_reached: usize,
+    /// `CreateTags` calls that recorded fingerprints (one per distinct tag set and 1,000 images).
+    pub record_calls: usize,
+    /// Why grants were not pruned or checked this run, if they were not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_pruning: Option<String>,
     /// Launch permission entities added.
     pub launch_permissions_added: usize,
     /// (snapshot, account) permissions added.
     pub snapshot_permissions_added: usize,
     pub grants_created: usize,
+    /// The first copies started or checked.
     pub copies: Vec<CopyReport>,
     pub copies_started: usize,
-    /// Removed (`prune_unlisted_shares: true`).
+    /// Removed (`prune_unlisted_shares: true`): the first of each kind.
     pub pruned: Unlisted,
-    /// Would be removed with `prune_unlisted_shares: true`.
+    pub pruned_total: usize,
+    /// Would be removed with `prune_unlisted_shares: true`: the first of each kind.
     pub would_prune: Unlisted,
+    pub would_prune_total: usize,
 }
 
 impl DriftReport {
@@ -101,7 +111,7 @@ impl DriftReport {
             + self.snapshot_permissions_added
             + self.grants_created
             + self.copies_started
-            + self.pruned.len()
+            + self.pruned_total
     }
 }
 
@@ -116,27 +126,52 @@ pub struct SweepReport {
     pub started_at: DateTime<Utc>,
     pub orphans: OrphanReport,
     pub drift: DriftReport,
+    /// Listings that failed transiently and were run again (after the SDK's own retries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inventory_retried: Vec<String>,
+    /// Why the invocation fails after this report, so that it is run again (an inventory that
+    /// stayed incomplete through transient errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
     /// Work not started because the invocation's deadline was near.
     pub not_reached: Vec<String>,
+    /// The first errors.
     pub errors: Vec<ErrorSummary>,
+    pub errors_total: usize,
 }
 
 impl SweepReport {
     pub fn error(&mut self, context: &str, e: &Error) {
-        self.errors.push(ErrorSummary {
+        self.push_error(ErrorSummary {
             error_type: e.error_type(),
             message: format!("{context}: {e}"),
         });
+    }
+
+    /// Count every error, list the first [`LISTED`].
+    pub fn push_error(&mut self, e: ErrorSummary) {
+        self.errors_total += 1;
+        if self.errors.len() < LISTED {
+            self.errors.push(e);
+        }
+    }
+
+    /// Merge the other half of a run (its orphan or drift part, errors and work not reached).
+    pub fn absorb(&mut self, other: SweepReport) {
+        self.errors_total += other.errors_total;
+        let room = LISTED.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
+        self.not_reached.extend(other.not_reached);
     }
 
     /// The one summary line of the invocation.
     pub fn log(&self) {
         let json = serde_json::to_string(self).unwrap_or_default();
         let (o, d) = (&self.orphans, &self.drift);
-        if self.errors.is_empty() && o.deletions_stopped.is_none() && o.aborted_because.is_none() {
-            tracing::info!(region = %self.region, orphans = o.orphans_found, deleted = o.deleted.len(), drift_repaired = d.repaired(), errors = 0, summary = %json, "sweep summary");
+        if self.errors_total == 0 && o.deletions_stopped.is_none() && o.aborted_because.is_none() {
+            tracing::info!(region = %self.region, orphans = o.orphans_found, deleted = o.deleted_count, drift_repaired = d.repaired(), errors = 0, summary = %json, "sweep summary");
         } else {
-            tracing::error!(region = %self.region, orphans = o.orphans_found, deleted = o.deleted.len(), drift_repaired = d.repaired(), errors = self.errors.len(), summary = %json, "sweep summary");
+            tracing::error!(region = %self.region, orphans = o.orphans_found, deleted = o.deleted_count, drift_repaired = d.repaired(), errors = self.errors_total, summary = %json, "sweep summary");
         }
     }
 
@@ -153,7 +188,7 @@ impl SweepReport {
             (
                 "SnapshotsDeleted",
                 "Count",
-                self.orphans.deleted.len() as u64,
+                self.orphans.deleted_count as u64,
             ),
             ("GiBReclaimed", "Gigabytes", self.orphans.deleted_gib),
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
@@ -161,7 +196,7 @@ impl SweepReport {
             (
                 "Errors",
                 "Count",
-                self.errors.len() as u64 + u64::from(self.orphans.deletions_stopped.is_some()),
+                self.errors_total as u64 + u64::from(self.orphans.deletions_stopped.is_some()),
             ),
         ];
         let mut record = json!({

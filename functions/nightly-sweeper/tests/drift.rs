@@ -5,13 +5,13 @@
 
 use std::collections::BTreeSet;
 
+use amishare::deps::Deps;
 use amishare::domain::names::{copy_name, grant_name, CopyKind, MANAGED_TAG};
 use amishare::ports::{
     GrantRequest, ImageState, Images, KeyManager, Keys, LaunchPermissions, Snapshots,
 };
-use amishare::share::Deps;
-use amishare::test_support::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use amishare::Policy;
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{TimeZone, Utc};
 use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::{json, Value};

@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use amishare::config::SweepMode;
+use amishare::deps::Deps;
 use amishare::inventory::{SnapshotState, KEEP_TAG, ORPHANED_SINCE_TAG};
 use amishare::ports::{ImageState, Images};
-use amishare::share::Deps;
-use amishare::test_support::{FakeAws, ImageSpec, OWN_ACCOUNT};
-use amishare::test_support_inventory::{FakeTemplateVersion, SnapshotSpec};
 use amishare::Policy;
+use amishare_testkit::inventory::{FakeTemplateVersion, SnapshotSpec};
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{DateTime, TimeZone, Utc};
 use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::{json, Value};
@@ -58,8 +58,13 @@ fn control(fake: &FakeAws) -> String {
     s
 }
 
+/// A run that re-runs failed listings at once (production waits between attempts).
+fn run() -> Run {
+    Run::new(R, now(), None).with_listing_retry_delays(vec![Duration::ZERO; 3])
+}
+
 async fn sweep(d: &Deps<FakeAws>, input: Value) -> SweepReport {
-    handle(d, input, &Run::new(R, now(), None)).await.unwrap()
+    handle(d, input, &run()).await.unwrap()
 }
 
 /// Delete mode, grace 7, min age 7: the protected snapshot survives, the control does not.
@@ -419,9 +424,15 @@ async fn a_listing_that_fails_on_its_third_page_aborts_all_marking_and_deleting(
             fake.add_launch_template(R, &format!("lt-{i}"), versions);
             fake.create_image(ImageSpec::new(R, &format!("other-{i}")));
         }
-        fake.fail(op, "InternalError", 2, 1);
+        // Failing on every attempt: the first and the three re-runs.
+        fake.fail(op, "InternalError", 2, 1000);
         let d = deps(fake, json!({"mode": "delete", "grace_days": 0}));
-        let r = sweep(&d, json!({})).await;
+        let r = nightly_sweeper::sweep(&d, json!({}), &run()).await.unwrap();
+        assert!(
+            r.retry.as_deref().unwrap_or("").contains("run again"),
+            "{op}: {:?}",
+            r.retry
+        );
         assert_eq!(r.orphans.status, "aborted", "{op}");
         assert!(
             r.orphans
@@ -439,7 +450,8 @@ async fn a_listing_that_fails_on_its_third_page_aborts_all_marking_and_deleting(
             r.errors
         );
         let counts = d.aws.call_counts();
-        for write in ["ec2:DeleteSnapshot", "ec2:CreateTags", "ec2:DeleteTags"] {
+        // (CreateTags may record drift fingerprints on images; no snapshot is marked: below.)
+        for write in ["ec2:DeleteSnapshot", "ec2:DeleteTags"] {
             assert_eq!(counts.get(write), None, "{op}: {write} was called");
         }
         assert!(d.aws.snapshot_exists(R, &c), "{op}");
@@ -628,4 +640,80 @@ fn a_deadline_already_past_at_start_is_ignored_and_a_future_one_kept() {
     let future = SystemTime::now() + Duration::from_secs(900);
     let real = nightly_sweeper::Run::for_invocation("us-east-1", chrono::Utc::now(), future);
     assert_eq!(real.deadline, Some(future));
+}
+
+/// Defect: a listing throttled three times in a row (the SDK's default attempts) lost the
+/// night. The sweeper runs the failed listing again within its run, so that night's marks and
+/// deletions still happen.
+#[tokio::test]
+async fn a_listing_throttled_three_times_in_a_row_still_yields_the_nights_marks_and_deletions() {
+    let fake = FakeAws::new();
+    let c = control(&fake);
+    fake.add_launch_template(R, "lt-1", vec![FakeTemplateVersion::default()]);
+    fake.fail("ec2:DescribeLaunchTemplates", "RequestLimitExceeded", 0, 3);
+    let d = deps(fake, json!({"mode": "delete", "grace_days": 0}));
+    let r = handle(&d, json!({}), &run()).await.unwrap();
+    assert_eq!(
+        r.orphans.status, "complete",
+        "{:?}",
+        r.orphans.aborted_because
+    );
+    assert_eq!(r.inventory_retried, vec!["launch templates".to_string(); 3]);
+    assert!(r.retry.is_none());
+    assert!(
+        !d.aws.snapshot_exists(R, &c),
+        "the marked orphan is deleted"
+    );
+    assert_eq!(d.aws.call_counts()["ec2:DescribeLaunchTemplates"], 4);
+}
+
+/// Still incomplete after every re-run: the report is logged, then the invocation fails with a
+/// transient error (so the retry policy runs the sweep again) and says so.
+#[tokio::test]
+async fn an_inventory_still_incomplete_after_the_reruns_fails_the_invocation_so_it_is_retried() {
+    let fake = FakeAws::new();
+    let c = control(&fake);
+    fake.fail(
+        "ec2:DescribeLaunchTemplates",
+        "RequestLimitExceeded",
+        0,
+        1000,
+    );
+    let d = deps(fake, json!({"mode": "delete", "grace_days": 0}));
+    let e = handle(&d, json!({}), &run()).await.unwrap_err();
+    assert!(e.is_transient());
+    assert_eq!(e.error_type(), "Transient.InventoryIncomplete");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("launch templates") && msg.contains("run again"),
+        "{msg}"
+    );
+    assert!(!msg.contains("event will be retried"), "{msg}");
+    assert!(
+        d.aws.snapshot_exists(R, &c),
+        "nothing deleted from a partial inventory"
+    );
+    assert_eq!(d.aws.call_counts()["ec2:DescribeLaunchTemplates"], 4);
+}
+
+/// Marks and unmarks are batched: at most 1,000 snapshot ids per `CreateTags`/`DeleteTags`.
+#[tokio::test]
+async fn marks_are_batched_at_most_1000_ids_per_call() {
+    let fake = FakeAws::new();
+    fake.world().page_size = 1000;
+    for i in 0..2500 {
+        fake.add_snapshot(
+            SnapshotSpec::made_for(R, &format!("ami-{:017x}", 0xdead0000u64 + i))
+                .started(now() - chrono::Duration::days(30)),
+        );
+    }
+    let d = deps(fake, json!({"mode": "report"}));
+    let r = sweep(&d, json!({})).await;
+    assert_eq!(r.orphans.orphans_found, 2500);
+    assert_eq!(r.orphans.marked, 2500);
+    assert_eq!(d.aws.call_counts()["ec2:CreateTags"], 3);
+    assert_eq!(d.aws.world().largest_tag_batch, 1000);
+    assert!(r.orphans.orphans.len() <= nightly_sweeper::report::LISTED_ORPHANS);
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.len() < 64 * 1024, "report is {} bytes", json.len());
 }

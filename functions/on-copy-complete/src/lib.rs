@@ -2,6 +2,8 @@
 //! Region. Share it there exactly like its source, with this Region's keys.
 
 use amishare::config::Rule;
+use amishare::converge::{Convergence, PLAN_TAG};
+use amishare::deps::Deps;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
 use amishare::domain::names::{
     source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
@@ -10,8 +12,8 @@ use amishare::domain::plan::SharePlan;
 use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
 use amishare::report::{on_ami_event, Outcome, Summary};
-use amishare::share::Deps;
 use amishare::Error;
+use chrono::Utc;
 use serde_json::Value;
 
 pub const FUNCTION: &str = "on-copy-complete";
@@ -52,9 +54,12 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         )));
     }
     if change.state == AmiState::Failed {
+        // The source's recorded state included this copy: clear its fingerprint, so the next
+        // night converges the source again and starts a new copy.
+        stale_source(deps, &provenance).await?;
         let mut s =
             summary(Outcome::CopyFailed).because(format!(
-            "copy of {}/{} failed: {}; the nightly run starts it again (nothing was deregistered)",
+            "copy of {}/{} failed: {}; the source's fingerprint was cleared, so the nightly run starts the copy again (nothing was deregistered)",
             provenance.source_region,
             provenance.source_image_id,
             change.error_message.as_deref().unwrap_or("no error message in the event")
@@ -76,17 +81,35 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     }
     let mut plan = SharePlan::from_rules(rules.iter().copied());
     plan.copies.clear(); // a copy is never copied again
-    let enc = deps.encryption(&copy).await?;
+    let conv = Convergence::prepare(deps, [(&copy, &plan)], Utc::now()).await?;
+    let done = conv.converge(&copy, &plan, false, None).await?;
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
-    out.share = Some(deps.apply_sharing(&copy, &plan, &enc).await?);
     if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
         if copy.deprecation_time.is_none() {
             deps.aws.enable_deprecation(region, &copy.id, at).await?;
         }
     }
-    complete_tags(deps, &copy, &provenance, &plan).await?;
+    complete_tags(deps, &copy, &provenance, &plan, &done.record).await?;
+    out.share = Some(done.share);
     Ok(out)
+}
+
+/// Remove the source's fingerprint (`ami-share:plan`) after one of its copies failed.
+async fn stale_source<P: Aws>(deps: &Deps<P>, p: &Provenance) -> Result<(), Error> {
+    match deps
+        .aws
+        .untag_resources(
+            &p.source_region,
+            std::slice::from_ref(&p.source_image_id),
+            &[PLAN_TAG],
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()), // the source is gone
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The rules for a copy: those named in its `ami-share:source-rule` tag that still exist, or
@@ -105,13 +128,14 @@ fn resolve_rules<'p, P: Aws>(
         .unwrap_or_default())
 }
 
-/// Add the provenance tags a copy is missing (where tags were dropped at creation) and mark it
-/// managed; one `CreateTags` at most.
+/// Add the provenance tags a copy is missing (where tags were dropped at creation) and record
+/// its convergence (managed, fingerprint); one `CreateTags` at most.
 async fn complete_tags<P: Aws>(
     deps: &Deps<P>,
     copy: &Image,
     p: &Provenance,
     plan: &SharePlan,
+    record: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), Error> {
     let want = [
         (
@@ -124,8 +148,9 @@ async fn complete_tags<P: Aws>(
     ];
     let missing: std::collections::BTreeMap<String, String> = want
         .into_iter()
-        .filter(|(k, v)| copy.tags.get(*k) != Some(v))
         .map(|(k, v)| (k.to_string(), v))
+        .chain(record.clone())
+        .filter(|(k, v)| copy.tags.get(k) != Some(v))
         .collect();
     if !missing.is_empty() {
         deps.aws

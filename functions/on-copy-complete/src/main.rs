@@ -4,7 +4,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     amishare::bootstrap::init_logging();
-    let deps = amishare::bootstrap::load()
+    let deps = amishare::bootstrap::load(amishare::bootstrap::Workload::Event)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -6,11 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use amishare::deps::{Deps, Settings};
 use amishare::ports::{ImageState, KeyManager};
 use amishare::report::Outcome;
-use amishare::share::{Deps, Settings};
-use amishare::test_support::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use amishare::Policy;
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use serde_json::{json, Value};
 
 const OU: &str = "ou-ab12-cdef3456";

@@ -1,15 +1,15 @@
 //! on-image-available: an image became `available`; share it as the policy says, in its own
 //! Region, and start its copies to other Regions.
 
-use amishare::copies::check_copy_plan;
+use amishare::converge::{already_recorded, Convergence};
+use amishare::deps::Deps;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
-use amishare::domain::names::{CopyKind, MANAGED_TAG};
 use amishare::domain::plan::SharePlan;
 use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
 use amishare::report::{on_ami_event, CopyReport, Outcome, Summary};
-use amishare::share::{aws_managed_message, tag_map, Deps};
 use amishare::Error;
+use chrono::Utc;
 use serde_json::Value;
 
 pub const FUNCTION: &str = "on-image-available";
@@ -51,102 +51,55 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
 
-    // Check everything that can make the work impossible before changing anything.
-    if !is_foreign_copy {
-        check_copy_plan(&image, &plan)?;
+    // The one convergence path (the sweeper's too): everything checked before anything is
+    // changed; the fingerprint recorded once it all succeeded, so the night has nothing to do.
+    let conv = Convergence::prepare(deps, [(&image, &plan)], Utc::now()).await?;
+    let done = conv.converge(&image, &plan, !is_foreign_copy, None).await?;
+    if !already_recorded(&image, &done) {
+        conv.record(region, &[&done]).await?;
     }
-    let enc = deps.encryption(&image).await?;
-    if let Some(key) = enc.aws_managed.first() {
-        if plan.shares_anything() {
-            let Some(cmk) = deps.policy.reencrypt_with.get(region) else {
-                return Err(Error::refused(
-                    &image.id,
-                    aws_managed_message(&image, &key.arn),
-                ));
-            };
-            let copy = deps
-                .ensure_copy(&image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules)
-                .await?;
-            out.outcome = Outcome::ReencryptStarted;
-            out.reason = Some(format!(
-                "snapshots use the AWS managed key aws/ebs ({}), which cannot be shared; a copy re-encrypted with {cmk} is shared instead when it becomes available",
-                key.arn
-            ));
-            out.copies.push(copy);
-            out.copies
-                .extend(start_copies(deps, &image, &plan, is_foreign_copy).await?);
-            return Ok(out);
-        }
+    if done.reencrypt {
+        out.outcome = Outcome::ReencryptStarted;
+        out.reason = Some(
+            "snapshots use the AWS managed key aws/ebs, which cannot be shared; a copy re-encrypted with the policy's reencrypt_with key is shared instead when it becomes available".into(),
+        );
+    } else {
+        out.share = Some(done.share);
     }
-
-    out.share = Some(deps.apply_sharing(&image, &plan, &enc).await?);
-    mark_managed(deps, &image, &plan).await?;
-    out.copies = start_copies(deps, &image, &plan, is_foreign_copy).await?;
+    out.copies = done.copies;
+    out.copies
+        .extend(copies_not_made(&image, &plan, is_foreign_copy));
     Ok(out)
 }
 
-/// Tag the image as managed by ami-share (what the sweeper's pruning acts on); skipped when
-/// the tag already says so.
-async fn mark_managed<P: Aws>(
-    deps: &Deps<P>,
-    image: &Image,
-    plan: &SharePlan,
-) -> Result<(), Error> {
-    let value = plan.rules.join(",");
-    if image.tags.get(MANAGED_TAG) != Some(&value) {
-        deps.aws
-            .tag_resources(
-                &image.region,
-                std::slice::from_ref(&image.id),
-                &tag_map([(MANAGED_TAG, value.as_str())]),
-            )
-            .await?;
-    }
-    Ok(())
-}
-
-/// Start the copies to other Regions. Copies are never copied again, nor are images someone
-/// else copied here (they are shared, not re-copied).
-async fn start_copies<P: Aws>(
-    deps: &Deps<P>,
-    image: &Image,
-    plan: &SharePlan,
-    is_foreign_copy: bool,
-) -> Result<Vec<CopyReport>, Error> {
-    let mut reports = Vec::new();
-    for dest in plan.copies.values() {
-        if dest.region == image.region {
-            reports.push(CopyReport {
+/// Copy destinations the image is not copied to, with why (reported, not acted on).
+fn copies_not_made(image: &Image, plan: &SharePlan, is_foreign_copy: bool) -> Vec<CopyReport> {
+    plan.copies
+        .values()
+        .filter_map(|dest| {
+            let (status, detail) = if dest.region == image.region {
+                (
+                    "same-region",
+                    "the image is already in this Region".to_string(),
+                )
+            } else if is_foreign_copy {
+                (
+                    "refused",
+                    format!(
+                        "the image is itself a copy of {}/{}; copies are never copied again",
+                        image.source_image_region.as_deref().unwrap_or("?"),
+                        image.source_image_id.as_deref().unwrap_or("?")
+                    ),
+                )
+            } else {
+                return None;
+            };
+            Some(CopyReport {
                 region: dest.region.clone(),
                 image_id: None,
-                status: "same-region".into(),
-                detail: Some("the image is already in this Region".into()),
-            });
-            continue;
-        }
-        if is_foreign_copy {
-            reports.push(CopyReport {
-                region: dest.region.clone(),
-                image_id: None,
-                status: "refused".into(),
-                detail: Some(format!(
-                    "the image is itself a copy of {}/{}; copies are never copied again",
-                    image.source_image_region.as_deref().unwrap_or("?"),
-                    image.source_image_id.as_deref().unwrap_or("?")
-                )),
-            });
-            continue;
-        }
-        reports.push(
-            deps.ensure_copy(
-                image,
-                &dest.region,
-                dest.kms_key_id.as_deref(),
-                CopyKind::RegionCopy,
-                &dest.rules,
-            )
-            .await?,
-        );
-    }
-    Ok(reports)
+                status: status.into(),
+                detail: Some(detail),
+            })
+        })
+        .collect()
 }

@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use amishare::deps::{Deps, Settings};
 use amishare::domain::names::grant_name;
 use amishare::ports::{ImageState, KeyManager};
 use amishare::report::Outcome;
-use amishare::share::{Deps, Settings};
-use amishare::test_support::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use amishare::Policy;
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use on_image_available::handle;
 use serde_json::{json, Value};
 
@@ -122,9 +122,10 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         ("ec2:DescribeImages", 1),
         ("ec2:DescribeSnapshots", 1), // keys of the encrypted snapshots
         ("ec2:DescribeImageAttribute", 1), // no duplicate adds
+        ("ec2:DescribeSnapshotAttribute", 3), // only missing accounts are added
         ("ec2:ModifySnapshotAttribute", 3), // one per snapshot (6 accounts < 500)
         ("ec2:ModifyImageAttribute", 1), // everything in one call
-        ("ec2:CreateTags", 1),        // ami-share:managed
+        ("ec2:CreateTags", 1),        // ami-share:managed + plan fingerprint + converged-at
         ("kms:DescribeKey", 2),       // aws/ebs or customer managed?
         ("kms:ListGrants", 2),        // which grants exist already
         ("kms:CreateGrant", 12),      // 2 keys x 6 accounts
@@ -138,7 +139,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
     );
     assert_eq!(
         d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"),
-        26
+        29
     );
 }
 

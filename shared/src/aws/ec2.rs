@@ -96,10 +96,14 @@ impl AwsPorts {
             .owners("self")
             .include_disabled(true)
             .set_filters(Some(filters))
+            .max_results(1000)
             .into_paginator()
             .send();
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.limit(region, "DescribeImages").await;
+            pages.next().await
+        } {
             let page = page.map_err(|e| aws_error("ec2", "DescribeImages", what, e))?;
             out.extend(page.images().iter().map(|i| convert_image(region, i)));
         }
@@ -110,6 +114,7 @@ impl AwsPorts {
 #[async_trait]
 impl Images for AwsPorts {
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<Image>> {
+        self.limit(region, "DescribeImages").await;
         let result = self
             .ec2(region)
             .describe_images()
@@ -142,6 +147,7 @@ impl Images for AwsPorts {
         region: &str,
         image_id: &str,
     ) -> AwsResult<LaunchPermissions> {
+        self.limit(region, "DescribeImageAttribute").await;
         let out = self
             .ec2(region)
             .describe_image_attribute()
@@ -175,6 +181,7 @@ impl Images for AwsPorts {
         add: &LaunchPermissions,
     ) -> AwsResult<()> {
         let entries = launch_permission_entries(add);
+        self.limit(region, "ModifyImageAttribute").await;
         self.ec2(region)
             .modify_image_attribute()
             .image_id(image_id)
@@ -190,6 +197,7 @@ impl Images for AwsPorts {
     }
 
     async fn public_sharing_blocked(&self, region: &str) -> AwsResult<bool> {
+        self.limit(region, "GetImageBlockPublicAccessState").await;
         let out = self
             .ec2(region)
             .get_image_block_public_access_state()
@@ -200,6 +208,7 @@ impl Images for AwsPorts {
     }
 
     async fn copy_image(&self, r: &CopyRequest) -> AwsResult<String> {
+        self.limit(&r.destination_region, "CopyImage").await;
         let mut req = self
             .ec2(&r.destination_region)
             .copy_image()
@@ -275,6 +284,7 @@ impl Images for AwsPorts {
                 image_id,
             )
         })?;
+        self.limit(region, "EnableImageDeprecation").await;
         self.ec2(region)
             .enable_image_deprecation()
             .image_id(image_id)
@@ -291,14 +301,71 @@ impl Images for AwsPorts {
         resource_ids: &[String],
         t: &BTreeMap<String, String>,
     ) -> AwsResult<()> {
+        self.limit(region, "CreateTags").await;
         self.ec2(region)
             .create_tags()
             .set_resources(Some(resource_ids.to_vec()))
             .set_tags(Some(tags(t)))
             .send()
             .await
-            .map_err(|e| aws_error("ec2", "CreateTags", &resource_ids.join(","), e))?;
+            .map_err(|e| aws_error("ec2", "CreateTags", &resource_list(resource_ids), e))?;
         Ok(())
+    }
+
+    async fn untag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        keys: &[&str],
+    ) -> AwsResult<()> {
+        self.limit(region, "DeleteTags").await;
+        self.ec2(region)
+            .delete_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .set_tags(Some(
+                keys.iter()
+                    .map(|k| Tag::builder().key(*k).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "DeleteTags", &resource_list(resource_ids), e))?;
+        Ok(())
+    }
+
+    async fn remove_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        remove: &LaunchPermissions,
+    ) -> AwsResult<()> {
+        let entries = launch_permission_entries(remove);
+        self.limit(region, "ModifyImageAttribute").await;
+        self.ec2(region)
+            .modify_image_attribute()
+            .image_id(image_id)
+            .launch_permission(
+                LaunchPermissionModifications::builder()
+                    .set_remove(Some(entries))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
+        Ok(())
+    }
+}
+
+/// The resources of a batch call, for error messages: the first few ids and how many.
+fn resource_list(ids: &[String]) -> String {
+    match ids {
+        [one] => one.clone(),
+        _ => format!(
+            "{} resources ({}{})",
+            ids.len(),
+            ids.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if ids.len() > 3 { ", …" } else { "" }
+        ),
     }
 }
 
@@ -309,6 +376,7 @@ impl Snapshots for AwsPorts {
         region: &str,
         snapshot_ids: &[String],
     ) -> AwsResult<Vec<Snapshot>> {
+        self.limit(region, "DescribeSnapshots").await;
         let out = self
             .ec2(region)
             .describe_snapshots()
@@ -332,6 +400,7 @@ impl Snapshots for AwsPorts {
         region: &str,
         snapshot_id: &str,
     ) -> AwsResult<BTreeSet<String>> {
+        self.limit(region, "DescribeSnapshotAttribute").await;
         let out = self
             .ec2(region)
             .describe_snapshot_attribute()
@@ -355,11 +424,31 @@ impl Snapshots for AwsPorts {
     ) -> AwsResult<()> {
         // The flat form (OperationType + UserIds): the structured CreateVolumePermission form is
         // the same for AWS, but the local emulator ignores it.
+        self.limit(region, "ModifySnapshotAttribute").await;
         self.ec2(region)
             .modify_snapshot_attribute()
             .snapshot_id(snapshot_id)
             .attribute(SnapshotAttributeName::CreateVolumePermission)
             .operation_type(OperationType::Add)
+            .set_user_ids(Some(accounts.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "ModifySnapshotAttribute", snapshot_id, e))?;
+        Ok(())
+    }
+
+    async fn remove_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()> {
+        self.limit(region, "ModifySnapshotAttribute").await;
+        self.ec2(region)
+            .modify_snapshot_attribute()
+            .snapshot_id(snapshot_id)
+            .attribute(SnapshotAttributeName::CreateVolumePermission)
+            .operation_type(OperationType::Remove)
             .set_user_ids(Some(accounts.to_vec()))
             .send()
             .await

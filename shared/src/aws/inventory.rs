@@ -1,22 +1,74 @@
 //! The [`Inventory`] port over EC2 and Auto Scaling.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{
-    Filter, LaunchPermissionModifications, OperationType, SnapshotAttributeName, Tag,
-};
+use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::ec2::convert_image;
 use super::{aws_error, AwsPorts};
 use crate::inventory::{
     Inventory, OwnSnapshot, RecycledImage, Reference, SnapshotState, SnapshotTags,
 };
-use crate::ports::{AwsResult, Image, LaunchPermissions};
+use crate::ports::{AwsResult, Image};
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// Listings run at most this many requests at once (launch template versions).
+const LISTING_CONCURRENCY: usize = 4;
+
+impl AwsPorts {
+    /// Every version of one launch template (no `Versions`: all of them), one [`Reference`]
+    /// each.
+    async fn template_versions(
+        &self,
+        region: &str,
+        ec2: &aws_sdk_ec2::Client,
+        id: &str,
+    ) -> AwsResult<Vec<Reference>> {
+        let mut out = Vec::new();
+        let mut pages = ec2
+            .describe_launch_template_versions()
+            .launch_template_id(id)
+            .max_results(200)
+            .into_paginator()
+            .send();
+        while let Some(page) = {
+            self.limit(region, "DescribeLaunchTemplateVersions").await;
+            pages.next().await
+        } {
+            let page =
+                page.map_err(|e| aws_error("ec2", "DescribeLaunchTemplateVersions", id, e))?;
+            for v in page.launch_template_versions() {
+                let data = v.launch_template_data();
+                out.push(Reference {
+                    by: format!(
+                        "launch template {id} version {}",
+                        v.version_number().unwrap_or_default()
+                    ),
+                    snapshot_ids: data
+                        .map(|d| {
+                            d.block_device_mappings()
+                                .iter()
+                                .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    image_ids: data
+                        .and_then(|d| d.image_id())
+                        .map(str::to_string)
+                        .into_iter()
+                        .collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -37,13 +89,23 @@ impl Inventory for AwsPorts {
             .send();
         let what = format!("snapshots of {owner_id} in {region}");
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
+        // A Region has few keys: one shared copy of each key ARN.
+        let mut keys: HashMap<String, Arc<str>> = HashMap::new();
+        while let Some(page) = {
+            self.limit(region, "DescribeSnapshots").await;
+            pages.next().await
+        } {
             let page = page.map_err(|e| aws_error("ec2", "DescribeSnapshots", &what, e))?;
             out.extend(
                 page.snapshots()
                     .iter()
                     .filter(|s| s.owner_id().is_none_or(|o| o == owner_id))
                     .map(|s| OwnSnapshot {
+                        kms_key_id: s.kms_key_id().map(|k| {
+                            keys.entry(k.to_string())
+                                .or_insert_with(|| Arc::from(k))
+                                .clone()
+                        }),
                         id: s.snapshot_id().unwrap_or_default().to_string(),
                         description: s.description().unwrap_or_default().to_string(),
                         size_gib: u64::try_from(s.volume_size().unwrap_or(0)).unwrap_or(0),
@@ -69,10 +131,14 @@ impl Inventory for AwsPorts {
             .owners("self")
             .include_disabled(true)
             .include_deprecated(true)
+            .max_results(1000)
             .into_paginator()
             .send();
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.limit(region, "DescribeImages").await;
+            pages.next().await
+        } {
             let page = page.map_err(|e| {
                 aws_error(
                     "ec2",
@@ -90,10 +156,14 @@ impl Inventory for AwsPorts {
         let mut pages = self
             .ec2(region)
             .list_images_in_recycle_bin()
+            .max_results(1000)
             .into_paginator()
             .send();
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.limit(region, "ListImagesInRecycleBin").await;
+            pages.next().await
+        } {
             let page = page.map_err(|e| aws_error("ec2", "ListImagesInRecycleBin", region, e))?;
             out.extend(page.images().iter().filter_map(|i| {
                 Some(RecycledImage {
@@ -108,8 +178,15 @@ impl Inventory for AwsPorts {
     async fn list_launch_template_references(&self, region: &str) -> AwsResult<Vec<Reference>> {
         let ec2 = self.ec2(region);
         let mut template_ids = Vec::new();
-        let mut pages = ec2.describe_launch_templates().into_paginator().send();
-        while let Some(page) = pages.next().await {
+        let mut pages = ec2
+            .describe_launch_templates()
+            .max_results(200)
+            .into_paginator()
+            .send();
+        while let Some(page) = {
+            self.limit(region, "DescribeLaunchTemplates").await;
+            pages.next().await
+        } {
             let page = page.map_err(|e| aws_error("ec2", "DescribeLaunchTemplates", region, e))?;
             template_ids.extend(
                 page.launch_templates()
@@ -117,42 +194,16 @@ impl Inventory for AwsPorts {
                     .filter_map(|t| t.launch_template_id().map(str::to_string)),
             );
         }
-        let mut out = Vec::new();
-        for id in template_ids {
-            // No `Versions`: every version of the template.
-            let mut pages = ec2
-                .describe_launch_template_versions()
-                .launch_template_id(&id)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| aws_error("ec2", "DescribeLaunchTemplateVersions", &id, e))?;
-                for v in page.launch_template_versions() {
-                    let data = v.launch_template_data();
-                    out.push(Reference {
-                        by: format!(
-                            "launch template {id} version {}",
-                            v.version_number().unwrap_or_default()
-                        ),
-                        snapshot_ids: data
-                            .map(|d| {
-                                d.block_device_mappings()
-                                    .iter()
-                                    .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_string))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        image_ids: data
-                            .and_then(|d| d.image_id())
-                            .map(str::to_string)
-                            .into_iter()
-                            .collect(),
-                    });
-                }
-            }
-        }
-        Ok(out)
+        // Every template's versions, a few templates at a time (the rate limit paces them).
+        let per_template: Vec<Vec<Reference>> = stream::iter(template_ids)
+            .map(|id| {
+                let ec2 = ec2.clone();
+                async move { self.template_versions(region, &ec2, &id).await }
+            })
+            .buffer_unordered(LISTING_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(per_template.into_iter().flatten().collect())
     }
 
     async fn list_launch_configuration_references(
@@ -162,10 +213,14 @@ impl Inventory for AwsPorts {
         let mut pages = self
             .autoscaling(region)
             .describe_launch_configurations()
+            .max_records(100)
             .into_paginator()
             .send();
         let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = {
+            self.limit(region, "DescribeLaunchConfigurations").await;
+            pages.next().await
+        } {
             let page = page
                 .map_err(|e| aws_error("autoscaling", "DescribeLaunchConfigurations", region, e))?;
             out.extend(page.launch_configurations().iter().map(|lc| {
@@ -186,98 +241,14 @@ impl Inventory for AwsPorts {
         Ok(out)
     }
 
-    async fn tag_snapshot(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        key: &str,
-        value: &str,
-    ) -> AwsResult<()> {
-        self.ec2(region)
-            .create_tags()
-            .resources(snapshot_id)
-            .tags(Tag::builder().key(key).value(value).build())
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "CreateTags", snapshot_id, e))?;
-        Ok(())
-    }
-
-    async fn untag_snapshot(&self, region: &str, snapshot_id: &str, key: &str) -> AwsResult<()> {
-        self.ec2(region)
-            .delete_tags()
-            .resources(snapshot_id)
-            .tags(Tag::builder().key(key).build())
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "DeleteTags", snapshot_id, e))?;
-        Ok(())
-    }
-
     async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()> {
+        self.limit(region, "DeleteSnapshot").await;
         self.ec2(region)
             .delete_snapshot()
             .snapshot_id(snapshot_id)
             .send()
             .await
             .map_err(|e| aws_error("ec2", "DeleteSnapshot", snapshot_id, e))?;
-        Ok(())
-    }
-
-    async fn remove_launch_permissions(
-        &self,
-        region: &str,
-        image_id: &str,
-        remove: &LaunchPermissions,
-    ) -> AwsResult<()> {
-        let entries = super::ec2::launch_permission_entries(remove);
-        self.ec2(region)
-            .modify_image_attribute()
-            .image_id(image_id)
-            .launch_permission(
-                LaunchPermissionModifications::builder()
-                    .set_remove(Some(entries))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
-        Ok(())
-    }
-
-    async fn remove_create_volume_permission(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        accounts: &[String],
-    ) -> AwsResult<()> {
-        self.ec2(region)
-            .modify_snapshot_attribute()
-            .snapshot_id(snapshot_id)
-            .attribute(SnapshotAttributeName::CreateVolumePermission)
-            .operation_type(OperationType::Remove)
-            .set_user_ids(Some(accounts.to_vec()))
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "ModifySnapshotAttribute", snapshot_id, e))?;
-        Ok(())
-    }
-
-    async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
-        self.kms(region)
-            .revoke_grant()
-            .key_id(key_arn)
-            .grant_id(grant_id)
-            .send()
-            .await
-            .map_err(|e| {
-                aws_error(
-                    "kms",
-                    "RevokeGrant",
-                    &format!("{key_arn} grant {grant_id}"),
-                    e,
-                )
-            })?;
         Ok(())
     }
 }

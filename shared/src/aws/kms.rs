@@ -78,4 +78,22 @@ impl Keys for AwsPorts {
             })?;
         Ok(())
     }
+
+    async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
+        self.kms(region)
+            .revoke_grant()
+            .key_id(key_arn)
+            .grant_id(grant_id)
+            .send()
+            .await
+            .map_err(|e| {
+                aws_error(
+                    "kms",
+                    "RevokeGrant",
+                    &format!("{key_arn} grant {grant_id}"),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
 }

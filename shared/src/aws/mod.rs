@@ -17,10 +17,13 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::AwsError;
+use crate::rate::RateLimits;
 
 /// The real AWS behind all four ports.
 pub struct AwsPorts {
     base: SdkConfig,
+    /// Client-side caps on EC2's per-API request rates (every request and every page).
+    rate: RateLimits,
     ec2: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
     kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
     org: aws_sdk_organizations::Client,
@@ -30,7 +33,7 @@ pub struct AwsPorts {
 impl AwsPorts {
     /// Build from the one shared config; Organizations reads go through `org_role_arn` when
     /// given (for functions running in a member account).
-    pub async fn new(base: SdkConfig, org_role_arn: Option<&str>) -> Self {
+    pub async fn new(base: SdkConfig, org_role_arn: Option<&str>, rate: RateLimits) -> Self {
         let org = match org_role_arn {
             None => aws_sdk_organizations::Client::new(&base),
             Some(role) => {
@@ -47,6 +50,7 @@ impl AwsPorts {
         };
         Self {
             base,
+            rate,
             ec2: Mutex::default(),
             kms: Mutex::default(),
             org,
@@ -68,11 +72,23 @@ impl AwsPorts {
             .build();
         Self {
             base,
+            rate: RateLimits::unlimited(),
             ec2: Mutex::new(HashMap::from([(region.to_string(), ec2)])),
             kms: Mutex::new(HashMap::from([(region.to_string(), kms)])),
             org,
             autoscaling: Mutex::default(),
         }
+    }
+
+    /// The same adapters with these rate limits (tests of the caps).
+    pub fn with_rate_limits(mut self, rate: RateLimits) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    /// Wait for the EC2 `action`'s bucket in `region`; call before every request and page.
+    pub(crate) async fn limit(&self, region: &str, action: &str) {
+        self.rate.acquire(region, action).await;
     }
 
     pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {

@@ -1,20 +1,13 @@
 //! Which rules apply to an image, and whether the image is ours to touch at all.
 
-use globset::{Glob, GlobBuilder, GlobMatcher};
+use globset::GlobMatcher;
 
-use crate::config::{Match, Policy, Rule};
+use crate::config::{compile_glob, Match, Policy, Rule};
 use crate::domain::names::{self, Provenance};
 use crate::ports::{Image, ImageState};
 
 /// Tag that makes the product leave an image alone: `ami-share:skip` = `true`.
 pub const SKIP_TAG: &str = "ami-share:skip";
-
-pub fn compile_glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .build()
-}
 
 fn glob_matcher(pattern: &str) -> Option<GlobMatcher> {
     compile_glob(pattern).ok().map(|g| g.compile_matcher())

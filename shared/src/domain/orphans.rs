@@ -334,6 +334,7 @@ mod tests {
             start_time: Some(now() - chrono::Duration::days(30)),
             state: SnapshotState::Completed,
             tags: SnapshotTags::default(),
+            kms_key_id: None,
         }
     }
 

@@ -119,3 +119,130 @@ pub fn batches(accounts: &BTreeSet<String>, size: usize) -> Vec<Vec<String>> {
     let all: Vec<String> = accounts.iter().cloned().collect();
     all.chunks(size.max(1)).map(<[String]>::to_vec).collect()
 }
+
+/// Organization / OU ARN → its active member accounts (nested OUs included).
+pub type Members = BTreeMap<String, BTreeSet<String>>;
+
+impl AccountTargets {
+    /// The plain accounts plus the members of every organization and OU, without `own`.
+    pub fn accounts(&self, members: &Members, own: &str) -> BTreeSet<String> {
+        let mut out = self.accounts.clone();
+        for arn in self.organizations.iter().chain(&self.organizational_units) {
+            if let Some(m) = members.get(arn) {
+                out.extend(m.iter().cloned());
+            }
+        }
+        out.remove(own);
+        out
+    }
+
+    /// The organizations and OUs to list.
+    pub fn groups(&self) -> impl Iterator<Item = &String> {
+        self.organizations.iter().chain(&self.organizational_units)
+    }
+}
+
+/// The whole state one image should have, everything expanded: what convergence makes true
+/// and what its fingerprint stands for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    pub rules: Vec<String>,
+    /// Launch permissions (without the owner account).
+    pub launch: LaunchPermissions,
+    /// Accounts with createVolumePermission on every snapshot (empty without snapshots).
+    pub snapshot_accounts: BTreeSet<String>,
+    /// Accounts with a grant on every customer managed key of the image (empty when it is
+    /// not encrypted).
+    pub grant_accounts: BTreeSet<String>,
+    /// Copies to other Regions (none for a copy, or for someone else's copy).
+    pub copies: Vec<CopyDestination>,
+    /// Shares no rule asks for are removed (managed images, `prune_unlisted_shares`).
+    pub prune: bool,
+}
+
+impl Desired {
+    /// The desired state of `image` under `plan`, with the organization listings of this run.
+    pub fn new(
+        image: &crate::ports::Image,
+        plan: &SharePlan,
+        members: &Members,
+        own: &str,
+        may_copy: bool,
+        prune: bool,
+    ) -> Desired {
+        let mut launch = plan.launch.clone();
+        launch.accounts.remove(own);
+        Desired {
+            rules: plan.rules.clone(),
+            launch,
+            snapshot_accounts: if image.volumes.is_empty() {
+                BTreeSet::new()
+            } else {
+                plan.snapshots.accounts(members, own)
+            },
+            grant_accounts: if image.is_encrypted() {
+                plan.kms.accounts(members, own)
+            } else {
+                BTreeSet::new()
+            },
+            copies: if may_copy {
+                plan.copies
+                    .values()
+                    .filter(|d| d.region != image.region)
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            prune,
+        }
+    }
+
+    /// Whether anything is to be shared in the image's own Region.
+    pub fn shares_anything(&self) -> bool {
+        !self.launch.is_empty()
+            || !self.snapshot_accounts.is_empty()
+            || !self.grant_accounts.is_empty()
+    }
+
+    /// A short, stable digest of the whole desired state (16 hex digits): equal fingerprints,
+    /// equal states. Recorded on the image once it has been fully converged.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut part = |name: &str, items: &mut dyn Iterator<Item = String>| {
+            h.update(name.as_bytes());
+            h.update(b"=");
+            for i in items {
+                h.update(i.as_bytes());
+                h.update(b",");
+            }
+            h.update(b";");
+        };
+        part("v1.rules", &mut self.rules.iter().cloned());
+        part("launch.accounts", &mut self.launch.accounts.iter().cloned());
+        part(
+            "launch.orgs",
+            &mut self.launch.organizations.iter().cloned(),
+        );
+        part(
+            "launch.ous",
+            &mut self.launch.organizational_units.iter().cloned(),
+        );
+        part(
+            "launch.public",
+            &mut std::iter::once(self.launch.public.to_string()),
+        );
+        part("snapshots", &mut self.snapshot_accounts.iter().cloned());
+        part("grants", &mut self.grant_accounts.iter().cloned());
+        part(
+            "copies",
+            &mut self
+                .copies
+                .iter()
+                .map(|c| format!("{}:{}", c.region, c.kms_key_id.as_deref().unwrap_or("-"))),
+        );
+        part("prune", &mut std::iter::once(self.prune.to_string()));
+        hex::encode(h.finalize())[..16].to_string()
+    }
+}

@@ -8,18 +8,19 @@
 //! [`FakeAws::deregister_image`] and [`FakeAws::recycle_image`] keep that description, as EC2 does.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::domain::names::SOURCE_IMAGE_TAG;
-use crate::error::AwsError;
-use crate::inventory::{
+use crate::{FakeAws, FakeSnapshot, World, OWN_ACCOUNT};
+use amishare::domain::names::SOURCE_IMAGE_TAG;
+use amishare::error::AwsError;
+use amishare::inventory::{
     Inventory, OwnSnapshot, RecycledImage, Reference, SnapshotState, SnapshotTags,
 };
-use crate::ports::Snapshot;
-use crate::ports::{AwsResult, Image, LaunchPermissions};
-use crate::test_support::{FakeAws, FakeSnapshot, World, OWN_ACCOUNT};
+use amishare::ports::Snapshot;
+use amishare::ports::{AwsResult, Image};
 
 /// Start time of snapshots made without an explicit one.
 pub fn default_snapshot_start() -> DateTime<Utc> {
@@ -111,7 +112,7 @@ impl SnapshotSpec {
     }
 }
 
-fn key(region: &str, id: &str) -> (String, String) {
+pub(crate) fn key(region: &str, id: &str) -> (String, String) {
     (region.to_string(), id.to_string())
 }
 
@@ -156,6 +157,24 @@ fn meta_of(w: &World, region: &str, snapshot_id: &str) -> SnapshotMeta {
 }
 
 impl FakeAws {
+    /// Set (`Some`) or remove (`None`) a tag of a snapshot, as `CreateTags` / `DeleteTags` do.
+    pub(crate) fn set_snapshot_tag(
+        w: &mut World,
+        region: &str,
+        snapshot_id: &str,
+        k: &str,
+        v: Option<&str>,
+    ) {
+        let mut m = meta_of(w, region, snapshot_id);
+        match v {
+            Some(v) => m.tags.insert(k.into(), v.into()),
+            None => m.tags.remove(k),
+        };
+        w.inventory
+            .snapshot_meta
+            .insert(key(region, snapshot_id), m);
+    }
+
     /// Add a snapshot that belongs to no image; returns its id.
     pub fn add_snapshot(&self, spec: SnapshotSpec) -> String {
         let mut w = self.world();
@@ -277,6 +296,11 @@ impl Inventory for FakeAws {
                     .map(|(_, id)| {
                         let m = meta_of(&w, region, id);
                         OwnSnapshot {
+                            kms_key_id: w
+                                .snapshots
+                                .get(&key(region, id))
+                                .and_then(|s| s.snapshot.kms_key_id.as_deref())
+                                .map(Arc::from),
                             id: id.clone(),
                             description: m.description,
                             size_gib: m.size_gib,
@@ -364,43 +388,6 @@ impl Inventory for FakeAws {
         self.list("autoscaling:DescribeLaunchConfigurations", found)
     }
 
-    async fn tag_snapshot(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        k: &str,
-        v: &str,
-    ) -> AwsResult<()> {
-        self.call("ec2:CreateTags")?;
-        let mut w = self.world();
-        if !w.snapshots.contains_key(&key(region, snapshot_id)) {
-            return Err(err(
-                "ec2",
-                "CreateTags",
-                "InvalidSnapshot.NotFound",
-                "no such snapshot",
-                snapshot_id,
-            ));
-        }
-        let mut m = meta_of(&w, region, snapshot_id);
-        m.tags.insert(k.into(), v.into());
-        w.inventory
-            .snapshot_meta
-            .insert(key(region, snapshot_id), m);
-        Ok(())
-    }
-
-    async fn untag_snapshot(&self, region: &str, snapshot_id: &str, k: &str) -> AwsResult<()> {
-        self.call("ec2:DeleteTags")?;
-        let mut w = self.world();
-        let mut m = meta_of(&w, region, snapshot_id);
-        m.tags.remove(k);
-        w.inventory
-            .snapshot_meta
-            .insert(key(region, snapshot_id), m);
-        Ok(())
-    }
-
     async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> AwsResult<()> {
         self.call("ec2:DeleteSnapshot")?;
         let mut w = self.world();
@@ -428,75 +415,6 @@ impl Inventory for FakeAws {
         w.snapshots.remove(&key(region, snapshot_id));
         w.inventory.snapshot_meta.remove(&key(region, snapshot_id));
         w.inventory.deleted.push(snapshot_id.to_string());
-        Ok(())
-    }
-
-    async fn remove_launch_permissions(
-        &self,
-        region: &str,
-        image_id: &str,
-        remove: &LaunchPermissions,
-    ) -> AwsResult<()> {
-        self.call("ec2:ModifyImageAttribute")?;
-        let mut w = self.world();
-        let img = w.image_mut("ModifyImageAttribute", region, image_id)?;
-        img.launch.accounts.retain(|a| !remove.accounts.contains(a));
-        img.launch
-            .organizations
-            .retain(|a| !remove.organizations.contains(a));
-        img.launch
-            .organizational_units
-            .retain(|a| !remove.organizational_units.contains(a));
-        img.launch.public &= !remove.public;
-        Ok(())
-    }
-
-    async fn remove_create_volume_permission(
-        &self,
-        region: &str,
-        snapshot_id: &str,
-        accounts: &[String],
-    ) -> AwsResult<()> {
-        self.call("ec2:ModifySnapshotAttribute")?;
-        if accounts.len() > 500 {
-            return Err(err(
-                "ec2",
-                "ModifySnapshotAttribute",
-                "InvalidParameterValue",
-                "at most 500 modifications per call",
-                snapshot_id,
-            ));
-        }
-        let mut w = self.world();
-        let s = w
-            .snapshots
-            .get_mut(&key(region, snapshot_id))
-            .ok_or_else(|| {
-                err(
-                    "ec2",
-                    "ModifySnapshotAttribute",
-                    "InvalidSnapshot.NotFound",
-                    "no such snapshot",
-                    snapshot_id,
-                )
-            })?;
-        s.permissions.retain(|a| !accounts.contains(a));
-        Ok(())
-    }
-
-    async fn revoke_grant(&self, _region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
-        self.call("kms:RevokeGrant")?;
-        let mut w = self.world();
-        let k = w.keys.get_mut(key_arn).ok_or_else(|| {
-            err(
-                "kms",
-                "RevokeGrant",
-                "NotFoundException",
-                "Key not found",
-                key_arn,
-            )
-        })?;
-        k.grants.retain(|g| g.grant_id != grant_id);
         Ok(())
     }
 }

@@ -5,16 +5,18 @@
 //! idempotency, `CopyImage` client tokens, the 500-account limit of `ModifySnapshotAttribute`,
 //! images that are not visible right after their event.
 //!
-//! Enabled with the `test-support` feature.
+//! A dev-only crate: the product never links it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use crate::config::parse_key_ref;
-use crate::error::AwsError;
-use crate::ports::*;
+use amishare::config::parse_key_ref;
+use amishare::error::AwsError;
+use amishare::ports::*;
+
+pub mod inventory;
 
 /// Account the double's images belong to unless told otherwise.
 pub const OWN_ACCOUNT: &str = "123456789012";
@@ -80,8 +82,10 @@ pub struct World {
     /// image id → how many more `DescribeImages` calls it stays invisible for.
     pub invisible_for: BTreeMap<String, usize>,
     /// What the sweeper's inventory sees beyond images and snapshots (see
-    /// `test_support_inventory`).
-    pub inventory: crate::test_support_inventory::FakeInventory,
+    /// `inventory`).
+    pub inventory: crate::inventory::FakeInventory,
+    /// The most resource ids one `CreateTags` / `DeleteTags` call carried.
+    pub largest_tag_batch: usize,
     failures: Vec<Failure>,
     next_id: u64,
 }
@@ -237,7 +241,7 @@ impl FakeAws {
                     .map(|g| {
                         (
                             g.name.clone(),
-                            crate::domain::names::account_of_principal(&g.grantee_principal)
+                            amishare::domain::names::account_of_principal(&g.grantee_principal)
                                 .unwrap_or("")
                                 .to_string(),
                         )
@@ -441,6 +445,22 @@ fn leak(s: &str) -> &'static str {
 }
 
 impl World {
+    /// EC2 takes at most 1,000 resource ids per `CreateTags` / `DeleteTags`; remembers the
+    /// largest batch seen.
+    fn check_tag_batch(&mut self, op: &'static str, ids: &[String]) -> AwsResult<()> {
+        self.largest_tag_batch = self.largest_tag_batch.max(ids.len());
+        if ids.is_empty() || ids.len() > amishare::ports::MAX_TAG_RESOURCES {
+            return Err(err(
+                "ec2",
+                op,
+                "InvalidParameterValue",
+                &format!("{} resource ids; between 1 and 1000 are allowed", ids.len()),
+                "tags",
+            ));
+        }
+        Ok(())
+    }
+
     /// The image, or EC2's `InvalidAMIID.NotFound` for `operation`.
     pub(crate) fn image_mut(
         &mut self,
@@ -635,7 +655,7 @@ impl Images for FakeAws {
 
     async fn find_own_images_by_name(&self, region: &str, name: &str) -> AwsResult<Vec<Image>> {
         // EC2's name filter takes `*` and `?` wildcards.
-        let pattern = crate::domain::matching::compile_glob(name)
+        let pattern = amishare::config::compile_glob(name)
             .map(|g| g.compile_matcher())
             .map_err(|e| {
                 err(
@@ -681,11 +701,67 @@ impl Images for FakeAws {
     ) -> AwsResult<()> {
         self.call("ec2:CreateTags")?;
         let mut w = self.world();
+        w.check_tag_batch("CreateTags", resource_ids)?;
         for id in resource_ids {
             if let Some(i) = w.images.get_mut(&(region.to_string(), id.clone())) {
                 i.image.tags.extend(tags.clone());
+            } else if w.snapshots.contains_key(&(region.to_string(), id.clone())) {
+                for (k, v) in tags {
+                    FakeAws::set_snapshot_tag(&mut w, region, id, k, Some(v));
+                }
+            } else if id.starts_with("snap-") {
+                return Err(err(
+                    "ec2",
+                    "CreateTags",
+                    "InvalidSnapshot.NotFound",
+                    "no such snapshot",
+                    id,
+                ));
             }
         }
+        Ok(())
+    }
+
+    async fn untag_resources(
+        &self,
+        region: &str,
+        resource_ids: &[String],
+        keys: &[&str],
+    ) -> AwsResult<()> {
+        self.call("ec2:DeleteTags")?;
+        let mut w = self.world();
+        w.check_tag_batch("DeleteTags", resource_ids)?;
+        for id in resource_ids {
+            if let Some(i) = w.images.get_mut(&(region.to_string(), id.clone())) {
+                for k in keys {
+                    i.image.tags.remove(*k);
+                }
+            } else if w.snapshots.contains_key(&(region.to_string(), id.clone())) {
+                for k in keys {
+                    FakeAws::set_snapshot_tag(&mut w, region, id, k, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        remove: &LaunchPermissions,
+    ) -> AwsResult<()> {
+        self.call("ec2:ModifyImageAttribute")?;
+        let mut w = self.world();
+        let img = w.image_mut("ModifyImageAttribute", region, image_id)?;
+        img.launch.accounts.retain(|a| !remove.accounts.contains(a));
+        img.launch
+            .organizations
+            .retain(|a| !remove.organizations.contains(a));
+        img.launch
+            .organizational_units
+            .retain(|a| !remove.organizational_units.contains(a));
+        img.launch.public &= !remove.public;
         Ok(())
     }
 }
@@ -779,6 +855,39 @@ impl Snapshots for FakeAws {
             }
         }
     }
+
+    async fn remove_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        accounts: &[String],
+    ) -> AwsResult<()> {
+        self.call("ec2:ModifySnapshotAttribute")?;
+        if accounts.len() > 500 {
+            return Err(err(
+                "ec2",
+                "ModifySnapshotAttribute",
+                "InvalidParameterValue",
+                "at most 500 modifications per call",
+                snapshot_id,
+            ));
+        }
+        let mut w = self.world();
+        let s = w
+            .snapshots
+            .get_mut(&crate::inventory::key(region, snapshot_id))
+            .ok_or_else(|| {
+                err(
+                    "ec2",
+                    "ModifySnapshotAttribute",
+                    "InvalidSnapshot.NotFound",
+                    "no such snapshot",
+                    snapshot_id,
+                )
+            })?;
+        s.permissions.retain(|a| !accounts.contains(a));
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -850,6 +959,22 @@ impl Keys for FakeAws {
                 grantee_principal: g.grantee_principal.clone(),
             });
         }
+        Ok(())
+    }
+
+    async fn revoke_grant(&self, _region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
+        self.call("kms:RevokeGrant")?;
+        let mut w = self.world();
+        let k = w.keys.get_mut(key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "RevokeGrant",
+                "NotFoundException",
+                "Key not found",
+                key_arn,
+            )
+        })?;
+        k.grants.retain(|g| g.grant_id != grant_id);
         Ok(())
     }
 }

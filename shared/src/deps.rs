@@ -1,11 +1,7 @@
-//! The sharing service: make an image's launch permissions, snapshot permissions and KMS
-//! grants what the plan says. Used by on-image-available (source images), on-copy-complete
-//! (copies, in their own Region) and the nightly sweeper (drift repair).
-//!
-//! Order of work: read and check everything first (snapshots, keys, organization listings,
-//! current launch permissions), refuse before writing anything when a step is impossible; then
-//! snapshot permissions and grants (concurrently, bounded); launch permissions last, so an
-//! image only becomes visible to consumers once they can use it.
+//! The wiring every function shares: the AWS ports, the policy, who we are, what a warm Lambda
+//! remembers (organization listings, key metadata) and the lookups over them. The behaviour
+//! lives in the services named for their job: [`crate::converge`] brings an image to its
+//! desired state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -15,10 +11,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::config::{parse_org_arn, parse_ou_arn, Policy};
-use crate::domain::names::{account_of_principal, account_principal, grant_name};
-use crate::domain::plan::{batches, AccountTargets, SharePlan};
 use crate::error::{AwsError, Error, Result};
-use crate::ports::{Aws, GrantRequest, Image, KeyInfo, KeyManager, LaunchPermissions};
+use crate::ports::{Aws, Image, KeyInfo, KeyManager};
 
 /// Most entities (accounts + organizations + OUs) an image can be shared with per Region.
 pub const LAUNCH_PERMISSION_QUOTA: usize = 1000;
@@ -192,19 +186,6 @@ impl<P: Aws> Deps<P> {
         Ok(accounts)
     }
 
-    /// Plain accounts plus the active members of every organization and OU, without `self`.
-    pub async fn expand(&self, targets: &AccountTargets) -> Result<BTreeSet<String>> {
-        let members = self
-            .members_of(
-                targets
-                    .organizations
-                    .iter()
-                    .chain(targets.organizational_units.iter()),
-            )
-            .await?;
-        Ok(self.accounts_of(targets, &members))
-    }
-
     /// The members of each organization / OU ARN, each listed once.
     pub async fn members_of<'a>(
         &self,
@@ -217,25 +198,6 @@ impl<P: Aws> Deps<P> {
             }
         }
         Ok(out)
-    }
-
-    fn accounts_of(
-        &self,
-        targets: &AccountTargets,
-        members: &BTreeMap<String, BTreeSet<String>>,
-    ) -> BTreeSet<String> {
-        let mut out = targets.accounts.clone();
-        for arn in targets
-            .organizations
-            .iter()
-            .chain(targets.organizational_units.iter())
-        {
-            if let Some(m) = members.get(arn) {
-                out.extend(m.iter().cloned());
-            }
-        }
-        out.remove(&self.account_id);
-        out
     }
 
     /// `DescribeKey`, remembered for the life of the warm Lambda.
@@ -260,185 +222,30 @@ impl<P: Aws> Deps<P> {
     /// The keys encrypting the image's snapshots (one `DescribeSnapshots`, one `DescribeKey`
     /// per distinct key not seen before).
     pub async fn encryption(&self, image: &Image) -> Result<Encryption> {
-        let mut enc = Encryption::default();
         if !image.is_encrypted() {
-            return Ok(enc);
+            return Ok(Encryption::default());
         }
         let ids = snapshot_ids(image);
         let snaps = self.aws.describe_snapshots(&image.region, &ids).await?;
         let key_ids: BTreeSet<String> = snaps.iter().filter_map(|s| s.kms_key_id.clone()).collect();
+        self.encryption_by_keys(&image.region, key_ids).await
+    }
+
+    /// The same, from key ids already known (the sweeper's snapshot listing carries them).
+    pub async fn encryption_by_keys(
+        &self,
+        region: &str,
+        key_ids: impl IntoIterator<Item = String>,
+    ) -> Result<Encryption> {
+        let mut enc = Encryption::default();
         for key_id in key_ids {
-            let info = self.key_info(&image.region, &key_id).await?;
+            let info = self.key_info(region, &key_id).await?;
             match info.manager {
                 KeyManager::Aws => enc.aws_managed.push(info),
                 KeyManager::Customer => enc.customer.push(info),
             }
         }
         Ok(enc)
-    }
-
-    /// Bring the image's sharing up to the plan: see the module documentation for the order.
-    /// `enc` comes from [`Deps::encryption`]; images encrypted with `aws/ebs` are refused here
-    /// (the caller decides whether a re-encrypted copy is made instead).
-    pub async fn apply_sharing(
-        &self,
-        image: &Image,
-        plan: &SharePlan,
-        enc: &Encryption,
-    ) -> Result<ShareReport> {
-        let region = image.region.as_str();
-        if let Some(key) = enc.aws_managed.first() {
-            if plan.shares_anything() {
-                return Err(Error::refused(
-                    &image.id,
-                    aws_managed_message(image, &key.arn),
-                ));
-            }
-        }
-        if plan.launch.public {
-            if image.is_encrypted() {
-                return Err(Error::refused(&image.id, "encrypted images cannot be made public; remove share_with.public from the rule or share an unencrypted image"));
-            }
-            if self.aws.public_sharing_blocked(region).await? {
-                return Err(Error::refused(
-                    &image.id,
-                    format!("image block public access is on in {region}, so a public share would fail; turn it off (ec2 disable-image-block-public-access) or remove share_with.public from the rule"),
-                ));
-            }
-        }
-
-        // Reads and checks.
-        let snapshots = snapshot_ids(image);
-        let empty = AccountTargets::default();
-        let snapshot_targets = if snapshots.is_empty() {
-            &empty
-        } else {
-            &plan.snapshots
-        };
-        let grant_targets = if enc.customer.is_empty() {
-            &empty
-        } else {
-            &plan.kms
-        };
-        // Each organization / OU is listed once, whichever of the two needs it.
-        let members = self
-            .members_of(
-                [snapshot_targets, grant_targets]
-                    .into_iter()
-                    .flat_map(|t| t.organizations.iter().chain(t.organizational_units.iter())),
-            )
-            .await?;
-        let snapshot_accounts = self.accounts_of(snapshot_targets, &members);
-        let grant_accounts = self.accounts_of(grant_targets, &members);
-        let current = self.aws.launch_permissions(region, &image.id).await?;
-        let mut wanted = plan.launch.clone();
-        wanted.accounts.remove(&self.account_id);
-        let add = wanted.missing_from(&current);
-        let total = current.len() + add.len();
-        if total > LAUNCH_PERMISSION_QUOTA {
-            return Err(Error::refused(
-                &image.id,
-                format!("sharing would give the image {total} launch permission entities, over the quota of {LAUNCH_PERMISSION_QUOTA} per image and Region; share with organizations or OUs instead of single accounts"),
-            ));
-        }
-
-        // Writes: snapshots and grants first, launch permissions last.
-        let snapshot_work = async {
-            let calls: Vec<(String, Vec<String>)> = snapshots
-                .iter()
-                .flat_map(|s| {
-                    batches(&snapshot_accounts, SNAPSHOT_BATCH)
-                        .into_iter()
-                        .map(move |b| (s.clone(), b))
-                })
-                .collect();
-            stream::iter(calls)
-                .map(|(snap, batch)| async move {
-                    self.aws
-                        .add_create_volume_permission(region, &snap, &batch)
-                        .await?;
-                    Ok::<_, Error>(())
-                })
-                .buffer_unordered(self.settings.concurrency)
-                .try_collect::<Vec<()>>()
-                .await
-        };
-        let grant_work = async {
-            let mut created = Vec::new();
-            let mut existing = 0usize;
-            for key in &enc.customer {
-                let (new, old) = self
-                    .ensure_grants(region, &key.arn, &grant_accounts)
-                    .await?;
-                created.extend(new.into_iter().map(|account| GrantRecord {
-                    key_arn: key.arn.clone(),
-                    account,
-                }));
-                existing += old;
-            }
-            Ok::<_, Error>((created, existing))
-        };
-        let (_, (grants_created, grants_existing)) = futures::try_join!(snapshot_work, grant_work)?;
-        if !add.is_empty() {
-            self.aws
-                .add_launch_permissions(region, &image.id, &add)
-                .await?;
-        }
-        Ok(ShareReport {
-            launch_permissions_added: add,
-            snapshots_shared: snapshots
-                .iter()
-                .map(|s| SnapshotShare {
-                    snapshot_id: s.clone(),
-                    accounts: snapshot_accounts.len(),
-                })
-                .filter(|s| s.accounts > 0)
-                .collect(),
-            grants_created,
-            grants_existing,
-        })
-    }
-
-    /// One grant per account on the key, named deterministically; returns (created, already there).
-    pub async fn ensure_grants(
-        &self,
-        region: &str,
-        key_arn: &str,
-        accounts: &BTreeSet<String>,
-    ) -> Result<(Vec<String>, usize)> {
-        if accounts.is_empty() {
-            return Ok((Vec::new(), 0));
-        }
-        let grants = self.aws.list_grants(region, key_arn).await?;
-        let have: BTreeSet<(String, String)> = grants
-            .iter()
-            .filter_map(|g| {
-                Some((
-                    g.name.clone()?,
-                    account_of_principal(&g.grantee_principal)?.to_string(),
-                ))
-            })
-            .collect();
-        let missing: Vec<String> = accounts
-            .iter()
-            .filter(|a| !have.contains(&(grant_name(a), (*a).clone())))
-            .cloned()
-            .collect();
-        let existing = accounts.len() - missing.len();
-        stream::iter(missing.iter())
-            .map(|account| async move {
-                let req = GrantRequest {
-                    key_arn: key_arn.to_string(),
-                    grantee_principal: account_principal(account),
-                    name: grant_name(account),
-                };
-                self.aws.create_grant(region, &req).await?;
-                Ok::<_, Error>(())
-            })
-            .buffer_unordered(self.settings.concurrency)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok((missing, existing))
     }
 }
 
@@ -468,28 +275,6 @@ pub fn snapshot_ids(image: &Image) -> Vec<String> {
 pub struct Encryption {
     pub customer: Vec<KeyInfo>,
     pub aws_managed: Vec<KeyInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotShare {
-    pub snapshot_id: String,
-    /// Accounts the snapshot was shared with (added, or confirmed: adding is idempotent).
-    pub accounts: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GrantRecord {
-    pub key_arn: String,
-    pub account: String,
-}
-
-/// What [`Deps::apply_sharing`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ShareReport {
-    pub launch_permissions_added: LaunchPermissions,
-    pub snapshots_shared: Vec<SnapshotShare>,
-    pub grants_created: Vec<GrantRecord>,
-    pub grants_existing: usize,
 }
 
 /// Tags as a map (helper for reports and tests).

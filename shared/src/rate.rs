@@ -1,0 +1,196 @@
+//! Client-side request rates that stay below EC2's per-API token buckets.
+//!
+//! EC2 throttles per account, per Region and per API action (aws-facts §8): non-mutating
+//! actions refill 20 tokens a second, mutating ones (`Modify*`, `CreateTags`, `DeleteTags`,
+//! `DeleteSnapshot`, `CopyImage`, …) 5. The bucket is the customer's whole account, shared with
+//! every other tool, so the product takes only a share of each refill rate
+//! (`rate_limits.share`, default 0.8) and never spends EC2's burst: its requests are evenly
+//! spaced, so no one-second window holds more than its rate. Accounts with raised quotas name their rates in
+//! `rate_limits.requests_per_second`.
+//!
+//! Callers reserve the next free slot of their (Region, action) bucket and sleep until it: no
+//! polling, and concurrent callers are served in order.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::RateLimitConfig;
+
+/// EC2's documented sustained rate (tokens a second) of an action's bucket.
+pub fn documented_rate(action: &str) -> f64 {
+    if is_mutating(action) {
+        5.0
+    } else {
+        20.0
+    }
+}
+
+/// Whether EC2 counts the action against the mutating buckets.
+pub fn is_mutating(action: &str) -> bool {
+    !["Describe", "List", "Get"]
+        .iter()
+        .any(|p| action.starts_with(p))
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Seconds between two requests.
+    interval: f64,
+    /// The earliest time the next request may be sent.
+    next: Instant,
+}
+
+/// The buckets of one process, keyed by (Region, action).
+#[derive(Debug)]
+pub struct RateLimits {
+    config: Option<RateLimitConfig>,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+}
+
+impl RateLimits {
+    /// Rates from the policy.
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self {
+            config: Some(config),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// No limit at all (adapter tests that are about something else).
+    pub fn unlimited() -> Self {
+        Self {
+            config: None,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// The rate (requests a second) the product allows itself for an action; `None`: no limit.
+    pub fn rate(&self, action: &str) -> Option<f64> {
+        let c = self.config.as_ref()?;
+        let quota = c
+            .requests_per_second
+            .get(action)
+            .copied()
+            .unwrap_or_else(|| documented_rate(action));
+        Some((quota * c.share).max(0.1))
+    }
+
+    /// Wait until one more `action` request may be sent in `region`.
+    pub async fn acquire(&self, region: &str, action: &str) {
+        let Some(rate) = self.rate(action) else {
+            return;
+        };
+        let wait = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let interval = 1.0 / rate;
+            let b = buckets
+                .entry((region.to_string(), action.to_string()))
+                .or_insert_with(|| Bucket {
+                    interval,
+                    next: now,
+                });
+            // Evenly spaced, never bunched: an idle bucket does not save up a burst.
+            if b.next < now {
+                b.next = now;
+            }
+            let slot = b.next;
+            b.next = slot + Duration::from_secs_f64(b.interval);
+            slot.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn limits(share: f64, raised: &[(&str, f64)]) -> RateLimits {
+        RateLimits::new(RateLimitConfig {
+            share,
+            requests_per_second: raised
+                .iter()
+                .map(|(a, r)| (a.to_string(), *r))
+                .collect::<BTreeMap<_, _>>(),
+            unknown: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn rates_follow_the_documented_buckets_a_share_and_raised_quotas() {
+        let l = limits(0.8, &[("DeleteSnapshot", 20.0)]);
+        assert_eq!(l.rate("DescribeImages"), Some(16.0));
+        assert_eq!(l.rate("CreateTags"), Some(4.0));
+        assert_eq!(l.rate("ModifySnapshotAttribute"), Some(4.0));
+        assert_eq!(l.rate("DeleteSnapshot"), Some(16.0));
+        assert_eq!(RateLimits::unlimited().rate("DescribeImages"), None);
+    }
+
+    /// Counts the calls of every one-second window: never more than the rate, however many
+    /// callers wait at once, and the buckets of different actions do not slow each other.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_never_exceed_the_rate_in_any_second() {
+        let l = Arc::new(limits(0.8, &[]));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let l = l.clone();
+            let action = if i % 2 == 0 {
+                "CreateTags"
+            } else {
+                "DescribeImages"
+            };
+            tasks.push(tokio::spawn(async move {
+                l.acquire("us-east-1", action).await;
+                (action, Instant::now().duration_since(start))
+            }));
+        }
+        let mut at: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        for t in tasks {
+            let (action, when) = t.await.unwrap();
+            at.entry(action).or_default().push(when);
+        }
+        for (action, per_second) in [("CreateTags", 4usize), ("DescribeImages", 16)] {
+            let mut times = at.remove(action).unwrap();
+            times.sort();
+            for (i, t) in times.iter().enumerate() {
+                let in_window = times[i..]
+                    .iter()
+                    .take_while(|u| **u < *t + Duration::from_secs(1))
+                    .count();
+                assert!(
+                    in_window <= per_second,
+                    "{action}: {in_window} calls in the second after {t:?}"
+                );
+            }
+            // 100 calls at the rate take (100 - 1) / rate seconds: nobody waits longer either.
+            let last = *times.last().unwrap();
+            let expected = Duration::from_secs_f64(99.0 / per_second as f64);
+            assert!(
+                last <= expected + Duration::from_millis(5),
+                "{action}: {last:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_bucket_saves_no_burst_and_regions_have_their_own() {
+        let l = limits(1.0, &[]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let start = Instant::now();
+        for _ in 0..5 {
+            l.acquire("us-east-1", "CreateTags").await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(800));
+        l.acquire("eu-west-1", "CreateTags").await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(800));
+    }
+}
