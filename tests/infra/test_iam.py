@@ -9,8 +9,10 @@ import pytest
 
 import cfn
 
+# Convergence reads the image's snapshots (keys, permissions) before writing what is missing.
 EC2_SHARE = {
-    "ec2:DescribeImages", "ec2:DescribeImageAttribute", "ec2:ModifyImageAttribute",
+    "ec2:DescribeImages", "ec2:DescribeImageAttribute", "ec2:DescribeSnapshots",
+    "ec2:DescribeSnapshotAttribute", "ec2:ModifyImageAttribute",
     "ec2:ModifySnapshotAttribute", "ec2:CreateTags", "ec2:GetImageBlockPublicAccessState",
 }
 KMS_GRANTS = {"kms:DescribeKey", "kms:ListGrants", "kms:CreateGrant"}
@@ -26,9 +28,10 @@ PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2
 CALLS = {
     "on-image-available": ON_IMAGE_AVAILABLE,
-    "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation"} | KMS_GRANTS | KMS_VIA_EC2,
+    # DeleteTags: a failed copy clears its source's fingerprint (ami-share:plan).
+    "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation", "ec2:DeleteTags"} | KMS_GRANTS | KMS_VIA_EC2,
     "nightly-sweeper": ON_IMAGE_AVAILABLE | {
-        "ec2:DescribeSnapshots", "ec2:DescribeSnapshotAttribute", "ec2:DeleteSnapshot", "ec2:DeleteTags",
+        "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
         "autoscaling:DescribeLaunchConfigurations", "kms:RetireGrant", "kms:RevokeGrant",
     },

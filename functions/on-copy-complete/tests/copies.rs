@@ -532,3 +532,40 @@ async fn whole_chain_with_shuffled_and_duplicated_copy_events() {
         }
     }
 }
+
+/// A copy that fails after its source was converged makes the source's fingerprint stale, so
+/// the next night converges the source again and starts the copy anew.
+#[tokio::test]
+async fn a_failed_copy_clears_its_sources_fingerprint() {
+    use amishare::converge::PLAN_TAG;
+    let w = world(false, false);
+    on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
+        .await
+        .unwrap();
+    let src = w.deps.aws.image("us-east-1", &w.source.id).unwrap().image;
+    assert!(src.tags.contains_key(PLAN_TAG), "{:?}", src.tags);
+    let copy_id = w
+        .deps
+        .aws
+        .world()
+        .images
+        .values()
+        .find(|i| i.image.region == "us-west-2")
+        .map(|i| i.image.id.clone())
+        .unwrap();
+    w.deps
+        .aws
+        .world()
+        .images
+        .get_mut(&("us-west-2".to_string(), copy_id.clone()))
+        .unwrap()
+        .image
+        .state = ImageState::Failed;
+    let s = on_copy_complete::handle(&w.deps, event("failed", "us-west-2", &copy_id))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::CopyFailed);
+    assert!(s.reason.unwrap().contains("fingerprint was cleared"));
+    let src = w.deps.aws.image("us-east-1", &w.source.id).unwrap().image;
+    assert!(!src.tags.contains_key(PLAN_TAG), "{:?}", src.tags);
+}
