@@ -1,0 +1,354 @@
+"""A small AWS stand-in for the sweeper benchmark: the EC2 query protocol for the calls the
+sweeper makes, STS GetCallerIdentity and an empty Auto Scaling, on loopback only.
+
+What moto does not model and this does (aws-facts §7, §8):
+- real pagination (MaxResults / NextToken, at most 1,000 items a page);
+- latency: every request waits `latency` seconds before it is answered;
+- EC2's per-API token buckets: non-mutating actions 100 tokens refilled 20/s, the same
+  actions without MaxResults or filter 50 / 10/s, mutating actions 50 / 5/s; over the limit,
+  HTTP 503 `RequestLimitExceeded`, counted per action;
+- regions of any size (100,000 snapshots, 10,000 images and more, in memory).
+
+It keeps a call log (per action: calls, throttled) and the ground truth (which snapshots are
+orphans, which are in use) so the driver can check the product's verdicts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+ACCOUNT = "123456789012"
+MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Copy", "Enable", "Disable", "Deregister", "Register")
+
+
+class Bucket:
+    def __init__(self, capacity: float, rate: float):
+        self.capacity, self.rate = capacity, rate
+        self.tokens, self.at = capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class Image:
+    id: str
+    name: str
+    snapshots: list[str]
+    tags: dict[str, str] = field(default_factory=dict)
+    launch: set[str] = field(default_factory=set)
+    state: str = "available"
+
+
+@dataclass
+class Snapshot:
+    id: str
+    description: str
+    size: int = 8
+    start: str = "2026-01-01T00:00:00.000Z"
+    tags: dict[str, str] = field(default_factory=dict)
+    permissions: set[str] = field(default_factory=set)
+
+
+class World:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.images: dict[str, Image] = {}
+        self.snapshots: dict[str, Snapshot] = {}
+        self.snapshot_order: list[str] = []
+        self.image_order: list[str] = []
+        self.calls: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
+        self.buckets: dict[str, Bucket] = {}
+        self.latency = 0.0
+        self.throttling = False
+        self.deleted: list[str] = []
+
+    def add_snapshot(self, s: Snapshot) -> None:
+        self.snapshots[s.id] = s
+        self.snapshot_order.append(s.id)
+
+    def add_image(self, i: Image) -> None:
+        self.images[i.id] = i
+        self.image_order.append(i.id)
+
+    def admit(self, action: str, paginated_or_filtered: bool) -> bool:
+        """Count the call; False when EC2 would throttle it."""
+        with self.lock:
+            self.calls[action] = self.calls.get(action, 0) + 1
+            if not self.throttling:
+                return True
+            if action.startswith(MUTATING_PREFIXES):
+                key, cap, rate = action, 50, 5
+            elif paginated_or_filtered:
+                key, cap, rate = action, 100, 20
+            else:
+                key, cap, rate = action + "/unpaginated", 50, 10
+            b = self.buckets.setdefault(key, Bucket(cap, rate))
+            if b.take():
+                return True
+            self.throttled[action] = self.throttled.get(action, 0) + 1
+            return False
+
+
+def members(q: dict[str, list[str]], prefix: str) -> list[str]:
+    """`Prefix.1`, `Prefix.2`, ... in order."""
+    out = []
+    n = 1
+    while f"{prefix}.{n}" in q:
+        out.append(q[f"{prefix}.{n}"][0])
+        n += 1
+    return out
+
+
+def tags_xml(tags: dict[str, str]) -> str:
+    if not tags:
+        return "<tagSet/>"
+    items = "".join(f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>" for k, v in tags.items())
+    return f"<tagSet>{items}</tagSet>"
+
+
+def image_xml(i: Image) -> str:
+    bdm = "".join(
+        f"<item><deviceName>/dev/sd{chr(97 + n)}</deviceName><ebs><snapshotId>{s}</snapshotId>"
+        f"<volumeSize>8</volumeSize><deleteOnTermination>true</deleteOnTermination>"
+        f"<volumeType>gp3</volumeType><encrypted>false</encrypted></ebs></item>"
+        for n, s in enumerate(i.snapshots)
+    )
+    return (
+        f"<item><imageId>{i.id}</imageId><imageLocation>{ACCOUNT}/{escape(i.name)}</imageLocation>"
+        f"<imageState>{i.state}</imageState><imageOwnerId>{ACCOUNT}</imageOwnerId>"
+        f"<creationDate>2026-10-01T00:00:00.000Z</creationDate><isPublic>false</isPublic>"
+        f"<architecture>x86_64</architecture><imageType>machine</imageType><name>{escape(i.name)}</name>"
+        f"<rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda</rootDeviceName>"
+        f"<blockDeviceMapping>{bdm}</blockDeviceMapping>{tags_xml(i.tags)}</item>"
+    )
+
+
+def snapshot_xml(s: Snapshot) -> str:
+    return (
+        f"<item><snapshotId>{s.id}</snapshotId><volumeId>vol-0000000000000000</volumeId>"
+        f"<status>completed</status><startTime>{s.start}</startTime><progress>100%</progress>"
+        f"<ownerId>{ACCOUNT}</ownerId><volumeSize>{s.size}</volumeSize>"
+        f"<description>{escape(s.description)}</description><encrypted>false</encrypted>"
+        f"{tags_xml(s.tags)}</item>"
+    )
+
+
+def page(order: list[str], q: dict[str, list[str]], default: int) -> tuple[list[str], str | None]:
+    size = min(int(q.get("MaxResults", [str(default)])[0]), 1000)
+    start = int(q.get("NextToken", ["0"])[0] or 0)
+    ids = order[start : start + size]
+    nxt = start + size
+    return ids, (str(nxt) if nxt < len(order) else None)
+
+
+def ec2_response(action: str, body: str) -> str:
+    return f'<{action}Response xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>{body}</{action}Response>'
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    world: World
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def reply(self, status: int, text: str, content_type: str = "text/xml") -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def error(self, status: int, code: str, message: str) -> None:
+        self.reply(
+            status,
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{escape(message)}</Message></Error></Errors>"
+            f"<RequestID>{uuid.uuid4()}</RequestID></Response>",
+        )
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length", "0"))
+        q = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+        action = q.get("Action", [""])[0]
+        w = self.world
+        if w.latency:
+            time.sleep(w.latency)
+        if action == "GetCallerIdentity":
+            return self.reply(
+                200,
+                '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+                f"<Arn>arn:aws:iam::{ACCOUNT}:user/bench</Arn><UserId>AIDABENCH</UserId><Account>{ACCOUNT}</Account>"
+                "</GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+            )
+        if action == "DescribeLaunchConfigurations":
+            return self.reply(
+                200,
+                '<DescribeLaunchConfigurationsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+                "<DescribeLaunchConfigurationsResult><LaunchConfigurations/></DescribeLaunchConfigurationsResult>"
+                "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeLaunchConfigurationsResponse>",
+            )
+        paginated = "MaxResults" in q or any(k.startswith(("Filter.", "ImageId.", "SnapshotId.")) for k in q) or "ImageId" in q or "SnapshotId" in q
+        if not w.admit(action, paginated):
+            return self.error(503, "RequestLimitExceeded", "Request limit exceeded.")
+        handler = getattr(self, "ec2_" + action, None)
+        if handler is None:
+            return self.error(400, "InvalidAction", f"the stand-in does not answer {action}")
+        with w.lock:
+            status, body = handler(q)
+        if status != 200:
+            return self.error(status, body[0], body[1])
+        self.reply(200, ec2_response(action, body))
+
+    # --- EC2 ------------------------------------------------------------------------------------
+    def ec2_DescribeImages(self, q):
+        w = self.world
+        ids = members(q, "ImageId")
+        if ids:
+            found = [w.images[i] for i in ids if i in w.images]
+            return 200, "<imagesSet>" + "".join(image_xml(i) for i in found) + "</imagesSet>"
+        filters = {}
+        n = 1
+        while f"Filter.{n}.Name" in q:
+            filters[q[f"Filter.{n}.Name"][0]] = members(q, f"Filter.{n}.Value")
+            n += 1
+        order = w.image_order
+        if "name" in filters:
+            pat = filters["name"][0].rstrip("*")
+            order = [i for i in order if w.images[i].name.startswith(pat)]
+        ids, nxt = page(order, q, 1000)
+        body = "<imagesSet>" + "".join(image_xml(w.images[i]) for i in ids) + "</imagesSet>"
+        return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
+
+    def ec2_DescribeSnapshots(self, q):
+        w = self.world
+        ids, nxt = page(w.snapshot_order, q, 1000)
+        body = "<snapshotSet>" + "".join(snapshot_xml(w.snapshots[i]) for i in ids if i in w.snapshots) + "</snapshotSet>"
+        return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
+
+    def ec2_ListImagesInRecycleBin(self, q):
+        return 200, "<imageSet/>"
+
+    def ec2_DescribeLaunchTemplates(self, q):
+        return 200, "<launchTemplates/>"
+
+    def ec2_DescribeLaunchTemplateVersions(self, q):
+        return 200, "<launchTemplateVersionSet/>"
+
+    def ec2_DescribeImageAttribute(self, q):
+        i = self.world.images.get(q["ImageId"][0])
+        if i is None:
+            return 400, ("InvalidAMIID.NotFound", "no such image")
+        items = "".join(f"<item><userId>{a}</userId></item>" for a in sorted(i.launch))
+        return 200, f"<imageId>{i.id}</imageId><launchPermission>{items}</launchPermission>"
+
+    def ec2_DescribeSnapshotAttribute(self, q):
+        s = self.world.snapshots.get(q["SnapshotId"][0])
+        if s is None:
+            return 400, ("InvalidSnapshot.NotFound", "no such snapshot")
+        items = "".join(f"<item><userId>{a}</userId></item>" for a in sorted(s.permissions))
+        return 200, f"<snapshotId>{s.id}</snapshotId><createVolumePermission>{items}</createVolumePermission>"
+
+    def ec2_ModifyImageAttribute(self, q):
+        i = self.world.images.get(q["ImageId"][0])
+        if i is None:
+            return 400, ("InvalidAMIID.NotFound", "no such image")
+        n = 1
+        while f"LaunchPermission.Add.{n}.UserId" in q or f"LaunchPermission.Remove.{n}.UserId" in q:
+            if f"LaunchPermission.Add.{n}.UserId" in q:
+                i.launch.add(q[f"LaunchPermission.Add.{n}.UserId"][0])
+            if f"LaunchPermission.Remove.{n}.UserId" in q:
+                i.launch.discard(q[f"LaunchPermission.Remove.{n}.UserId"][0])
+            n += 1
+        return 200, "<return>true</return>"
+
+    def ec2_ModifySnapshotAttribute(self, q):
+        s = self.world.snapshots.get(q["SnapshotId"][0])
+        if s is None:
+            return 400, ("InvalidSnapshot.NotFound", "no such snapshot")
+        users = members(q, "UserId")
+        if q.get("OperationType", ["add"])[0] == "add":
+            s.permissions.update(users)
+        else:
+            s.permissions.difference_update(users)
+        return 200, "<return>true</return>"
+
+    def _tag_targets(self, q):
+        ids = members(q, "ResourceId")
+        if not 1 <= len(ids) <= 1000:
+            return None, (400, ("InvalidParameterValue", f"{len(ids)} resource ids; 1 to 1000 allowed"))
+        return ids, None
+
+    def ec2_CreateTags(self, q):
+        ids, err = self._tag_targets(q)
+        if err:
+            return err
+        tags = {}
+        n = 1
+        while f"Tag.{n}.Key" in q:
+            tags[q[f"Tag.{n}.Key"][0]] = q.get(f"Tag.{n}.Value", [""])[0]
+            n += 1
+        for rid in ids:
+            target = self.world.images.get(rid) or self.world.snapshots.get(rid)
+            if target is not None:
+                target.tags.update(tags)
+        return 200, "<return>true</return>"
+
+    def ec2_DeleteTags(self, q):
+        ids, err = self._tag_targets(q)
+        if err:
+            return err
+        keys = []
+        n = 1
+        while f"Tag.{n}.Key" in q:
+            keys.append(q[f"Tag.{n}.Key"][0])
+            n += 1
+        for rid in ids:
+            target = self.world.images.get(rid) or self.world.snapshots.get(rid)
+            if target is not None:
+                for k in keys:
+                    target.tags.pop(k, None)
+        return 200, "<return>true</return>"
+
+    def ec2_DeleteSnapshot(self, q):
+        w = self.world
+        sid = q["SnapshotId"][0]
+        if sid not in w.snapshots:
+            return 400, ("InvalidSnapshot.NotFound", "no such snapshot")
+        if any(sid in i.snapshots for i in w.images.values()):
+            return 400, ("InvalidSnapshot.InUse", f"{sid} is in use by an image")
+        del w.snapshots[sid]
+        w.deleted.append(sid)
+        return 200, "<return>true</return>"
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Loopback only; a client that hangs up (the binary stopped) is not an error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
+def serve(world: World) -> tuple[ThreadingHTTPServer, int]:
+    handler = type("BoundHandler", (Handler,), {"world": world})
+    server = QuietServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
