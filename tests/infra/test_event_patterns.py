@@ -95,17 +95,6 @@ def test_a_rule_on_lowercase_state_would_be_caught(template):
     assert receivers(broken_rules, load_event("image-available.json")) == set()
 
 
-def test_schedule_input_equals_the_scheduled_fixture(template):
-    _, sweeper = cfn.functions(template)[SWEEPER]
-    schedules = [e for e in sweeper["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
-    assert len(schedules) == 1
-    props = schedules[0]["Properties"]
-    assert isinstance(props["Input"], str), "ScheduleV2 Input is a JSON string"
-    assert json.loads(props["Input"]) == load_event("sweeper-scheduled.json")
-    assert props["ScheduleExpression"] == {"Ref": "SweeperSchedule"}
-    assert props["ScheduleExpressionTimezone"] == {"Ref": "SweeperTimezone"}
-
-
 @pytest.mark.parametrize("name", sorted(SCHEDULE_INPUTS))
 def test_schedule_inputs_are_json_objects_not_events(name):
     value = load_event(name)

@@ -128,15 +128,6 @@ def test_notifications_only_when_an_email_is_given(template):
             assert out.get("Condition") == "HasAlarmEmail", name
 
 
-def test_sweeper_schedule(template):
-    _, res = cfn.functions(template)["nightly-sweeper"]
-    (schedule,) = [e["Properties"] for e in res["Properties"]["Events"].values() if e["Type"] == "ScheduleV2"]
-    assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
-    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] <= 5
-    queue = res["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]
-    assert schedule["DeadLetterConfig"] == {"Arn": queue}
-
-
 PARAMETER_SAMPLES = {
     # parameter: (accepted values, refused values)
     "Policy": (['{"rules":[]}', ' {\n "rules": [] }\n'], ["", "[]", "rules", '{"a":1'],),

@@ -164,8 +164,18 @@ pub async fn repair<P: Aws + Inventory>(
             .cmp(b.converged_at)
             .then(a.image.id.cmp(&b.image.id))
     });
+    // A night's slice; follow-up invocations of the same night (the continuation engine) only
+    // take what the night's earlier rounds did not audit yet.
     let audit_days = deps.policy.sweeper.audit_days.max(1) as usize;
-    let audit = in_sync.len().div_ceil(audit_days);
+    let today = run.now.format("%Y-%m-%d").to_string();
+    let done_today = in_sync
+        .iter()
+        .filter(|c| c.converged_at.starts_with(&today))
+        .count();
+    let audit = in_sync
+        .len()
+        .div_ceil(audit_days)
+        .saturating_sub(done_today);
     let d = &mut report.drift;
     d.images_in_scope = candidates.len();
     d.in_sync = in_sync.len();
@@ -245,7 +255,7 @@ pub async fn repair<P: Aws + Inventory>(
     }
     if not_reached > 0 {
         report.drift.not_reached = not_reached;
-        report.not_reached.push(format!(
+        report.left_for_next(format!(
             "drift repair of {not_reached} images (they are the oldest-converged, so the next run takes them first)"
         ));
         report.drift.status = "partial".into();
@@ -342,7 +352,7 @@ async fn prune_grants<P: Aws + Inventory>(
     for (key_arn, need) in needs {
         let Some(need) = need else { continue };
         if !run.may_start() {
-            report.not_reached.push("grant pruning".into());
+            report.left_for_next("grant pruning".into());
             return Ok(());
         }
         if deps.key_info(&run.region, key_arn).await?.manager != KeyManager::Customer {

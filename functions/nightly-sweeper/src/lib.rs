@@ -28,6 +28,25 @@ pub const FUNCTION: &str = "nightly-sweeper";
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 
 /// What one invocation is about: where, when, and until when.
+/// Where "now" comes from for deadline checks: the system clock, or a test's own.
+#[derive(Clone)]
+pub struct Clock(pub std::sync::Arc<dyn Fn() -> SystemTime + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(std::sync::Arc::new(SystemTime::now))
+    }
+    pub fn now(&self) -> SystemTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Run {
     /// The Region swept (the Region of the function's own configuration).
@@ -41,6 +60,8 @@ pub struct Run {
     /// Delays before re-running a listing that failed with a transient error (after the SDK's
     /// own retries): one more attempt after each, while the deadline allows.
     pub listing_retry_delays: Vec<Duration>,
+    /// The clock deadline checks read.
+    pub clock: Clock,
 }
 
 /// Production delays before re-running a failed listing.
@@ -62,6 +83,7 @@ impl Run {
             deadline,
             margin: DEFAULT_MARGIN,
             listing_retry_delays: LISTING_RETRY_DELAYS.to_vec(),
+            clock: Clock::system(),
         }
     }
 
@@ -87,6 +109,12 @@ impl Run {
         Self::new(region, now, deadline)
     }
 
+    /// The same run, reading deadlines off this clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The same run, re-running failed listings after these delays.
     pub fn with_listing_retry_delays(mut self, delays: Vec<Duration>) -> Self {
         self.listing_retry_delays = delays;
@@ -95,7 +123,7 @@ impl Run {
 
     pub fn time_left(&self) -> Option<Duration> {
         self.deadline.map(|d| {
-            d.duration_since(SystemTime::now())
+            d.duration_since(self.clock.now())
                 .unwrap_or_default()
                 .saturating_sub(self.margin)
         })
@@ -288,6 +316,7 @@ pub async fn sweep<P: Aws + Inventory>(
         inventory_retried: Vec::new(),
         retry: None,
         not_reached: Vec::new(),
+        more: false,
         errors: Vec::new(),
         errors_total: 0,
     };
@@ -295,9 +324,7 @@ pub async fn sweep<P: Aws + Inventory>(
     if !run.may_start() {
         report.orphans.status = "not_reached".into();
         report.drift.status = "not_reached".into();
-        report
-            .not_reached
-            .push("the whole sweep: the deadline was too near at start".into());
+        report.left_for_next("the whole sweep: the deadline was too near at start".into());
         return Ok(finish(report, run));
     }
     let (listings, retried) = match run.time_left() {
@@ -312,9 +339,7 @@ pub async fn sweep<P: Aws + Inventory>(
                 report.orphans.status = "aborted".into();
                 report.orphans.aborted_because = Some(why.clone());
                 report.drift.status = "not_reached".into();
-                report
-                    .not_reached
-                    .push(format!("orphans and drift repair: {why}"));
+                report.left_for_next(format!("orphans and drift repair: {why}"));
                 report.retry = Some(format!(
                     "{why}; the invocation fails so that it is run again"
                 ));

@@ -108,7 +108,7 @@ pub async fn sweep<P: Aws + Inventory>(
     let mark_tags = BTreeMap::from([(ORPHANED_SINCE_TAG.to_string(), value)]);
     for (i, chunk) in marks.chunks(MAX_TAG_RESOURCES).enumerate() {
         if !run.may_start() {
-            report.not_reached.push(format!(
+            report.left_for_next(format!(
                 "marking {} orphans",
                 marks.len() - i * MAX_TAG_RESOURCES
             ));
@@ -125,7 +125,7 @@ pub async fn sweep<P: Aws + Inventory>(
     }
     for (i, chunk) in unmarks.chunks(MAX_TAG_RESOURCES).enumerate() {
         if !run.may_start() {
-            report.not_reached.push(format!(
+            report.left_for_next(format!(
                 "unmarking {} snapshots that are no longer orphans",
                 unmarks.len() - i * MAX_TAG_RESOURCES
             ));
@@ -158,7 +158,7 @@ pub async fn sweep<P: Aws + Inventory>(
     for (i, (since, s)) in due.iter().enumerate() {
         if !run.may_start() {
             report.orphans.remaining = due.len() - i;
-            report.not_reached.push(format!(
+            report.left_for_next(format!(
                 "deleting {} orphans due for deletion (the longest-marked first: the next run takes them first)",
                 due.len() - i
             ));
@@ -188,6 +188,7 @@ pub async fn sweep<P: Aws + Inventory>(
                 report.orphans.deletions_stopped = Some(why);
                 let left = due.len() - i - 1;
                 if left > 0 {
+                    // Not for a follow-up: our proof was wrong; a person must look first.
                     report.not_reached.push(format!(
                         "deleting {left} orphans: deletions stopped after {IN_USE_CODE}"
                     ));

@@ -135,6 +135,9 @@ pub struct SweepReport {
     pub retry: Option<String>,
     /// Work not started because the invocation's deadline was near.
     pub not_reached: Vec<String>,
+    /// The deadline left work for a follow-up invocation: the continuation engine (the
+    /// template's state machine) runs the sweeper again while this is true.
+    pub more: bool,
     /// The first errors.
     pub errors: Vec<ErrorSummary>,
     pub errors_total: usize,
@@ -162,6 +165,13 @@ impl SweepReport {
         let room = LISTED.saturating_sub(self.errors.len());
         self.errors.extend(other.errors.into_iter().take(room));
         self.not_reached.extend(other.not_reached);
+        self.more |= other.more;
+    }
+
+    /// Work the deadline left for the next invocation: reported, and a follow-up asked for.
+    pub fn left_for_next(&mut self, what: String) {
+        self.not_reached.push(what);
+        self.more = true;
     }
 
     /// The one summary line of the invocation.

@@ -1,0 +1,112 @@
+//! Work that outlives one invocation: each invocation stops starting work at its deadline and
+//! says `more`; the continuation engine (the template's state machine) invokes it again, and
+//! the next invocation resumes where the last stopped, repeating no write.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use amishare::converge::PLAN_TAG;
+use amishare::deps::Deps;
+use amishare::domain::names::MANAGED_TAG;
+use amishare::inventory::ORPHANED_SINCE_TAG;
+use amishare::Policy;
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use chrono::{TimeZone, Utc};
+use nightly_sweeper::{handle, Clock, Run, DEFAULT_MARGIN};
+use serde_json::json;
+
+const R: &str = "us-east-1";
+
+/// A clock that moves one second every time it is read: an invocation with a deadline `n`
+/// seconds past its margin starts about `n` pieces of work, whatever the machine's speed.
+fn ticking_clock() -> Clock {
+    let t = Arc::new(Mutex::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    Clock(Arc::new(move || {
+        let mut t = t.lock().unwrap();
+        *t += Duration::from_secs(1);
+        *t
+    }))
+}
+
+#[tokio::test]
+async fn a_continued_run_resumes_where_the_last_stopped_without_repeating_a_write() {
+    let fake = FakeAws::new();
+    let mut images = Vec::new();
+    for i in 0..8 {
+        images.push(
+            fake.create_image(ImageSpec::new(R, &format!("golden-{i}")).tag(MANAGED_TAG, "golden")),
+        );
+    }
+    let mut orphans = Vec::new();
+    for i in 0..8 {
+        let img = fake.create_image(ImageSpec::new(R, &format!("old-{i}")));
+        fake.deregister_image(R, &img.id);
+        let s = img.volumes[0].snapshot_id.clone();
+        fake.tag_snapshot_directly(R, &s, ORPHANED_SINCE_TAG, "2025-01-01");
+        orphans.push(s);
+    }
+    let policy = Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": ["111122223333"]}}],
+            "sweeper": {"mode": "delete", "grace_days": 0, "max_deletions": 1000}})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Deps::new(fake, policy, OWN_ACCOUNT);
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0).unwrap();
+
+    let mut rounds = 0;
+    let mut writes_before = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 20, "the continuation never finished");
+        let clock = ticking_clock();
+        let deadline = clock.now() + DEFAULT_MARGIN + Duration::from_secs(6);
+        let run = Run::new(R, now, Some(deadline)).with_clock(clock);
+        let r = handle(&d, json!({}), &run).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let counts = d.aws.call_counts();
+        let writes: usize = ["ec2:ModifyImageAttribute", "ec2:DeleteSnapshot"]
+            .iter()
+            .map(|w| counts.get(*w).copied().unwrap_or(0))
+            .sum();
+        assert!(
+            writes > writes_before || !r.more,
+            "round {rounds} made no progress: {r:?}"
+        );
+        writes_before = writes;
+        if !r.more {
+            break;
+        }
+        assert!(!r.not_reached.is_empty());
+    }
+    assert!(
+        rounds > 2,
+        "the deadline should have cut the work into rounds ({rounds})"
+    );
+
+    // Everything done, every write made exactly once.
+    let counts: BTreeMap<String, usize> = d.aws.call_counts();
+    assert_eq!(
+        counts["ec2:ModifyImageAttribute"], 8,
+        "one launch-permission write per image"
+    );
+    assert_eq!(counts["ec2:DeleteSnapshot"], 8, "one deletion per orphan");
+    for img in &images {
+        assert!(d
+            .aws
+            .image(R, &img.id)
+            .unwrap()
+            .image
+            .tags
+            .contains_key(PLAN_TAG));
+    }
+    for s in &orphans {
+        assert!(!d.aws.snapshot_exists(R, s), "{s}");
+    }
+}
