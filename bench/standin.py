@@ -15,6 +15,7 @@ orphans, which are in use) so the driver can check the product's verdicts.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -50,6 +51,7 @@ class Image:
     snapshots: list[str]
     tags: dict[str, str] = field(default_factory=dict)
     launch: set[str] = field(default_factory=set)
+    launch_ous: set[str] = field(default_factory=set)
     state: str = "available"
 
 
@@ -76,6 +78,13 @@ class World:
         self.latency = 0.0
         self.throttling = False
         self.deleted: list[str] = []
+        # Snapshots some image uses (DeleteSnapshot answers InvalidSnapshot.InUse for them).
+        self.used: set[str] = set()
+        # Service Quotas: action -> (burst, refill per second) where raised.
+        self.raised: dict[str, tuple[float, float]] = {}
+        # Organizations: OU id -> (accounts, child OU ids); the organization id.
+        self.org_id = "o-a1b2c3d4e5"
+        self.ous: dict[str, tuple[list[str], list[str]]] = {}
 
     def add_snapshot(self, s: Snapshot) -> None:
         self.snapshots[s.id] = s
@@ -84,6 +93,7 @@ class World:
     def add_image(self, i: Image) -> None:
         self.images[i.id] = i
         self.image_order.append(i.id)
+        self.used.update(i.snapshots)
 
     def admit(self, action: str, paginated_or_filtered: bool) -> bool:
         """Count the call; False when EC2 would throttle it."""
@@ -97,6 +107,8 @@ class World:
                 key, cap, rate = action, 100, 20
             else:
                 key, cap, rate = action + "/unpaginated", 50, 10
+            if action in self.raised:
+                cap, rate = self.raised[action]
             b = self.buckets.setdefault(key, Bucket(cap, rate))
             if b.take():
                 return True
@@ -182,9 +194,34 @@ class Handler(BaseHTTPRequestHandler):
             f"<RequestID>{uuid.uuid4()}</RequestID></Response>",
         )
 
+    def organizations(self, target: str, body: dict) -> None:
+        w = self.world
+        op = target.split(".")[-1]
+        with w.lock:
+            w.calls["organizations:" + op] = w.calls.get("organizations:" + op, 0) + 1
+            if op == "DescribeOrganization":
+                out = {"Organization": {"Id": w.org_id, "Arn": f"arn:aws:organizations::{ACCOUNT}:organization/{w.org_id}"}}
+            elif op == "ListAccountsForParent":
+                accounts, _ = w.ous.get(body.get("ParentId", ""), ([], []))
+                out = {"Accounts": [{"Id": a, "Status": "ACTIVE", "Arn": f"arn:aws:organizations::{ACCOUNT}:account/{w.org_id}/{a}",
+                                     "Name": a, "Email": f"{a}@example.com"} for a in accounts]}
+            elif op == "ListChildren":
+                _, children = w.ous.get(body.get("ParentId", ""), ([], []))
+                out = {"Children": [{"Id": c, "Type": "ORGANIZATIONAL_UNIT"} for c in children]}
+            else:
+                data = json.dumps({"__type": "InvalidInputException", "message": f"the stand-in does not answer {op}"})
+                return self.reply(400, data, "application/x-amz-json-1.1")
+        self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
+
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length", "0"))
-        q = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+        raw = self.rfile.read(length)
+        target = self.headers.get("X-Amz-Target", "")
+        if target.startswith("AWSOrganizations"):
+            if self.world.latency:
+                time.sleep(self.world.latency)
+            return self.organizations(target, json.loads(raw or b"{}"))
+        q = parse_qs(raw.decode(), keep_blank_values=True)
         action = q.get("Action", [""])[0]
         w = self.world
         if w.latency:
@@ -255,6 +292,7 @@ class Handler(BaseHTTPRequestHandler):
         if i is None:
             return 400, ("InvalidAMIID.NotFound", "no such image")
         items = "".join(f"<item><userId>{a}</userId></item>" for a in sorted(i.launch))
+        items += "".join(f"<item><organizationalUnitArn>{o}</organizationalUnitArn></item>" for o in sorted(i.launch_ous))
         return 200, f"<imageId>{i.id}</imageId><launchPermission>{items}</launchPermission>"
 
     def ec2_DescribeSnapshotAttribute(self, q):
@@ -268,13 +306,15 @@ class Handler(BaseHTTPRequestHandler):
         i = self.world.images.get(q["ImageId"][0])
         if i is None:
             return 400, ("InvalidAMIID.NotFound", "no such image")
-        n = 1
-        while f"LaunchPermission.Add.{n}.UserId" in q or f"LaunchPermission.Remove.{n}.UserId" in q:
-            if f"LaunchPermission.Add.{n}.UserId" in q:
-                i.launch.add(q[f"LaunchPermission.Add.{n}.UserId"][0])
-            if f"LaunchPermission.Remove.{n}.UserId" in q:
-                i.launch.discard(q[f"LaunchPermission.Remove.{n}.UserId"][0])
-            n += 1
+        for op in ("Add", "Remove"):
+            n = 1
+            while any(k.startswith(f"LaunchPermission.{op}.{n}.") for k in q):
+                user = q.get(f"LaunchPermission.{op}.{n}.UserId", [None])[0]
+                ou = q.get(f"LaunchPermission.{op}.{n}.OrganizationalUnitArn", [None])[0]
+                for value, into in ((user, i.launch), (ou, i.launch_ous)):
+                    if value:
+                        into.add(value) if op == "Add" else into.discard(value)
+                n += 1
         return 200, "<return>true</return>"
 
     def ec2_ModifySnapshotAttribute(self, q):
@@ -330,7 +370,7 @@ class Handler(BaseHTTPRequestHandler):
         sid = q["SnapshotId"][0]
         if sid not in w.snapshots:
             return 400, ("InvalidSnapshot.NotFound", "no such snapshot")
-        if any(sid in i.snapshots for i in w.images.values()):
+        if sid in w.used:
             return 400, ("InvalidSnapshot.InUse", f"{sid} is in use by an image")
         del w.snapshots[sid]
         w.deleted.append(sid)

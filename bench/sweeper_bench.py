@@ -70,7 +70,7 @@ class Runtime:
                     while not runtime.pending:
                         runtime.cond.wait()
                     rid, payload = runtime.pending.pop(0)
-                deadline = int((time.time() + 900) * 1000)
+                deadline = int((time.time() + getattr(runtime, "deadline_s", 900)) * 1000)
                 self.send(200, payload, {
                     "Content-Type": "application/json",
                     "Lambda-Runtime-Aws-Request-Id": rid,
@@ -96,8 +96,10 @@ class Runtime:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def invoke(self, payload: dict, timeout: float = 900) -> tuple[str, bytes]:
+    def invoke(self, payload: dict, deadline_s: float = 900) -> tuple[str, bytes]:
         rid = str(uuid.uuid4())
+        timeout = deadline_s + 60
+        self.deadline_s = deadline_s
         with self.cond:
             self.pending.append((rid, json.dumps(payload).encode()))
             self.cond.notify_all()
@@ -145,7 +147,8 @@ def vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def run_sweeper(binary: str, world: standin.World, policy: dict, payload: dict, log_path: str) -> dict:
+def run_sweeper(binary: str, world: standin.World, policy: dict, payload: dict, log_path: str,
+                deadline_s: float = 900) -> dict:
     server, port = standin.serve(world)
     rt = Runtime()
     env = {
@@ -178,7 +181,7 @@ def run_sweeper(binary: str, world: standin.World, policy: dict, payload: dict, 
         threading.Thread(target=watch, daemon=True).start()
         start = time.monotonic()
         try:
-            kind, body = rt.invoke(payload)
+            kind, body = rt.invoke(payload, deadline_s)
         finally:
             elapsed = time.monotonic() - start
             peak = max(peak, vm_hwm_kib(proc.pid))
@@ -221,6 +224,115 @@ def scenario_t(binary: str, latency: float, images: int, snapshots: int, orphans
     failures = summarise("t", out, w, orphan_ids, in_use, images, expect_converged=images, time_target=None)
     throttled = sum(w.throttled.values())
     print(f"t:   {check('t: the stand-in throttled', throttled > 0, failures):6} the stand-in throttled ({throttled})")
+    return failures
+
+
+def continue_night(name: str, binary: str, w: standin.World, policy: dict, deadline_s: float,
+                   max_rounds: int = 24) -> tuple[list[dict], float]:
+    """Invoke the sweeper again while its report says `more`, exactly as the template's state
+    machine does (at most `max_rounds`; its 30 s pause between rounds is left out of the
+    clock). Returns each round's figures and the total time."""
+    rounds, total = [], 0.0
+    for n in range(max_rounds):
+        before = dict(w.calls)
+        out = run_sweeper(binary, w, policy, {}, f"target/bench-{name}-{n}.log", deadline_s)
+        total += out["elapsed"]
+        r = out["report"]
+        delta = {k: v - before.get(k, 0) for k, v in w.calls.items() if v - before.get(k, 0)}
+        rounds.append({"out": out, "calls": delta})
+        if out["kind"] != "response":
+            print(f"{name}: round {n + 1} failed: {r}")
+            break
+        print(f"{name}: round {n + 1}: {out['elapsed']:.0f} s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
+              f"more={r.get('more')}, converged {r['drift']['converged']}, deleted {r['orphans']['deleted_count']}, "
+              f"snapshot pages {delta.get('DescribeSnapshots', 0)}, writes "
+              f"{ {k: v for k, v in delta.items() if k.startswith(('Modify', 'Delete', 'Create'))} }", flush=True)
+        if not r.get("more"):
+            break
+    return rounds, total
+
+
+def scenario_j(binary: str, latency: float, images: int, snapshots: int, orphans: int, deadline_s: float) -> list[str]:
+    """Issue 10 (a): one account joins an OU that every image is shared with."""
+    ou_arn = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"
+    print(f"j: one account joins an OU that all {images} images are shared with; {latency * 1000:.0f} ms per "
+          f"call, throttling on, {deadline_s:.0f} s invocations continued while there is more", flush=True)
+    w = standin.World()
+    members = [f"20000000000{n}" for n in range(5)]
+    w.ous["ou-ab12-cdef3456"] = (list(members), [])
+    for n in range(images):
+        sid, iid = f"snap-{n:017x}", f"ami-{n:017x}"
+        w.add_snapshot(standin.Snapshot(sid, f"Created by CreateImage(i-0123456789abcdef0) for {iid}",
+                                        permissions=set(members)))
+        w.add_image(standin.Image(iid, f"golden-{n}", [sid], tags={"ami-share:managed": "golden"},
+                                  launch_ous={ou_arn}))
+    for n in range(max(0, snapshots - images)):
+        w.add_snapshot(standin.Snapshot(f"snap-{0x200000000 + n:017x}", "hand-made backup"))
+    policy = {"rules": [{"name": "golden", "match": {"name": "golden-*"},
+                         "share_with": {"organizational_units": [ou_arn]}}]}
+    seed = json.loads(json.dumps(policy))
+    seed["rate_limits"] = {"requests_per_second": {a: 100000 for a in (
+        "DescribeImageAttribute", "DescribeSnapshotAttribute", "CreateTags", "DescribeImages", "DescribeSnapshots")}}
+    print("j: seeding the first night (no latency, raised rates)...", flush=True)
+    run_sweeper(binary, w, seed, {}, "target/bench-j-seed.log")
+    joined = "200000000099"
+    w.ous["ou-ab12-cdef3456"][0].append(joined)
+    w.calls.clear()
+    w.throttled.clear()
+    w.latency, w.throttling = latency, True
+    rounds, total = continue_night("j", binary, w, policy, deadline_s)
+    failures: list[str] = []
+    shared = sum(1 for i in w.images.values() if all(joined in w.snapshots[s].permissions for s in i.snapshots))
+    last = rounds[-1]["out"]["report"]
+    print(f"j: {len(rounds)} invocations, {total:.0f} s in all (the night, without the engine's pauses); "
+          f"{shared} of {images} images' snapshots shared with the new account; "
+          f"{sum(w.throttled.values())} throttled; calls {json.dumps(w.calls, sort_keys=True)}")
+    for what, ok in [
+        ("every snapshot permission converged", shared == images),
+        ("the last round has nothing more", not last.get("more")),
+        ("each invocation inside its deadline", all(r["out"]["elapsed"] <= deadline_s for r in rounds)),
+        ("no write repeated", w.calls.get("ModifySnapshotAttribute", 0) == images),
+        ("within one night (12 h)", total <= 43200),
+        ("no error left unretried", all(r["out"]["report"]["errors_total"] == 0 for r in rounds)),
+    ]:
+        print(f"j:   {check(f'j: {what}', ok, failures):6} {what}")
+    return failures
+
+
+def scenario_d(binary: str, latency: float, images: int, snapshots: int, orphans: int, deadline_s: float,
+               delete_rate: float) -> list[str]:
+    """Issue 10 (b): 1,000,000 snapshots, 50,000 orphans marked long ago, delete mode."""
+    print(f"d: delete mode: {snapshots} snapshots, {orphans} orphans due, {images} images, DeleteSnapshot quota "
+          f"{delete_rate}/s, {latency * 1000:.0f} ms per call, throttling on, {deadline_s:.0f} s invocations", flush=True)
+    w, orphan_ids, in_use = build_world(images, snapshots, orphans)
+    for sid in orphan_ids:
+        w.snapshots[sid].tags["ami-share:orphaned-since"] = "2026-01-01"
+    for i in w.images.values():
+        i.tags["ami-share:plan"] = "seeded-by-the-benchmark"
+    w.raised["DeleteSnapshot"] = (max(50.0, delete_rate * 10), delete_rate)
+    w.latency, w.throttling = latency, True
+    policy = json.loads(json.dumps(POLICY))
+    policy["sweeper"] = {"mode": "delete", "grace_days": 7, "max_deletions": 1000000}
+    policy["rate_limits"] = {"requests_per_second": {"DeleteSnapshot": delete_rate}}
+    rounds, total = continue_night("d", binary, w, policy, deadline_s)
+    failures: list[str] = []
+    deleted = set(w.deleted)
+    peak = max(r["out"]["peak_rss_mib"] for r in rounds)
+    print(f"d: {len(rounds)} invocations, {total:.0f} s in all; deleted {len(deleted)} of {len(orphan_ids)} orphans; "
+          f"peak RSS {peak:.0f} MiB; {sum(w.throttled.values())} throttled")
+    for what, ok in [
+        ("every orphan deleted", deleted == orphan_ids),
+        ("0 in-use snapshots deleted", not (deleted & in_use)),
+        ("each round from a fresh complete inventory",
+         all(r["calls"].get("DescribeSnapshots", 0) >= snapshots // 1000 and
+             r["out"]["report"]["orphans"]["status"] == "complete" for r in rounds)),
+        ("orphans found = ground truth in the first round",
+         rounds[0]["out"]["report"]["orphans"]["orphans_found"] == len(orphan_ids)),
+        ("each invocation inside its deadline", all(r["out"]["elapsed"] <= deadline_s for r in rounds)),
+        ("peak RSS <= 256 MiB", peak <= 256),
+        ("no error left unretried", all(r["out"]["report"]["errors_total"] == 0 for r in rounds)),
+    ]:
+        print(f"d:   {check(f'd: {what}', ok, failures):6} {what}")
     return failures
 
 
@@ -283,7 +395,10 @@ def summarise(name, out, w, orphan_ids, in_use, images, expect_converged, time_t
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/nightly-sweeper")
-    ap.add_argument("--scenario", default="all", choices=["a", "b", "t", "all"])
+    ap.add_argument("--scenario", default="all", choices=["a", "b", "t", "j", "d", "all"])
+    ap.add_argument("--deadline", type=float, default=900, help="seconds each invocation gets (j, d)")
+    ap.add_argument("--delete-rate", type=float, default=5.0,
+                    help="DeleteSnapshot sustained quota (d): EC2's documented 5/s, or a raised one")
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--images", type=int)
     ap.add_argument("--snapshots", type=int, default=100_000)
@@ -292,6 +407,11 @@ def main() -> int:
     failures: list[str] = []
     if a.scenario in ("a", "all"):
         failures += scenario_a(a.binary, a.latency, a.images or 1_000, a.snapshots, a.orphans)
+    if a.scenario == "j":
+        failures += scenario_j(a.binary, a.latency, a.images or 10_000, a.snapshots, a.orphans, a.deadline)
+    if a.scenario == "d":
+        failures += scenario_d(a.binary, a.latency, a.images or 1_000, a.snapshots, a.orphans, a.deadline,
+                               a.delete_rate)
     if a.scenario == "t":
         failures += scenario_t(a.binary, a.latency, a.images or 1_000, a.snapshots, a.orphans)
     if a.scenario in ("b", "all"):
