@@ -512,7 +512,7 @@ mod inventory {
             .await
             .unwrap();
         assert_eq!(
-            snaps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            snaps.iter().map(|s| &*s.id).collect::<Vec<_>>(),
             ["snap-1", "snap-2"],
             "another owner's snapshot is dropped"
         );

@@ -301,8 +301,8 @@ impl Inventory for FakeAws {
                                 .get(&key(region, id))
                                 .and_then(|s| s.snapshot.kms_key_id.as_deref())
                                 .map(Arc::from),
-                            id: id.clone(),
-                            description: m.description,
+                            id: id.as_str().into(),
+                            description: m.description.into(),
                             size_gib: m.size_gib,
                             start_time: Some(m.start_time),
                             state: m.state,

@@ -62,7 +62,7 @@ pub async fn repair<P: Aws + Inventory>(
     // Keys of encrypted snapshots, from the snapshot listing (no call per image).
     let keys_of: Option<HashMap<&str, &Arc<str>>> = snapshots.map(|all| {
         all.iter()
-            .filter_map(|s| Some((s.id.as_str(), s.kms_key_id.as_ref()?)))
+            .filter_map(|s| Some((&*s.id, s.kms_key_id.as_ref()?)))
             .collect()
     });
     let mut needs = KeyNeeds::new();

@@ -84,7 +84,7 @@ pub async fn sweep<P: Aws + Inventory>(
                 r.orphans_gib += s.size_gib;
                 if r.orphans.len() < LISTED_ORPHANS {
                     r.orphans.push(OrphanEntry {
-                        snapshot_id: s.id.clone(),
+                        snapshot_id: s.id.to_string(),
                         image_id: proof.image_id,
                         description: proof.description,
                         size_gib: s.size_gib,
@@ -114,7 +114,7 @@ pub async fn sweep<P: Aws + Inventory>(
             ));
             break;
         }
-        let ids: Vec<String> = chunk.iter().map(|s| s.id.clone()).collect();
+        let ids: Vec<String> = chunk.iter().map(|s| s.id.to_string()).collect();
         match deps.aws.tag_resources(&run.region, &ids, &mark_tags).await {
             Ok(()) => report.orphans.marked += ids.len(),
             Err(e) => report.push_error(error_summary(
@@ -131,7 +131,7 @@ pub async fn sweep<P: Aws + Inventory>(
             ));
             break;
         }
-        let ids: Vec<String> = chunk.iter().map(|s| s.id.clone()).collect();
+        let ids: Vec<String> = chunk.iter().map(|s| s.id.to_string()).collect();
         match deps
             .aws
             .untag_resources(&run.region, &ids, &[ORPHANED_SINCE_TAG])
@@ -170,7 +170,7 @@ pub async fn sweep<P: Aws + Inventory>(
                 let r = &mut report.orphans;
                 r.deleted_count += 1;
                 if r.deleted.len() < LISTED_ORPHANS {
-                    r.deleted.push(s.id.clone());
+                    r.deleted.push(s.id.to_string());
                 }
                 r.deleted_gib += s.size_gib;
             }

@@ -106,8 +106,8 @@ impl Inventory for AwsPorts {
                                 .or_insert_with(|| Arc::from(k))
                                 .clone()
                         }),
-                        id: s.snapshot_id().unwrap_or_default().to_string(),
-                        description: s.description().unwrap_or_default().to_string(),
+                        id: s.snapshot_id().unwrap_or_default().into(),
+                        description: s.description().unwrap_or_default().into(),
                         size_gib: u64::try_from(s.volume_size().unwrap_or(0)).unwrap_or(0),
                         start_time: s.start_time().and_then(to_chrono),
                         state: SnapshotState::parse(

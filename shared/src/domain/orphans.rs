@@ -207,7 +207,7 @@ pub fn judge(s: &OwnSnapshot, in_use: &InUse, now: DateTime<Utc>, min_age_days: 
         let state = match &s.state {
             SnapshotState::Pending => "pending".to_string(),
             SnapshotState::Error => "error".to_string(),
-            SnapshotState::Other(o) => o.clone(),
+            SnapshotState::Other(o) => o.to_string(),
             SnapshotState::Completed => "completed".to_string(),
         };
         return keep(KeepReason::NotCompleted { state });
@@ -223,7 +223,7 @@ pub fn judge(s: &OwnSnapshot, in_use: &InUse, now: DateTime<Utc>, min_age_days: 
             image_id: image_id.to_string(),
         });
     }
-    if let Some(by) = in_use.snapshot_refs.get(&s.id) {
+    if let Some(by) = in_use.snapshot_refs.get(&*s.id) {
         return keep(KeepReason::Referenced { by: by.clone() });
     }
     if let Some(by) = in_use.image_refs.get(image_id) {
@@ -237,7 +237,7 @@ pub fn judge(s: &OwnSnapshot, in_use: &InUse, now: DateTime<Utc>, min_age_days: 
     }
     Verdict::Orphan(OrphanProof {
         image_id: image_id.to_string(),
-        description: s.description.clone(),
+        description: s.description.to_string(),
     })
 }
 
@@ -448,7 +448,7 @@ mod tests {
             (
                 "provenance tag only",
                 with(&|s| {
-                    s.description = String::new();
+                    s.description = "".into();
                     s.tags.source_image = Some("us-east-1/ami-0123".into());
                 }),
                 Some("image_not_named"),
