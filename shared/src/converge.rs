@@ -323,7 +323,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             launch_permissions_added: add,
             snapshots_shared: snapshots
                 .iter()
-                .map(|s| crate::converge::SnapshotShare {
+                .map(|s| SnapshotShare {
                     snapshot_id: s.clone(),
                     accounts: desired.snapshot_accounts.len(),
                 })

@@ -2,7 +2,7 @@
 //! Region. Share it there exactly like its source, with this Region's keys.
 
 use amishare::config::Rule;
-use amishare::converge::{Convergence, PLAN_TAG};
+use amishare::converge::{already_recorded, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
 use amishare::deps::Deps;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
 use amishare::domain::names::{
@@ -90,7 +90,12 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
             deps.aws.enable_deprecation(region, &copy.id, at).await?;
         }
     }
-    complete_tags(deps, &copy, &provenance, &plan, &done.record).await?;
+    // A redelivered event changes no tag: the convergence time only moves with a change.
+    let mut record = done.record.clone();
+    if already_recorded(&copy, &done) {
+        record.remove(CONVERGED_AT_TAG);
+    }
+    complete_tags(deps, &copy, &provenance, &plan, &record).await?;
     out.share = Some(done.share);
     Ok(out)
 }

@@ -294,6 +294,22 @@ async fn a_completed_copy_is_shared_like_its_source_with_its_regions_key() {
         .collect();
     assert_eq!(west_key_grants, targets(), "grants on the us-west-2 key");
     assert_eq!(copy.image.tags["ami-share:managed"], "golden");
+    assert!(copy.image.tags.contains_key(amishare::converge::PLAN_TAG));
+
+    // Redelivered: nothing to write, not even a tag.
+    w.deps.aws.reset_calls();
+    on_copy_complete::handle(&w.deps, available("us-west-2", &west))
+        .await
+        .unwrap();
+    let counts = w.deps.aws.call_counts();
+    for write in [
+        "ec2:CreateTags",
+        "ec2:ModifyImageAttribute",
+        "ec2:ModifySnapshotAttribute",
+        "kms:CreateGrant",
+    ] {
+        assert_eq!(counts.get(write), None, "{write}: {counts:?}");
+    }
 }
 
 #[tokio::test]
