@@ -4,6 +4,9 @@
 use amishare::config::SweepMode;
 use amishare::domain::orphans::{decide, judge, mark_value, Action, InUse, Verdict};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream::{self, StreamExt};
 
 use amishare::deps::Deps;
 use amishare::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
@@ -15,6 +18,21 @@ use crate::{Listings, Run};
 
 /// The error code that means a snapshot we proved unused is in use after all.
 pub const IN_USE_CODE: &str = "InvalidSnapshot.InUse";
+/// Deletions in flight at once; the DeleteSnapshot rate limit paces them.
+pub const DELETE_CONCURRENCY: usize = 8;
+
+/// What became of one deletion due.
+enum Deletion<'a> {
+    /// Not started: the deadline was near (the next run takes it first).
+    NotReached,
+    /// Not started: an earlier deletion was refused as in use.
+    Stopped,
+    Done(
+        &'a chrono::NaiveDate,
+        &'a OwnSnapshot,
+        Result<(), amishare::AwsError>,
+    ),
+}
 
 pub async fn sweep<P: Aws + Inventory>(
     deps: &Deps<P>,
@@ -155,16 +173,44 @@ pub async fn sweep<P: Aws + Inventory>(
     let max = usize::try_from(cfg.max_deletions).unwrap_or(usize::MAX);
     r.over_max_deletions = due.len().saturating_sub(max);
     due.truncate(max);
-    for (i, (since, s)) in due.iter().enumerate() {
-        if !run.may_start() {
-            report.orphans.remaining = due.len() - i;
-            report.left_for_next(format!(
-                "deleting {} orphans due for deletion (the longest-marked first: the next run takes them first)",
-                due.len() - i
-            ));
-            break;
-        }
-        match deps.aws.delete_snapshot(&run.region, &s.id).await {
+    // Several deletions in flight (the rate limit paces them): at 100 ms a call, one at a time
+    // could not use a raised DeleteSnapshot quota. No deletion starts once one was refused as
+    // in use, or once the deadline is near.
+    let stop = AtomicBool::new(false);
+    let outcomes: Vec<Deletion> = stream::iter(due.iter())
+        .map(|(since, s)| {
+            let stop = &stop;
+            async move {
+                if stop.load(Ordering::SeqCst) {
+                    return Deletion::Stopped;
+                }
+                if !run.may_start() {
+                    return Deletion::NotReached;
+                }
+                let result = deps.aws.delete_snapshot(&run.region, &s.id).await;
+                if matches!(&result, Err(e) if e.code == IN_USE_CODE) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                Deletion::Done(since, s, result)
+            }
+        })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .collect()
+        .await;
+    let (mut not_reached, mut stopped) = (0usize, 0usize);
+    for outcome in outcomes {
+        let (since, s, result) = match outcome {
+            Deletion::NotReached => {
+                not_reached += 1;
+                continue;
+            }
+            Deletion::Stopped => {
+                stopped += 1;
+                continue;
+            }
+            Deletion::Done(since, s, result) => (since, s, result),
+        };
+        match result {
             Ok(()) => {
                 tracing::info!(region = %run.region, snapshot_id = %s.id, marked_since = %since, size_gib = s.size_gib, description = %s.description, "orphaned snapshot deleted");
                 let r = &mut report.orphans;
@@ -180,23 +226,27 @@ pub async fn sweep<P: Aws + Inventory>(
             Err(e) if e.code == IN_USE_CODE => {
                 let why = format!(
                     "{IN_USE_CODE} on {}: AWS says it is in use although the inventory proved it an orphan ({}); \
-                     no further snapshot was deleted. Find what uses it and report it as a bug",
+                     no further deletion was started. Find what uses it and report it as a bug",
                     s.id, s.description
                 );
                 tracing::error!(region = %run.region, snapshot_id = %s.id, error = %e, "{why}");
                 report.push_error(error_summary(&format!("deleting {}", s.id), e));
                 report.orphans.deletions_stopped = Some(why);
-                let left = due.len() - i - 1;
-                if left > 0 {
-                    // Not for a follow-up: our proof was wrong; a person must look first.
-                    report.not_reached.push(format!(
-                        "deleting {left} orphans: deletions stopped after {IN_USE_CODE}"
-                    ));
-                }
-                break;
             }
             Err(e) => report.push_error(error_summary(&format!("deleting {}", s.id), e)),
         }
+    }
+    if stopped > 0 {
+        // Not for a follow-up: our proof was wrong; a person must look first.
+        report.not_reached.push(format!(
+            "deleting {stopped} orphans: deletions stopped after {IN_USE_CODE}"
+        ));
+    }
+    if not_reached > 0 {
+        report.orphans.remaining = not_reached;
+        report.left_for_next(format!(
+            "deleting {not_reached} orphans due for deletion (the longest-marked first: the next run takes them first)"
+        ));
     }
     report.orphans.status = "complete".into();
 }
