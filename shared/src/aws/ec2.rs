@@ -84,6 +84,24 @@ fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 }
 
 impl AwsPorts {
+    /// One `ModifyImageAttribute` of the launch permissions (adding or removing).
+    async fn modify_launch_permissions(
+        &self,
+        region: &str,
+        image_id: &str,
+        modifications: LaunchPermissionModifications,
+    ) -> AwsResult<()> {
+        self.limit(region, "ModifyImageAttribute").await;
+        self.ec2(region)
+            .modify_image_attribute()
+            .image_id(image_id)
+            .launch_permission(modifications)
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
+        Ok(())
+    }
+
     async fn describe_images_filtered(
         &self,
         region: &str,
@@ -180,20 +198,10 @@ impl Images for AwsPorts {
         image_id: &str,
         add: &LaunchPermissions,
     ) -> AwsResult<()> {
-        let entries = launch_permission_entries(add);
-        self.limit(region, "ModifyImageAttribute").await;
-        self.ec2(region)
-            .modify_image_attribute()
-            .image_id(image_id)
-            .launch_permission(
-                LaunchPermissionModifications::builder()
-                    .set_add(Some(entries))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
-        Ok(())
+        let m = LaunchPermissionModifications::builder()
+            .set_add(Some(launch_permission_entries(add)))
+            .build();
+        self.modify_launch_permissions(region, image_id, m).await
     }
 
     async fn public_sharing_blocked(&self, region: &str) -> AwsResult<bool> {
@@ -339,20 +347,10 @@ impl Images for AwsPorts {
         image_id: &str,
         remove: &LaunchPermissions,
     ) -> AwsResult<()> {
-        let entries = launch_permission_entries(remove);
-        self.limit(region, "ModifyImageAttribute").await;
-        self.ec2(region)
-            .modify_image_attribute()
-            .image_id(image_id)
-            .launch_permission(
-                LaunchPermissionModifications::builder()
-                    .set_remove(Some(entries))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| aws_error("ec2", "ModifyImageAttribute", image_id, e))?;
-        Ok(())
+        let m = LaunchPermissionModifications::builder()
+            .set_remove(Some(launch_permission_entries(remove)))
+            .build();
+        self.modify_launch_permissions(region, image_id, m).await
     }
 }
 
