@@ -102,6 +102,29 @@ impl AwsPorts {
         Ok(())
     }
 
+    /// One `ModifySnapshotAttribute` of createVolumePermission, in the flat form (OperationType +
+    /// UserIds): the structured CreateVolumePermission form is the same for AWS, but the local
+    /// emulator ignores it.
+    async fn modify_create_volume_permission(
+        &self,
+        region: &str,
+        snapshot_id: &str,
+        operation: OperationType,
+        accounts: &[String],
+    ) -> AwsResult<()> {
+        self.limit(region, "ModifySnapshotAttribute").await;
+        self.ec2(region)
+            .modify_snapshot_attribute()
+            .snapshot_id(snapshot_id)
+            .attribute(SnapshotAttributeName::CreateVolumePermission)
+            .operation_type(operation)
+            .set_user_ids(Some(accounts.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "ModifySnapshotAttribute", snapshot_id, e))?;
+        Ok(())
+    }
+
     async fn describe_images_filtered(
         &self,
         region: &str,
@@ -420,19 +443,8 @@ impl Snapshots for AwsPorts {
         snapshot_id: &str,
         accounts: &[String],
     ) -> AwsResult<()> {
-        // The flat form (OperationType + UserIds): the structured CreateVolumePermission form is
-        // the same for AWS, but the local emulator ignores it.
-        self.limit(region, "ModifySnapshotAttribute").await;
-        self.ec2(region)
-            .modify_snapshot_attribute()
-            .snapshot_id(snapshot_id)
-            .attribute(SnapshotAttributeName::CreateVolumePermission)
-            .operation_type(OperationType::Add)
-            .set_user_ids(Some(accounts.to_vec()))
-            .send()
+        self.modify_create_volume_permission(region, snapshot_id, OperationType::Add, accounts)
             .await
-            .map_err(|e| aws_error("ec2", "ModifySnapshotAttribute", snapshot_id, e))?;
-        Ok(())
     }
 
     async fn remove_create_volume_permission(
@@ -441,16 +453,7 @@ impl Snapshots for AwsPorts {
         snapshot_id: &str,
         accounts: &[String],
     ) -> AwsResult<()> {
-        self.limit(region, "ModifySnapshotAttribute").await;
-        self.ec2(region)
-            .modify_snapshot_attribute()
-            .snapshot_id(snapshot_id)
-            .attribute(SnapshotAttributeName::CreateVolumePermission)
-            .operation_type(OperationType::Remove)
-            .set_user_ids(Some(accounts.to_vec()))
-            .send()
+        self.modify_create_volume_permission(region, snapshot_id, OperationType::Remove, accounts)
             .await
-            .map_err(|e| aws_error("ec2", "ModifySnapshotAttribute", snapshot_id, e))?;
-        Ok(())
     }
 }
