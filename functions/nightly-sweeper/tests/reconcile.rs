@@ -31,6 +31,16 @@ fn policy(sweeper: Value) -> Policy {
     .unwrap()
 }
 
+/// The golden rule, also copying to us-west-2.
+fn policy_copying_to_us_west_2() -> Policy {
+    Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": [ACCOUNT]}, "copy_to": [{"region": "us-west-2"}]}]})
+        .to_string(),
+    )
+    .unwrap()
+}
+
 fn night(n: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0).unwrap() + Duration::days(n)
 }
@@ -274,12 +284,7 @@ async fn a_copy_whose_event_was_lost_is_pruned_consistently() {
 async fn copies_the_sweeper_starts_are_managed_from_their_creation() {
     let fake = FakeAws::new();
     let src = fake.create_image(ImageSpec::new(R, "golden-1"));
-    let p = Policy::from_json(
-        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
-            "share_with": {"accounts": [ACCOUNT]}, "copy_to": [{"region": "us-west-2"}]}]})
-        .to_string(),
-    )
-    .unwrap();
+    let p = policy_copying_to_us_west_2();
     let d = Deps::new(fake, p, OWN_ACCOUNT);
     let r = sweep_at(&d, night(0)).await;
     assert_eq!(r.drift.copies_started, 1);
@@ -309,12 +314,7 @@ async fn a_deferred_copy_leaves_the_image_stale_for_the_next_night() {
     let fake = FakeAws::new();
     let src = fake.create_image(ImageSpec::new(R, "golden-1"));
     fake.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
-    let p = Policy::from_json(
-        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
-            "share_with": {"accounts": [ACCOUNT]}, "copy_to": [{"region": "us-west-2"}]}]})
-        .to_string(),
-    )
-    .unwrap();
+    let p = policy_copying_to_us_west_2();
     let d = Deps::new(fake, p, OWN_ACCOUNT);
     let r = sweep_at(&d, night(0)).await;
     assert_eq!(r.drift.copies[0].status, "deferred");
