@@ -27,7 +27,7 @@ use crate::deps::{
 };
 use crate::domain::matching::{classify, ImageKind};
 use crate::domain::names::{account_of_principal, account_principal, grant_name, CopyKind};
-use crate::domain::plan::{batches, Desired, Members, SharePlan};
+use crate::domain::plan::{batches, CopyDestination, Desired, Members, SharePlan};
 use crate::error::{Error, Result};
 use crate::ports::MAX_TAG_RESOURCES;
 use crate::ports::{Aws, Grant, GrantRequest, Image, ImageState, LaunchPermissions};
@@ -104,6 +104,9 @@ pub struct Converged {
     pub complete: bool,
     /// The image uses `aws/ebs`: a re-encrypted copy is shared instead of the image.
     pub reencrypt: bool,
+    /// A part of the share that cannot be made (a new public share under block public
+    /// access, or of an encrypted image), with why; the rest was shared.
+    pub refused: Option<String>,
     pub share: ShareReport,
     /// Removed (`prune`).
     pub pruned: Unlisted,
@@ -132,7 +135,12 @@ type GrantSlot = Arc<tokio::sync::Mutex<Option<Vec<Grant>>>>;
 /// organization listings it needs, listed once, and the grants of each key, read once.
 pub struct Convergence<'d, P> {
     deps: &'d Deps<P>,
-    members: Members,
+    /// The organization and OU listings of this run, each listed once.
+    members: Mutex<Members>,
+    /// Whether a copy is looked up by name before it is started (the sweeper: a failed
+    /// attempt is then retried under a new name). An event's copies rely on the client
+    /// token alone: a redelivered event gets the same copy back.
+    look_up_copies: bool,
     /// (Region, key ARN) → the key's grants as last read or written; one lock per key, so the
     /// grants of a key are read once per run and never created twice.
     grants: Mutex<HashMap<(String, String), GrantSlot>>,
@@ -149,20 +157,48 @@ impl<'d, P: Aws> Convergence<'d, P> {
     ) -> Result<Self> {
         let mut arns: BTreeSet<&String> = BTreeSet::new();
         for (image, plan) in needs {
-            if !image.volumes.is_empty() {
-                arns.extend(plan.snapshots.groups());
-            }
-            if image.is_encrypted() {
-                arns.extend(plan.kms.groups());
-            }
+            arns.extend(needed_groups(image, plan));
         }
         let members = deps.members_of(arns).await?;
         Ok(Self {
             deps,
-            members,
+            members: Mutex::new(members),
+            look_up_copies: true,
             grants: Mutex::default(),
             now,
         })
+    }
+
+    /// The service of one event: nothing listed up front; [`Convergence::converge`] lists
+    /// what the image needs concurrently with its other reads.
+    pub fn for_event(deps: &'d Deps<P>, now: DateTime<Utc>) -> Self {
+        Self {
+            deps,
+            members: Mutex::default(),
+            look_up_copies: false,
+            grants: Mutex::default(),
+            now,
+        }
+    }
+
+    /// List the organizations and OUs `image` needs under `plan` that are not listed yet.
+    async fn ensure_members(&self, image: &Image, plan: &SharePlan) -> Result<()> {
+        let missing: Vec<String> = {
+            let have = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            needed_groups(image, plan)
+                .filter(|a| !have.contains_key(*a))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let listed = self.deps.members_of(missing.iter()).await?;
+        self.members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(listed);
+        Ok(())
     }
 
     pub fn deps(&self) -> &'d Deps<P> {
@@ -177,10 +213,11 @@ impl<'d, P: Aws> Convergence<'d, P> {
 
     /// The desired state of `image` (no AWS call).
     pub fn desired(&self, image: &Image, plan: &SharePlan, may_copy: bool) -> Desired {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         Desired::new(
             image,
             plan,
-            &self.members,
+            &members,
             &self.deps.account_id,
             may_copy,
             self.prunes(image),
@@ -189,6 +226,10 @@ impl<'d, P: Aws> Convergence<'d, P> {
 
     /// Bring `image` to its desired state under `plan`. `enc`: the image's keys when already
     /// known (the sweeper's snapshot listing); otherwise they are read.
+    ///
+    /// The copies to other Regions start at once, all Regions concurrently, while the image is
+    /// shared in its own Region (they depend only on the image's description); a copy is shared
+    /// in its Region by on-copy-complete.
     pub async fn converge(
         &self,
         image: &Image,
@@ -196,18 +237,81 @@ impl<'d, P: Aws> Convergence<'d, P> {
         may_copy: bool,
         enc: Option<Encryption>,
     ) -> Result<Converged> {
-        let desired = self.desired(image, plan, may_copy);
+        // Copies need no organization listing: their destinations come from the plan alone.
+        let copies_wanted = Desired::new(
+            image,
+            plan,
+            &Members::new(),
+            &self.deps.account_id,
+            may_copy,
+            false,
+        )
+        .copies;
+        if !copies_wanted.is_empty() {
+            check_copy_plan(image, plan)?;
+        }
+        let (shared, copies) = futures::join!(
+            self.share(image, plan, may_copy, enc),
+            self.copies(image, &copies_wanted)
+        );
+        let mut out = shared?;
+        out.copies.extend(copies?);
+        out.complete &= out.copies.iter().all(|c| c.status != "deferred");
+        out.record = self.record_tags(image, &plan.rules, &out);
+        Ok(out)
+    }
+
+    /// Everything but the copies: permissions, grants, pruning, in the image's own Region.
+    async fn share(
+        &self,
+        image: &Image,
+        plan: &SharePlan,
+        may_copy: bool,
+        enc: Option<Encryption>,
+    ) -> Result<Converged> {
         let region = image.region.as_str();
-        let enc = match enc {
-            Some(e) => e,
-            None => self.deps.encryption(image).await?,
+        let snapshots = snapshot_ids(image);
+
+        // Reads, all at once: the organization listings the image needs, its keys, its launch
+        // and snapshot permissions, and (for a public share) image block public access.
+        let keys = async {
+            match enc {
+                Some(e) => Ok(e),
+                None => self.deps.encryption(image).await,
+            }
         };
+        let read_snapshots = stream::iter(snapshots.iter())
+            .map(|s| async move {
+                let current = self.deps.aws.create_volume_permissions(region, s).await?;
+                Ok::<_, Error>((s.clone(), current))
+            })
+            .buffer_unordered(self.deps.settings.concurrency)
+            .try_collect::<Vec<_>>();
+        let read_launch =
+            async { Ok::<_, Error>(self.deps.aws.launch_permissions(region, &image.id).await?) };
+        let read_blocked = async {
+            if plan.launch.public && !image.is_encrypted() {
+                Ok::<_, Error>(self.deps.aws.public_sharing_blocked(region).await?)
+            } else {
+                Ok(false)
+            }
+        };
+        let ((), enc, current_launch, current_snaps, blocked) = futures::try_join!(
+            self.ensure_members(image, plan),
+            keys,
+            read_launch,
+            read_snapshots,
+            read_blocked
+        )?;
+
+        let desired = self.desired(image, plan, may_copy);
         let mut out = Converged {
             image_id: image.id.clone(),
             region: region.to_string(),
             fingerprint: desired.fingerprint(),
             complete: true,
             reencrypt: false,
+            refused: None,
             share: ShareReport::default(),
             pruned: Unlisted::default(),
             would_prune: Unlisted::default(),
@@ -229,36 +333,30 @@ impl<'d, P: Aws> Convergence<'d, P> {
                     .ensure_copy(image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules)
                     .await?;
                 out.reencrypt = true;
-                out.complete = c.status != "deferred";
                 out.copies.push(c);
-                out.copies.extend(self.copies(image, &desired).await?);
-                out.complete &= out.copies.iter().all(|c| c.status != "deferred");
-                out.record = self.record_tags(image, &desired, &out.fingerprint);
                 return Ok(out);
             }
         }
 
-        // Checks that can make the work impossible, before anything is changed.
-        if !desired.copies.is_empty() {
-            check_copy_plan(image, plan)?;
+        // A new public share that cannot be made is refused on its own: an image that is
+        // public already stays so (block public access blocks only new public shares), and
+        // the accounts, organizations, OUs and snapshots are shared all the same.
+        let mut want = desired.launch.clone();
+        if want.public && !current_launch.public {
+            let why = if image.is_encrypted() {
+                Some("encrypted images cannot be made public; remove share_with.public from the rule or share an unencrypted image".to_string())
+            } else if blocked {
+                Some(format!("image block public access is on in {region}, so a new public share is refused; turn it off (ec2 disable-image-block-public-access) or remove share_with.public from the rule"))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                want.public = false;
+                out.refused = Some(format!("public share of {}: {why}", image.id));
+                out.complete = false;
+            }
         }
-        if desired.launch.public {
-            self.check_public(image).await?;
-        }
-
-        // Reads: launch permissions, every snapshot's permissions, every key's grants.
-        let snapshots = snapshot_ids(image);
-        let read_snapshots = stream::iter(snapshots.iter())
-            .map(|s| async move {
-                let current = self.deps.aws.create_volume_permissions(region, s).await?;
-                Ok::<_, Error>((s.clone(), current))
-            })
-            .buffer_unordered(self.deps.settings.concurrency)
-            .try_collect::<Vec<_>>();
-        let read_launch =
-            async { Ok::<_, Error>(self.deps.aws.launch_permissions(region, &image.id).await?) };
-        let (current_launch, current_snaps) = futures::try_join!(read_launch, read_snapshots)?;
-        let add = desired.launch.missing_from(&current_launch);
+        let add = want.missing_from(&current_launch);
         let total = current_launch.len() + add.len();
         if total > LAUNCH_PERMISSION_QUOTA {
             return Err(Error::refused(
@@ -364,16 +462,13 @@ impl<'d, P: Aws> Convergence<'d, P> {
             }
         }
 
-        out.copies = self.copies(image, &desired).await?;
-        out.complete = out.copies.iter().all(|c| c.status != "deferred");
-        out.record = self.record_tags(image, &desired, &out.fingerprint);
         Ok(out)
     }
 
     /// Record convergences: one `CreateTags` per distinct set of tags and up to 1,000 images.
     pub async fn record(&self, region: &str, done: &[&Converged]) -> Result<usize> {
         let mut groups: BTreeMap<&BTreeMap<String, String>, Vec<String>> = BTreeMap::new();
-        for c in done.iter().filter(|c| c.complete && !c.record.is_empty()) {
+        for c in done.iter().filter(|c| !c.record.is_empty()) {
             groups
                 .entry(&c.record)
                 .or_default()
@@ -389,41 +484,31 @@ impl<'d, P: Aws> Convergence<'d, P> {
         Ok(calls)
     }
 
+    /// The tags that record a convergence: the managed mark always (the image is the
+    /// product's from its first share on), the fingerprint and its time only when complete.
     fn record_tags(
         &self,
         image: &Image,
-        desired: &Desired,
-        fingerprint: &str,
+        rules: &[String],
+        out: &Converged,
     ) -> BTreeMap<String, String> {
         let mut tags = BTreeMap::new();
         // The managed mark names the rules; an image no rule matches any more keeps its mark
         // (it is still ours: its unlisted shares are what pruning removes).
-        let rules = if desired.rules.is_empty() {
+        let rules = if rules.is_empty() {
             image.tags.get(MANAGED_TAG).cloned().unwrap_or_default()
         } else {
-            desired.rules.join(",")
+            rules.join(",")
         };
         tags.insert(MANAGED_TAG.to_string(), rules);
-        tags.insert(PLAN_TAG.to_string(), fingerprint.to_string());
-        tags.insert(
-            CONVERGED_AT_TAG.to_string(),
-            self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        );
+        if out.complete {
+            tags.insert(PLAN_TAG.to_string(), out.fingerprint.clone());
+            tags.insert(
+                CONVERGED_AT_TAG.to_string(),
+                self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            );
+        }
         tags
-    }
-
-    async fn check_public(&self, image: &Image) -> Result<()> {
-        if image.is_encrypted() {
-            return Err(Error::refused(&image.id, "encrypted images cannot be made public; remove share_with.public from the rule or share an unencrypted image"));
-        }
-        let region = image.region.as_str();
-        if self.deps.aws.public_sharing_blocked(region).await? {
-            return Err(Error::refused(
-                &image.id,
-                format!("image block public access is on in {region}, so a public share would fail; turn it off (ec2 disable-image-block-public-access) or remove share_with.public from the rule"),
-            ));
-        }
-        Ok(())
     }
 
     /// The grants of a key, read once per convergence service.
@@ -497,11 +582,11 @@ impl<'d, P: Aws> Convergence<'d, P> {
         Ok((missing, existing))
     }
 
-    /// Start the copies to other Regions that do not exist yet.
-    async fn copies(&self, image: &Image, desired: &Desired) -> Result<Vec<CopyReport>> {
-        let mut out = Vec::new();
-        for dest in &desired.copies {
-            out.push(
+    /// Start the copies to other Regions that do not exist yet, all Regions at once
+    /// (bounded); reported in the order of the plan.
+    async fn copies(&self, image: &Image, wanted: &[CopyDestination]) -> Result<Vec<CopyReport>> {
+        stream::iter(wanted)
+            .map(|dest| {
                 self.ensure_copy(
                     image,
                     &dest.region,
@@ -509,10 +594,10 @@ impl<'d, P: Aws> Convergence<'d, P> {
                     CopyKind::RegionCopy,
                     &dest.rules,
                 )
-                .await?,
-            );
-        }
-        Ok(out)
+            })
+            .buffered(self.deps.settings.concurrency)
+            .try_collect()
+            .await
     }
 
     /// Start the copy unless one exists already (found by its deterministic name, which a copy
@@ -528,11 +613,14 @@ impl<'d, P: Aws> Convergence<'d, P> {
     ) -> Result<CopyReport> {
         let first = copy_request(source, dest_region, kms_key_id, kind, rules, 0);
         // One lookup finds the first attempt and every retry (`<name>-r<n>`).
-        let existing = self
-            .deps
-            .aws
-            .find_own_images_by_name(dest_region, &format!("{}*", first.name))
-            .await?;
+        let existing = if self.look_up_copies {
+            self.deps
+                .aws
+                .find_own_images_by_name(dest_region, &format!("{}*", first.name))
+                .await?
+        } else {
+            Vec::new()
+        };
         let failed = existing
             .iter()
             .filter(|i| i.state == ImageState::Failed)
@@ -599,6 +687,17 @@ impl<'d, P: Aws> Convergence<'d, P> {
         }
         Ok(())
     }
+}
+
+/// The organizations and OUs an image needs listed under `plan`: the accounts its snapshots
+/// are shared with and its keys granted to.
+fn needed_groups<'a>(image: &Image, plan: &'a SharePlan) -> impl Iterator<Item = &'a String> {
+    let snaps = (!image.volumes.is_empty()).then(|| plan.snapshots.groups());
+    let keys = image.is_encrypted().then(|| plan.kms.groups());
+    snaps
+        .into_iter()
+        .flatten()
+        .chain(keys.into_iter().flatten())
 }
 
 /// Whether the image already carries this convergence's managed mark and fingerprint (an

@@ -186,18 +186,18 @@ impl<P: Aws> Deps<P> {
         Ok(accounts)
     }
 
-    /// The members of each organization / OU ARN, each listed once.
+    /// The members of each organization / OU ARN, each listed once, the ARNs concurrently
+    /// (bounded).
     pub async fn members_of<'a>(
         &self,
         arns: impl IntoIterator<Item = &'a String>,
     ) -> Result<BTreeMap<String, BTreeSet<String>>> {
-        let mut out = BTreeMap::new();
-        for arn in arns {
-            if !out.contains_key(arn) {
-                out.insert(arn.clone(), self.members(arn).await?);
-            }
-        }
-        Ok(out)
+        let distinct: BTreeSet<&String> = arns.into_iter().collect();
+        stream::iter(distinct)
+            .map(|arn| async move { Ok::<_, Error>((arn.clone(), self.members(arn).await?)) })
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await
     }
 
     /// `DescribeKey`, remembered for the life of the warm Lambda.
@@ -237,9 +237,14 @@ impl<P: Aws> Deps<P> {
         region: &str,
         key_ids: impl IntoIterator<Item = String>,
     ) -> Result<Encryption> {
+        let distinct: BTreeSet<String> = key_ids.into_iter().collect();
+        let infos: Vec<KeyInfo> = stream::iter(distinct)
+            .map(|key_id| async move { self.key_info(region, &key_id).await })
+            .buffered(self.settings.concurrency)
+            .try_collect()
+            .await?;
         let mut enc = Encryption::default();
-        for key_id in key_ids {
-            let info = self.key_info(region, &key_id).await?;
+        for info in infos {
             match info.manager {
                 KeyManager::Aws => enc.aws_managed.push(info),
                 KeyManager::Customer => enc.customer.push(info),

@@ -22,6 +22,9 @@ pub enum Outcome {
     Ignored,
     /// A permanent failure (see `error`); nothing more will happen until something changes.
     Failed,
+    /// What the policy asks for cannot be done as it stands (see `reason` or `error`: it names
+    /// the fix); whatever could be shared was.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,9 +92,14 @@ impl Summary {
         self
     }
 
-    /// A permanent failure, reported instead of retried.
+    /// A permanent failure, reported instead of retried (`refused` when the policy asks for
+    /// what cannot be done).
     pub fn failed(function: &'static str, error: &Error) -> Self {
-        let mut s = Self::new(function, Outcome::Failed);
+        let outcome = match error {
+            Error::Refused { .. } => Outcome::Refused,
+            _ => Outcome::Failed,
+        };
+        let mut s = Self::new(function, outcome);
         s.error = Some(ErrorSummary {
             error_type: error.error_type(),
             message: error.to_string(),
@@ -103,7 +111,7 @@ impl Summary {
     pub fn log(&self) {
         let json = serde_json::to_string(self).unwrap_or_default();
         match self.outcome {
-            Outcome::Failed | Outcome::CopyFailed => tracing::error!(
+            Outcome::Failed | Outcome::Refused | Outcome::CopyFailed => tracing::error!(
                 outcome = ?self.outcome,
                 image_id = self.image_id.as_deref().unwrap_or(""),
                 region = self.region.as_deref().unwrap_or(""),

@@ -687,6 +687,18 @@ impl Images for FakeAws {
         deprecate_at: &str,
     ) -> AwsResult<()> {
         self.call("ec2:EnableImageDeprecation")?;
+        // EC2 refuses a deprecation time in the past.
+        if let Ok(at) = chrono::DateTime::parse_from_rfc3339(deprecate_at) {
+            if at.with_timezone(&chrono::Utc) <= chrono::Utc::now() {
+                return Err(AwsError::new(
+                    "ec2",
+                    "EnableImageDeprecation",
+                    "InvalidParameterValue",
+                    format!("the deprecation time {deprecate_at} is in the past"),
+                    image_id,
+                ));
+            }
+        }
         let mut w = self.world();
         let img = w.image_mut("EnableImageDeprecation", region, image_id)?;
         img.image.deprecation_time = Some(deprecate_at.to_string());

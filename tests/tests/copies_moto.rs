@@ -104,18 +104,9 @@ async fn copies_to_two_regions_are_shared_there_like_the_source() {
         "{:?}",
         s.copies
     );
-    // a redelivered event finds the copies by name and starts none
-    let again = on_image_available::handle(
-        &deps,
-        seed::ami_event("image-available.json", "us-east-1", &golden),
-    )
-    .await
-    .unwrap();
-    assert!(
-        again.copies.iter().all(|c| c.status == "exists"),
-        "{:?}",
-        again.copies
-    );
+    // A redelivered event gets the same copies back through CopyImage's client token; moto
+    // does not model that token, so redelivery is proven on the in-memory double
+    // (on-copy-complete's `redelivered_and_concurrent_events_start_exactly_one_copy_per_region`).
 
     let source = permissions(&config, "us-east-1", &golden).await;
     assert_eq!(source.0.len(), 1);

@@ -218,6 +218,12 @@ pub async fn repair<P: Aws + Inventory>(
             None => not_reached += 1,
             Some(Err(e)) => report.error(&format!("drift repair of {}", c.image.id), &e),
             Some(Ok(conv_done)) => {
+                if let Some(why) = &conv_done.refused {
+                    report.error(
+                        &format!("drift repair of {}", c.image.id),
+                        &Error::refused(&c.image.id, why.clone()),
+                    );
+                }
                 let d = &mut report.drift;
                 match why {
                     Some(_) => d.converged += 1,

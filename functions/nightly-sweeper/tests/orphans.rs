@@ -108,7 +108,7 @@ async fn disabled_image_keeps_its_snapshot() {
 async fn deprecated_image_keeps_its_snapshot() {
     let fake = FakeAws::new();
     let img = fake.create_image(ImageSpec::new(R, "golden-1"));
-    fake.enable_deprecation(R, &img.id, "2026-01-01T00:00:00Z")
+    fake.enable_deprecation(R, &img.id, "2030-01-01T00:00:00Z")
         .await
         .unwrap();
     assert_protected(fake, &img.volumes[0].snapshot_id, "image_exists").await;

@@ -13,7 +13,7 @@ use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
 use amishare::report::{on_ami_event, Outcome, Summary};
 use amishare::Error;
-use chrono::Utc;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::Value;
 
 pub const FUNCTION: &str = "on-copy-complete";
@@ -81,23 +81,55 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     }
     let mut plan = SharePlan::from_rules(rules.iter().copied());
     plan.copies.clear(); // a copy is never copied again
-    let conv = Convergence::prepare(deps, [(&copy, &plan)], Utc::now()).await?;
+    let conv = Convergence::for_event(deps, Utc::now());
     let done = conv.converge(&copy, &plan, false, None).await?;
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
-    if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
-        if copy.deprecation_time.is_none() {
-            deps.aws.enable_deprecation(region, &copy.id, at).await?;
-        }
-    }
     // A redelivered event changes no tag: the convergence time only moves with a change.
     let mut record = done.record.clone();
     if already_recorded(&copy, &done) {
         record.remove(CONVERGED_AT_TAG);
     }
+    // Recorded before the late steps: a copy that was shared is managed, whatever fails next.
     complete_tags(deps, &copy, &provenance, &plan, &record).await?;
+    if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
+        if copy.deprecation_time.is_none() {
+            let (at, note) = deprecation_for_copy(at, Utc::now());
+            deps.aws.enable_deprecation(region, &copy.id, &at).await?;
+            if let Some(note) = note {
+                tracing::info!(image_id = %copy.id, region, deprecate_at = %at, "{note}");
+                out.reason = Some(note);
+            }
+        }
+    }
+    if let Some(why) = &done.refused {
+        out.outcome = Outcome::Refused;
+        out.reason = Some(why.clone());
+    }
     out.share = Some(done.share);
     Ok(out)
+}
+
+/// The deprecation time for a copy of a source deprecated at `source_at`. EC2 refuses a time
+/// in the past, so a source already deprecated makes the copy deprecated now (the next whole
+/// minute, EC2's granularity), with a note saying so.
+pub fn deprecation_for_copy(source_at: &str, now: DateTime<Utc>) -> (String, Option<String>) {
+    let Ok(at) = DateTime::parse_from_rfc3339(source_at) else {
+        return (source_at.to_string(), None);
+    };
+    let earliest = now + Duration::seconds(60);
+    if at.with_timezone(&Utc) > earliest {
+        return (source_at.to_string(), None);
+    }
+    let secs = earliest.timestamp();
+    let next_minute = secs + (60 - secs.rem_euclid(60)) % 60;
+    let when = DateTime::from_timestamp(next_minute, 0)
+        .unwrap_or(earliest)
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let note = format!(
+        "the source was deprecated at {source_at}, before this copy became available; EC2 takes no deprecation time in the past, so the copy is deprecated from {when}"
+    );
+    (when, Some(note))
 }
 
 /// Remove the source's fingerprint (`ami-share:plan`) after one of its copies failed.

@@ -78,6 +78,23 @@ fn world(encrypted: bool, copy_keys: bool) -> World {
     World { deps, source, keys }
 }
 
+/// The copies on-image-available reports for `ev`, by Region.
+async fn copy_ids(deps: &Deps<FakeAws>, ev: Value) -> Vec<(String, Option<String>)> {
+    let s = on_image_available::handle(deps, ev).await.unwrap();
+    s.copies
+        .into_iter()
+        .map(|c| (c.region, c.image_id))
+        .collect()
+}
+
+fn describe_images(deps: &Deps<FakeAws>) -> usize {
+    deps.aws
+        .call_counts()
+        .get("ec2:DescribeImages")
+        .copied()
+        .unwrap_or(0)
+}
+
 fn available(region: &str, id: &str) -> Value {
     event("available", region, id)
 }
@@ -155,11 +172,16 @@ async fn redelivered_and_concurrent_events_start_exactly_one_copy_per_region() {
     );
     a.unwrap();
     b.unwrap();
-    let again = on_image_available::handle(&w.deps, ev()).await.unwrap();
-    assert!(
-        again.copies.iter().all(|c| c.status == "exists"),
-        "{:?}",
-        again.copies
+    // A redelivered event makes the same requests: the client token gives the same copies
+    // back, and no lookup by name precedes them (one call per Region, not two).
+    let first = copy_ids(&w.deps, ev()).await;
+    let calls = describe_images(&w.deps);
+    let again = copy_ids(&w.deps, ev()).await;
+    assert_eq!(first, again);
+    assert_eq!(
+        describe_images(&w.deps),
+        calls + 1,
+        "one DescribeImages (the image itself), no lookup of the copies by name"
     );
     let world = w.deps.aws.world();
     for r in ["us-west-2", "eu-west-1"] {
@@ -208,7 +230,7 @@ async fn encrypted_source_without_destination_key_is_refused_before_any_copy() {
     let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
         .await
         .unwrap();
-    assert_eq!(s.outcome, Outcome::Failed);
+    assert_eq!(s.outcome, Outcome::Refused);
     let msg = s.error.unwrap().message;
     assert!(
         msg.contains("eu-west-1") && msg.contains("kms_key_id"),
@@ -388,10 +410,17 @@ async fn failed_copy_is_reported_and_restarted_later_with_a_new_token() {
         ImageState::Failed,
         "nothing deregistered"
     );
-    // the next attempt (nightly run or redelivery) starts a fresh copy
-    let again = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
-        .await
+    // the next attempt, the nightly run's convergence (which looks copies up by name),
+    // starts a fresh copy under a new name and token
+    let source = w.deps.aws.image("us-east-1", &w.source.id).unwrap().image;
+    let rules = amishare::domain::matching::matching_rules(&w.deps.policy, &source, "123456789012")
         .unwrap();
+    let plan = amishare::domain::plan::SharePlan::from_rules(rules);
+    let conv =
+        amishare::converge::Convergence::prepare(&w.deps, [(&source, &plan)], chrono::Utc::now())
+            .await
+            .unwrap();
+    let again = conv.converge(&source, &plan, true, None).await.unwrap();
     let retry = again
         .copies
         .iter()
@@ -487,6 +516,96 @@ async fn deprecation_time_of_the_source_is_propagated() {
             .as_deref(),
         Some("2027-06-01T00:00:00.000Z")
     );
+}
+
+/// A copy that becomes available after its source's deprecation time: EC2 refuses a time in
+/// the past, so the copy is deprecated from the next minute, after it is shared and recorded.
+#[tokio::test]
+async fn a_source_deprecated_in_the_past_deprecates_its_copy_now_and_the_copy_is_managed() {
+    let w = world(false, false);
+    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
+        .await
+        .unwrap();
+    let west = s
+        .copies
+        .iter()
+        .find(|c| c.region == "us-west-2")
+        .unwrap()
+        .image_id
+        .clone()
+        .unwrap();
+    // the source was deprecated while the copy was in flight
+    w.deps
+        .aws
+        .world()
+        .images
+        .get_mut(&("us-east-1".into(), w.source.id.clone()))
+        .unwrap()
+        .image
+        .deprecation_time = Some("2026-01-01T00:00:00.000Z".into());
+    w.deps.aws.complete_copy("us-west-2", &west);
+    let before = chrono::Utc::now();
+    let c = on_copy_complete::handle(&w.deps, available("us-west-2", &west))
+        .await
+        .unwrap();
+    assert_eq!(c.outcome, Outcome::Shared, "{c:#?}");
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .contains("2026-01-01T00:00:00.000Z"),
+        "{c:?}"
+    );
+    let copy = w.deps.aws.image("us-west-2", &west).unwrap();
+    let at = copy.image.deprecation_time.as_deref().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    assert!(
+        at > before && at <= before + chrono::Duration::seconds(121),
+        "{at}"
+    );
+    assert!(!copy.launch.is_empty(), "shared");
+    assert!(
+        copy.image.tags.contains_key("ami-share:plan"),
+        "recorded: not left half-managed"
+    );
+}
+
+/// A late step that fails (here EnableImageDeprecation, refused) comes after the copy is
+/// shared and recorded: it is reported, and the copy is managed all the same.
+#[tokio::test]
+async fn a_failing_deprecation_leaves_the_copy_shared_and_recorded() {
+    let w = world(false, false);
+    w.deps
+        .aws
+        .world()
+        .images
+        .get_mut(&("us-east-1".into(), w.source.id.clone()))
+        .unwrap()
+        .image
+        .deprecation_time = Some("2027-06-01T00:00:00.000Z".into());
+    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
+        .await
+        .unwrap();
+    let west = s
+        .copies
+        .iter()
+        .find(|c| c.region == "us-west-2")
+        .unwrap()
+        .image_id
+        .clone()
+        .unwrap();
+    w.deps.aws.complete_copy("us-west-2", &west);
+    w.deps
+        .aws
+        .fail("ec2:EnableImageDeprecation", "UnauthorizedOperation", 0, 1);
+    let c = on_copy_complete::handle(&w.deps, available("us-west-2", &west))
+        .await
+        .unwrap();
+    assert_eq!(c.outcome, Outcome::Failed, "{c:#?}");
+    let copy = w.deps.aws.image("us-west-2", &west).unwrap();
+    assert!(!copy.launch.is_empty());
+    assert!(copy.image.tags.contains_key("ami-share:plan"));
+    assert!(copy.image.tags.contains_key("ami-share:managed"));
 }
 
 /// One image through the whole chain: build → available → copies → copy events in a

@@ -53,7 +53,7 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
 
     // The one convergence path (the sweeper's too): everything checked before anything is
     // changed; the fingerprint recorded once it all succeeded, so the night has nothing to do.
-    let conv = Convergence::prepare(deps, [(&image, &plan)], Utc::now()).await?;
+    let conv = Convergence::for_event(deps, Utc::now());
     let done = conv.converge(&image, &plan, !is_foreign_copy, None).await?;
     if !already_recorded(&image, &done) {
         conv.record(region, &[&done]).await?;
@@ -64,6 +64,10 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
             "snapshots use the AWS managed key aws/ebs, which cannot be shared; a copy re-encrypted with the policy's reencrypt_with key is shared instead when it becomes available".into(),
         );
     } else {
+        if let Some(why) = &done.refused {
+            out.outcome = Outcome::Refused;
+            out.reason = Some(why.clone());
+        }
         out.share = Some(done.share);
     }
     out.copies = done.copies;

@@ -276,7 +276,7 @@ async fn another_organization_cannot_be_expanded_and_nothing_is_shared() {
     let s = handle(&d, event("us-east-1", &img.id, "available"))
         .await
         .unwrap();
-    assert_eq!(s.outcome, Outcome::Failed);
+    assert_eq!(s.outcome, Outcome::Refused);
     let err = s.error.unwrap();
     assert_eq!(err.error_type, "Refused");
     assert!(
@@ -385,7 +385,7 @@ async fn aws_managed_key_without_reencrypt_is_refused_with_the_fix() {
     let s = handle(&d, event("us-east-1", &img.id, "available"))
         .await
         .unwrap();
-    assert_eq!(s.outcome, Outcome::Failed);
+    assert_eq!(s.outcome, Outcome::Refused);
     let msg = s.error.unwrap().message;
     assert!(
         msg.contains("AWS managed key aws/ebs")
@@ -431,12 +431,19 @@ async fn aws_managed_key_with_reencrypt_starts_one_reencrypted_copy() {
         d.aws.image("us-east-1", &img.id).unwrap().launch.is_empty(),
         "the aws/ebs original is never shared"
     );
-    // redelivery: the copy exists, no second one
+    // redelivery: the client token gives the same copy back, no second one
     let again = handle(&d, event("us-east-1", &img.id, "available"))
         .await
         .unwrap();
-    assert_eq!(again.copies[0].status, "exists");
-    assert_eq!(d.aws.call_counts()["ec2:CopyImage"], 1);
+    assert_eq!(again.copies[0].image_id.as_deref(), Some(copy_id.as_str()));
+    let reencrypted = d
+        .aws
+        .world()
+        .images
+        .values()
+        .filter(|i| i.copied_from.is_some())
+        .count();
+    assert_eq!(reencrypted, 1);
 }
 
 #[tokio::test]
@@ -569,26 +576,48 @@ async fn more_than_500_accounts_go_in_batches() {
     );
 }
 
+fn public_policy() -> Policy {
+    Policy::from_json(&format!(
+        r#"{{"rules":[{{"name":"pub","match":{{"name":"golden-*"}},"share_with":{{"public":true,"accounts":["{ACCOUNT}"]}}}}],"allow_public":true}}"#
+    ))
+    .unwrap()
+}
+
 #[tokio::test]
-async fn public_sharing_checks_block_public_access_and_encryption_first() {
-    let public = r#","allow_public":true"#;
-    let pol = |extra: &str| {
-        Policy::from_json(&format!(r#"{{"rules":[{{"name":"pub","match":{{"name":"golden-*"}},"share_with":{{"public":true}}}}]{extra}}}"#)).unwrap()
-    };
+async fn a_new_public_share_under_block_public_access_is_refused_alone() {
     let fake = FakeAws::new();
     let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
     fake.world().public_blocked.insert("us-east-1".into());
-    let d = deps(fake, pol(public));
+    let d = deps(fake, public_policy());
     let s = handle(&d, event("us-east-1", &img.id, "available"))
         .await
         .unwrap();
-    assert_eq!(s.outcome, Outcome::Failed);
-    assert!(s
-        .error
-        .unwrap()
-        .message
-        .contains("image block public access is on in us-east-1"));
-    assert!(!d.aws.image("us-east-1", &img.id).unwrap().launch.public);
+    assert_eq!(s.outcome, Outcome::Refused, "{s:#?}");
+    assert!(
+        s.reason
+            .as_deref()
+            .unwrap()
+            .contains("image block public access is on in us-east-1"),
+        "{s:?}"
+    );
+    let now = d.aws.image("us-east-1", &img.id).unwrap();
+    assert!(!now.launch.public, "no new public share");
+    assert!(
+        now.launch.accounts.contains(ACCOUNT),
+        "the accounts are shared all the same"
+    );
+    assert!(d
+        .aws
+        .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id)
+        .contains(ACCOUNT));
+    assert!(
+        !now.image.tags.contains_key("ami-share:plan"),
+        "not converged: the night tries again"
+    );
+    assert!(
+        now.image.tags.contains_key("ami-share:managed"),
+        "but managed: what was shared is the product's"
+    );
 
     d.aws.world().public_blocked.clear();
     let s = handle(&d, event("us-east-1", &img.id, "available"))
@@ -597,24 +626,55 @@ async fn public_sharing_checks_block_public_access_and_encryption_first() {
     assert_eq!(s.outcome, Outcome::Shared);
     assert!(d.aws.image("us-east-1", &img.id).unwrap().launch.public);
     assert!(
-        d.aws
+        !d.aws
             .snapshot_permissions("us-east-1", &img.volumes[0].snapshot_id)
-            .is_empty(),
+            .contains("all"),
         "snapshots never go public"
     );
+}
 
+#[tokio::test]
+async fn an_image_already_public_under_block_new_sharing_stays_public_and_the_rest_is_shared() {
+    let fake = FakeAws::new();
+    let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1"));
+    fake.world()
+        .images
+        .get_mut(&("us-east-1".to_string(), img.id.clone()))
+        .unwrap()
+        .launch
+        .public = true;
+    fake.world().public_blocked.insert("us-east-1".into());
+    let d = deps(fake, public_policy());
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
+    let now = d.aws.image("us-east-1", &img.id).unwrap();
+    assert!(now.launch.public, "what is public stays public");
+    assert!(now.launch.accounts.contains(ACCOUNT));
+    assert!(
+        now.image.tags.contains_key("ami-share:plan"),
+        "fully converged: nothing left for the night"
+    );
+}
+
+#[tokio::test]
+async fn an_encrypted_image_is_never_made_public_but_its_accounts_are_shared() {
     let fake = FakeAws::new();
     let k = fake.create_key("us-east-1", KeyManager::Customer);
     let enc = fake.create_image(ImageSpec::new("us-east-1", "golden-2").encrypted_with(&[&k]));
-    let d = deps(fake, pol(public));
+    let d = deps(fake, public_policy());
     let s = handle(&d, event("us-east-1", &enc.id, "available"))
         .await
         .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused);
     assert!(s
-        .error
+        .reason
         .unwrap()
-        .message
         .contains("encrypted images cannot be made public"));
+    let now = d.aws.image("us-east-1", &enc.id).unwrap();
+    assert!(!now.launch.public);
+    assert!(now.launch.accounts.contains(ACCOUNT));
 }
 
 #[tokio::test]
