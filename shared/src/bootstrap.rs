@@ -1,13 +1,19 @@
 //! What every function's `main` does before serving events: read the environment once, parse
-//! and validate the policy, load one `SdkConfig`, learn the account id, build the adapters.
+//! and validate the policy, load one `SdkConfig`, build the adapters. No network call: the
+//! account the function runs in comes from the function's ARN with the first event
+//! ([`Ready::deps`]), and a policy that does not validate is reported to Lambda as the init
+//! error ([`report_init_error`]), every problem with its JSON path.
+
+use std::sync::{Mutex, OnceLock};
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 
-use crate::aws::{caller_account, AwsPorts};
-use crate::config::{Policy, ORG_ROLE_ENV, POLICY_ENV};
+use crate::aws::AwsPorts;
+use crate::config::{Policy, ACCOUNT_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV};
 use crate::deps::Deps;
 use crate::error::Error;
+use crate::ports::Aws;
 use crate::rate::RateLimits;
 
 /// How a function retries AWS calls: the SDK's adaptive mode (it backs off on throttling with a
@@ -30,22 +36,105 @@ impl Workload {
     }
 }
 
-/// Read the policy from `AMI_SHARE_POLICY`.
-pub fn policy_from_env() -> Result<Policy, Error> {
-    let text = std::env::var(POLICY_ENV).map_err(|_| {
-        Error::Config(format!(
-            "{POLICY_ENV} is not set; it must hold the policy JSON (see docs/policy.md)"
-        ))
-    })?;
-    Policy::from_json(&text)
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// Everything a handler needs, built once per Lambda execution environment.
-pub async fn load(workload: Workload) -> Result<Deps<AwsPorts>, Error> {
+/// Read the policy, once per execution environment: from `AMI_SHARE_POLICY` (the JSON
+/// itself: small policies, local runs) or from the file `AMI_SHARE_POLICY_FILE` names (any
+/// size; the stack's policy layer). Exactly one of them must be set.
+pub fn policy_from_env() -> Result<Policy, Error> {
+    policy_from(var(POLICY_ENV), var(POLICY_FILE_ENV))
+}
+
+/// The policy from the value of `AMI_SHARE_POLICY` or the file `AMI_SHARE_POLICY_FILE` names.
+pub fn policy_from(text: Option<String>, file: Option<String>) -> Result<Policy, Error> {
+    match (text, file) {
+        (Some(_), Some(file)) => Err(Error::Config(format!(
+            "both {POLICY_ENV} and {POLICY_FILE_ENV}={file:?} are set; set one of them (the policy JSON, or the file that holds it)"
+        ))),
+        (Some(text), None) => Policy::from_json_in(&text, POLICY_ENV),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::Config(format!(
+                    "{POLICY_FILE_ENV}={path:?} cannot be read: {e}; it must name the policy JSON file (in Lambda, the policy layer's /opt/ami-share/policy.json: deploy with scripts/deploy.sh)"
+                ))
+            })?;
+            Policy::from_json_in(&text, &format!("the policy file {path}"))
+        }
+        (None, None) => Err(Error::Config(format!(
+            "neither {POLICY_ENV} (the policy JSON) nor {POLICY_FILE_ENV} (a file holding it) is set; see docs/policy.md"
+        ))),
+    }
+}
+
+/// The account in a Lambda function ARN (`arn:aws:lambda:<region>:<account>:function:<name>`).
+pub fn account_of_function_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    let (arn_, _partition, service, _region, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn_ == "arn"
+        && service == "lambda"
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(account)
+}
+
+/// What `main` builds at start (validated policy, adapters), completed into [`Deps`] by the
+/// first event, which says which account the function runs in.
+pub struct Ready<P> {
+    parts: Mutex<Option<(P, Policy)>>,
+    deps: OnceLock<Deps<P>>,
+    /// The account from `AMI_SHARE_ACCOUNT_ID` (local runs), preferred to the ARN's.
+    account: Option<String>,
+}
+
+impl<P: Aws> Ready<P> {
+    pub fn new(aws: P, policy: Policy) -> Self {
+        Self {
+            parts: Mutex::new(Some((aws, policy))),
+            deps: OnceLock::new(),
+            account: var(ACCOUNT_ENV),
+        }
+    }
+
+    /// The handler's dependencies; the first call takes the account from `function_arn` (the
+    /// invocation context's ARN of this function).
+    pub fn deps(&self, function_arn: &str) -> Result<&Deps<P>, Error> {
+        if let Some(d) = self.deps.get() {
+            return Ok(d);
+        }
+        let account = match &self.account {
+            Some(a) => a.clone(),
+            None => account_of_function_arn(function_arn)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the invocation's function ARN {function_arn:?} names no account; set {ACCOUNT_ENV} to the account the functions run in"
+                    ))
+                })?
+                .to_string(),
+        };
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((aws, policy)) = parts.take() {
+            tracing::info!(account, rules = policy.rules.len(), "ready");
+            let _ = self.deps.set(Deps::new(aws, policy, account));
+        }
+        self.deps.get().ok_or_else(|| {
+            Error::Config("the function's dependencies were lost at start (a bug)".into())
+        })
+    }
+}
+
+/// Everything a handler needs, built once per Lambda execution environment, without a
+/// network call.
+pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
     let policy = policy_from_env()?;
-    let role = std::env::var(ORG_ROLE_ENV)
-        .ok()
-        .filter(|r| !r.trim().is_empty());
+    let role = var(ORG_ROLE_ENV);
     if let Some(r) = &role {
         if !r.starts_with("arn:") || !r.contains(":role/") {
             return Err(Error::Config(format!(
@@ -57,16 +146,50 @@ pub async fn load(workload: Workload) -> Result<Deps<AwsPorts>, Error> {
         .retry_config(workload.retry_config())
         .load()
         .await;
-    let account = caller_account(&sdk).await.map_err(Error::from)?;
     let rate = RateLimits::new(policy.rate_limits.clone());
     let aws = AwsPorts::new(sdk, role.as_deref(), rate).await;
     tracing::info!(
-        account,
         rules = policy.rules.len(),
         org_role = role.as_deref().unwrap_or(""),
         "initialised"
     );
-    Ok(Deps::new(aws, policy, account))
+    Ok(Ready::new(aws, policy))
+}
+
+/// Tell Lambda why the function could not start (the Runtime API's `/runtime/init/error`): the
+/// console and `aws lambda invoke` then show `message` for the failed init, not a bare exit
+/// status. Also logged. Outside Lambda (no `AWS_LAMBDA_RUNTIME_API`) it is only logged.
+pub async fn report_init_error(error: &Error) {
+    tracing::error!(error_type = %error.error_type(), error = %error, "init failed");
+    let Some(api) = var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = serde_json::json!({
+        "errorType": error.error_type(),
+        "errorMessage": error.to_string(),
+        "stackTrace": [],
+    });
+    let sent = async {
+        let client = lambda_runtime_api_client::Client::builder().build()?;
+        let req = lambda_runtime_api_client::build_request()
+            .method("POST")
+            .uri("/2018-06-01/runtime/init/error")
+            .header(
+                "Lambda-Runtime-Function-Error-Type",
+                format!("Runtime.{}", error.error_type()),
+            )
+            .header("Content-Type", "application/json")
+            .body(lambda_runtime_api_client::body::Body::from(body.to_string()))?;
+        let resp = client.call(req).await?;
+        Ok::<_, lambda_runtime::Error>(resp.status())
+    };
+    match sent.await {
+        Ok(status) if status.is_success() => {}
+        Ok(status) => {
+            tracing::error!(%status, api, "the Runtime API refused the init error report")
+        }
+        Err(e) => tracing::error!(error = %e, api, "could not report the init error"),
+    }
 }
 
 /// Initialise logging the way the runtime recommends (JSON when the Lambda's log format is

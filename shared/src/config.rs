@@ -14,6 +14,12 @@ use crate::error::Error;
 /// Environment variable holding the policy JSON.
 pub const POLICY_ENV: &str = "AMI_SHARE_POLICY";
 /// Optional environment variable: role to assume for AWS Organizations reads.
+/// Where the policy is read from when it is too large for an environment variable: a file
+/// (in Lambda, `/opt/ami-share/policy.json` from the policy layer `scripts/deploy.sh` builds).
+pub const POLICY_FILE_ENV: &str = "AMI_SHARE_POLICY_FILE";
+/// The account the functions run in, for local runs; in Lambda it comes from the function's
+/// ARN with the first event (no `sts:GetCallerIdentity` at start).
+pub const ACCOUNT_ENV: &str = "AMI_SHARE_ACCOUNT_ID";
 pub const ORG_ROLE_ENV: &str = "AMI_SHARE_ORG_ROLE_ARN";
 
 /// The whole policy (`AMI_SHARE_POLICY`).
@@ -228,6 +234,11 @@ impl Policy {
     /// Parse and validate. On failure the error lists every problem found, one per line,
     /// each prefixed with its JSON path.
     pub fn from_json(text: &str) -> Result<Policy, Error> {
+        Self::from_json_in(text, POLICY_ENV)
+    }
+
+    /// The same, naming `source` (the variable or file the policy came from) in the errors.
+    pub fn from_json_in(text: &str, source: &str) -> Result<Policy, Error> {
         let mut de = serde_json::Deserializer::from_str(text);
         let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -237,7 +248,7 @@ impl Policy {
                 path
             };
             Error::Config(format!(
-                "{POLICY_ENV} is not a valid policy:\n  {path}: {}",
+                "{source} is not a valid policy:\n  {path}: {}",
                 e.inner()
             ))
         })?;
@@ -246,7 +257,7 @@ impl Policy {
             Ok(policy)
         } else {
             Err(Error::Config(format!(
-                "{POLICY_ENV} has {} problem{}:\n  {}",
+                "{source} has {} problem{}:\n  {}",
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" },
                 problems.join("\n  ")

@@ -31,7 +31,7 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
         org.workloads_ou_arn
     ))
     .unwrap();
-    let account = amishare::aws::caller_account(&config).await.unwrap();
+    let account = "123456789012"; // moto's account
     let deps = Deps::new(
         AwsPorts::new(
             config.clone(),

@@ -4,11 +4,19 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     amishare::bootstrap::init_logging();
-    let deps = amishare::bootstrap::load(amishare::bootstrap::Workload::Event)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "init failed"))?;
+    let ready = match amishare::bootstrap::load(amishare::bootstrap::Workload::Event).await {
+        Ok(ready) => ready,
+        Err(e) => {
+            amishare::bootstrap::report_init_error(&e).await;
+            return Err(e.into());
+        }
+    };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        on_copy_complete::handle(&deps, event.payload)
+        let ready = &ready;
+        async move {
+            let deps = ready.deps(&event.context.invoked_function_arn)?;
+            on_copy_complete::handle(deps, event.payload).await
+        }
     }))
     .await
 }

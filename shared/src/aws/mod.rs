@@ -80,6 +80,11 @@ impl AwsPorts {
         }
     }
 
+    /// The Region of the function's own configuration (`AWS_REGION` in Lambda).
+    pub fn home_region(&self) -> Option<String> {
+        self.base.region().map(|r| r.to_string())
+    }
+
     /// The same adapters with these rate limits (tests of the caps).
     pub fn with_rate_limits(mut self, rate: RateLimits) -> Self {
         self.rate = rate;
@@ -165,22 +170,4 @@ where
         ),
     };
     AwsError::new(service, operation, code, message, resource)
-}
-
-/// The account the credentials belong to (`sts:GetCallerIdentity`, once at start).
-pub async fn caller_account(config: &SdkConfig) -> Result<String, AwsError> {
-    let out = aws_sdk_sts::Client::new(config)
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| aws_error("sts", "GetCallerIdentity", "caller", e))?;
-    out.account().map(str::to_string).ok_or_else(|| {
-        AwsError::new(
-            "sts",
-            "GetCallerIdentity",
-            "MissingAccount",
-            "no account in the response",
-            "caller",
-        )
-    })
 }
