@@ -276,14 +276,58 @@ def table(rows: list[tuple[str, str, str, dict]]) -> str:
 # --- cargo lambda ----------------------------------------------------------------------------------
 
 
-def start_watch(url: str, policy: dict, port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+def other_teams_rules(world: dict, n: int) -> list[dict]:
+    """Rules of other teams, each with its accounts and OUs, that match no image of the demo:
+    what makes a real organization's policy far larger than Lambda's 4 KB of environment."""
+    org = world["org_id"]
+    return [
+        {
+            "name": f"team-{i:02}",
+            "match": {"name": f"team-{i:02}-golden-*", "tags": {"Team": f"team-{i:02}"}},
+            "share_with": {
+                "accounts": [f"3000000000{i:02}"],
+                "organizational_units": [
+                    f"arn:aws:organizations::{ACCOUNT}:ou/{org}/ou-{kind}-{i:08}" for kind in ("ab12", "cd34", "ef56")
+                ],
+            },
+            "copy_to": [{"region": r, "kms_key_id": f"arn:aws:kms:{r}:{ACCOUNT}:{KEY_ALIAS}"} for r in COPY_REGIONS],
+        }
+        for i in range(n)
+    ]
+
+
+def policy_env(policy: dict, source: str, workdir: Path) -> dict:
+    """The policy as the functions get it: the file (AMI_SHARE_POLICY_FILE, what the stack's policy
+    layer provides) or the variable itself (AMI_SHARE_POLICY, small policies)."""
+    text = json.dumps(policy, separators=(",", ":"))
+    if source == "env":
+        return {"AMI_SHARE_POLICY": text}
+    path = workdir / "policy.json"
+    path.write_text(json.dumps(policy, indent=1))
+    return {"AMI_SHARE_POLICY_FILE": str(path)}
+
+
+def build_functions() -> None:
+    """Build the three binaries in the foreground, cargo's progress on the terminal: the first
+    build compiles the AWS SDK crates (about 5-7 minutes on 2 cores; seconds afterwards)."""
+    say("  cargo build of the three functions (first time: ~5-7 min on 2 cores, cargo's progress below)")
+    sys.stdout.flush()
+    cmd = ["cargo", "build", "-p", "on-image-available", "-p", "on-copy-complete", "-p", "nightly-sweeper", "--bins"]
+    r = subprocess.run(cmd, cwd=REPO)
+    if r.returncode != 0:
+        raise StepFailed(f"{' '.join(cmd)} failed ({r.returncode}); its errors are above")
+
+
+def start_watch(url: str, policy_vars: dict, port: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
     env_vars = {
         "AWS_ENDPOINT_URL": url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": HOME_REGION,
         "AWS_DEFAULT_REGION": HOME_REGION,
-        "AMI_SHARE_POLICY": json.dumps(policy, separators=(",", ":")),
+        # cargo lambda's function ARN names no account (in Lambda the ARN does)
+        "AMI_SHARE_ACCOUNT_ID": ACCOUNT,
+        **policy_vars,
         "RUST_LOG": "info",
     }
     env_file = workdir / "functions.env"
@@ -418,6 +462,14 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         say(f"  non-matching image {w['scratch']} ({w['scratch_name']})")
         policy = demo_policy(w)
         say("  demo policy: " + json.dumps(policy))
+        if args.policy_source == "file":
+            policy["rules"] += other_teams_rules(w, 49)
+        policy_vars = policy_env(policy, args.policy_source, workdir)
+        size = len(json.dumps(policy, separators=(",", ":")))
+        where = policy_vars.get("AMI_SHARE_POLICY_FILE", "AMI_SHARE_POLICY")
+        say(f"  the functions read it from {where}: {len(policy['rules'])} rules, {size / 1000:.1f} KB")
+        if args.policy_source == "file":
+            check(size > 20_000, f"the policy ({size / 1000:.1f} KB) is over 20 KB, five times what Lambda's environment holds")
 
         def state(region: str, image_id: str) -> dict:
             st = image_state(url, region, image_id, w["keys"][region])
@@ -430,9 +482,10 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         ]
         check(before[0][3]["encrypted"], "golden image reports an encrypted snapshot")
 
-        say("== 3. cargo lambda watch (builds the three binaries on first use)")
+        say("== 3. building and serving the three functions (cargo lambda watch)")
+        build_functions()
         port = free_port()
-        watch, log_path = start_watch(url, policy, port, workdir)
+        watch, log_path = start_watch(url, policy_vars, port, workdir)
         wait_for_watch(watch, port, log_path, timeout=120)
         say(f"  serving on 127.0.0.1:{port} (log: {log_path})")
 
@@ -594,6 +647,13 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-sweeper", action="store_true", help="do not run nightly-sweeper")
+    parser.add_argument(
+        "--policy-source",
+        choices=["file", "env"],
+        default="file",
+        help="file: the demo rule plus 49 other teams' rules (over 20 KB) in AMI_SHARE_POLICY_FILE, as the "
+        "stack's policy layer provides it; env: the demo rule alone in AMI_SHARE_POLICY",
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep events and logs (printed path)")
     args = parser.parse_args()
 

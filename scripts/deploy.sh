@@ -80,49 +80,16 @@ if [ -n "$org_role_arn" ]; then
     die "'$org_role_arn' is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
 fi
 
-# The policy as one line of JSON that survives sam's --parameter-overrides parsing unchanged:
-# sam splits on spaces and strips \" \' and "\ " escapes, so every space, quote, apostrophe and
-# backslash inside a JSON string is written as a \uXXXX escape (same JSON value), and the
-# structural double quotes are backslash-escaped for sam.
-python=$(command -v python3 || true)
-[ -n "$python" ] || die "python3 is needed to read the policy file"
-policy_arg=$("$python" - "$policy_file" <<'PY'
-import json, re, sys
-
-path = sys.argv[1]
-try:
-    with open(path, encoding="utf-8") as f:
-        policy = json.load(f)
-except (OSError, UnicodeDecodeError) as e:
-    sys.exit(f"scripts/deploy.sh: cannot read policy file '{path}': {e}")
-except json.JSONDecodeError as e:
-    sys.exit(f"scripts/deploy.sh: policy file '{path}' is not valid JSON: {e}")
-if not isinstance(policy, dict):
-    sys.exit(f"scripts/deploy.sh: policy file '{path}' must hold a JSON object")
-
-def encode_string(s):
-    out = json.dumps(s, ensure_ascii=True)[1:-1]
-    # re-escape what sam would mangle, as \u escapes of the same characters
-    out = re.sub(r'\\(["\\])', lambda m: "\\u%04x" % ord(m.group(1)), out)
-    return '"' + out.replace(" ", "\\u0020").replace("'", "\\u0027") + '"'
-
-def encode(v):
-    if isinstance(v, str):
-        return encode_string(v)
-    if isinstance(v, dict):
-        return "{" + ",".join(encode_string(k) + ":" + encode(x) for k, x in v.items()) + "}"
-    if isinstance(v, list):
-        return "[" + ",".join(encode(x) for x in v) + "]"
-    return json.dumps(v)
-
-text = encode(policy)
-assert json.loads(text) == policy
-if len(text) > 3500:
-    sys.exit(f"scripts/deploy.sh: policy is {len(text)} characters once encoded; the template "
-             "allows 3500 (Lambda's environment is limited to 4 KB)")
-print(text.replace('"', '\\"'))
-PY
-) || exit 2
+# The policy: validated by the functions' own validation (every problem with its JSON path), then
+# shipped as the stack's policy layer (/opt/ami-share/policy.json in Lambda), any size. A bad
+# policy never reaches the functions.
+command -v cargo >/dev/null || die "cargo is needed to validate the policy (and to build the functions)"
+if ! check_out=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- check "$policy_file" 2>&1); then
+  die "the policy file '$policy_file' would be refused by the functions:
+$check_out"
+fi
+echo "$prog: $check_out" >&2
+layer_file=$repo/policy-layer/ami-share/policy.json
 
 sam=${SAM:-}
 if [ -z "$sam" ]; then
@@ -131,7 +98,7 @@ fi
 # cargo-lambda and zig (used by `sam build` for the rust-cargolambda build method)
 if [ -d "$repo/.venv/bin" ]; then export PATH="$repo/.venv/bin:$PATH"; fi
 
-overrides=("Architecture=$architecture" "Policy=$policy_arg")
+overrides=("Architecture=$architecture")
 [ -n "$org_role_arn" ] && overrides+=("OrgRoleArn=$org_role_arn")
 overrides+=(${user_overrides[@]+"${user_overrides[@]}"})
 
@@ -163,6 +130,7 @@ show() {
 }
 
 if $dry_run; then
+  echo "$prog: would copy the policy to $layer_file (the policy layer)" >&2
   show "${build_cmd[@]}"
   for r in "${region_list[@]}"; do deploy_cmd "$r"; show "${deploy[@]}"; done
   exit 0
@@ -170,6 +138,9 @@ fi
 
 command -v "$sam" >/dev/null || die "'$sam' not found: run scripts/setup.sh (or set SAM=/path/to/sam)"
 cd "$repo"
+mkdir -p "$(dirname "$layer_file")"
+cp "$policy_file" "$layer_file"
+echo "$prog: policy layer: $layer_file" >&2
 echo "$prog: building once for ${region_list[*]} ($architecture)" >&2
 "${build_cmd[@]}"
 for r in "${region_list[@]}"; do

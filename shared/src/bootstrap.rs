@@ -179,7 +179,9 @@ pub async fn report_init_error(error: &Error) {
                 format!("Runtime.{}", error.error_type()),
             )
             .header("Content-Type", "application/json")
-            .body(lambda_runtime_api_client::body::Body::from(body.to_string()))?;
+            .body(lambda_runtime_api_client::body::Body::from(
+                body.to_string(),
+            ))?;
         let resp = client.call(req).await?;
         Ok::<_, lambda_runtime::Error>(resp.status())
     };

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod event;
 pub mod inventory;
+pub mod metrics;
 pub mod ports;
 pub mod rate;
 pub mod report;

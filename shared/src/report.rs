@@ -166,7 +166,7 @@ pub fn finish(
 /// The common frame of the two event functions: parse the event (other events are a logged
 /// no-op, malformed ones a reported failure), run `process` on an AMI state change, and
 /// [`finish`] with the image's Region and id.
-pub async fn on_ami_event<F, Fut>(
+async fn parse_and_process<F, Fut>(
     function: &'static str,
     payload: serde_json::Value,
     process: F,
@@ -192,4 +192,26 @@ where
     let (region, image_id) = (change.region.clone(), change.image_id.clone());
     let result = process(change).await;
     finish(function, result, Some(&region), Some(&image_id))
+}
+
+/// The common frame of the two event functions ([`parse_and_process`]), and one EMF record of the invocation's outcome and duration
+/// ([`crate::metrics::event_record`]) written to the log.
+pub async fn on_ami_event<F, Fut>(
+    function: &'static str,
+    payload: serde_json::Value,
+    process: F,
+) -> Result<Summary, Error>
+where
+    F: FnOnce(crate::event::AmiStateChange) -> Fut,
+    Fut: std::future::Future<Output = Result<Summary, Error>>,
+{
+    let started = std::time::Instant::now();
+    let result = parse_and_process(function, payload, process).await;
+    crate::metrics::emit(&crate::metrics::event_record(
+        &crate::metrics::function_name(function),
+        result.as_ref().ok(),
+        started.elapsed(),
+        chrono::Utc::now(),
+    ));
+    result
 }

@@ -4,19 +4,25 @@
 
 use amishare::bootstrap::{account_of_function_arn, policy_from, Ready};
 
-const POLICY: &str = r#"{"rules":[{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}]}"#;
+const POLICY: &str =
+    r#"{"rules":[{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}]}"#;
 
 #[test]
 fn the_account_comes_from_the_function_arn() {
     assert_eq!(
-        account_of_function_arn("arn:aws:lambda:eu-west-1:123456789012:function:ami-share-on-image-available"),
+        account_of_function_arn(
+            "arn:aws:lambda:eu-west-1:123456789012:function:ami-share-on-image-available"
+        ),
         Some("123456789012")
     );
     assert_eq!(
         account_of_function_arn("arn:aws-cn:lambda:cn-north-1:210987654321:function:f:live"),
         Some("210987654321")
     );
-    assert_eq!(account_of_function_arn("arn:aws:iam::123456789012:role/x"), None);
+    assert_eq!(
+        account_of_function_arn("arn:aws:iam::123456789012:role/x"),
+        None
+    );
     assert_eq!(account_of_function_arn("not an arn"), None);
     assert_eq!(account_of_function_arn(""), None);
 }
@@ -56,27 +62,47 @@ fn a_large_policy_is_read_from_its_file() {
     assert_eq!(p.rules.len(), 50);
 
     // a bad file is refused naming the file and every problem
-    std::fs::write(&path, text.replace("\"rule-07\"", "\"rule-06\"").replace("111122223312", "12")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"rule-07\"", "\"rule-06\"")
+            .replace("111122223312", "12"),
+    )
+    .unwrap();
     let err = policy_from(None, Some(path.display().to_string()))
         .unwrap_err()
         .to_string();
     assert!(err.contains("the policy file"), "{err}");
-    assert!(err.contains("rules[7].name") && err.contains("rules[12].share_with.accounts[0]"), "{err}");
+    assert!(
+        err.contains("rules[7].name") && err.contains("rules[12].share_with.accounts[0]"),
+        "{err}"
+    );
 
     let missing = policy_from(None, Some(dir.join("nope.json").display().to_string()))
         .unwrap_err()
         .to_string();
-    assert!(missing.contains("AMI_SHARE_POLICY_FILE") && missing.contains("nope.json"), "{missing}");
+    assert!(
+        missing.contains("AMI_SHARE_POLICY_FILE") && missing.contains("nope.json"),
+        "{missing}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn exactly_one_policy_source() {
-    let both = policy_from(Some(POLICY.into()), Some("/opt/ami-share/policy.json".into()))
-        .unwrap_err()
-        .to_string();
+    let both = policy_from(
+        Some(POLICY.into()),
+        Some("/opt/ami-share/policy.json".into()),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(both.contains("both"), "{both}");
     let none = policy_from(None, None).unwrap_err().to_string();
-    assert!(none.contains("AMI_SHARE_POLICY") && none.contains("AMI_SHARE_POLICY_FILE"), "{none}");
-    assert_eq!(policy_from(Some(POLICY.into()), None).unwrap().rules.len(), 1);
+    assert!(
+        none.contains("AMI_SHARE_POLICY") && none.contains("AMI_SHARE_POLICY_FILE"),
+        "{none}"
+    );
+    assert_eq!(
+        policy_from(Some(POLICY.into()), None).unwrap().rules.len(),
+        1
+    );
 }

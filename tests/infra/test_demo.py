@@ -40,6 +40,9 @@ def test_slow_demo_runs_the_whole_product_and_every_check_passes():
         assert f"[ok] {where}: grants on the" in out
         assert f"[ok] {where}: suspended account" in out
     assert "[ok] scratch in us-east-1: untouched" in out
+    # the default run reads a policy over 20 KB from a file, as the stack's policy layer provides it
+    assert "the functions read it from " in out and "policy.json: 50 rules" in out
+    assert "is over 20 KB" in out
     # the sweeper's report run marks the orphan, the delete run reclaims it and keeps the rest
     assert "[ok] sweeper (report): the whole sweep ran" in out
     assert "[ok] sweeper (report): the orphan is marked ami-share:orphaned-since" in out

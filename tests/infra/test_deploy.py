@@ -23,7 +23,7 @@ REGIONS = ["us-east-1", "us-west-2", "eu-west-1"]
 POLICY = {
     "rules": [
         {
-            "name": "golden images",
+            "name": "golden-images",
             "match": {"name": "golden-*", "tags": {"Share": "org's \"best\" \\ images ü"}},
             "share_with": {"accounts": ["111122223333"],
                            "organizational_units": ["arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"]},
@@ -111,8 +111,9 @@ def test_options_and_extra_sam_arguments(env, policy_file):
         assert option(d, "--stack-name") == "images-prod"
         assert option(d, "--profile") == "prod" and option(d, "--tags") == "team=platform"
         o = overrides(d)
-        assert o[0] == "Architecture=x86_64" and o[1].startswith("Policy=")
-        assert o[2:] == [f"OrgRoleArn={ORG_ROLE}", "AlarmEmail=ops@example.com", "LogLevel=DEBUG"]
+        assert o[0] == "Architecture=x86_64"
+        assert not any(x.startswith("Policy=") for x in o), "the policy travels in the layer"
+        assert o[1:] == [f"OrgRoleArn={ORG_ROLE}", "AlarmEmail=ops@example.com", "LogLevel=DEBUG"]
 
 
 def test_a_real_run_runs_exactly_what_the_dry_run_printed(env, policy_file):
@@ -123,25 +124,59 @@ def test_a_real_run_runs_exactly_what_the_dry_run_printed(env, policy_file):
     assert sam_calls(env) == [argv[1:] for argv in printed]
 
 
-def test_sam_reads_back_the_exact_policy(env, policy_file, tmp_path):
-    # Feed the printed `sam deploy` arguments to sam's own command-line parser.
-    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file, "--org-role-arn", ORG_ROLE, "--dry-run")
-    argv = shlex.split(r.stdout.splitlines()[1])[2:]
-    argv[argv.index("--template-file") + 1] = str(TEMPLATE)  # the built template does not exist here
-    script = textwrap.dedent("""\
-        import json, sys
-        from samcli.commands.deploy.command import cli
-        ctx = cli.make_context("deploy", json.loads(sys.argv[1]))
-        print(json.dumps(dict(ctx.params["parameter_overrides"])))
-        """)
-    p = subprocess.run([str(require(SAM_PYTHON)), "-c", script, json.dumps(argv)], cwd=tmp_path,
-                       env=dict(os.environ, SAM_CLI_TELEMETRY="0", HOME=str(tmp_path)),
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    params = json.loads(p.stdout)
-    assert params["OrgRoleArn"] == ORG_ROLE and params["Architecture"] == "arm64"
-    assert json.loads(params["Policy"]) == POLICY
-    assert len(params["Policy"]) <= 3500  # the template's MaxLength
+LAYER_FILE = REPO / "policy-layer" / "ami-share" / "policy.json"
+
+
+def big_policy() -> dict:
+    """50 rules with OU ARNs: about 20 KB, five times Lambda's 4 KB of environment."""
+    rules = [
+        {
+            "name": f"team-{i:02}",
+            "match": {"name": f"team-{i:02}-golden-*", "tags": {"Team": f"team-{i:02}"}},
+            "share_with": {
+                "accounts": [f"3000000000{i:02}"],
+                "organizational_units": [
+                    f"arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-{k}-{i:08}" for k in ("ab12", "cd34", "ef56")
+                ],
+            },
+            "copy_to": [{"region": "us-west-2", "kms_key_id": "arn:aws:kms:us-west-2:123456789012:alias/ami-share"}],
+        }
+        for i in range(50)
+    ]
+    return {"rules": rules}
+
+
+def test_a_20_kb_policy_is_validated_and_deployed_as_the_policy_layer(env, tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(big_policy(), indent=1))
+    assert path.stat().st_size > 20_000
+    before = LAYER_FILE.read_bytes() if LAYER_FILE.exists() else None
+    try:
+        r = deploy(env, "--regions", "us-east-1 us-west-2", "--policy-file", path)
+        assert r.returncode == 0, r.stderr
+        assert "a valid policy (50 rules" in r.stderr
+        # the layer holds exactly the policy; the template's layer folder is where sam builds it from
+        assert json.loads(LAYER_FILE.read_text()) == big_policy()
+        calls = sam_calls(env)
+        assert [c[0] for c in calls] == ["build", "deploy", "deploy"]
+        assert not any(o.startswith("Policy=") for c in calls[1:] for o in overrides(c))
+    finally:
+        if before is None:
+            LAYER_FILE.unlink(missing_ok=True)
+        else:
+            LAYER_FILE.write_bytes(before)
+
+
+def test_the_template_reads_the_policy_from_the_layer_unless_given_inline(template):
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["AMI_SHARE_POLICY_FILE"] == {"Fn::If": ["PolicyInLayer", "/opt/ami-share/policy.json", {"Ref": "AWS::NoValue"}]}
+    assert env["AMI_SHARE_POLICY"] == {"Fn::If": ["PolicyInLayer", {"Ref": "AWS::NoValue"}, {"Ref": "Policy"}]}
+    assert template["Globals"]["Function"]["Layers"] == {"Fn::If": ["PolicyInLayer", [{"Ref": "PolicyLayer"}], {"Ref": "AWS::NoValue"}]}
+    layer = template["Resources"]["PolicyLayer"]
+    assert layer["Condition"] == "PolicyInLayer"
+    assert layer["Properties"]["ContentUri"] == "policy-layer/"
+    assert (REPO / "policy-layer").is_dir()
+    assert template["Conditions"]["PolicyInLayer"] == {"Fn::Equals": [{"Ref": "Policy"}, ""]}
 
 
 @pytest.mark.parametrize(
@@ -170,9 +205,11 @@ def test_bad_arguments_fail_clearly_and_run_nothing(env, policy_file, args, mess
     "content, message",
     [
         (None, "not found"),
-        ("{not json", "is not valid JSON"),
-        ("[1, 2]", "must hold a JSON object"),
-        ('{"rules": [], "pad": "' + "x" * 4000 + '"}', "Lambda's environment is limited to 4 KB"),
+        ("{not json", "would be refused by the functions"),
+        ("[1, 2]", "would be refused by the functions"),
+        # the functions' own validation: every problem, with its JSON path
+        ('{"rules": [{"name": "a", "match": {}, "share_with": {"accounts": ["12"]}}], "colour": "blue"}',
+         "rules[0].share_with.accounts[0]"),
     ],
 )
 def test_bad_policy_file_fails_clearly_and_runs_nothing(env, tmp_path, content, message):

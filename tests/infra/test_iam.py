@@ -134,6 +134,52 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
             assert st["Condition"] == {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}
 
 
+def grants(template: dict, name: str, action: str) -> list[dict]:
+    """The statements of a function's role that allow `action`."""
+    return [st for st in statements(template, name, False) if action in as_list(st["Action"])]
+
+
+OWN_TAG_KEYS = {
+    "ForAllValues:StringLike": {"aws:TagKeys": ["ami-share:*"]},
+    # ForAllValues holds for an empty key list, and DeleteTags without keys deletes every tag
+    "Null": {"aws:TagKeys": "false"},
+}
+
+
+def test_delete_snapshot_only_on_snapshots_marked_orphaned(template):
+    """The sweeper deletes only what it marked first: the IAM condition enforces it too."""
+    (st,) = grants(template, "nightly-sweeper", "ec2:DeleteSnapshot")
+    assert as_list(st["Action"]) == ["ec2:DeleteSnapshot"]
+    assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*::snapshot/*"}
+    assert st["Condition"] == {"Null": {"aws:ResourceTag/ami-share:orphaned-since": "false"}}
+    for other in ("on-image-available", "on-copy-complete"):
+        assert grants(template, other, "ec2:DeleteSnapshot") == []
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_tags_are_written_only_under_the_products_keys_or_at_copy_creation(template, name):
+    sts = grants(template, name, "ec2:CreateTags")
+    assert sts and all(as_list(st["Action"]) == ["ec2:CreateTags"] for st in sts)
+    for st in sts:
+        cond = st["Condition"]
+        # a copy is tagged by CopyImage itself (its TagSpecifications and the source's tags)
+        assert cond == OWN_TAG_KEYS or cond == {"StringEquals": {"ec2:CreateAction": "CopyImage"}}, st["Sid"]
+    at_creation = [st for st in sts if "StringEquals" in st["Condition"]]
+    assert bool(at_creation) == ("ec2:CopyImage" in CALLS[name])
+
+
+def test_tags_are_removed_only_under_the_products_keys(template):
+    (st,) = grants(template, "nightly-sweeper", "ec2:DeleteTags")
+    assert st["Condition"] == OWN_TAG_KEYS
+    # on-copy-complete removes one tag only: the source's fingerprint
+    (st,) = grants(template, "on-copy-complete", "ec2:DeleteTags")
+    assert st["Condition"] == {
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["ami-share:plan"]},
+        "Null": {"aws:TagKeys": "false"},
+    }
+    assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*::image/*"}
+
+
 @pytest.mark.parametrize("which", ["template", "org_role_template"])
 def test_no_wildcard_actions_anywhere(request, which):
     tpl = request.getfixturevalue(which)

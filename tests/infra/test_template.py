@@ -61,11 +61,17 @@ def test_environment_is_the_functions_contract(template, name):
     _, res = cfn.functions(template)[name]
     env = cfn.function_properties(template, res)["Environment"]["Variables"]
     assert env == {
-        "AMI_SHARE_POLICY": {"Ref": "Policy"},
+        "AMI_SHARE_POLICY": {"Fn::If": ["PolicyInLayer", {"Ref": "AWS::NoValue"}, {"Ref": "Policy"}]},
+        "AMI_SHARE_POLICY_FILE": {"Fn::If": ["PolicyInLayer", "/opt/ami-share/policy.json", {"Ref": "AWS::NoValue"}]},
         "AMI_SHARE_ORG_ROLE_ARN": {"Fn::If": ["HasOrgRole", {"Ref": "OrgRoleArn"}, {"Ref": "AWS::NoValue"}]},
     }
+    # exactly one policy source, whichever way the Policy parameter is set
+    for in_layer in (True, False):
+        resolved = cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": in_layer})
+        assert ("AMI_SHARE_POLICY_FILE" in resolved) == in_layer
+        assert ("AMI_SHARE_POLICY" in resolved) != in_layer
     # without a role the variable is absent, not empty
-    assert "AMI_SHARE_ORG_ROLE_ARN" not in cfn.resolve_ifs(env, {"HasOrgRole": False})
+    assert "AMI_SHARE_ORG_ROLE_ARN" not in cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": True})
 
 
 def test_log_groups_are_distinct(template):
@@ -99,7 +105,51 @@ def test_one_failure_queue_per_function(template):
 
 
 def _alarms(template):
-    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    """The alarms on one metric (the metric-math alarms are tested on their own)."""
+    return [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and "Metrics" not in r["Properties"]
+    ]
+
+
+def test_an_alarm_on_every_image_not_distributed(template):
+    """Failed or refused outcomes of either event function: the EMF metric AmiShare/Undistributed
+    (shared/src/metrics.rs; functions/on-image-available/tests/handler.rs proves a refused image
+    raises it), summed over both functions, to the same topic as the other alarms."""
+    alarm = template["Resources"]["UndistributedImagesAlarm"]["Properties"]
+    stats = [m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m]
+    assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"], s["Stat"]) for s in stats} == {("AmiShare", "Undistributed", "Sum")}
+    fns = {s["Metric"]["Dimensions"][0]["Value"]["Ref"] for s in stats}
+    assert fns == {"OnImageAvailableFunction", "OnCopyCompleteFunction"}
+    assert all(s["Metric"]["Dimensions"][0]["Name"] == "Function" for s in stats)
+    [total] = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    assert total["Expression"] == "SUM(METRICS())"
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+
+
+def test_a_dashboard_of_the_three_functions(template):
+    import json as _json
+
+    dash = template["Resources"]["Dashboard"]["Properties"]
+    body, names = dash["DashboardBody"]["Fn::Sub"]
+    assert names == {
+        "ImageFn": {"Ref": "OnImageAvailableFunction"},
+        "CopyFn": {"Ref": "OnCopyCompleteFunction"},
+        "SweepFn": {"Ref": "NightlySweeperFunction"},
+    }
+    # valid JSON once substituted, and every widget draws something
+    text = body
+    for k in ("ImageFn", "CopyFn", "SweepFn"):
+        text = text.replace("${" + k + "}", k)
+    text = text.replace("${AWS::Region}", "us-east-1")
+    widgets = _json.loads(text)["widgets"]
+    assert len(widgets) >= 5 and all(w["properties"]["metrics"] for w in widgets)
+    drawn = _json.dumps(widgets)
+    for metric in ("Undistributed", "Invocations", "Duration", "Errors", "SnapshotsDeleted"):
+        assert metric in drawn, metric
 
 
 def test_alarms_on_every_queue_and_on_every_functions_errors(template):
@@ -130,7 +180,7 @@ def test_notifications_only_when_an_email_is_given(template):
 
 PARAMETER_SAMPLES = {
     # parameter: (accepted values, refused values)
-    "Policy": (['{"rules":[]}', ' {\n "rules": [] }\n'], ["", "[]", "rules", '{"a":1'],),
+    "Policy": (['', '{"rules":[]}', ' {\n "rules": [] }\n'], ["[]", "rules", '{"a":1'],),
     "OrgRoleArn": (
         ["", "arn:aws:iam::123456789012:role/ami-share-organizations-read",
          "arn:aws-us-gov:iam::123456789012:role/path/name"],

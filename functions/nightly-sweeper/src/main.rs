@@ -17,10 +17,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         async move {
             let deps = ready.deps(&event.context.invoked_function_arn)?;
             // The Region of the function's own configuration: one stack, one sweep, per Region.
-            let region = deps
-                .aws
-                .home_region()
-                .ok_or_else(|| amishare::Error::Config("no AWS Region configured (AWS_REGION)".into()))?;
+            let region = deps.aws.home_region().ok_or_else(|| {
+                amishare::Error::Config("no AWS Region configured (AWS_REGION)".into())
+            })?;
             let run = Run::for_invocation(region, chrono::Utc::now(), event.context.deadline());
             nightly_sweeper::handle(deps, event.payload, &run).await
         }

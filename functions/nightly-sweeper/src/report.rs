@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 /// CloudWatch namespace of the sweeper's metrics.
-pub const METRIC_NAMESPACE: &str = "AmiShare";
+pub use amishare::metrics::NAMESPACE as METRIC_NAMESPACE;
 /// At most this many items of each list are in the report one by one (all are counted): the
 /// summary stays small at any size (CloudWatch Logs cuts an event at 256 KB).
 pub const LISTED: usize = 50;

@@ -729,3 +729,68 @@ async fn events_forwarded_from_another_region_use_that_region() {
         1
     );
 }
+
+/// A refused image raises the metric the template's `UndistributedImagesAlarm` watches.
+#[tokio::test]
+async fn a_refused_image_raises_the_metric_the_alarm_watches() {
+    use amishare::metrics::{event_record, FUNCTION_DIMENSION, NAMESPACE, UNDISTRIBUTED};
+    let fake = FakeAws::new();
+    org(&fake);
+    let ebs = fake.create_key("us-east-1", KeyManager::Aws);
+    let img = fake.create_image(ImageSpec::new("us-east-1", "golden-1").encrypted_with(&[&ebs]));
+    let d = deps(fake, policy(""));
+    let s = handle(&d, event("us-east-1", &img.id, "available"))
+        .await
+        .unwrap();
+    assert_eq!(s.outcome, Outcome::Refused, "{s:#?}");
+    let rec = event_record(
+        "stack-on-image-available",
+        Some(&s),
+        Duration::from_millis(42),
+        chrono::Utc::now(),
+    );
+    let emf = &rec["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(emf["Namespace"], NAMESPACE);
+    assert!(emf["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["Name"] == UNDISTRIBUTED));
+    assert!(emf["Dimensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!([FUNCTION_DIMENSION])));
+    assert_eq!(rec[UNDISTRIBUTED], 1.0);
+    assert_eq!(rec[FUNCTION_DIMENSION], "stack-on-image-available");
+    assert_eq!(rec["Outcome"], "refused");
+    assert_eq!(rec["Duration"], 42.0);
+
+    // the alarm in the template watches exactly that metric, by that dimension
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+            .unwrap();
+    let alarm = &template[template.find("  UndistributedImagesAlarm:").unwrap()..];
+    let alarm = &alarm[..alarm.find("\n\n").unwrap()];
+    assert!(
+        alarm.contains(&format!("Namespace: {NAMESPACE}")),
+        "{alarm}"
+    );
+    assert!(
+        alarm.contains(&format!("MetricName: {UNDISTRIBUTED}")),
+        "{alarm}"
+    );
+    assert!(
+        alarm.contains(&format!("- Name: {FUNCTION_DIMENSION}")),
+        "{alarm}"
+    );
+
+    // a shared image counts once in Invocations and not in the alarm's metric
+    let ok = amishare::report::Summary::new("on-image-available", Outcome::Shared);
+    let rec = event_record("f", Some(&ok), Duration::ZERO, chrono::Utc::now());
+    assert_eq!(rec[UNDISTRIBUTED], 0.0);
+    assert_eq!(rec["Invocations"], 1.0);
+    // a transient error (Lambda retries) is counted, not alarmed on
+    let rec = event_record("f", None, Duration::ZERO, chrono::Utc::now());
+    assert_eq!(rec["Outcome"], "transient_error");
+    assert_eq!(rec[UNDISTRIBUTED], 0.0);
+}

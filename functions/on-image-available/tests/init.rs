@@ -47,6 +47,12 @@ fn read_request(stream: &mut std::net::TcpStream) -> Received {
 
 /// Start the binary against a one-shot Runtime API; returns the first request it makes.
 fn first_request(policy: &str) -> (Received, std::process::ExitStatus) {
+    first_request_with("AMI_SHARE_POLICY", policy)
+}
+
+/// The same with the policy in `var` (`AMI_SHARE_POLICY`, or `AMI_SHARE_POLICY_FILE` naming a
+/// file).
+fn first_request_with(var: &str, policy: &str) -> (Received, std::process::ExitStatus) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_on-image-available"))
@@ -55,10 +61,13 @@ fn first_request(policy: &str) -> (Received, std::process::ExitStatus) {
         .env("AWS_LAMBDA_FUNCTION_NAME", "on-image-available")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/on-image-available")
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            "/aws/lambda/on-image-available",
+        )
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("AWS_REGION", "us-east-1")
-        .env("AMI_SHARE_POLICY", policy)
+        .env(var, policy)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -129,8 +138,22 @@ fn a_good_policy_starts_without_any_call_before_the_first_event() {
         r#"{"rules":[{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}]}"#,
     );
     // the first request of the process is for the next event: no STS, no other call
-    assert_eq!(
-        req.line,
-        "GET /2018-06-01/runtime/invocation/next HTTP/1.1"
-    );
+    assert_eq!(req.line, "GET /2018-06-01/runtime/invocation/next HTTP/1.1");
+}
+
+#[test]
+fn a_policy_file_is_read_at_start_too() {
+    let path = std::env::temp_dir().join(format!("ami-share-init-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"rules":[{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}]}"#,
+    )
+    .unwrap();
+    let (req, _) = first_request_with("AMI_SHARE_POLICY_FILE", path.to_str().unwrap());
+    assert_eq!(req.line, "GET /2018-06-01/runtime/invocation/next HTTP/1.1");
+    std::fs::write(&path, r#"{"rules":[{"name":"a b","match":{}}]}"#).unwrap();
+    let (req, _) = first_request_with("AMI_SHARE_POLICY_FILE", path.to_str().unwrap());
+    assert_eq!(req.line, "POST /2018-06-01/runtime/init/error HTTP/1.1");
+    assert!(req.body.contains("rules[0].name"), "{}", req.body);
+    std::fs::remove_file(&path).unwrap();
 }

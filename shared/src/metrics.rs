@@ -1,0 +1,105 @@
+//! CloudWatch embedded metric format (EMF): each invocation of an event function writes one
+//! record to its log, which CloudWatch turns into metrics — the outcome, the rules, what was
+//! shared, and how long it took. The alarm on [`UNDISTRIBUTED`] (failed or refused images)
+//! and the dashboard in `template.yaml` read these metrics.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::report::{Outcome, Summary};
+
+/// The CloudWatch namespace of every ami-share metric.
+pub const NAMESPACE: &str = "AmiShare";
+/// Images that did not reach their consumers: `failed` or `refused` outcomes. The template's
+/// `UndistributedImagesAlarm` watches it.
+pub const UNDISTRIBUTED: &str = "Undistributed";
+/// The dimension naming the function (its physical name, unique per account and Region).
+pub const FUNCTION_DIMENSION: &str = "Function";
+
+/// The function's name as Lambda knows it (`AWS_LAMBDA_FUNCTION_NAME`), else `fallback`.
+pub fn function_name(fallback: &str) -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+/// The outcome as the metric dimension spells it (`shared`, `refused`, `transient_error`…).
+pub fn outcome_name(outcome: Outcome) -> String {
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{outcome:?}").to_lowercase())
+}
+
+/// The EMF record of one event invocation. `summary` is `None` when the invocation returned a
+/// transient error (Lambda retries it): outcome `transient_error`.
+pub fn event_record(
+    function: &str,
+    summary: Option<&Summary>,
+    duration: Duration,
+    now: DateTime<Utc>,
+) -> Value {
+    let outcome = summary
+        .map(|s| outcome_name(s.outcome))
+        .unwrap_or_else(|| "transient_error".into());
+    let undistributed = summary
+        .map(|s| matches!(s.outcome, Outcome::Failed | Outcome::Refused))
+        .unwrap_or(false);
+    let share = summary.and_then(|s| s.share.as_ref());
+    let copies = summary.map(|s| s.copies.as_slice()).unwrap_or_default();
+    let metrics: [(&str, &str, f64); 7] = [
+        ("Invocations", "Count", 1.0),
+        (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
+        (
+            "LaunchPermissionsAdded",
+            "Count",
+            share.map_or(0, |s| s.launch_permissions_added.len()) as f64,
+        ),
+        (
+            "SnapshotPermissionsAdded",
+            "Count",
+            share.map_or(0, |s| s.snapshot_permissions_added) as f64,
+        ),
+        (
+            "GrantsCreated",
+            "Count",
+            share.map_or(0, |s| s.grants_created.len()) as f64,
+        ),
+        (
+            "CopiesStarted",
+            "Count",
+            copies.iter().filter(|c| c.status == "started").count() as f64,
+        ),
+        ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
+    ];
+    let mut record = json!({
+        "_aws": {
+            "Timestamp": now.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[FUNCTION_DIMENSION, "Outcome"], [FUNCTION_DIMENSION]],
+                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        },
+        FUNCTION_DIMENSION: function,
+        "Outcome": outcome,
+        "rules": summary.map(|s| s.rules.join(",")).unwrap_or_default(),
+        "image_id": summary.and_then(|s| s.image_id.clone()),
+        "region": summary.and_then(|s| s.region.clone()),
+    });
+    if let Some(e) = summary.and_then(|s| s.error.as_ref()) {
+        record["error_type"] = json!(e.error_type);
+    }
+    for (name, _, value) in metrics {
+        record[name] = json!(value);
+    }
+    record
+}
+
+/// Write a record to the log as its own line (CloudWatch Logs extracts the metrics).
+pub fn emit(record: &Value) {
+    println!("{record}");
+}
