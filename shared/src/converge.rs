@@ -274,11 +274,18 @@ impl<'d, P: Aws> Convergence<'d, P> {
 
         // Reads, all at once: the organization listings the image needs, its keys, its launch
         // and snapshot permissions, and (for a public share) image block public access.
+        // The keys, then (still among the reads) the grants of each customer managed key.
         let keys = async {
-            match enc {
-                Some(e) => Ok(e),
-                None => self.deps.encryption(image).await,
-            }
+            let enc = match enc {
+                Some(e) => e,
+                None => self.deps.encryption(image).await?,
+            };
+            stream::iter(&enc.customer)
+                .map(|k| self.grants(region, &k.arn))
+                .buffer_unordered(self.deps.settings.concurrency)
+                .try_collect::<Vec<_>>()
+                .await?;
+            Ok::<_, Error>(enc)
         };
         let read_snapshots = stream::iter(snapshots.iter())
             .map(|s| async move {
@@ -575,7 +582,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
                     grantee_principal: req.grantee_principal,
                 })
             })
-            .buffer_unordered(self.deps.settings.concurrency)
+            .buffer_unordered(self.deps.settings.grant_concurrency)
             .try_collect()
             .await?;
         grants.extend(created);

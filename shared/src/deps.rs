@@ -28,6 +28,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// How long Organizations listings are reused by a warm Lambda.
     pub org_cache_ttl: Duration,
+    /// Most `CreateGrant` calls in flight for one key: KMS allows 50 a second per account
+    /// and Region, so the grants of a 50-account share go out at once.
+    pub grant_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             ],
             concurrency: 8,
             org_cache_ttl: Duration::from_secs(300),
+            grant_concurrency: 50,
         }
     }
 }

@@ -68,21 +68,36 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         return Ok(s);
     }
 
-    let source = deps
-        .aws
-        .describe_image(&provenance.source_region, &provenance.source_image_id)
-        .await?;
-    let rules = resolve_rules(deps, &provenance, source.as_ref())?;
-    if rules.is_empty() {
-        return Ok(summary(Outcome::Skipped).because(format!(
-            "no rule of the policy asks for copies of {}/{} any more",
-            provenance.source_region, provenance.source_image_id
-        )));
-    }
-    let mut plan = SharePlan::from_rules(rules.iter().copied());
-    plan.copies.clear(); // a copy is never copied again
+    // The source is read for its deprecation time, and for the rules only when the copy's tag
+    // names none that still exist: then first; otherwise alongside the convergence.
+    let read_source = || async {
+        Ok::<_, Error>(
+            deps.aws
+                .describe_image(&provenance.source_region, &provenance.source_image_id)
+                .await?,
+        )
+    };
+    let named = named_rules(deps, &provenance);
     let conv = Convergence::for_event(deps, Utc::now());
-    let done = conv.converge(&copy, &plan, false, None).await?;
+    let (source, plan, done) = if named.is_empty() {
+        let source = read_source().await?;
+        let rules = source
+            .as_ref()
+            .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
+            .unwrap_or_default();
+        let Some(plan) = copy_plan(&rules) else {
+            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+        };
+        let done = conv.converge(&copy, &plan, false, None).await?;
+        (source, plan, done)
+    } else {
+        let Some(plan) = copy_plan(&named) else {
+            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+        };
+        let (source, done) =
+            tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None))?;
+        (source, plan, done)
+    };
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
     // A redelivered event changes no tag: the convergence time only moves with a change.
@@ -149,20 +164,26 @@ async fn stale_source<P: Aws>(deps: &Deps<P>, p: &Provenance) -> Result<(), Erro
     }
 }
 
-/// The rules for a copy: those named in its `ami-share:source-rule` tag that still exist, or
-/// else those that match its source image now.
-fn resolve_rules<'p, P: Aws>(
-    deps: &'p Deps<P>,
-    p: &Provenance,
-    source: Option<&Image>,
-) -> Result<Vec<&'p Rule>, Error> {
-    let named: Vec<&Rule> = p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect();
-    if !named.is_empty() {
-        return Ok(named);
+/// The rules named in the copy's `ami-share:source-rule` tag that still exist.
+fn named_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance) -> Vec<&'p Rule> {
+    p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect()
+}
+
+/// The plan for a copy under `rules` (a copy is never copied again); `None` without rules.
+fn copy_plan(rules: &[&Rule]) -> Option<SharePlan> {
+    if rules.is_empty() {
+        return None;
     }
-    Ok(source
-        .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
-        .unwrap_or_default())
+    let mut plan = SharePlan::from_rules(rules.iter().copied());
+    plan.copies.clear();
+    Some(plan)
+}
+
+fn no_rule_left(s: Summary, p: &Provenance) -> Summary {
+    s.because(format!(
+        "no rule of the policy asks for copies of {}/{} any more",
+        p.source_region, p.source_image_id
+    ))
 }
 
 /// Add the provenance tags a copy is missing (where tags were dropped at creation) and record
