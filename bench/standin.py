@@ -1,5 +1,6 @@
-"""A small AWS stand-in for the sweeper benchmark: the EC2 query protocol for the calls the
-sweeper makes, STS GetCallerIdentity and an empty Auto Scaling, on loopback only.
+"""A small AWS stand-in for the benchmarks: the EC2 query protocol for the calls the functions
+make, KMS and Organizations (JSON), STS GetCallerIdentity and an empty Auto Scaling, on
+loopback only. Requests are routed to their Region by the SigV4 credential scope.
 
 What moto does not model and this does (aws-facts §7, §8):
 - real pagination (MaxResults / NextToken, at most 1,000 items a page);
@@ -53,6 +54,8 @@ class Image:
     launch: set[str] = field(default_factory=set)
     launch_ous: set[str] = field(default_factory=set)
     state: str = "available"
+    region: str = "us-east-1"
+    source: tuple[str, str] | None = None  # (Region, image id) of a copy
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Snapshot:
     start: str = "2026-01-01T00:00:00.000Z"
     tags: dict[str, str] = field(default_factory=dict)
     permissions: set[str] = field(default_factory=set)
+    kms_key_id: str | None = None
 
 
 class World:
@@ -85,6 +89,31 @@ class World:
         # Organizations: OU id -> (accounts, child OU ids); the organization id.
         self.org_id = "o-a1b2c3d4e5"
         self.ous: dict[str, tuple[list[str], list[str]]] = {}
+        # KMS: key ARN -> grants ({"Name", "GranteePrincipal", "GrantId"}); alias ARN -> key ARN.
+        self.keys: dict[str, list[dict]] = {}
+        self.aliases: dict[str, str] = {}
+        # CopyImage client tokens: token -> copy id.
+        self.copy_tokens: dict[str, str] = {}
+        # Every request: (service:Action, Region, start, end) in monotonic seconds.
+        self.log: list[tuple[str, str, float, float]] = []
+
+    def add_key(self, region: str, alias: str | None = None) -> str:
+        arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}"
+        self.keys[arn] = []
+        if alias:
+            self.aliases[f"arn:aws:kms:{region}:{ACCOUNT}:{alias}"] = arn
+        return arn
+
+    def key(self, region: str, ref: str) -> str | None:
+        """A key ARN from an id, key ARN, alias name or alias ARN."""
+        if ref in self.keys:
+            return ref
+        if ref.startswith("alias/"):
+            ref = f"arn:aws:kms:{region}:{ACCOUNT}:{ref}"
+        if ref in self.aliases:
+            return self.aliases[ref]
+        arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{ref}"
+        return arn if arn in self.keys else None
 
     def add_snapshot(self, s: Snapshot) -> None:
         self.snapshots[s.id] = s
@@ -133,12 +162,16 @@ def tags_xml(tags: dict[str, str]) -> str:
     return f"<tagSet>{items}</tagSet>"
 
 
-def image_xml(i: Image) -> str:
+def image_xml(i: Image, encrypted: set[str] = frozenset()) -> str:
     bdm = "".join(
         f"<item><deviceName>/dev/sd{chr(97 + n)}</deviceName><ebs><snapshotId>{s}</snapshotId>"
         f"<volumeSize>8</volumeSize><deleteOnTermination>true</deleteOnTermination>"
-        f"<volumeType>gp3</volumeType><encrypted>false</encrypted></ebs></item>"
+        f"<volumeType>gp3</volumeType><encrypted>{'true' if s in encrypted else 'false'}</encrypted></ebs></item>"
         for n, s in enumerate(i.snapshots)
+    )
+    source = (
+        f"<sourceImageId>{i.source[1]}</sourceImageId><sourceImageRegion>{i.source[0]}</sourceImageRegion>"
+        if i.source else ""
     )
     return (
         f"<item><imageId>{i.id}</imageId><imageLocation>{ACCOUNT}/{escape(i.name)}</imageLocation>"
@@ -146,7 +179,7 @@ def image_xml(i: Image) -> str:
         f"<creationDate>2026-10-01T00:00:00.000Z</creationDate><isPublic>false</isPublic>"
         f"<architecture>x86_64</architecture><imageType>machine</imageType><name>{escape(i.name)}</name>"
         f"<rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda</rootDeviceName>"
-        f"<blockDeviceMapping>{bdm}</blockDeviceMapping>{tags_xml(i.tags)}</item>"
+        f"<blockDeviceMapping>{bdm}</blockDeviceMapping>{source}{tags_xml(i.tags)}</item>"
     )
 
 
@@ -155,8 +188,9 @@ def snapshot_xml(s: Snapshot) -> str:
         f"<item><snapshotId>{s.id}</snapshotId><volumeId>vol-0000000000000000</volumeId>"
         f"<status>completed</status><startTime>{s.start}</startTime><progress>100%</progress>"
         f"<ownerId>{ACCOUNT}</ownerId><volumeSize>{s.size}</volumeSize>"
-        f"<description>{escape(s.description)}</description><encrypted>false</encrypted>"
-        f"{tags_xml(s.tags)}</item>"
+        f"<description>{escape(s.description)}</description>"
+        + (f"<encrypted>true</encrypted><kmsKeyId>{s.kms_key_id}</kmsKeyId>" if s.kms_key_id else "<encrypted>false</encrypted>")
+        + f"{tags_xml(s.tags)}</item>"
     )
 
 
@@ -174,6 +208,9 @@ def ec2_response(action: str, body: str) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms on Linux), a stall no AWS endpoint has.
+    disable_nagle_algorithm = True
     world: World
 
     def log_message(self, *args) -> None:  # quiet
@@ -213,14 +250,36 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, data, "application/x-amz-json-1.1")
         self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
 
+    def region(self) -> str:
+        """The Region of the request: its SigV4 credential scope (<date>/<region>/<service>)."""
+        auth = self.headers.get("Authorization", "")
+        try:
+            return auth.split("Credential=")[1].split(",")[0].split("/")[2]
+        except IndexError:
+            return "us-east-1"
+
     def do_POST(self) -> None:  # noqa: N802
+        start = time.monotonic()
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
         target = self.headers.get("X-Amz-Target", "")
+        try:
+            self.dispatch(target, raw)
+        finally:
+            name = target.split(".")[-1] if target else parse_qs(raw.decode()).get("Action", [""])[0]
+            service = "organizations" if target.startswith("AWSOrganizations") else "kms" if target.startswith("TrentService") else "ec2"
+            with self.world.lock:
+                self.world.log.append((f"{service}:{name}", self.region(), start, time.monotonic()))
+
+    def dispatch(self, target: str, raw: bytes) -> None:
         if target.startswith("AWSOrganizations"):
             if self.world.latency:
                 time.sleep(self.world.latency)
             return self.organizations(target, json.loads(raw or b"{}"))
+        if target.startswith("TrentService"):
+            if self.world.latency:
+                time.sleep(self.world.latency)
+            return self.kms(target.split(".")[-1], json.loads(raw or b"{}"))
         q = parse_qs(raw.decode(), keep_blank_values=True)
         action = q.get("Action", [""])[0]
         w = self.world
@@ -246,19 +305,50 @@ class Handler(BaseHTTPRequestHandler):
         handler = getattr(self, "ec2_" + action, None)
         if handler is None:
             return self.error(400, "InvalidAction", f"the stand-in does not answer {action}")
+        self.q_region = self.region()
         with w.lock:
             status, body = handler(q)
         if status != 200:
             return self.error(status, body[0], body[1])
         self.reply(200, ec2_response(action, body))
 
+    def kms(self, op: str, body: dict) -> None:
+        w = self.world
+        region = self.region()
+        with w.lock:
+            w.calls["kms:" + op] = w.calls.get("kms:" + op, 0) + 1
+            arn = w.key(region, body.get("KeyId", ""))
+            if arn is None:
+                data = json.dumps({"__type": "NotFoundException", "message": f"no key {body.get('KeyId')}"})
+                return self.reply(400, data, "application/x-amz-json-1.1")
+            if op == "DescribeKey":
+                out = {"KeyMetadata": {"KeyId": arn.split("/")[-1], "Arn": arn, "AWSAccountId": ACCOUNT,
+                                       "KeyManager": "CUSTOMER", "KeyState": "Enabled", "Enabled": True,
+                                       "KeyUsage": "ENCRYPT_DECRYPT", "KeySpec": "SYMMETRIC_DEFAULT"}}
+            elif op == "ListGrants":
+                out = {"Grants": [dict(g, KeyId=arn) for g in w.keys[arn]], "Truncated": False}
+            elif op == "CreateGrant":
+                same = [g for g in w.keys[arn] if g.get("Name") == body.get("Name") and g["GranteePrincipal"] == body["GranteePrincipal"]]
+                grant = same[0] if same else {"GrantId": uuid.uuid4().hex, "Name": body.get("Name"),
+                                              "GranteePrincipal": body["GranteePrincipal"], "Operations": body.get("Operations", [])}
+                if not same:
+                    w.keys[arn].append(grant)
+                out = {"GrantId": grant["GrantId"], "GrantToken": "t"}
+            else:
+                data = json.dumps({"__type": "UnsupportedOperationException", "message": f"the stand-in does not answer {op}"})
+                return self.reply(400, data, "application/x-amz-json-1.1")
+        self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
+
     # --- EC2 ------------------------------------------------------------------------------------
+    def encrypted_of(self, i: Image) -> set[str]:
+        return {s for s in i.snapshots if s in self.world.snapshots and self.world.snapshots[s].kms_key_id}
+
     def ec2_DescribeImages(self, q):
         w = self.world
         ids = members(q, "ImageId")
         if ids:
-            found = [w.images[i] for i in ids if i in w.images]
-            return 200, "<imagesSet>" + "".join(image_xml(i) for i in found) + "</imagesSet>"
+            found = [w.images[i] for i in ids if i in w.images and w.images[i].region == self.q_region]
+            return 200, "<imagesSet>" + "".join(image_xml(i, self.encrypted_of(i)) for i in found) + "</imagesSet>"
         filters = {}
         n = 1
         while f"Filter.{n}.Name" in q:
@@ -274,6 +364,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def ec2_DescribeSnapshots(self, q):
         w = self.world
+        wanted = members(q, "SnapshotId")
+        if wanted:
+            body = "<snapshotSet>" + "".join(snapshot_xml(w.snapshots[i]) for i in wanted if i in w.snapshots) + "</snapshotSet>"
+            return 200, body
         ids, nxt = page(w.snapshot_order, q, 1000)
         body = "<snapshotSet>" + "".join(snapshot_xml(w.snapshots[i]) for i in ids if i in w.snapshots) + "</snapshotSet>"
         return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
@@ -316,6 +410,37 @@ class Handler(BaseHTTPRequestHandler):
                         into.add(value) if op == "Add" else into.discard(value)
                 n += 1
         return 200, "<return>true</return>"
+
+    def ec2_CopyImage(self, q):
+        w = self.world
+        token = q.get("ClientToken", [""])[0]
+        if token and token in w.copy_tokens:
+            return 200, f"<imageId>{w.copy_tokens[token]}</imageId>"
+        src = w.images.get(q["SourceImageId"][0])
+        if src is None or src.region != q["SourceRegion"][0]:
+            return 400, ("InvalidAMIID.NotFound", "no such source image")
+        key = q.get("KmsKeyId", [None])[0]
+        key_arn = w.key(self.q_region, key) if key else None
+        if key and key_arn is None:
+            return 400, ("InvalidParameter", f"no key {key} in {self.q_region}")
+        n = len(w.images)
+        snaps = []
+        for k, sid in enumerate(src.snapshots):
+            new = f"snap-{0x300000000 + n * 16 + k:017x}"
+            w.add_snapshot(Snapshot(new, f"Copied for DestinationAmi ami-{0x300000000 + n:017x} from SourceAmi {src.id} for SourceSnapshot {sid}",
+                                    kms_key_id=key_arn))
+            snaps.append(new)
+        tags = dict(src.tags) if q.get("CopyImageTags", ["false"])[0] == "true" else {}
+        t = 1
+        while f"TagSpecification.1.Tag.{t}.Key" in q:
+            tags[q[f"TagSpecification.1.Tag.{t}.Key"][0]] = q.get(f"TagSpecification.1.Tag.{t}.Value", [""])[0]
+            t += 1
+        copy = Image(f"ami-{0x300000000 + n:017x}", q["Name"][0], snaps, tags=tags, state="pending",
+                     region=self.q_region, source=(src.region, src.id))
+        w.add_image(copy)
+        if token:
+            w.copy_tokens[token] = copy.id
+        return 200, f"<imageId>{copy.id}</imageId>"
 
     def ec2_ModifySnapshotAttribute(self, q):
         s = self.world.snapshots.get(q["SnapshotId"][0])
@@ -381,6 +506,8 @@ class QuietServer(ThreadingHTTPServer):
     """Loopback only; a client that hangs up (the binary stopped) is not an error."""
 
     daemon_threads = True
+    # Room for every connection of a burst (50 grants at once); the default backlog is 5.
+    request_queue_size = 256
 
     def handle_error(self, request, client_address) -> None:
         pass

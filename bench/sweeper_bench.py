@@ -54,10 +54,17 @@ class Runtime:
         self.pending: list[tuple[str, bytes]] = []
         self.cond = threading.Condition()
         self.results: dict[str, tuple[str, bytes]] = {}
+        # When the process first asked for an event (its init is over), when each event was
+        # handed out, and when its result came back (monotonic seconds).
+        self.first_next: float | None = None
+        self.delivered: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self.function_arn = "arn:aws:lambda:us-east-1:123456789012:function:nightly-sweeper"
         runtime = self
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls (see standin.Handler)
 
             def log_message(self, *a):
                 pass
@@ -74,15 +81,18 @@ class Runtime:
                 if not self.path.endswith("/runtime/invocation/next"):
                     return self.send(404)
                 with runtime.cond:
+                    if runtime.first_next is None:
+                        runtime.first_next = time.monotonic()
                     while not runtime.pending:
                         runtime.cond.wait()
                     rid, payload = runtime.pending.pop(0)
+                    runtime.delivered[rid] = time.monotonic()
                 deadline = int((time.time() + getattr(runtime, "deadline_s", 900)) * 1000)
                 self.send(200, payload, {
                     "Content-Type": "application/json",
                     "Lambda-Runtime-Aws-Request-Id": rid,
                     "Lambda-Runtime-Deadline-Ms": str(deadline),
-                    "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:nightly-sweeper",
+                    "Lambda-Runtime-Invoked-Function-Arn": runtime.function_arn,
                     "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
                 })
 
@@ -93,6 +103,7 @@ class Runtime:
                 with runtime.cond:
                     if kind in ("response", "error") and len(parts) >= 2:
                         runtime.results[parts[-2]] = (kind, body)
+                        runtime.finished[parts[-2]] = time.monotonic()
                     else:
                         runtime.results["init"] = (kind, body)
                     runtime.cond.notify_all()
@@ -103,8 +114,8 @@ class Runtime:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def invoke(self, payload: dict, deadline_s: float = 900) -> tuple[str, bytes]:
-        rid = str(uuid.uuid4())
+    def invoke(self, payload: dict, deadline_s: float = 900, rid: str | None = None) -> tuple[str, bytes]:
+        rid = rid or str(uuid.uuid4())
         timeout = deadline_s + 60
         self.deadline_s = deadline_s
         with self.cond:
