@@ -366,3 +366,49 @@ async fn snapshot_permissions_are_read_before_written_and_only_missing_ones_adde
         .snapshot_permissions(R, &img.volumes[0].snapshot_id)
         .contains(ACCOUNT));
 }
+
+/// Image block public access (`block-new-sharing`) blocks only new public shares: the night
+/// repairs an image that is public already like any other, and refuses only a new public share.
+#[tokio::test]
+async fn the_night_repairs_an_already_public_image_under_block_public_access() {
+    let fake = FakeAws::new();
+    let ids = images(&fake, 2);
+    let set_public = |id: &str| {
+        fake.world()
+            .images
+            .get_mut(&(R.to_string(), id.to_string()))
+            .unwrap()
+            .launch
+            .public = true;
+    };
+    set_public(&ids[0]);
+    fake.world().public_blocked.insert(R.into());
+    let p = Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": [ACCOUNT], "public": true}}], "allow_public": true})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Deps::new(fake, p, OWN_ACCOUNT);
+    let r = sweep_at(&d, night(0)).await;
+    // the public one: converged, nothing refused
+    let public = d.aws.image(R, &ids[0]).unwrap();
+    assert!(public.launch.public && public.launch.accounts.contains(ACCOUNT));
+    assert!(
+        public.image.tags.contains_key(PLAN_TAG),
+        "in sync from now on"
+    );
+    // the other: its account shared, its new public share refused and reported
+    let other = d.aws.image(R, &ids[1]).unwrap();
+    assert!(!other.launch.public && other.launch.accounts.contains(ACCOUNT));
+    assert!(
+        !other.image.tags.contains_key(PLAN_TAG),
+        "tried again next night"
+    );
+    assert_eq!(r.errors_total, 1, "{:?}", r.errors);
+    let e = serde_json::to_string(&r.errors).unwrap();
+    assert!(
+        e.contains(&ids[1]) && e.contains("block public access"),
+        "{e}"
+    );
+}
