@@ -107,6 +107,24 @@ impl Summary {
         s
     }
 
+    /// A failure of the work on an image under `rules`: a transient one is returned (Lambda
+    /// retries the event); a permanent one becomes the `failed` / `refused` summary, naming the
+    /// image and the rules (the metric record and the log line carry them).
+    pub fn failed_under(
+        function: &'static str,
+        error: Error,
+        rules: &[String],
+        region: &str,
+        image_id: &str,
+    ) -> Result<Summary, Error> {
+        if error.is_transient() {
+            return Err(error);
+        }
+        let mut s = Summary::failed(function, &error).about(region, image_id);
+        s.rules = rules.to_vec();
+        Ok(s)
+    }
+
     /// Log the one summary line of the invocation.
     pub fn log(&self) {
         let json = serde_json::to_string(self).unwrap_or_default();

@@ -88,15 +88,19 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         let Some(plan) = copy_plan(&rules) else {
             return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
         };
-        let done = conv.converge(&copy, &plan, false, None).await?;
+        let done = match conv.converge(&copy, &plan, false, None).await {
+            Ok(done) => done,
+            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+        };
         (source, plan, done)
     } else {
         let Some(plan) = copy_plan(&named) else {
             return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
         };
-        let (source, done) =
-            tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None))?;
-        (source, plan, done)
+        match tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None)) {
+            Ok((source, done)) => (source, plan, done),
+            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+        }
     };
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();

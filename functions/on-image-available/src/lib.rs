@@ -54,7 +54,10 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     // The one convergence path (the sweeper's too): everything checked before anything is
     // changed; the fingerprint recorded once it all succeeded, so the night has nothing to do.
     let conv = Convergence::for_event(deps, Utc::now());
-    let done = conv.converge(&image, &plan, !is_foreign_copy, None).await?;
+    let done = match conv.converge(&image, &plan, !is_foreign_copy, None).await {
+        Ok(done) => done,
+        Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+    };
     if !already_recorded(&image, &done) {
         conv.record(region, &[&done]).await?;
     }

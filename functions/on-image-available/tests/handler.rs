@@ -764,6 +764,10 @@ async fn a_refused_image_raises_the_metric_the_alarm_watches() {
     assert_eq!(rec[FUNCTION_DIMENSION], "stack-on-image-available");
     assert_eq!(rec["Outcome"], "refused");
     assert_eq!(rec["Duration"], 42.0);
+    assert_eq!(
+        rec["rules"], "golden",
+        "a refusal names the rules it was under"
+    );
 
     // the alarm in the template watches exactly that metric, by that dimension
     let template =
