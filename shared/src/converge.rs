@@ -507,6 +507,9 @@ impl<'d, P: Aws> Convergence<'d, P> {
         } else {
             rules.join(",")
         };
+        if !out.complete && image.tags.get(MANAGED_TAG) == Some(&rules) {
+            return tags; // nothing to record: managed already, and not converged
+        }
         tags.insert(MANAGED_TAG.to_string(), rules);
         if out.complete {
             tags.insert(PLAN_TAG.to_string(), out.fingerprint.clone());

@@ -318,14 +318,19 @@ async fn a_deferred_copy_leaves_the_image_stale_for_the_next_night() {
     let d = Deps::new(fake, p, OWN_ACCOUNT);
     let r = sweep_at(&d, night(0)).await;
     assert_eq!(r.drift.copies[0].status, "deferred");
-    assert!(!d
-        .aws
-        .image(R, &src.id)
-        .unwrap()
-        .image
-        .tags
-        .contains_key(PLAN_TAG));
+    let tags = d.aws.image(R, &src.id).unwrap().image.tags;
+    assert!(!tags.contains_key(PLAN_TAG));
+    assert_eq!(
+        tags[MANAGED_TAG], "golden",
+        "what was shared is the product's"
+    );
+    // deferred again: the managed mark is there already, so nothing is recorded
+    d.aws.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
+    d.aws.reset_calls();
     let r = sweep_at(&d, night(1)).await;
+    assert_eq!(r.drift.copies[0].status, "deferred");
+    assert_eq!(d.aws.call_counts().get("ec2:CreateTags"), None);
+    let r = sweep_at(&d, night(2)).await;
     assert_eq!(r.drift.stale["no fingerprint"], 1);
     assert_eq!(r.drift.copies_started, 1);
 }
