@@ -78,6 +78,32 @@ fn world(encrypted: bool, copy_keys: bool) -> World {
     World { deps, source, keys }
 }
 
+/// Give the source a deprecation time.
+fn deprecate_source(w: &World, at: &str) {
+    w.deps
+        .aws
+        .world()
+        .images
+        .get_mut(&("us-east-1".into(), w.source.id.clone()))
+        .unwrap()
+        .image
+        .deprecation_time = Some(at.into());
+}
+
+/// Share the source (on-image-available); the id of its copy to us-west-2.
+async fn copy_to_us_west_2(w: &World) -> String {
+    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
+        .await
+        .unwrap();
+    s.copies
+        .iter()
+        .find(|c| c.region == "us-west-2")
+        .unwrap()
+        .image_id
+        .clone()
+        .unwrap()
+}
+
 /// The copies on-image-available reports for `ev`, by Region.
 async fn copy_ids(deps: &Deps<FakeAws>, ev: Value) -> Vec<(String, Option<String>)> {
     let s = on_image_available::handle(deps, ev).await.unwrap();
@@ -282,17 +308,7 @@ async fn copies_are_never_copied_again() {
 #[tokio::test]
 async fn a_completed_copy_is_shared_like_its_source_with_its_regions_key() {
     let w = world(true, true);
-    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
-        .await
-        .unwrap();
-    let west = s
-        .copies
-        .iter()
-        .find(|c| c.region == "us-west-2")
-        .unwrap()
-        .image_id
-        .clone()
-        .unwrap();
+    let west = copy_to_us_west_2(&w).await;
     w.deps.aws.complete_copy("us-west-2", &west);
     let c = on_copy_complete::handle(&w.deps, available("us-west-2", &west))
         .await
@@ -483,25 +499,8 @@ async fn reencrypted_copy_is_shared_when_available_and_never_the_original() {
 #[tokio::test]
 async fn deprecation_time_of_the_source_is_propagated() {
     let w = world(false, false);
-    w.deps
-        .aws
-        .world()
-        .images
-        .get_mut(&("us-east-1".into(), w.source.id.clone()))
-        .unwrap()
-        .image
-        .deprecation_time = Some("2027-06-01T00:00:00.000Z".into());
-    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
-        .await
-        .unwrap();
-    let west = s
-        .copies
-        .iter()
-        .find(|c| c.region == "us-west-2")
-        .unwrap()
-        .image_id
-        .clone()
-        .unwrap();
+    deprecate_source(&w, "2027-06-01T00:00:00.000Z");
+    let west = copy_to_us_west_2(&w).await;
     w.deps.aws.complete_copy("us-west-2", &west);
     on_copy_complete::handle(&w.deps, available("us-west-2", &west))
         .await
@@ -523,26 +522,9 @@ async fn deprecation_time_of_the_source_is_propagated() {
 #[tokio::test]
 async fn a_source_deprecated_in_the_past_deprecates_its_copy_now_and_the_copy_is_managed() {
     let w = world(false, false);
-    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
-        .await
-        .unwrap();
-    let west = s
-        .copies
-        .iter()
-        .find(|c| c.region == "us-west-2")
-        .unwrap()
-        .image_id
-        .clone()
-        .unwrap();
+    let west = copy_to_us_west_2(&w).await;
     // the source was deprecated while the copy was in flight
-    w.deps
-        .aws
-        .world()
-        .images
-        .get_mut(&("us-east-1".into(), w.source.id.clone()))
-        .unwrap()
-        .image
-        .deprecation_time = Some("2026-01-01T00:00:00.000Z".into());
+    deprecate_source(&w, "2026-01-01T00:00:00.000Z");
     w.deps.aws.complete_copy("us-west-2", &west);
     let before = chrono::Utc::now();
     let c = on_copy_complete::handle(&w.deps, available("us-west-2", &west))
@@ -575,25 +557,8 @@ async fn a_source_deprecated_in_the_past_deprecates_its_copy_now_and_the_copy_is
 #[tokio::test]
 async fn a_failing_deprecation_leaves_the_copy_shared_and_recorded() {
     let w = world(false, false);
-    w.deps
-        .aws
-        .world()
-        .images
-        .get_mut(&("us-east-1".into(), w.source.id.clone()))
-        .unwrap()
-        .image
-        .deprecation_time = Some("2027-06-01T00:00:00.000Z".into());
-    let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
-        .await
-        .unwrap();
-    let west = s
-        .copies
-        .iter()
-        .find(|c| c.region == "us-west-2")
-        .unwrap()
-        .image_id
-        .clone()
-        .unwrap();
+    deprecate_source(&w, "2027-06-01T00:00:00.000Z");
+    let west = copy_to_us_west_2(&w).await;
     w.deps.aws.complete_copy("us-west-2", &west);
     w.deps
         .aws
