@@ -83,12 +83,20 @@ fi
 # The policy: validated by the functions' own validation (every problem with its JSON path), then
 # shipped as the stack's policy layer (/opt/ami-share/policy.json in Lambda), any size. A bad
 # policy never reaches the functions.
+# The parameters it publishes must lie under the template's ParameterPathPrefix (the functions'
+# IAM policy is limited to it); the event bus it names becomes the template's
+# DistributionEventBusArn (the functions may put events there and on the default bus only).
+parameter_prefix=/golden/
+for o in ${user_overrides[@]+"${user_overrides[@]}"}; do
+  case "$o" in ParameterPathPrefix=*) parameter_prefix=${o#*=} ;; esac
+done
 command -v cargo >/dev/null || die "cargo is needed to validate the policy (and to build the functions)"
-if ! check_out=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- check "$policy_file" 2>&1); then
+if ! check_out=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- check "$policy_file" --parameter-prefix "$parameter_prefix" 2>&1); then
   die "the policy file '$policy_file' would be refused by the functions:
 $check_out"
 fi
 echo "$prog: $check_out" >&2
+event_bus_arn=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- event-bus "$policy_file")
 layer_file=$repo/policy-layer/ami-share/policy.json
 
 sam=${SAM:-}
@@ -100,6 +108,7 @@ if [ -d "$repo/.venv/bin" ]; then export PATH="$repo/.venv/bin:$PATH"; fi
 
 overrides=("Architecture=$architecture")
 [ -n "$org_role_arn" ] && overrides+=("OrgRoleArn=$org_role_arn")
+[ -n "$event_bus_arn" ] && overrides+=("DistributionEventBusArn=$event_bus_arn")
 overrides+=(${user_overrides[@]+"${user_overrides[@]}"})
 
 build_cmd=("$sam" build --template-file "$repo/template.yaml" --build-dir "$repo/.aws-sam/build"

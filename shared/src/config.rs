@@ -44,6 +44,10 @@ pub struct Policy {
     /// How fast the functions may call EC2 (per Region and API action).
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// "AMI Distributed" events: one on the default bus after each publication, and one on
+    /// this bus when given.
+    #[serde(default)]
+    pub events: EventsConfig,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -106,6 +110,37 @@ pub struct Rule {
     /// Other Regions to copy the image to; each copy is shared like the source.
     #[serde(default)]
     pub copy_to: Vec<CopyTarget>,
+    /// Publish the rule's newest image in each Region where it is shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+/// Where a rule's newest image is published for its consumers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Publish {
+    /// Parameter Store name, e.g. `/golden/al2023/latest`, set in each Region to the id of the
+    /// rule's newest fully shared image there (data type `aws:ec2:image`, advanced tier),
+    /// and shared through AWS RAM with the rule's accounts, OUs and organizations. Consumers
+    /// launch with `resolve:ssm:<parameter ARN>`. Must start with `/` and lie under the
+    /// deployment's `ParameterPathPrefix`; unique across rules.
+    pub parameter: String,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+/// Where "AMI Distributed" events go besides the account's default event bus.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// An event bus ARN (e.g. an organization-wide bus in another account) that also gets
+    /// every "AMI Distributed" event. Its resource policy must let this account put events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_bus_arn: Option<String>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -270,9 +305,21 @@ impl Policy {
         let mut p = Problems::default();
         p.unknown("", &self.unknown);
         let mut names = BTreeSet::new();
+        let mut parameters: BTreeMap<&str, &str> = BTreeMap::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
             rule.check(&at, self.allow_public, &mut p);
+            if let Some(publish) = &rule.publish {
+                if let Some(other) = parameters.insert(&publish.parameter, &rule.name) {
+                    p.add(
+                        format!("{at}.publish.parameter"),
+                        format!(
+                            "{:?} is published by rule {other:?} already; each rule needs its own parameter (two rules would move one pointer back and forth)",
+                            publish.parameter
+                        ),
+                    );
+                }
+            }
             if !names.insert(rule.name.as_str()) {
                 p.add(
                     format!("{at}.name"),
@@ -292,6 +339,15 @@ impl Policy {
                 );
             }
             check_key(&at, key, Some(region), &mut p);
+        }
+        p.unknown("events", &self.events.unknown);
+        if let Some(arn) = &self.events.event_bus_arn {
+            if parse_event_bus_arn(arn).is_none() {
+                p.add(
+                    "events.event_bus_arn",
+                    format!("{arn:?} is not an event bus ARN (arn:aws:events:<region>:<account-id>:event-bus/<name>)"),
+                );
+            }
         }
         let s = &self.sweeper;
         p.unknown("sweeper", &s.unknown);
@@ -340,6 +396,68 @@ impl Policy {
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.name == name)
     }
+
+    /// The parameters the rules publish that do not lie under `prefix` (the deployment's
+    /// `ParameterPathPrefix`, which its IAM policy is limited to), as `path: message`.
+    pub fn parameters_outside(&self, prefix: &str) -> Vec<String> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.publish.as_ref()?)))
+            .filter(|(_, p)| !p.parameter.starts_with(prefix))
+            .map(|(i, p)| {
+                format!(
+                    "rules[{i}].publish.parameter: {:?} is not under the deployment's parameter path prefix {prefix:?}, so the functions may not write it; use a name under {prefix:?} or deploy with ParameterPathPrefix set accordingly",
+                    p.parameter
+                )
+            })
+            .collect()
+    }
+}
+
+/// `arn:<partition>:events:<region>:<account>:event-bus/<name>` → (Region, account, name).
+pub fn parse_event_bus_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    let rest = rest.strip_prefix("events:")?;
+    let (region, rest) = rest.split_once(':')?;
+    let (account, rest) = rest.split_once(':')?;
+    let name = rest.strip_prefix("event-bus/")?;
+    let name_ok = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    (!partition.is_empty() && is_region(region) && is_account_id(account) && name_ok)
+        .then_some((region, account, name))
+}
+
+/// Problems with a Parameter Store name (AWS's rules for names, plus: a path, so the IAM
+/// policy can be limited to a prefix).
+fn parameter_name_problem(name: &str) -> Option<String> {
+    if !name.starts_with('/') {
+        return Some("must be a path starting with '/', like \"/golden/al2023/latest\"".into());
+    }
+    if name.len() > 1011 {
+        return Some("is longer than 1011 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+    {
+        return Some("may hold only letters, digits, '.', '_', '-' and '/'".into());
+    }
+    if name.ends_with('/') || name.contains("//") {
+        return Some("has an empty path segment".into());
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("/aws") || lower.starts_with("/ssm") {
+        return Some("may not start with \"aws\" or \"ssm\" (reserved by AWS)".into());
+    }
+    if name.matches('/').count() > 15 {
+        return Some("has more than 15 levels".into());
+    }
+    None
 }
 
 impl Rule {
@@ -448,6 +566,25 @@ impl Rule {
             }
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
+            }
+        }
+        if let Some(publish) = &self.publish {
+            let pat = format!("{at}.publish");
+            p.unknown(&pat, &publish.unknown);
+            if let Some(why) = parameter_name_problem(&publish.parameter) {
+                p.add(
+                    format!("{pat}.parameter"),
+                    format!("{:?} {why}", publish.parameter),
+                );
+            }
+            if sw.accounts.is_empty()
+                && sw.organizations.is_empty()
+                && sw.organizational_units.is_empty()
+            {
+                p.add(
+                    &pat,
+                    "the rule shares with no account, organization or OU, so there is no one to share the parameter with (AWS RAM cannot share publicly)",
+                );
             }
         }
     }

@@ -102,6 +102,9 @@ pub struct Converged {
     pub fingerprint: String,
     /// Every step done: the fingerprint may be recorded.
     pub complete: bool,
+    /// The image is fully shared in its own Region (whatever became of its copies to other
+    /// Regions): it may be published as its rules' newest image there.
+    pub shared: bool,
     /// The image uses `aws/ebs`: a re-encrypted copy is shared instead of the image.
     pub reencrypt: bool,
     /// A part of the share that cannot be made (a new public share under block public
@@ -255,6 +258,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             self.copies(image, &copies_wanted)
         );
         let mut out = shared?;
+        out.shared = out.complete && !out.reencrypt;
         out.copies.extend(copies?);
         out.complete &= out.copies.iter().all(|c| c.status != "deferred");
         out.record = self.record_tags(image, &plan.rules, &out);
@@ -317,6 +321,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             region: region.to_string(),
             fingerprint: desired.fingerprint(),
             complete: true,
+            shared: false,
             reencrypt: false,
             refused: None,
             share: ShareReport::default(),

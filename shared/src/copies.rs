@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::names::{
     copy_client_token, copy_name, source_image_tag, CopyKind, COPY_KIND_TAG, MANAGED_TAG,
-    SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
+    SOURCE_CREATED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
 };
 use crate::domain::plan::SharePlan;
 use crate::error::{Error, Result};
@@ -35,6 +35,9 @@ pub fn copy_request(
     // A copy is the product's from its creation: pruning treats it as managed even when its
     // `available` event is lost.
     tags.insert(MANAGED_TAG.to_string(), rules.join(","));
+    if let Some(created) = &source.creation_date {
+        tags.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
+    }
     CopyRequest {
         source_region: source.region.clone(),
         source_image_id: source.id.clone(),

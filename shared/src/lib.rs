@@ -13,6 +13,7 @@ pub mod event;
 pub mod inventory;
 pub mod metrics;
 pub mod ports;
+pub mod publish;
 pub mod rate;
 pub mod report;
 

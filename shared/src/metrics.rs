@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::publish::PublishStatus;
 use crate::report::{Outcome, Summary};
 
 /// The CloudWatch namespace of every ami-share metric.
@@ -50,7 +51,15 @@ pub fn event_record(
         .unwrap_or(false);
     let share = summary.and_then(|s| s.share.as_ref());
     let copies = summary.map(|s| s.copies.as_slice()).unwrap_or_default();
-    let metrics: [(&str, &str, f64); 7] = [
+    let published = summary
+        .map(|s| {
+            s.published
+                .iter()
+                .filter(|p| matches!(p.status, PublishStatus::Published | PublishStatus::Finished))
+                .count()
+        })
+        .unwrap_or(0);
+    let metrics: [(&str, &str, f64); 8] = [
         ("Invocations", "Count", 1.0),
         (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
         (
@@ -73,6 +82,7 @@ pub fn event_record(
             "Count",
             copies.iter().filter(|c| c.status == "started").count() as f64,
         ),
+        ("ParametersPublished", "Count", published as f64),
         ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
     ];
     let mut record = json!({

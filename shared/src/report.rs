@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::converge::ShareReport;
 use crate::error::Error;
+use crate::publish::Publication;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +63,9 @@ pub struct Summary {
     pub share: Option<ShareReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyReport>,
+    /// The rules' latest-image parameters this image was published to (or not, and why).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<Publication>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
 }
@@ -77,7 +81,30 @@ impl Summary {
             rules: Vec::new(),
             share: None,
             copies: Vec::new(),
+            published: Vec::new(),
             error: None,
+        }
+    }
+
+    /// Add what publishing did. A transient failure is returned (Lambda retries the event;
+    /// the redelivery finds the sharing done and publishes); a permanent one makes the outcome
+    /// `failed` / `refused`, with the error naming the fix, keeping what was shared.
+    pub fn with_publications(
+        mut self,
+        result: Result<Vec<Publication>, Error>,
+    ) -> Result<Summary, Error> {
+        match result {
+            Ok(p) => {
+                self.published = p;
+                Ok(self)
+            }
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                let failed = Summary::failed(self.function, &e);
+                self.outcome = failed.outcome;
+                self.error = failed.error;
+                Ok(self)
+            }
         }
     }
 

@@ -350,3 +350,63 @@ fn example_policies_in_docs_are_valid() {
     }
     assert!(n >= 2, "expected example policies in docs/examples");
 }
+
+#[test]
+fn publish_parameters_are_paths_unique_across_rules_and_need_principals() {
+    let rule = |name: &str, param: &str, share: &str| {
+        format!(
+            r#"{{"name":"{name}","match":{{"name":"x-*"}},"share_with":{share},"publish":{{"parameter":"{param}"}}}}"#
+        )
+    };
+    let acct = r#"{"accounts":["111122223333"]}"#;
+    let p = Policy::from_json(&with_rule(&rule("a", "/golden/al2023/latest", acct))).unwrap();
+    assert_eq!(
+        p.rules[0].publish.as_ref().unwrap().parameter,
+        "/golden/al2023/latest"
+    );
+    let msg = problems(&format!(
+        r#"{{"rules":[{},{},{},{},{},{}]}}"#,
+        rule("a", "golden/latest", acct),
+        rule("b", "/golden/al 2023", acct),
+        rule("c", "/aws/service/x", acct),
+        rule("d", "/golden/latest", acct),
+        rule("e", "/golden/latest", acct),
+        rule("f", "/golden/pub", r#"{"public":true}"#),
+    ));
+    for want in [
+        "rules[0].publish.parameter: \"golden/latest\" must be a path starting with '/'",
+        "rules[1].publish.parameter: \"/golden/al 2023\" may hold only letters, digits",
+        "rules[2].publish.parameter: \"/aws/service/x\" may not start with \"aws\" or \"ssm\"",
+        "rules[4].publish.parameter: \"/golden/latest\" is published by rule \"d\" already",
+        "rules[5].publish: the rule shares with no account, organization or OU",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in:\n{msg}");
+    }
+}
+
+#[test]
+fn the_event_bus_must_be_an_event_bus_arn() {
+    let ok = r#"{"events":{"event_bus_arn":"arn:aws:events:us-east-1:444455556666:event-bus/org-images"}}"#;
+    let p = Policy::from_json(ok).unwrap();
+    assert!(p.events.event_bus_arn.is_some());
+    let msg =
+        problems(r#"{"events":{"event_bus_arn":"arn:aws:sns:us-east-1:444455556666:topic"}}"#);
+    assert!(
+        msg.contains("events.event_bus_arn: \"arn:aws:sns:us-east-1:444455556666:topic\" is not an event bus ARN"),
+        "{msg}"
+    );
+    let msg = problems(r#"{"events":{"bus":"x"}}"#);
+    assert!(msg.contains("events"), "{msg}");
+}
+
+#[test]
+fn parameters_outside_the_deployments_prefix_are_named() {
+    let p = Policy::from_json(&with_rule(
+        r#"{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]},"publish":{"parameter":"/other/latest"}}"#,
+    ))
+    .unwrap();
+    assert!(p.parameters_outside("/other/").is_empty());
+    let out = p.parameters_outside("/golden/");
+    assert_eq!(out.len(), 1);
+    assert!(out[0].starts_with("rules[0].publish.parameter: \"/other/latest\" is not under the deployment's parameter path prefix \"/golden/\""), "{}", out[0]);
+}

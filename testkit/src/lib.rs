@@ -17,6 +17,7 @@ use amishare::error::AwsError;
 use amishare::ports::*;
 
 pub mod inventory;
+pub mod publish;
 
 /// Account the double's images belong to unless told otherwise.
 pub const OWN_ACCOUNT: &str = "123456789012";
@@ -86,6 +87,8 @@ pub struct World {
     pub inventory: crate::inventory::FakeInventory,
     /// The most resource ids one `CreateTags` / `DeleteTags` call carried.
     pub largest_tag_batch: usize,
+    /// Parameter Store, AWS RAM and EventBridge (see `publish`).
+    pub publishing: crate::publish::FakePublishing,
     failures: Vec<Failure>,
     next_id: u64,
 }
@@ -114,6 +117,8 @@ pub struct ImageSpec {
     /// Encrypt every snapshot with this key ARN (cycled through when several are given).
     pub keys: Vec<String>,
     pub source: Option<(String, String)>,
+    /// `CreationDate`; default `2026-11-21T10:00:00.000Z`.
+    pub created: Option<String>,
 }
 
 impl ImageSpec {
@@ -127,7 +132,12 @@ impl ImageSpec {
             snapshots: 1,
             keys: Vec::new(),
             source: None,
+            created: None,
         }
+    }
+    pub fn created(mut self, date: &str) -> Self {
+        self.created = Some(date.into());
+        self
     }
     pub fn tag(mut self, k: &str, v: &str) -> Self {
         self.tags.insert(k.into(), v.into());
@@ -287,7 +297,10 @@ impl FakeAws {
             source_image_region: spec.source.as_ref().map(|s| s.0.clone()),
             source_image_id: spec.source.map(|s| s.1),
             deprecation_time: None,
-            creation_date: Some("2026-11-21T10:00:00.000Z".into()),
+            creation_date: Some(
+                spec.created
+                    .unwrap_or_else(|| "2026-11-21T10:00:00.000Z".into()),
+            ),
         };
         w.images.insert(
             (image.region.clone(), image.id.clone()),
@@ -440,6 +453,9 @@ fn leak(s: &str) -> &'static str {
         "kms" => "kms",
         "organizations" => "organizations",
         "autoscaling" => "autoscaling",
+        "ssm" => "ssm",
+        "ram" => "ram",
+        "events" => "events",
         _ => "fake",
     }
 }
@@ -482,7 +498,13 @@ impl World {
     }
 }
 
-fn err(service: &'static str, op: &'static str, code: &str, msg: &str, resource: &str) -> AwsError {
+pub(crate) fn err(
+    service: &'static str,
+    op: &'static str,
+    code: &str,
+    msg: &str,
+    resource: &str,
+) -> AwsError {
     AwsError::new(service, op, code, msg, resource)
 }
 

@@ -22,14 +22,23 @@ ORG_READS = {
     "organizations:DescribeOrganization", "organizations:ListAccounts",
     "organizations:ListAccountsForParent", "organizations:ListChildren",
 }
+# Publishing a rule's newest image: the parameter, its RAM share, the "AMI Distributed" event.
+PUBLISH = {
+    "ssm:GetParameters", "ssm:GetParameterHistory", "ssm:PutParameter",
+    "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion",
+    "ram:GetResourceShares", "ram:GetResourceShareAssociations", "ram:CreateResourceShare",
+    "ram:TagResource", "ram:AssociateResourceShare", "ram:DisassociateResourceShare",
+    "ram:UpdateResourceShare", "events:PutEvents",
+}
 # What Lambda itself needs of the execution role: its log group and its OnFailure destination.
 PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
 
-ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2
+ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2 | PUBLISH
 CALLS = {
     "on-image-available": ON_IMAGE_AVAILABLE,
     # DeleteTags: a failed copy clears its source's fingerprint (ami-share:plan).
-    "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation", "ec2:DeleteTags"} | KMS_GRANTS | KMS_VIA_EC2,
+    "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation", "ec2:DeleteTags"} | KMS_GRANTS | KMS_VIA_EC2
+    | PUBLISH,
     "nightly-sweeper": ON_IMAGE_AVAILABLE | {
         "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
@@ -51,7 +60,7 @@ def role_of(template: dict, name: str) -> dict:
 
 
 def statements(template: dict, name: str, has_org_role: bool) -> list[dict]:
-    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": has_org_role})
+    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": has_org_role, "HasEventBus": True})
     (policy,) = role["Properties"]["Policies"]
     return policy["PolicyDocument"]["Statement"]
 
@@ -120,7 +129,8 @@ WRITE = re.compile(r":(Modify|Copy|Create|Delete|Enable|Retire|Revoke|Decrypt|Ge
 def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template, name):
     for st in statements(template, name, False):
         acts = as_list(st["Action"])
-        if not any(WRITE.search(a) for a in acts) or acts[0].startswith(("logs:", "sqs:")):
+        # logs and sqs: the function's own resources; ssm, ram, events: pinned by the publishing test
+        if not any(WRITE.search(a) for a in acts) or acts[0].startswith(("logs:", "sqs:", "ssm:", "ram:", "events:")):
             continue
         resources = [r["Fn::Sub"] for r in as_list(st["Resource"])]
         for r in resources:
@@ -132,6 +142,49 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
         if any(a.split(":")[1] in {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
                for a in acts):
             assert st["Condition"] == {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}
+
+
+@pytest.mark.parametrize("bus", [False, True])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_publishing_only_under_the_prefix_on_tagged_shares_and_the_named_buses(template, name, bus):
+    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": False, "HasEventBus": bus})
+    (policy,) = role["Properties"]["Policies"]
+    sts = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+    ssm = sts["PublishLatestImageParameters"]
+    assert {a.split(":")[0] for a in ssm["Action"]} == {"ssm"}
+    assert ssm["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter${ParameterPathPrefix}*"
+    }
+    assert sts["FindParameterShares"]["Action"] == ["ram:GetResourceShares", "ram:GetResourceShareAssociations"]
+    create = sts["CreateParameterShares"]
+    assert create["Condition"] == {
+        "StringEquals": {"ram:RequestedResourceType": "ssm:Parameter"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["ami-share:rule"]},
+        "Null": {"aws:RequestTag/ami-share:rule": "false"},
+    }
+    step = sts["KeepParameterSharesInStep"]
+    assert step["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ram:*:${AWS::AccountId}:resource-share/*"}
+    assert step["Condition"] == {"Null": {"aws:ResourceTag/ami-share:rule": "false"}}
+    events = sts["AnnounceDistributions"]
+    assert events["Action"] == "events:PutEvents"
+    assert events["Condition"] == {"StringEquals": {"events:source": "ami-share"}}
+    buses = [{"Fn::Sub": "arn:${AWS::Partition}:events:*:${AWS::AccountId}:event-bus/default"}]
+    assert events["Resource"] == buses + ([{"Ref": "DistributionEventBusArn"}] if bus else [])
+
+
+def test_publishing_parameters_are_validated(template):
+    prefix = template["Parameters"]["ParameterPathPrefix"]
+    assert prefix["Default"] == "/golden/"
+    for good in ["/golden/", "/a/b-c/", "/x.y_z/"]:
+        assert re.fullmatch(prefix["AllowedPattern"], good), good
+    for bad in ["", "/", "golden/", "/golden", "/gol den/", "/golden//"]:
+        assert not re.fullmatch(prefix["AllowedPattern"], bad), bad
+    bus = template["Parameters"]["DistributionEventBusArn"]
+    assert bus["Default"] == ""
+    for good in ["", "arn:aws:events:us-east-1:123456789012:event-bus/org-images"]:
+        assert re.fullmatch(bus["AllowedPattern"], good), good
+    for bad in ["arn:aws:sns:us-east-1:123456789012:topic", "arn:aws:events:us-east-1:1234:event-bus/x"]:
+        assert not re.fullmatch(bus["AllowedPattern"], bad), bad
 
 
 def grants(template: dict, name: str, action: str) -> list[dict]:

@@ -110,7 +110,7 @@ def scan(tmp_path_factory):
         resolved = json.loads(json.dumps(tpl))
         for res in resolved["Resources"].values():
             if res["Type"] == "AWS::IAM::Role":
-                res["Properties"] = cfn.resolve_ifs(res["Properties"], {"HasOrgRole": has_role})
+                res["Properties"] = cfn.resolve_ifs(res["Properties"], {"HasOrgRole": has_role, "HasEventBus": has_role})
         path = tmp / f"template-org-role-{str(has_role).lower()}.json"
         path.write_text(json.dumps(resolved, indent=1))
         variants[has_role] = path

@@ -23,6 +23,7 @@ use amishare::domain::names::{account_of_principal, grant_name};
 use amishare::domain::plan::SharePlan;
 use amishare::inventory::{Inventory, OwnSnapshot};
 use amishare::ports::{Aws, Image, ImageState, KeyManager};
+use amishare::publish::{publication_order, PublishStatus, Publisher};
 use amishare::Error;
 use futures::stream::{self, StreamExt};
 
@@ -259,6 +260,16 @@ pub async fn repair<P: Aws + Inventory>(
         Ok(calls) => report.drift.record_calls = calls,
         Err(e) => report.error("recording fingerprints", &e),
     }
+    // Fully shared in this Region: in sync by fingerprint, or converged now and shared.
+    let mut shared: BTreeSet<&str> = in_sync.iter().map(|c| c.image.id.as_str()).collect();
+    for c in &done {
+        if c.shared {
+            shared.insert(&c.image_id);
+        } else {
+            shared.remove(c.image_id.as_str());
+        }
+    }
+    publish_latest(deps, run, &candidates, &shared, keys_of.as_ref(), report).await;
     if not_reached > 0 {
         report.drift.not_reached = not_reached;
         report.left_for_next(format!(
@@ -281,6 +292,72 @@ pub async fn repair<P: Aws + Inventory>(
         }
     }
     report.drift.status = "complete".into();
+}
+
+/// Each publishing rule's newest fully shared image in the Region, published through the event
+/// functions' path ([`Publisher::publish`]): a missing or wrong parameter, an unfinished
+/// publication and a share out of step with the rule are repaired. A few calls per rule, none
+/// per image.
+async fn publish_latest<P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    candidates: &[Candidate<'_>],
+    shared: &BTreeSet<&str>,
+    keys_of: Option<&HashMap<&str, &Arc<str>>>,
+    report: &mut SweepReport,
+) {
+    let publisher = Publisher::new(deps);
+    for rule in deps.policy.rules.iter().filter(|r| r.publish.is_some()) {
+        if !run.may_start() {
+            report.left_for_next(format!("publication of rule {}", rule.name));
+            return;
+        }
+        let mut mine: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| shared.contains(c.image.id.as_str()) && c.plan.rules.contains(&rule.name))
+            .collect();
+        mine.sort_by_key(|c| std::cmp::Reverse(publication_order(c.image)));
+        for c in mine {
+            // An image on aws/ebs is never shared itself (its re-encrypted copy is).
+            if c.image.is_encrypted() {
+                let enc = match keys_of {
+                    Some(k) => known_encryption(deps, c.image, k).await,
+                    None => None,
+                };
+                let enc = match enc {
+                    Some(e) => e,
+                    None => match deps.encryption(c.image).await {
+                        Ok(e) => e,
+                        Err(e) => {
+                            report.error(&format!("publication of rule {}", rule.name), &e);
+                            break;
+                        }
+                    },
+                };
+                if !enc.aws_managed.is_empty() {
+                    continue;
+                }
+            }
+            match publisher.publish(rule, c.image).await {
+                Ok(p) => {
+                    let d = &mut report.drift;
+                    if matches!(p.status, PublishStatus::Published | PublishStatus::Finished)
+                        || p.share.changes() > 0
+                    {
+                        d.publications_repaired += 1;
+                    }
+                    if d.publications.len() < LISTED {
+                        d.publications.push(p);
+                    }
+                }
+                Err(e) => report.error(
+                    &format!("publication of rule {} ({})", rule.name, c.image.id),
+                    &e,
+                ),
+            }
+            break;
+        }
+    }
 }
 
 /// The key ARNs of an image's snapshots, from the snapshot listing.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use amishare::config::SweepMode;
 pub use amishare::converge::Unlisted;
 use amishare::domain::orphans::Action;
+use amishare::publish::Publication;
 use amishare::report::{CopyReport, ErrorSummary};
 use amishare::Error;
 use chrono::{DateTime, Utc};
@@ -103,6 +104,12 @@ pub struct DriftReport {
     /// Would be removed with `prune_unlisted_shares: true`: the first of each kind.
     pub would_prune: Unlisted,
     pub would_prune_total: usize,
+    /// Each publishing rule's newest fully shared image in the Region, as published (the
+    /// parameter, its RAM share, the event).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<Publication>,
+    /// Publications that changed something: a parameter written or finished, a share changed.
+    pub publications_repaired: usize,
 }
 
 impl DriftReport {
@@ -112,6 +119,7 @@ impl DriftReport {
             + self.grants_created
             + self.copies_started
             + self.pruned_total
+            + self.publications_repaired
     }
 }
 

@@ -6,11 +6,13 @@ use amishare::converge::{already_recorded, Convergence, CONVERGED_AT_TAG, PLAN_T
 use amishare::deps::Deps;
 use amishare::domain::matching::{classify, matching_rules, ImageKind};
 use amishare::domain::names::{
-    source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
+    source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_CREATED_TAG, SOURCE_IMAGE_TAG,
+    SOURCE_RULE_TAG,
 };
 use amishare::domain::plan::SharePlan;
 use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
+use amishare::publish::Publisher;
 use amishare::report::{on_ami_event, Outcome, Summary};
 use amishare::Error;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -109,6 +111,16 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     if already_recorded(&copy, &done) {
         record.remove(CONVERGED_AT_TAG);
     }
+    // A copy counts, among its rule's images, with its source's creation date (recorded at
+    // the copy; restored here where tags were dropped).
+    let source_created = copy
+        .tags
+        .get(SOURCE_CREATED_TAG)
+        .cloned()
+        .or_else(|| source.as_ref().and_then(|s| s.creation_date.clone()));
+    if let Some(created) = &source_created {
+        record.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
+    }
     // Recorded before the late steps: a copy that was shared is managed, whatever fails next.
     complete_tags(deps, &copy, &provenance, &plan, &record).await?;
     if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
@@ -126,7 +138,20 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
         out.reason = Some(why.clone());
     }
     out.share = Some(done.share);
-    Ok(out)
+    // Fully shared in its Region: the newest image of its rules there, for consumers.
+    if !done.shared {
+        return Ok(out);
+    }
+    let mut published = copy;
+    if let Some(created) = source_created {
+        published
+            .tags
+            .insert(SOURCE_CREATED_TAG.to_string(), created);
+    }
+    let result = Publisher::new(deps)
+        .publish_for(&plan.rules, &published)
+        .await;
+    out.with_publications(result)
 }
 
 /// The deprecation time for a copy of a source deprecated at `source_at`. EC2 refuses a time

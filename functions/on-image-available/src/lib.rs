@@ -7,6 +7,7 @@ use amishare::domain::matching::{classify, matching_rules, ImageKind};
 use amishare::domain::plan::SharePlan;
 use amishare::event::{AmiState, AmiStateChange};
 use amishare::ports::{Aws, Image};
+use amishare::publish::Publisher;
 use amishare::report::{on_ami_event, CopyReport, Outcome, Summary};
 use amishare::Error;
 use chrono::Utc;
@@ -76,7 +77,12 @@ async fn process<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Result<Summ
     out.copies = done.copies;
     out.copies
         .extend(copies_not_made(&image, &plan, is_foreign_copy));
-    Ok(out)
+    // Fully shared in its Region: the newest image of its rules there, for consumers.
+    if !done.shared {
+        return Ok(out);
+    }
+    let published = Publisher::new(deps).publish_for(&plan.rules, &image).await;
+    out.with_publications(published)
 }
 
 /// Copy destinations the image is not copied to, with why (reported, not acted on).

@@ -8,6 +8,7 @@ mod ec2;
 mod inventory;
 mod kms;
 mod org;
+mod publish;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +29,35 @@ pub struct AwsPorts {
     kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
     org: aws_sdk_organizations::Client,
     autoscaling: Mutex<HashMap<String, aws_sdk_autoscaling::Client>>,
+    ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
+    ram: Mutex<HashMap<String, aws_sdk_ram::Client>>,
+    events: Mutex<HashMap<String, aws_sdk_eventbridge::Client>>,
+}
+
+fn put_client<C>(map: &Mutex<HashMap<String, C>>, region: &str, client: C) {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(region.to_string(), client);
+}
+
+/// The client of `region` in `map`, built from `base` on first use.
+fn regional<C: Clone>(
+    map: &Mutex<HashMap<String, C>>,
+    base: &SdkConfig,
+    region: &str,
+    build: impl FnOnce(SdkConfig) -> C,
+) -> C {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(region.to_string())
+        .or_insert_with(|| {
+            build(
+                base.clone()
+                    .into_builder()
+                    .region(Region::new(region.to_string()))
+                    .build(),
+            )
+        })
+        .clone()
 }
 
 impl AwsPorts {
@@ -55,6 +85,9 @@ impl AwsPorts {
             kms: Mutex::default(),
             org,
             autoscaling: Mutex::default(),
+            ssm: Mutex::default(),
+            ram: Mutex::default(),
+            events: Mutex::default(),
         }
     }
 
@@ -77,7 +110,25 @@ impl AwsPorts {
             kms: Mutex::new(HashMap::from([(region.to_string(), kms)])),
             org,
             autoscaling: Mutex::default(),
+            ssm: Mutex::default(),
+            ram: Mutex::default(),
+            events: Mutex::default(),
         }
+    }
+
+    /// The same adapters with these Parameter Store, RAM and EventBridge clients for `region`
+    /// (tests with aws-smithy-mocks).
+    pub fn with_publishing_clients(
+        self,
+        region: &str,
+        ssm: aws_sdk_ssm::Client,
+        ram: aws_sdk_ram::Client,
+        events: aws_sdk_eventbridge::Client,
+    ) -> Self {
+        put_client(&self.ssm, region, ssm);
+        put_client(&self.ram, region, ram);
+        put_client(&self.events, region, events);
+        self
     }
 
     /// The Region of the function's own configuration (`AWS_REGION` in Lambda).
@@ -97,41 +148,39 @@ impl AwsPorts {
     }
 
     pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let mut map = self.ec2.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .build();
-                aws_sdk_ec2::Client::from_conf(conf)
-            })
-            .clone()
+        regional(&self.ec2, &self.base, region, |c| {
+            aws_sdk_ec2::Client::new(&c)
+        })
     }
 
     pub(crate) fn kms(&self, region: &str) -> aws_sdk_kms::Client {
-        let mut map = self.kms.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_kms::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .build();
-                aws_sdk_kms::Client::from_conf(conf)
-            })
-            .clone()
+        regional(&self.kms, &self.base, region, |c| {
+            aws_sdk_kms::Client::new(&c)
+        })
     }
-}
 
-impl AwsPorts {
     pub(crate) fn autoscaling(&self, region: &str) -> aws_sdk_autoscaling::Client {
-        let mut map = self.autoscaling.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_autoscaling::config::Builder::from(&self.base)
-                    .region(Region::new(region.to_string()))
-                    .build();
-                aws_sdk_autoscaling::Client::from_conf(conf)
-            })
-            .clone()
+        regional(&self.autoscaling, &self.base, region, |c| {
+            aws_sdk_autoscaling::Client::new(&c)
+        })
+    }
+
+    pub(crate) fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        regional(&self.ssm, &self.base, region, |c| {
+            aws_sdk_ssm::Client::new(&c)
+        })
+    }
+
+    pub(crate) fn ram(&self, region: &str) -> aws_sdk_ram::Client {
+        regional(&self.ram, &self.base, region, |c| {
+            aws_sdk_ram::Client::new(&c)
+        })
+    }
+
+    pub(crate) fn events(&self, region: &str) -> aws_sdk_eventbridge::Client {
+        regional(&self.events, &self.base, region, |c| {
+            aws_sdk_eventbridge::Client::new(&c)
+        })
     }
 }
 

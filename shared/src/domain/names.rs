@@ -13,6 +13,9 @@ pub const SOURCE_RULE_TAG: &str = "ami-share:source-rule";
 pub const COPY_KIND_TAG: &str = "ami-share:copy-kind";
 /// Tag on images the product manages (shares).
 pub const MANAGED_TAG: &str = "ami-share:managed";
+/// Tag on copies: the source's creation date, which orders a rule's images in every Region
+/// (a copy's own creation date is when it was copied).
+pub const SOURCE_CREATED_TAG: &str = "ami-share:source-created";
 
 /// Operations a consumer account needs on a customer managed key to launch from, and to copy,
 /// an image encrypted with it (aws-facts §4).

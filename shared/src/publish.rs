@@ -1,0 +1,550 @@
+//! Publication: a rule's newest fully shared image in a Region, for its consumers.
+//!
+//! For a rule with `publish.parameter`, once one of its images is fully shared in a Region
+//! (the source in its own Region, each copy in its destination Region), [`Publisher::publish`]:
+//!
+//! 1. reads the parameter and, in the same `GetParameters`, the version carrying the image's
+//!    label (`created-<creation date>`): the receipt of a finished publication;
+//! 2. leaves a newer value alone: the rule's newest available image wins, by creation date
+//!    (a copy counts with its source's), ties by image id; a value that is no longer an
+//!    available image is replaced;
+//! 3. writes the image id (`aws:ec2:image`, advanced tier); when another writer put a version
+//!    between the read and the write, re-reads those versions and puts the newest image back;
+//! 4. keeps the rule's AWS RAM resource share in step (the parameter, the rule's accounts, OUs
+//!    and organizations);
+//! 5. puts one "AMI Distributed" event on the default bus (and the policy's bus);
+//! 6. labels the version last: a run cut short after the write is finished by the next
+//!    event or night (events are at least once).
+//!
+//! The sweeper calls the same [`Publisher::publish`] for each rule's newest image in its
+//! Region every night: a missing or wrong parameter and missing principals are drift like any
+//! other (a few calls per rule and Region, not per image).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{parse_event_bus_arn, Rule};
+use crate::deps::Deps;
+use crate::domain::matching::{classify, ImageKind};
+use crate::domain::names::SOURCE_CREATED_TAG;
+use crate::error::{AwsError, Error, Result};
+use crate::ports::{Aws, EventEntry, Image, ImageState, NewResourceShare, ParameterVersion};
+
+/// `source` of the events.
+pub const EVENT_SOURCE: &str = "ami-share";
+/// `detail-type` of the events.
+pub const EVENT_DETAIL_TYPE: &str = "AMI Distributed";
+/// Tag on the resource shares: the rule they publish.
+pub const SHARE_RULE_TAG: &str = "ami-share:rule";
+/// Parameter Store's error when the oldest of the 100 versions it keeps has a label.
+pub const VERSION_LIMIT_CODE: &str = "ParameterMaxVersionLimitExceeded";
+
+/// What publishing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublishStatus {
+    /// The parameter now names the image.
+    Published,
+    /// It named the image already, labelled and announced: nothing written.
+    Current,
+    /// It named the image already; the run that wrote it stopped before the event or the
+    /// label, which this one sent and wrote.
+    Finished,
+    /// It names a newer image of the rule, which stays.
+    NewerKept,
+}
+
+/// What happened to the rule's resource share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShareChange {
+    pub share_arn: Option<String>,
+    pub created: bool,
+    pub principals_added: Vec<String>,
+    pub resource_added: bool,
+    /// Principals no rule names any more, removed (`prune_unlisted_shares`).
+    pub principals_removed: Vec<String>,
+    /// The same, left in place because pruning is off.
+    pub would_remove: Vec<String>,
+}
+
+impl ShareChange {
+    pub fn changes(&self) -> usize {
+        usize::from(self.created)
+            + self.principals_added.len()
+            + usize::from(self.resource_added)
+            + self.principals_removed.len()
+    }
+}
+
+/// One rule's publication in one Region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Publication {
+    pub rule: String,
+    pub region: String,
+    pub parameter: String,
+    pub parameter_arn: String,
+    /// The image this publication was for.
+    pub image_id: String,
+    pub status: PublishStatus,
+    /// The image the parameter names now.
+    pub current_image_id: String,
+    /// What it named before this publication.
+    pub previous_image_id: Option<String>,
+    pub version: Option<i64>,
+    pub share: ShareChange,
+    pub events_sent: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The order of a rule's images: creation date (a copy's source's, the same in every
+/// Region), then image id (the source's for a copy). The greatest is the newest.
+pub fn publication_order(image: &Image) -> (String, String) {
+    let created = image
+        .tags
+        .get(SOURCE_CREATED_TAG)
+        .or(image.creation_date.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let id = match classify(image) {
+        ImageKind::OurCopy(p) => p.source_image_id,
+        ImageKind::Source { .. } => image.id.clone(),
+    };
+    (created, id)
+}
+
+/// The label a publication puts on its version: `created-<date>` (labels take letters,
+/// digits, `.`, `-`, `_`; not `:`).
+pub fn label_for(image: &Image) -> String {
+    let (created, id) = publication_order(image);
+    if created.is_empty() {
+        return format!("image-{id}");
+    }
+    let safe: String = created
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("created-{safe}")
+}
+
+/// The ARN of a parameter (`resolve:ssm:<ARN>` in a consumer account).
+pub fn parameter_arn(region: &str, account: &str, name: &str) -> String {
+    let partition = if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    };
+    let path = if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    };
+    format!("arn:{partition}:ssm:{region}:{account}:parameter{path}")
+}
+
+/// The name of a rule's resource share (one per rule and Region).
+pub fn share_name(rule: &str) -> String {
+    format!("ami-share-{rule}")
+}
+
+/// The principals of a rule's share: its accounts (without the owner), organizations and OUs.
+pub fn share_principals(rule: &Rule, own: &str) -> BTreeSet<String> {
+    let sw = &rule.share_with;
+    sw.accounts
+        .iter()
+        .filter(|a| *a != own)
+        .chain(&sw.organizations)
+        .chain(&sw.organizational_units)
+        .cloned()
+        .collect()
+}
+
+pub struct Publisher<'d, P> {
+    deps: &'d Deps<P>,
+}
+
+impl<'d, P: Aws> Publisher<'d, P> {
+    pub fn new(deps: &'d Deps<P>) -> Self {
+        Self { deps }
+    }
+
+    /// Publish `image`, fully shared in its Region, for each of `rules` (names) that has a
+    /// `publish` parameter, one rule after the other.
+    pub async fn publish_for(&self, rules: &[String], image: &Image) -> Result<Vec<Publication>> {
+        let mut out = Vec::new();
+        for rule in rules.iter().filter_map(|r| self.deps.policy.rule(r)) {
+            if rule.publish.is_some() {
+                out.push(self.publish(rule, image).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publish `image`, fully shared in its Region, as the newest image of `rule` there.
+    pub async fn publish(&self, rule: &Rule, image: &Image) -> Result<Publication> {
+        let Some(publish) = &rule.publish else {
+            return Err(Error::Config(format!(
+                "rule {:?} has no publish.parameter",
+                rule.name
+            )));
+        };
+        let aws = &self.deps.aws;
+        let (region, name) = (image.region.as_str(), publish.parameter.as_str());
+        let label = label_for(image);
+        let labelled_key = format!("{name}:{label}");
+        let got = aws
+            .get_parameters(region, &[name.to_string(), labelled_key.clone()])
+            .await?;
+        let current = got.get(name).cloned();
+        let mut out = Publication {
+            rule: rule.name.clone(),
+            region: region.to_string(),
+            parameter: name.to_string(),
+            parameter_arn: parameter_arn(region, &self.deps.account_id, name),
+            image_id: image.id.clone(),
+            status: PublishStatus::Published,
+            current_image_id: image.id.clone(),
+            previous_image_id: current.as_ref().map(|c| c.value.clone()),
+            version: None,
+            share: ShareChange::default(),
+            events_sent: 0,
+            detail: None,
+        };
+
+        if let Some(c) = current.as_ref().filter(|c| c.value == image.id) {
+            out.version = Some(c.version);
+            out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+            if got.get(&labelled_key).map(|l| l.version) == Some(c.version) {
+                out.status = PublishStatus::Current;
+                out.previous_image_id = None;
+                return Ok(out);
+            }
+            // Written by a run that stopped before its event and label: finish it.
+            out.status = PublishStatus::Finished;
+            out.previous_image_id = self.value_of_version(region, name, c.version - 1).await?;
+            out.events_sent = self.announce(image, &out).await?;
+            self.label(region, name, c.version, &label).await?;
+            return Ok(out);
+        }
+        if let Some(c) = &current {
+            if let Some(newer) = self.newer_than(region, image, [c.value.as_str()]).await? {
+                out.status = PublishStatus::NewerKept;
+                out.current_image_id = newer.id.clone();
+                out.previous_image_id = None;
+                out.version = Some(c.version);
+                out.detail = Some(format!(
+                    "{name} names {}, a newer image of rule {}; it stays",
+                    newer.id, rule.name
+                ));
+                out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+                return Ok(out);
+            }
+        }
+
+        let description = format!(
+            "Newest image of ami-share rule {} in {region} (published by ami-share)",
+            rule.name
+        );
+        let version = self
+            .put_with_room(region, name, &image.id, &description)
+            .await?;
+        out.version = Some(version);
+        let expected = current.as_ref().map_or(1, |c| c.version + 1);
+        if version > expected {
+            // Another writer put versions between our read and our write: the newest image
+            // among them and ours must be what stays.
+            let theirs = self.values_between(region, name, expected, version).await?;
+            let ids: Vec<&str> = theirs.iter().map(String::as_str).collect();
+            if let Some(newer) = self.newer_than(region, image, ids).await? {
+                let v = self
+                    .put_with_room(region, name, &newer.id, &description)
+                    .await?;
+                self.label(region, name, v, &label_for(&newer)).await?;
+                out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+                out.status = PublishStatus::NewerKept;
+                out.current_image_id = newer.id.clone();
+                out.version = Some(v);
+                out.detail = Some(format!(
+                    "another run published {} (newer) while this one wrote {}; {} was put back",
+                    newer.id, image.id, newer.id
+                ));
+                return Ok(out);
+            }
+        }
+        out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+        out.events_sent = self.announce(image, &out).await?;
+        self.label(region, name, version, &label).await?;
+        tracing::info!(rule = %rule.name, region, parameter = name, image_id = %image.id, previous = ?out.previous_image_id, version, "published");
+        Ok(out)
+    }
+
+    /// The newest available image among `ids` when it is newer than `image`.
+    async fn newer_than<'a>(
+        &self,
+        region: &str,
+        image: &Image,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Option<Image>> {
+        let mine = publication_order(image);
+        let mut best: Option<(Image, (String, String))> = None;
+        let unique: BTreeSet<&str> = ids.into_iter().filter(|i| *i != image.id).collect();
+        for id in unique {
+            let Some(other) = self.deps.aws.describe_image(region, id).await? else {
+                continue; // deregistered: not a newer image
+            };
+            if other.state != ImageState::Available {
+                continue;
+            }
+            let order = publication_order(&other);
+            if order > mine && best.as_ref().is_none_or(|(_, b)| order > *b) {
+                best = Some((other, order));
+            }
+        }
+        Ok(best.map(|(i, _)| i))
+    }
+
+    /// `PutParameter`, making room when Parameter Store keeps 100 versions and the oldest is
+    /// labelled (it then refuses a new version): that label is removed and the write retried.
+    async fn put_with_room(
+        &self,
+        region: &str,
+        name: &str,
+        image_id: &str,
+        description: &str,
+    ) -> Result<i64> {
+        let aws = &self.deps.aws;
+        match aws
+            .put_image_parameter(region, name, image_id, description)
+            .await
+        {
+            Err(e) if e.code == VERSION_LIMIT_CODE => {
+                let history = aws.parameter_labels(region, name).await?;
+                if let Some((v, labels)) = history.into_iter().find(|(_, l)| !l.is_empty()) {
+                    tracing::info!(parameter = name, region, version = v, ?labels, "unlabelling the oldest version: Parameter Store keeps 100 versions and deletes the oldest only when it has no label");
+                    aws.unlabel_parameter_version(region, name, v, &labels)
+                        .await?;
+                }
+                Ok(aws
+                    .put_image_parameter(region, name, image_id, description)
+                    .await?)
+            }
+            Err(e) => Err(e.into()),
+            Ok(v) => Ok(v),
+        }
+    }
+
+    /// Label the version; a version not found yet is transient (Parameter Store validates an
+    /// `aws:ec2:image` value asynchronously and creates the version only when it is valid).
+    async fn label(&self, region: &str, name: &str, version: i64, label: &str) -> Result<()> {
+        match self
+            .deps
+            .aws
+            .label_parameter_version(region, name, version, label)
+            .await
+        {
+            Err(e) if e.code == "ParameterVersionNotFound" => Err(Error::Transient(AwsError {
+                message: format!(
+                    "{}; Parameter Store validates aws:ec2:image values asynchronously and creates the version only when the image is valid and available: the retry finishes the publication",
+                    e.message
+                ),
+                ..e
+            })),
+            other => Ok(other?),
+        }
+    }
+
+    async fn value_of_version(
+        &self,
+        region: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<String>> {
+        if version < 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .values_between(region, name, version, version + 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The values of versions `from..to` (at most the last 10).
+    async fn values_between(
+        &self,
+        region: &str,
+        name: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<String>> {
+        let keys: Vec<String> = (from.max(to - 10)..to)
+            .map(|v| format!("{name}:{v}"))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let got = self.deps.aws.get_parameters(region, &keys).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| got.get(k).map(|p: &ParameterVersion| p.value.clone()))
+            .collect())
+    }
+
+    /// Put the "AMI Distributed" event on the default bus of the image's Region and on the
+    /// policy's bus (in its own Region); returns the number of events put.
+    async fn announce(&self, image: &Image, p: &Publication) -> Result<usize> {
+        let detail = serde_json::json!({
+            "rule": p.rule,
+            "region": p.region,
+            "image-id": image.id,
+            "image-name": image.name,
+            "image-created": publication_order(image).0,
+            "parameter-name": p.parameter,
+            "parameter-arn": p.parameter_arn,
+            "parameter-version": p.version,
+            "previous-image-id": p.previous_image_id,
+        })
+        .to_string();
+        let entry = |bus: &str| EventEntry {
+            bus: bus.to_string(),
+            source: EVENT_SOURCE.to_string(),
+            detail_type: EVENT_DETAIL_TYPE.to_string(),
+            detail: detail.clone(),
+            resources: vec![format!("arn:aws:ec2:{}::image/{}", image.region, image.id)],
+        };
+        let mut by_region: BTreeMap<String, Vec<EventEntry>> = BTreeMap::new();
+        by_region
+            .entry(image.region.clone())
+            .or_default()
+            .push(entry("default"));
+        if let Some(arn) = &self.deps.policy.events.event_bus_arn {
+            let bus_region = parse_event_bus_arn(arn)
+                .map(|(r, _, _)| r.to_string())
+                .unwrap_or_else(|| image.region.clone());
+            by_region.entry(bus_region).or_default().push(entry(arn));
+        }
+        let mut sent = 0;
+        for (region, entries) in &by_region {
+            self.deps.aws.put_events(region, entries).await?;
+            sent += entries.len();
+        }
+        Ok(sent)
+    }
+
+    /// The rule's resource share in `region` holds the parameter and exactly the rule's
+    /// principals (extra ones removed only when pruning is on).
+    pub async fn ensure_share(
+        &self,
+        rule: &Rule,
+        region: &str,
+        parameter_arn: &str,
+    ) -> Result<ShareChange> {
+        let aws = &self.deps.aws;
+        let want = share_principals(rule, &self.deps.account_id);
+        let mut change = ShareChange::default();
+        if want.is_empty() {
+            return Ok(change);
+        }
+        let name = share_name(&rule.name);
+        let external = rule
+            .share_with
+            .accounts
+            .iter()
+            .any(|a| *a != self.deps.account_id);
+        let shares = aws.resource_shares_named(region, &name).await?;
+        let Some(share) = shares.first() else {
+            let token = hex::encode(
+                &Sha256::digest(format!(
+                    "{}|{region}|{parameter_arn}|{}",
+                    rule.name,
+                    Utc::now().format("%Y-%m-%d")
+                ))[..16],
+            );
+            let made = aws
+                .create_resource_share(
+                    region,
+                    &NewResourceShare {
+                        name: name.clone(),
+                        resource_arns: vec![parameter_arn.to_string()],
+                        principals: want.iter().cloned().collect(),
+                        allow_external_principals: external,
+                        tags: BTreeMap::from([(SHARE_RULE_TAG.to_string(), rule.name.clone())]),
+                        client_token: token,
+                    },
+                )
+                .await
+                .map_err(|e| ram_error(e, &name))?;
+            change.share_arn = Some(made.arn);
+            change.created = true;
+            change.principals_added = want.into_iter().collect();
+            change.resource_added = true;
+            return Ok(change);
+        };
+        if shares.len() > 1 {
+            tracing::warn!(share = %name, region, count = shares.len(), "several resource shares carry this name; the first is kept in step, the others are left alone");
+        }
+        change.share_arn = Some(share.arn.clone());
+        let have = aws.share_associations(region, &share.arn).await?;
+        if external && !share.allow_external_principals {
+            aws.allow_external_principals(region, &share.arn)
+                .await
+                .map_err(|e| ram_error(e, &name))?;
+        }
+        let missing: Vec<String> = want.difference(&have.principals).cloned().collect();
+        let resource_missing = !have.resources.contains(parameter_arn);
+        if !missing.is_empty() || resource_missing {
+            let resources = if resource_missing {
+                vec![parameter_arn.to_string()]
+            } else {
+                Vec::new()
+            };
+            aws.associate_resource_share(region, &share.arn, &missing, &resources)
+                .await
+                .map_err(|e| ram_error(e, &name))?;
+            change.principals_added = missing;
+            change.resource_added = resource_missing;
+        }
+        let extra: Vec<String> = have.principals.difference(&want).cloned().collect();
+        if !extra.is_empty() {
+            if self.deps.policy.sweeper.prune_unlisted_shares {
+                aws.disassociate_principals(region, &share.arn, &extra)
+                    .await?;
+                change.principals_removed = extra;
+            } else {
+                change.would_remove = extra;
+            }
+        }
+        Ok(change)
+    }
+}
+
+/// RAM's refusal when sharing with AWS Organizations is off, turned into what to do.
+fn ram_error(e: AwsError, share: &str) -> Error {
+    let lower = e.message.to_ascii_lowercase();
+    let org_sharing_off = matches!(
+        e.code.as_str(),
+        "OperationNotPermittedException" | "InvalidParameterException"
+    ) && (lower.contains("sharing with your aws organization")
+        || lower.contains("shared within your aws organization"));
+    if org_sharing_off {
+        return Error::refused(
+            share,
+            format!(
+                "AWS RAM refused the share ({}: {}). Sharing with AWS Organizations is off for this organization: turn it on once, from the management account, with `aws ram enable-sharing-with-aws-organization` (RAM console: Settings, \"Enable sharing with AWS Organizations\"); the next event or nightly run then shares the parameter",
+                e.code, e.message
+            ),
+        );
+    }
+    e.into()
+}
