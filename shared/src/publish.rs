@@ -289,7 +289,8 @@ impl<'d, P: Aws> Publisher<'d, P> {
         Ok(out)
     }
 
-    /// The newest available image among `ids` when it is newer than `image`.
+    /// The newest available image among `ids` when it is newer than `image` or as new (a copy
+    /// of the same source).
     async fn newer_than<'a>(
         &self,
         region: &str,
@@ -306,8 +307,9 @@ impl<'d, P: Aws> Publisher<'d, P> {
             if other.state != ImageState::Available {
                 continue;
             }
+            // Equal: another copy of the same source; the one published stays (no churn).
             let order = publication_order(&other);
-            if order > mine && best.as_ref().is_none_or(|(_, b)| order > *b) {
+            if order >= mine && best.as_ref().is_none_or(|(_, b)| order > *b) {
                 best = Some((other, order));
             }
         }

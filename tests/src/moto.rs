@@ -200,9 +200,18 @@ impl Moto {
         );
     }
 
+    /// The `PutEvents` entries the server received, each with its `region`.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let answer = http_request("GET", &self.host_port, "/_harness/events", "text/plain", "")
+            .unwrap_or_else(|e| panic!("GET /_harness/events failed: {e}"));
+        let doc: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("GET /_harness/events answered {answer:?}: {e}"));
+        doc["events"].as_array().cloned().unwrap_or_default()
+    }
+
     /// POSTs to one of the server's own endpoints; panics unless it answers 2xx.
     fn control(&self, path: &str, content_type: &str, body: &str) -> String {
-        match http_post(&self.host_port, path, content_type, body) {
+        match http_request("POST", &self.host_port, path, content_type, body) {
             Ok(answer) => answer,
             Err(e) => panic!(
                 "moto control request POST {path} failed: {e}\nmoto stderr:\n{}",
@@ -264,7 +273,8 @@ fn tail(log: &Mutex<VecDeque<String>>) -> String {
 }
 
 /// A minimal HTTP/1.1 POST on loopback: enough for moto's control endpoints.
-fn http_post(
+fn http_request(
+    method: &str,
     host_port: &str,
     path: &str,
     content_type: &str,
@@ -277,7 +287,7 @@ fn http_post(
         .and_then(|()| stream.set_write_timeout(Some(CONTROL_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: {content_type}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

@@ -13,6 +13,18 @@ responses the actions moto does not implement (see ../shared/reference/aws-facts
 - ListImagesInRecycleBin          images registered with POST /_harness/recycle-bin, per Region
 - GetImageBlockPublicAccessState  `unblocked` unless set with POST /_harness/block-public-access
 
+and, because moto's RAM refuses to share Parameter Store parameters ("You cannot share the
+selected resource type") and has no AssociateResourceShare / DisassociateResourceShare, AWS RAM
+itself for the calls the product makes (restJson1, per Region): GetResourceShares,
+CreateResourceShare (client tokens; only advanced-tier parameters that exist in moto; organization
+and OU principals refused, with RAM's own message, until EnableSharingWithAwsOrganization),
+GetResourceShareAssociations, AssociateResourceShare, DisassociateResourceShare,
+UpdateResourceShare, EnableSharingWithAwsOrganization. With those shares it also answers what moto
+cannot: a consumer account's GetParameter by parameter ARN (`resolve:ssm:<ARN>`) of a parameter
+shared with it (by account, or by the organization or an OU it belongs to); and GetParameters of
+`name:label` / `name:version` with each result's `Selector`, which moto leaves out. PutEvents is recorded
+(GET /_harness/events) and then passed on to moto.
+
 Control endpoints (for the tests, not AWS APIs):
 
 - POST /_harness/block-public-access?region=us-east-1&state=block-new-sharing|unblocked
@@ -23,6 +35,7 @@ Control endpoints (for the tests, not AWS APIs):
   marks moto snapshots as encrypted with a key (moto's images always get one unencrypted
   snapshot, so encrypted images exist only this way); DescribeImages then reports
   `Encrypted: true` in the image's block device mapping, as EC2 does
+- GET  /_harness/events       the PutEvents entries received so far, with their Region
 - POST /moto-api/reset        wipes moto's state and the harness's state
 
 Everything else goes to moto untouched. The harness's state is kept per Region only (not per
@@ -57,11 +70,17 @@ class HarnessState:
         self.lock = threading.Lock()
         self.recycle_bin = {}  # region -> {image_id: item dict}, in insertion order
         self.block_public_access = {}  # region -> state
+        self.ram_org_sharing = False  # RAM sharing with AWS Organizations (off until enabled)
+        self.shares = []  # RAM resource shares (dicts), every Region
+        self.events = []  # PutEvents entries received, with their Region
 
     def reset(self):
         with self.lock:
             self.recycle_bin.clear()
             self.block_public_access.clear()
+            self.ram_org_sharing = False
+            self.shares.clear()
+            self.events.clear()
 
 
 def _now_iso():
@@ -115,6 +134,88 @@ def _json_response(start_response, status, value):
     return [data]
 
 
+def _rest_error(start_response, code, message, status="400 Bad Request"):
+    data = json.dumps({"__type": code, "message": message}).encode("utf-8")
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("x-amzn-ErrorType", code),
+        ],
+    )
+    return [data]
+
+
+RAM_ORG_SHARING_OFF = (
+    "The resource you are attempting to share can only be shared within your AWS Organization. "
+    "This error may also occur if you have not enabled sharing with your AWS organization, or that "
+    "onboarding process is still in progress."
+)
+
+
+def _epoch(value):
+    """Seconds since the epoch, as AWS JSON protocols send timestamps."""
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return value
+
+
+def _caller_account(environ):
+    """The account moto would act as: the x-moto-account-id header, else the access key's."""
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"]
+    try:
+        credential = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[1]
+        access_key = credential.split("/", 1)[0]
+    except IndexError:
+        return ACCOUNT_ID
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(access_key)
+
+
+def _ssm_parameter(arn):
+    """moto's current version of the parameter an ARN names, or None."""
+    try:
+        head, name = arn.split(":parameter", 1)
+        _, _, _, region, account = head.split(":")[:5]
+    except ValueError:
+        return None
+    from moto.ssm.models import ssm_backends
+
+    versions = ssm_backends[account][region]._parameters.get(name) or []
+    return versions[-1] if versions else None
+
+
+def _member_of(principal, account):
+    """Whether `account` is `principal`, or in the organization / OU (nested) it names."""
+    if principal == account:
+        return True
+    if not principal.startswith("arn:aws:organizations::"):
+        return False
+    from moto.organizations.models import organizations_backends
+
+    manager = principal.split(":")[4]
+    backend = organizations_backends[manager]["aws"]
+    org = backend.org
+    if org is None:
+        return False
+    member = next((a for a in backend.accounts if a.id == account), None)
+    if member is None:
+        return False
+    if ":organization/" in principal:
+        return principal.endswith("/" + org.id)
+    ou_id = principal.rsplit("/", 1)[1]
+    parent = member.parent_id
+    while parent and parent.startswith("ou-"):
+        if parent == ou_id:
+            return True
+        ou = next((o for o in backend.ou if o.id == parent), None)
+        parent = ou.parent_id if ou else None
+    return False
+
+
 def _read_body(environ):
     """Reads the request body and puts it back, so the wrapped app can still read it."""
     try:
@@ -141,6 +242,27 @@ class HarnessMiddleware:
             return self.app(environ, start_response)
 
         region, service = _region_from_authorization(environ.get("HTTP_AUTHORIZATION", ""))
+        if service == "ram":
+            return self.ram(environ, start_response, region or DEFAULT_REGION, path)
+        if service in ("ssm", "events"):
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            body = _read_body(environ)
+            if target == "AmazonSSM.GetParameter":
+                answer = self.shared_parameter(environ, start_response, body)
+                if answer is not None:
+                    return answer
+            if target == "AmazonSSM.GetParameters":
+                answer = self.parameters_with_selectors(environ, start_response, region, body)
+                if answer is not None:
+                    return answer
+            if target == "AWSEvents.PutEvents":
+                try:
+                    entries = json.loads(body or b"{}").get("Entries", [])
+                except ValueError:
+                    entries = []
+                with self.state.lock:
+                    self.state.events.extend({"region": region, **e} for e in entries)
+            return self.app(environ, start_response)
         if service == "ec2":
             body = _read_body(environ)
             params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -216,9 +338,186 @@ class HarnessMiddleware:
         )
         return _xml_response(start_response, "200 OK", body)
 
+    # --- AWS RAM, and what consumers see of its shares ----------------------------------------
+
+    def ram(self, environ, start_response, region, path):
+        try:
+            req = json.loads(_read_body(environ) or b"{}")
+        except ValueError:
+            return _rest_error(start_response, "MalformedRequest", "body is not JSON")
+        action = path.strip("/").lower()
+        st = self.state
+        with st.lock:
+            if action == "enablesharingwithawsorganization":
+                st.ram_org_sharing = True
+                return _json_response(start_response, "200 OK", {"returnValue": True})
+            shares = [s for s in st.shares if s["region"] == region]
+            by_arn = {s["resourceShareArn"]: s for s in shares}
+
+            def check_principals(principals):
+                if not st.ram_org_sharing and any(
+                    p.startswith("arn:aws:organizations::") for p in principals
+                ):
+                    return _rest_error(start_response, "OperationNotPermittedException", RAM_ORG_SHARING_OFF)
+                return None
+
+            def check_resources(arns):
+                for arn in arns:
+                    param = _ssm_parameter(arn)
+                    if param is None:
+                        return _rest_error(
+                            start_response, "UnknownResourceException", f"The resource {arn} could not be found."
+                        )
+                    if getattr(param, "tier", "Standard") != "Advanced":
+                        return _rest_error(
+                            start_response,
+                            "InvalidParameterException",
+                            f"{arn}: only advanced-tier parameters can be shared",
+                        )
+                return None
+
+            def share_view(s):
+                keys = ("resourceShareArn", "name", "owningAccountId", "allowExternalPrincipals",
+                        "status", "tags")
+                return {k: s[k] for k in keys}
+
+            if action == "getresourceshares":
+                if req.get("resourceOwner") != "SELF":
+                    return _rest_error(start_response, "InvalidParameterException", "resourceOwner must be SELF here")
+                found = [
+                    s for s in shares
+                    if req.get("name") in (None, s["name"])
+                    and req.get("resourceShareStatus") in (None, s["status"])
+                ]
+                return self.paged(start_response, req, "resourceShares", [share_view(s) for s in found])
+            if action == "createresourceshare":
+                token = req.get("clientToken")
+                same = next((s for s in shares if token and s["clientToken"] == token), None)
+                if same is not None:
+                    return _json_response(start_response, "200 OK", {"resourceShare": share_view(same), "clientToken": token})
+                err = check_principals(req.get("principals", [])) or check_resources(req.get("resourceArns", []))
+                if err is not None:
+                    return err
+                share = {
+                    "region": region,
+                    "resourceShareArn": f"arn:aws:ram:{region}:{ACCOUNT_ID}:resource-share/{uuid.uuid4()}",
+                    "name": req["name"],
+                    "owningAccountId": ACCOUNT_ID,
+                    "allowExternalPrincipals": req.get("allowExternalPrincipals", True),
+                    "status": "ACTIVE",
+                    "tags": req.get("tags", []),
+                    "clientToken": token,
+                    "principals": list(dict.fromkeys(req.get("principals", []))),
+                    "resources": list(dict.fromkeys(req.get("resourceArns", []))),
+                }
+                st.shares.append(share)
+                return _json_response(start_response, "200 OK", {"resourceShare": share_view(share), "clientToken": token})
+            if action == "getresourceshareassociations":
+                kind = req.get("associationType")
+                if kind not in ("PRINCIPAL", "RESOURCE"):
+                    return _rest_error(start_response, "InvalidParameterException", f"{kind} is not a valid association type")
+                wanted = req.get("resourceShareArns") or list(by_arn)
+                rows = [
+                    {"resourceShareArn": s["resourceShareArn"], "resourceShareName": s["name"],
+                     "associatedEntity": e, "associationType": kind, "status": "ASSOCIATED",
+                     "external": False}
+                    for a in wanted if (s := by_arn.get(a))
+                    for e in s["principals" if kind == "PRINCIPAL" else "resources"]
+                ]
+                return self.paged(start_response, req, "resourceShareAssociations", rows)
+            share = by_arn.get(req.get("resourceShareArn", ""))
+            if share is None or share["status"] != "ACTIVE":
+                return _rest_error(start_response, "UnknownResourceException", f"{req.get('resourceShareArn')} could not be found.")
+            if action == "associateresourceshare":
+                err = check_principals(req.get("principals", [])) or check_resources(req.get("resourceArns", []))
+                if err is not None:
+                    return err
+                for key, items in (("principals", req.get("principals", [])), ("resources", req.get("resourceArns", []))):
+                    share[key].extend(i for i in items if i not in share[key])
+                return _json_response(start_response, "200 OK", {"resourceShareAssociations": []})
+            if action == "disassociateresourceshare":
+                for key, items in (("principals", req.get("principals", [])), ("resources", req.get("resourceArns", []))):
+                    share[key] = [i for i in share[key] if i not in items]
+                return _json_response(start_response, "200 OK", {"resourceShareAssociations": []})
+            if action == "updateresourceshare":
+                if "allowExternalPrincipals" in req:
+                    share["allowExternalPrincipals"] = bool(req["allowExternalPrincipals"])
+                return _json_response(start_response, "200 OK", {"resourceShare": share_view(share)})
+        return _rest_error(start_response, "NotImplemented", f"the harness does not model RAM {path}", "501 Not Implemented")
+
+    @staticmethod
+    def paged(start_response, req, key, items):
+        start = int(req.get("nextToken") or 0)
+        size = int(req.get("maxResults") or 500)
+        page = items[start : start + size]
+        out = {key: page}
+        if start + size < len(items):
+            out["nextToken"] = str(start + size)
+        return _json_response(start_response, "200 OK", out)
+
+    def parameters_with_selectors(self, environ, start_response, region, body):
+        """GetParameters of `name:label` / `name:version`: moto finds them but leaves out each
+        result's `Selector`, which tells AWS's answers apart; answered here with it. None: no
+        selector asked for, moto answers."""
+        try:
+            names = json.loads(body or b"{}").get("Names", [])
+        except ValueError:
+            return None
+        split = [(n, *n.rsplit(":", 1)) if ":" in n and not n.startswith("arn:") else (n, n, None) for n in names]
+        if all(sel is None for _, _, sel in split):
+            return None
+        from moto.ssm.models import ssm_backends
+
+        backend = ssm_backends[_caller_account(environ)][region or DEFAULT_REGION]
+        found, invalid = [], []
+        for requested, name, selector in split:
+            try:
+                param = backend.get_parameter(requested)
+            except Exception:  # noqa: BLE001 - moto raises for a missing version
+                param = None
+            if param is None:
+                invalid.append(requested)
+                continue
+            found.append({
+                "Name": name, "Type": param.parameter_type, "Value": param.value,
+                "Version": param.version, "DataType": param.data_type,
+                "LastModifiedDate": _epoch(param.last_modified_date),
+                "ARN": f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter{name}",
+                **({"Selector": f":{selector}"} if selector is not None else {}),
+            })
+        return _json_response(start_response, "200 OK", {"Parameters": found, "InvalidParameters": invalid})
+
+    def shared_parameter(self, environ, start_response, body):
+        """A consumer's GetParameter by ARN of another account's parameter: answered from the
+        owner's moto state when a RAM share gives it to the caller; None: moto answers."""
+        try:
+            name = json.loads(body or b"{}").get("Name", "")
+        except ValueError:
+            return None
+        if not name.startswith("arn:"):
+            return None
+        caller = _caller_account(environ)
+        parts = name.split(":")
+        if len(parts) < 6 or parts[4] == caller:
+            return None
+        with self.state.lock:
+            shares = [s for s in self.state.shares if s["status"] == "ACTIVE" and name in s["resources"]]
+        allowed = any(_member_of(p, caller) for s in shares for p in s["principals"])
+        param = _ssm_parameter(name) if allowed else None
+        if param is None:
+            return _rest_error(start_response, "ParameterNotFound", f"Parameter {name} not found.")
+        return _json_response(start_response, "200 OK", {"Parameter": {
+            "Name": param.name, "Type": param.parameter_type, "Value": param.value,
+            "Version": param.version, "ARN": name, "DataType": param.data_type,
+            "LastModifiedDate": _epoch(param.last_modified_date),
+        }})
+
     # --- control endpoints --------------------------------------------------------------------
 
     def control(self, environ, start_response, method, path):
+        if path == "/_harness/events" and method == "GET":
+            with self.state.lock:
+                return _json_response(start_response, "200 OK", {"events": list(self.state.events)})
         if method != "POST":
             return _json_response(start_response, "405 Method Not Allowed", {"error": "use POST"})
         query = parse_qs(environ.get("QUERY_STRING", ""))

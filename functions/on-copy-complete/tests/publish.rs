@@ -424,3 +424,38 @@ async fn each_copy_is_published_in_its_destination_region() {
     let regions: BTreeSet<String> = d.aws.events().into_iter().map(|(r, _)| r).collect();
     assert_eq!(regions, REGIONS.iter().map(|r| r.to_string()).collect());
 }
+
+/// A second copy of the same source in a Region (a retried copy) is as new as the first: the
+/// published one stays, no churn and no event.
+#[tokio::test]
+async fn another_copy_of_the_same_source_leaves_the_published_copy_alone() {
+    use amishare::copies::copy_request;
+    use amishare::domain::names::CopyKind;
+    use amishare::ports::Images;
+    let d = deps(policy(true, ""));
+    let img = image(&d, "2026-11-21T10:00:00.000Z");
+    let s = available(&d, &img.id).await;
+    let first = s.copies[0].image_id.clone().unwrap();
+    let region = s.copies[0].region.clone();
+    d.aws.complete_copy(&region, &first);
+    on_copy_complete::handle(&d, event("copy", &region, &first))
+        .await
+        .unwrap();
+    let events = d.aws.events().len();
+    let retry = copy_request(
+        &img,
+        &region,
+        None,
+        CopyKind::RegionCopy,
+        &["golden".into()],
+        1,
+    );
+    let second = d.aws.copy_image(&retry).await.unwrap();
+    d.aws.complete_copy(&region, &second);
+    let s = on_copy_complete::handle(&d, event("copy", &region, &second))
+        .await
+        .unwrap();
+    assert_eq!(s.published[0].status, PublishStatus::NewerKept, "{s:?}");
+    assert_eq!(value(&d, &region).unwrap(), first);
+    assert_eq!(d.aws.events().len(), events);
+}
