@@ -15,6 +15,9 @@ What it does:
      on each copy, and nightly-sweeper (report, then delete: an orphan marked then reclaimed, a
      snapshot used only by a launch template kept);
   5. prints a before/after table per image and Region, read back from moto, and each summary;
+     and, per Region, the rule's latest-image parameter (/golden/demo/latest), its RAM share and
+     the "AMI Distributed" events; then resolves the parameter by ARN as a consumer account does
+     (`resolve:ssm:<ARN>`), and checks an account outside the rule cannot;
   6. exits non-zero if the after-state is not what each step claims.
 Everything it starts is stopped at the end, also on failure or Ctrl-C.
 """
@@ -47,6 +50,7 @@ REGIONS = [HOME_REGION, *COPY_REGIONS]
 KEY_ALIAS = "alias/ami-share"
 EXTERNAL_ACCOUNT = "111122223333"  # shared with directly, outside the organization
 FUNCTIONS = ["on-image-available", "on-copy-complete", "nightly-sweeper"]
+PARAMETER = "/golden/demo/latest"
 
 
 class StepFailed(Exception):
@@ -207,6 +211,7 @@ def demo_policy(world: dict) -> dict:
                     {"region": r, "kms_key_id": f"arn:aws:kms:{r}:{ACCOUNT}:{KEY_ALIAS}"}
                     for r in COPY_REGIONS
                 ],
+                "publish": {"parameter": PARAMETER},
             }
         ],
         "sweeper": {"mode": "report", "min_age_days": 0, "grace_days": 0},
@@ -271,6 +276,49 @@ def table(rows: list[tuple[str, str, str, dict]]) -> str:
     out = [fmt.format(*header), "-+-".join("-" * w for w in widths)]
     out += [fmt.format(*r) for r in lines]
     return "\n".join(out)
+
+
+def publication(url: str, region: str) -> dict:
+    """The rule's parameter in a Region, its labels, and its RAM share's principals."""
+    ssm = client(url, "ssm", region)
+    try:
+        p = ssm.get_parameter(Name=PARAMETER)["Parameter"]
+    except ssm.exceptions.ParameterNotFound:
+        return {"exists": False}
+    history = ssm.get_parameter_history(Name=PARAMETER)["Parameters"]
+    ram = client(url, "ram", region)
+    shares = ram.get_resource_shares(resourceOwner="SELF", name="ami-share-golden")["resourceShares"]
+    principals = []
+    if shares:
+        principals = sorted(
+            a["associatedEntity"]
+            for a in ram.get_resource_share_associations(
+                associationType="PRINCIPAL", resourceShareArns=[shares[0]["resourceShareArn"]]
+            )["resourceShareAssociations"]
+        )
+    return {
+        "exists": True,
+        "value": p["Value"],
+        "data_type": p.get("DataType"),
+        "version": p["Version"],
+        "labels": [label for h in history for label in h.get("Labels", [])],
+        "shares": len(shares),
+        "principals": principals,
+        "arn": f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{PARAMETER}",
+    }
+
+
+def resolve_as(url: str, region: str, account: str, arn: str) -> str:
+    """What `resolve:ssm:<ARN>` does in a consumer account: GetParameter by the ARN."""
+    ssm = client(url, "ssm", region)
+    ssm.meta.events.register(
+        "before-sign.ssm.GetParameter",
+        lambda request, **_: request.headers.add_header("x-moto-account-id", account),
+    )
+    try:
+        return ssm.get_parameter(Name=arn)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return "ParameterNotFound"
 
 
 # --- cargo lambda ----------------------------------------------------------------------------------
@@ -460,6 +508,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             say(f"  key {KEY_ALIAS} in {r}: {k}")
         say(f"  golden image {w['golden']} ({w['golden_name']}), snapshot encrypted with the us-east-1 key")
         say(f"  non-matching image {w['scratch']} ({w['scratch_name']})")
+        client(url, "ram", HOME_REGION).enable_sharing_with_aws_organization()
+        say("  AWS RAM: sharing with AWS Organizations turned on (once per organization; see the README)")
         policy = demo_policy(w)
         say("  demo policy: " + json.dumps(policy))
         if args.policy_source == "file":
@@ -568,6 +618,43 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             check(not missing, f"{what}: grants on the {region} key for every account" + (f" (missing {missing})" if missing else ""))
             check(not any(w["suspended"] in g for g in st["grantees"]), f"{what}: no grant for the suspended account")
 
+        say("== 5. the latest-image parameter per Region, its RAM share, and what a consumer resolves")
+        published = {HOME_REGION: w["golden"]}
+        published.update({r: (copies.get(r) or {}).get("image_id") for r in COPY_REGIONS})
+        principals = sorted([EXTERNAL_ACCOUNT, w["root_account"], w["workloads_ou_arn"]])
+        consumer = w["team_accounts"][0]  # in team, nested under workloads
+        rows = []
+        for region in REGIONS:
+            p = publication(url, region)
+            if not p["exists"]:
+                check(False, f"{PARAMETER} exists in {region}")
+                rows.append((region, "-", "-", "-", "-", "-"))
+                continue
+            resolved = resolve_as(url, region, consumer, p["arn"])
+            outsider = resolve_as(url, region, "999988887777", p["arn"])
+            rows.append((region, p["value"], p["data_type"], ",".join(p["labels"]),
+                         ", ".join(x if x.isdigit() else short_ou(x) for x in p["principals"]), resolved))
+            check(p["value"] == published[region], f"{PARAMETER} in {region} names {published[region]}")
+            check(p["data_type"] == "aws:ec2:image" and len(p["labels"]) == 1 and p["labels"][0].startswith("created-"),
+                  f"{PARAMETER} in {region}: data type aws:ec2:image, labelled with the creation date")
+            check(p["shares"] == 1 and p["principals"] == principals,
+                  f"{PARAMETER} in {region}: one RAM share with the rule's accounts and OU")
+            check(resolved == published[region],
+                  f"consumer {consumer} (team OU, under workloads) resolves resolve:ssm:{p['arn']} to {resolved}")
+            check(outsider == "ParameterNotFound", f"account 999988887777, outside the rule, cannot read it in {region}")
+        header = ("region", PARAMETER, "data type", "label", "shared with (RAM)", f"consumer {consumer} resolves")
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        fmt = " | ".join(f"{{:<{wd}}}" for wd in widths)
+        pub_table = "\n".join([fmt.format(*header), "-+-".join("-" * wd for wd in widths), *(fmt.format(*r) for r in rows)])
+        say(pub_table)
+        with urllib.request.urlopen(f"{url}/_harness/events", timeout=10) as resp:
+            events = json.load(resp)["events"]
+        distributed = [e for e in events if e.get("DetailType") == "AMI Distributed"]
+        for e in distributed:
+            d = json.loads(e["Detail"])
+            say(f"  event on {e['EventBusName']} bus in {e['region']}: {d['image-id']} is the newest of rule {d['rule']} (previous: {d['previous-image-id']})")
+        check(sorted(e["region"] for e in distributed) == sorted(REGIONS), "one \"AMI Distributed\" event per Region")
+
         if args.skip_sweeper:
             say("== 4. nightly-sweeper: skipped (--skip-sweeper)")
         else:
@@ -631,6 +718,9 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         say("")
         say("== before/after, per image and Region (launch permissions; snapshot permission count; grants on the Region's key)")
         say(table(before + after))
+        say("")
+        say(f"== the newest image of rule golden, per Region: {PARAMETER}, its RAM share, and what a consumer resolves")
+        say(pub_table)
         say("")
         say("== the functions' summaries")
         for name, s in summaries:

@@ -31,7 +31,10 @@ use crate::deps::Deps;
 use crate::domain::matching::{classify, ImageKind};
 use crate::domain::names::SOURCE_CREATED_TAG;
 use crate::error::{AwsError, Error, Result};
-use crate::ports::{Aws, EventEntry, Image, ImageState, NewResourceShare, ParameterVersion};
+use crate::ports::{
+    Aws, EventEntry, Image, ImageState, NewResourceShare, ParameterVersion, ResourceShare,
+    ShareAssociations,
+};
 
 /// `source` of the events.
 pub const EVENT_SOURCE: &str = "ami-share";
@@ -203,9 +206,12 @@ impl<'d, P: Aws> Publisher<'d, P> {
         let (region, name) = (image.region.as_str(), publish.parameter.as_str());
         let label = label_for(image);
         let labelled_key = format!("{name}:{label}");
-        let got = aws
-            .get_parameters(region, &[name.to_string(), labelled_key.clone()])
-            .await?;
+        let names = [name.to_string(), labelled_key.clone()];
+        // The parameter (and the label's version) and the rule's share are read at once.
+        let (got, share) = futures::try_join!(
+            async { Ok::<_, Error>(aws.get_parameters(region, &names).await?) },
+            self.read_share(rule, region)
+        )?;
         let current = got.get(name).cloned();
         let mut out = Publication {
             rule: rule.name.clone(),
@@ -224,7 +230,9 @@ impl<'d, P: Aws> Publisher<'d, P> {
 
         if let Some(c) = current.as_ref().filter(|c| c.value == image.id) {
             out.version = Some(c.version);
-            out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+            out.share = self
+                .write_share(rule, region, &out.parameter_arn, &share)
+                .await?;
             if got.get(&labelled_key).map(|l| l.version) == Some(c.version) {
                 out.status = PublishStatus::Current;
                 out.previous_image_id = None;
@@ -247,7 +255,9 @@ impl<'d, P: Aws> Publisher<'d, P> {
                     "{name} names {}, a newer image of rule {}; it stays",
                     newer.id, rule.name
                 ));
-                out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+                out.share = self
+                    .write_share(rule, region, &out.parameter_arn, &share)
+                    .await?;
                 return Ok(out);
             }
         }
@@ -271,7 +281,9 @@ impl<'d, P: Aws> Publisher<'d, P> {
                     .put_with_room(region, name, &newer.id, &description)
                     .await?;
                 self.label(region, name, v, &label_for(&newer)).await?;
-                out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+                out.share = self
+                    .write_share(rule, region, &out.parameter_arn, &share)
+                    .await?;
                 out.status = PublishStatus::NewerKept;
                 out.current_image_id = newer.id.clone();
                 out.version = Some(v);
@@ -282,7 +294,9 @@ impl<'d, P: Aws> Publisher<'d, P> {
                 return Ok(out);
             }
         }
-        out.share = self.ensure_share(rule, region, &out.parameter_arn).await?;
+        out.share = self
+            .write_share(rule, region, &out.parameter_arn, &share)
+            .await?;
         out.events_sent = self.announce(image, &out).await?;
         self.label(region, name, version, &label).await?;
         tracing::info!(rule = %rule.name, region, parameter = name, image_id = %image.id, previous = ?out.previous_image_id, version, "published");
@@ -444,28 +458,54 @@ impl<'d, P: Aws> Publisher<'d, P> {
         Ok(sent)
     }
 
-    /// The rule's resource share in `region` holds the parameter and exactly the rule's
-    /// principals (extra ones removed only when pruning is on).
-    pub async fn ensure_share(
+    /// The rule's resource share in `region` and what it holds (`None`: the rule shares with
+    /// no principal, so there is no share to keep).
+    async fn read_share(&self, rule: &Rule, region: &str) -> Result<Option<ShareState>> {
+        if share_principals(rule, &self.deps.account_id).is_empty() {
+            return Ok(None);
+        }
+        let aws = &self.deps.aws;
+        let name = share_name(&rule.name);
+        let shares = aws.resource_shares_named(region, &name).await?;
+        if shares.len() > 1 {
+            tracing::warn!(share = %name, region, count = shares.len(), "several resource shares carry this name; the first is kept in step, the others are left alone");
+        }
+        let Some(share) = shares.into_iter().next() else {
+            return Ok(Some(ShareState {
+                share: None,
+                have: ShareAssociations::default(),
+            }));
+        };
+        let have = aws.share_associations(region, &share.arn).await?;
+        Ok(Some(ShareState {
+            share: Some(share),
+            have,
+        }))
+    }
+
+    /// Bring the rule's resource share in `region` to the parameter and exactly the rule's
+    /// principals (extra ones removed only when pruning is on), from what [`Self::read_share`]
+    /// found. Runs after the parameter exists: RAM shares only existing parameters.
+    async fn write_share(
         &self,
         rule: &Rule,
         region: &str,
         parameter_arn: &str,
+        state: &Option<ShareState>,
     ) -> Result<ShareChange> {
         let aws = &self.deps.aws;
-        let want = share_principals(rule, &self.deps.account_id);
         let mut change = ShareChange::default();
-        if want.is_empty() {
+        let Some(state) = state else {
             return Ok(change);
-        }
+        };
+        let want = share_principals(rule, &self.deps.account_id);
         let name = share_name(&rule.name);
         let external = rule
             .share_with
             .accounts
             .iter()
             .any(|a| *a != self.deps.account_id);
-        let shares = aws.resource_shares_named(region, &name).await?;
-        let Some(share) = shares.first() else {
+        let Some(share) = &state.share else {
             let token = hex::encode(
                 &Sha256::digest(format!(
                     "{}|{region}|{parameter_arn}|{}",
@@ -493,11 +533,8 @@ impl<'d, P: Aws> Publisher<'d, P> {
             change.resource_added = true;
             return Ok(change);
         };
-        if shares.len() > 1 {
-            tracing::warn!(share = %name, region, count = shares.len(), "several resource shares carry this name; the first is kept in step, the others are left alone");
-        }
         change.share_arn = Some(share.arn.clone());
-        let have = aws.share_associations(region, &share.arn).await?;
+        let have = &state.have;
         if external && !share.allow_external_principals {
             aws.allow_external_principals(region, &share.arn)
                 .await
@@ -529,6 +566,12 @@ impl<'d, P: Aws> Publisher<'d, P> {
         }
         Ok(change)
     }
+}
+
+/// A rule's resource share as read: `share` is `None` when none exists yet.
+struct ShareState {
+    share: Option<ResourceShare>,
+    have: ShareAssociations,
 }
 
 /// RAM's refusal when sharing with AWS Organizations is off, turned into what to do.

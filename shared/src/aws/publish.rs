@@ -145,6 +145,44 @@ impl Parameters for AwsPorts {
     }
 }
 
+impl AwsPorts {
+    /// The associated (or associating) entities of one kind, all pages.
+    async fn associations(
+        &self,
+        region: &str,
+        share_arn: &str,
+        kind: ResourceShareAssociationType,
+    ) -> AwsResult<BTreeSet<String>> {
+        let mut pages = self
+            .ram(region)
+            .get_resource_share_associations()
+            .association_type(kind)
+            .resource_share_arns(share_arn)
+            .into_paginator()
+            .send();
+        let mut out = BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| aws_error("ram", "GetResourceShareAssociations", share_arn, e))?;
+            out.extend(
+                page.resource_share_associations()
+                    .iter()
+                    .filter(|a| {
+                        matches!(
+                            a.status(),
+                            Some(
+                                ResourceShareAssociationStatus::Associated
+                                    | ResourceShareAssociationStatus::Associating
+                            )
+                        )
+                    })
+                    .filter_map(|a| a.associated_entity().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl ResourceShares for AwsPorts {
     async fn resource_shares_named(
@@ -223,42 +261,15 @@ impl ResourceShares for AwsPorts {
         region: &str,
         share_arn: &str,
     ) -> AwsResult<ShareAssociations> {
-        let mut out = ShareAssociations::default();
-        for kind in [
-            ResourceShareAssociationType::Principal,
-            ResourceShareAssociationType::Resource,
-        ] {
-            let mut pages = self
-                .ram(region)
-                .get_resource_share_associations()
-                .association_type(kind.clone())
-                .resource_share_arns(share_arn)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page
-                    .map_err(|e| aws_error("ram", "GetResourceShareAssociations", share_arn, e))?;
-                let live = page
-                    .resource_share_associations()
-                    .iter()
-                    .filter(|a| {
-                        matches!(
-                            a.status(),
-                            Some(
-                                ResourceShareAssociationStatus::Associated
-                                    | ResourceShareAssociationStatus::Associating
-                            )
-                        )
-                    })
-                    .filter_map(|a| a.associated_entity().map(str::to_string));
-                let into: &mut BTreeSet<String> = match kind {
-                    ResourceShareAssociationType::Principal => &mut out.principals,
-                    _ => &mut out.resources,
-                };
-                into.extend(live);
-            }
-        }
-        Ok(out)
+        // Both kinds at once.
+        let (principals, resources) = futures::try_join!(
+            self.associations(region, share_arn, ResourceShareAssociationType::Principal),
+            self.associations(region, share_arn, ResourceShareAssociationType::Resource)
+        )?;
+        Ok(ShareAssociations {
+            principals,
+            resources,
+        })
     }
 
     async fn associate_resource_share(
