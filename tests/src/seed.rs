@@ -219,3 +219,21 @@ pub fn ami_event(file: &str, region: &str, image_id: &str) -> serde_json::Value 
     e["detail"]["ImageId"] = image_id.into();
     e
 }
+
+/// The functions' dependencies against the emulator, as account 123456789012, without rate
+/// limits (moto does not throttle).
+pub async fn deps(
+    config: &SdkConfig,
+    policy: amishare::Policy,
+) -> amishare::deps::Deps<amishare::aws::AwsPorts> {
+    amishare::deps::Deps::new(
+        amishare::aws::AwsPorts::new(
+            config.clone(),
+            None,
+            amishare::rate::RateLimits::unlimited(),
+        )
+        .await,
+        policy,
+        crate::moto::ACCOUNT_ID,
+    )
+}

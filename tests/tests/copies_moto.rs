@@ -6,8 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use amishare::aws::AwsPorts;
-use amishare::deps::Deps;
 use amishare::report::Outcome;
 use amishare::Policy;
 use aws_sdk_ec2::types::{ImageAttributeName, SnapshotAttributeName};
@@ -80,16 +78,7 @@ async fn copies_to_two_regions_are_shared_there_like_the_source() {
         org.workloads_ou_arn
     ))
     .unwrap();
-    let deps = Deps::new(
-        AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
-        policy,
-        "123456789012",
-    );
+    let deps = seed::deps(&config, policy).await;
 
     let s = on_image_available::handle(
         &deps,

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
-use amishare::aws::AwsPorts;
-use amishare::deps::Deps;
 use amishare::publish::PublishStatus;
 use amishare::report::Outcome;
 use amishare::Policy;
@@ -74,16 +72,7 @@ async fn the_newest_image_is_published_shared_and_announced_in_three_regions() {
         org.workloads_ou_arn
     ))
     .unwrap();
-    let deps = Deps::new(
-        AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
-        policy,
-        "123456789012",
-    );
+    let deps = seed::deps(&config, policy).await;
     let event = |file: &str, region: &str, id: &str| seed::ami_event(file, region, id);
 
     ram(&config, "us-east-1")
@@ -250,16 +239,7 @@ async fn organization_sharing_off_is_refused_with_the_fix_and_finished_once_on()
         org.workloads_ou_arn
     ))
     .unwrap();
-    let deps = Deps::new(
-        AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
-        policy,
-        "123456789012",
-    );
+    let deps = seed::deps(&config, policy).await;
     let event = || seed::ami_event("image-available.json", "us-east-1", &golden);
     let s = on_image_available::handle(&deps, event()).await.unwrap();
     assert_eq!(s.outcome, Outcome::Refused, "{s:#?}");

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
 
-use amishare::aws::AwsPorts;
-use amishare::deps::Deps;
 use amishare::Policy;
 use aws_sdk_ec2::types::{
     ImageAttributeName, LaunchTemplateBlockDeviceMappingRequest,
@@ -60,16 +58,7 @@ async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_
             "sweeper":{"mode":"report","min_age_days":0,"grace_days":0}}"#,
     )
     .unwrap();
-    let deps = Deps::new(
-        AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
-        policy,
-        "123456789012",
-    );
+    let deps = seed::deps(&config, policy).await;
     let run = || Run::new("us-east-1", chrono::Utc::now(), None);
 
     let report = handle(&deps, json!({}), &run()).await.unwrap();

@@ -57,6 +57,12 @@ fn principals(d: &Deps<FakeAws>) -> BTreeSet<String> {
     share.principals
 }
 
+/// The world's deps under a rule sharing with the account and the OU.
+fn account_and_ou(fake: FakeAws) -> Deps<FakeAws> {
+    let share = json!({"accounts": [ACCOUNT], "organizational_units": [OU_ARN]});
+    Deps::new(fake, policy(share, false), OWN_ACCOUNT)
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -64,14 +70,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 #[tokio::test]
 async fn the_night_publishes_each_rules_newest_image_then_only_reads() {
     let (fake, imgs) = world();
-    let d = Deps::new(
-        fake,
-        policy(
-            json!({"accounts": [ACCOUNT], "organizational_units": [OU_ARN]}),
-            false,
-        ),
-        OWN_ACCOUNT,
-    );
+    let d = account_and_ou(fake);
     let r = sweep(&d).await;
     assert_eq!(r.errors_total, 0, "{:?}", r.errors);
     assert_eq!(d.aws.parameter(R, PARAM).unwrap().value, imgs[1].id);
@@ -137,14 +136,7 @@ async fn the_night_repairs_a_parameter_set_back_or_deleted_by_hand() {
 #[tokio::test]
 async fn the_night_keeps_the_shares_principals_in_step_with_the_rule() {
     let (fake, _) = world();
-    let d = Deps::new(
-        fake,
-        policy(
-            json!({"accounts": [ACCOUNT], "organizational_units": [OU_ARN]}),
-            false,
-        ),
-        OWN_ACCOUNT,
-    );
+    let d = account_and_ou(fake);
     sweep(&d).await;
     // The rule gains an account and drops the OU; pruning off: added, nothing removed.
     let changed = json!({"accounts": [ACCOUNT, NEW_ACCOUNT]});
