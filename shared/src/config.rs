@@ -113,6 +113,10 @@ pub struct Rule {
     /// Publish the rule's newest image in each Region where it is shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Publish>,
+    /// Retire the rule's older images in each Region: deprecate, then disable, then
+    /// deregister, never while anything still uses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire: Option<Retire>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -131,6 +135,57 @@ pub struct Publish {
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
+}
+
+/// Whether retirement acts or only says what it would do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RetireMode {
+    /// Say, in the sweeper's report, what would be done; change nothing.
+    #[default]
+    Report,
+    /// Deprecate, disable and deregister as the stages say.
+    Act,
+}
+
+/// How a rule's older images are retired, per Region, by the nightly sweeper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Retire {
+    /// Keep the newest `keep` images of the rule in each Region (by creation date; a copy by
+    /// its source's). With `max_age_days` too, an image is retired only when it is both beyond
+    /// the newest `keep` and older than `max_age_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// Retire images created more than this many days ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_days: Option<u32>,
+    /// Stage 1: deprecate the image (it drops out of searches; it still launches by id).
+    /// Default `true`.
+    #[serde(default = "yes")]
+    pub deprecate: bool,
+    /// Stage 2: disable the image (no new launches; it becomes private) this many days after
+    /// the previous stage. Absent: never disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_days: Option<u32>,
+    /// Stage 3: deregister the image this many days after the previous stage; its snapshots
+    /// are then reclaimed by the orphan sweep. Absent: never deregistered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregister_after_days: Option<u32>,
+    /// An image launched within this many days (`lastLaunchedTime`) is not disabled or
+    /// deregistered. Default 30.
+    #[serde(default = "thirty")]
+    pub protect_if_launched_within_days: u32,
+    /// `report` (default): the sweeper's report says what would be done; `act`: do it.
+    #[serde(default)]
+    pub mode: RetireMode,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+fn thirty() -> u32 {
+    30
 }
 
 /// Where "AMI Distributed" events go besides the account's default event bus.
@@ -239,6 +294,10 @@ pub struct SweeperConfig {
     /// hand). Default 7.
     #[serde(default = "seven")]
     pub audit_days: u32,
+    /// At most this many retirement stages (deprecate, disable, deregister) per run and
+    /// Region, done or, in report mode, reported as would-be-done. Default 20.
+    #[serde(default = "twenty")]
+    pub max_retirements: u32,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -250,6 +309,9 @@ fn seven() -> u32 {
 fn hundred() -> u32 {
     100
 }
+fn twenty() -> u32 {
+    20
+}
 
 impl Default for SweeperConfig {
     fn default() -> Self {
@@ -260,6 +322,7 @@ impl Default for SweeperConfig {
             prune_unlisted_shares: false,
             max_deletions: 100,
             audit_days: 7,
+            max_retirements: 20,
             unknown: BTreeMap::new(),
         }
     }
@@ -566,6 +629,28 @@ impl Rule {
             }
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
+            }
+        }
+        if let Some(r) = &self.retire {
+            let rat = format!("{at}.retire");
+            p.unknown(&rat, &r.unknown);
+            if r.keep.is_none() && r.max_age_days.is_none() {
+                p.add(
+                    &rat,
+                    "names neither \"keep\" nor \"max_age_days\", so no image would ever be selected",
+                );
+            }
+            if r.keep == Some(0) {
+                p.add(
+                    format!("{rat}.keep"),
+                    "must be at least 1 (the newest image of a rule is never retired)",
+                );
+            }
+            if !r.deprecate && r.disable_after_days.is_none() && r.deregister_after_days.is_none() {
+                p.add(
+                    &rat,
+                    "has no stage: set \"deprecate\": true, \"disable_after_days\" or \"deregister_after_days\"",
+                );
             }
         }
         if let Some(publish) = &self.publish {

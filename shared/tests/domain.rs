@@ -26,6 +26,8 @@ fn image(name: &str, tags: &[(&str, &str)]) -> Image {
         source_image_region: None,
         deprecation_time: None,
         creation_date: None,
+        last_launched_time: None,
+        deregistration_protection: None,
     }
 }
 

@@ -410,3 +410,35 @@ fn parameters_outside_the_deployments_prefix_are_named() {
     assert_eq!(out.len(), 1);
     assert!(out[0].starts_with("rules[0].publish.parameter: \"/other/latest\" is not under the deployment's parameter path prefix \"/golden/\""), "{}", out[0]);
 }
+
+#[test]
+fn retire_needs_a_selection_and_a_stage_and_defaults_to_report() {
+    use amishare::config::RetireMode;
+    let rule = |retire: &str| {
+        with_rule(&format!(
+            r#"{{"name":"a","match":{{"name":"x-*"}},"share_with":{{"accounts":["111122223333"]}},"retire":{retire}}}"#
+        ))
+    };
+    let p = Policy::from_json(&rule(r#"{"keep":3,"disable_after_days":14}"#)).unwrap();
+    let r = p.rules[0].retire.as_ref().unwrap();
+    assert_eq!(r.mode, RetireMode::Report);
+    assert!(r.deprecate);
+    assert_eq!(r.protect_if_launched_within_days, 30);
+    assert_eq!(p.sweeper.max_retirements, 20);
+    for (retire, want) in [
+        (
+            r#"{}"#,
+            "rules[0].retire: names neither \"keep\" nor \"max_age_days\"",
+        ),
+        (r#"{"keep":0}"#, "rules[0].retire.keep: must be at least 1"),
+        (
+            r#"{"keep":2,"deprecate":false}"#,
+            "rules[0].retire: has no stage",
+        ),
+        (r#"{"keep":2,"mode":"delete"}"#, "rules[0].retire.mode"),
+        (r#"{"keep":2,"after":3}"#, "after"),
+    ] {
+        let msg = problems(&rule(retire));
+        assert!(msg.contains(want), "{retire}: missing {want:?} in:\n{msg}");
+    }
+}

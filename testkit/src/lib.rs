@@ -18,6 +18,7 @@ use amishare::ports::*;
 
 pub mod inventory;
 pub mod publish;
+pub mod retire;
 
 /// Account the double's images belong to unless told otherwise.
 pub const OWN_ACCOUNT: &str = "123456789012";
@@ -89,6 +90,8 @@ pub struct World {
     pub largest_tag_batch: usize,
     /// Parameter Store, AWS RAM and EventBridge (see `publish`).
     pub publishing: crate::publish::FakePublishing,
+    /// Image references, usage reports (see `retire`).
+    pub retirement: crate::retire::FakeRetirement,
     failures: Vec<Failure>,
     next_id: u64,
 }
@@ -301,6 +304,8 @@ impl FakeAws {
                 spec.created
                     .unwrap_or_else(|| "2026-11-21T10:00:00.000Z".into()),
             ),
+            last_launched_time: None,
+            deregistration_protection: None,
         };
         w.images.insert(
             (image.region.clone(), image.id.clone()),
@@ -642,6 +647,8 @@ impl Images for FakeAws {
             source_image_region: Some(r.source_region.clone()),
             deprecation_time: None,
             creation_date: Some("2026-11-21T11:00:00.000Z".into()),
+            last_launched_time: None,
+            deregistration_protection: None,
         };
         w.images.insert(
             (r.destination_region.clone(), id.clone()),

@@ -43,6 +43,9 @@ CALLS = {
         "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
         "autoscaling:DescribeLaunchConfigurations", "kms:RetireGrant", "kms:RevokeGrant",
+        # retirement: what uses an image, and the stages past sharing
+        "ec2:DescribeImageReferences", "ec2:DescribeImageUsageReports", "ec2:DescribeImageUsageReportEntries",
+        "ec2:CreateImageUsageReport", "ec2:EnableImageDeprecation", "ec2:DisableImage", "ec2:DeregisterImage",
     },
 }
 BRANCHES = {"without an Organizations role": False, "with an Organizations role": True}
@@ -138,6 +141,7 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
                 "arn:${AWS::Partition}:ec2:*::image/*",
                 "arn:${AWS::Partition}:ec2:*::snapshot/*",
                 "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*",
+                "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:image-usage-report/*",
             ), (st["Sid"], r)
         if any(a.split(":")[1] in {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
                for a in acts):
@@ -215,10 +219,24 @@ def test_tags_are_written_only_under_the_products_keys_or_at_copy_creation(templ
     assert sts and all(as_list(st["Action"]) == ["ec2:CreateTags"] for st in sts)
     for st in sts:
         cond = st["Condition"]
-        # a copy is tagged by CopyImage itself (its TagSpecifications and the source's tags)
-        assert cond == OWN_TAG_KEYS or cond == {"StringEquals": {"ec2:CreateAction": "CopyImage"}}, st["Sid"]
+        # a copy is tagged by CopyImage itself (its TagSpecifications and the source's tags); a
+        # usage report by CreateImageUsageReport, on the report only
+        usage_report = {"StringEquals": {"ec2:CreateAction": "CreateImageUsageReport"}}
+        assert cond in (OWN_TAG_KEYS, {"StringEquals": {"ec2:CreateAction": "CopyImage"}}, usage_report), st["Sid"]
+        if cond == usage_report:
+            assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:image-usage-report/*"}
     at_creation = [st for st in sts if "StringEquals" in st["Condition"]]
     assert bool(at_creation) == ("ec2:CopyImage" in CALLS[name])
+
+
+def test_retirement_acts_only_on_the_products_images(template):
+    (st,) = grants(template, "nightly-sweeper", "ec2:DisableImage")
+    assert sorted(as_list(st["Action"])) == ["ec2:DeregisterImage", "ec2:DisableImage", "ec2:EnableImageDeprecation"]
+    assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*::image/*"}
+    assert st["Condition"] == {"Null": {"aws:ResourceTag/ami-share:managed": "false"}}
+    for other in ("on-image-available", "on-copy-complete"):
+        assert grants(template, other, "ec2:DisableImage") == []
+        assert grants(template, other, "ec2:DeregisterImage") == []
 
 
 def test_tags_are_removed_only_under_the_products_keys(template):

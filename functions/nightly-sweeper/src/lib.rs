@@ -10,6 +10,7 @@
 pub mod drift;
 pub mod orphans;
 pub mod report;
+pub mod retire;
 
 use std::time::{Duration, SystemTime};
 
@@ -313,6 +314,7 @@ pub async fn sweep<P: Aws + Inventory>(
         started_at: run.now,
         orphans: report::OrphanReport::default(),
         drift: report::DriftReport::default(),
+        retirement: report::RetireReport::default(),
         inventory_retried: Vec::new(),
         retry: None,
         not_reached: Vec::new(),
@@ -365,7 +367,15 @@ pub async fn sweep<P: Aws + Inventory>(
                         listings.snapshots.as_deref().ok(),
                         &mut drift_half,
                     )
-                    .await
+                    .await;
+                    // Retirement knows what the latest-image parameters name tonight.
+                    let published = drift_half
+                        .drift
+                        .publications
+                        .iter()
+                        .map(|p| p.current_image_id.clone())
+                        .collect();
+                    retire::retire(deps, run, images, &published, &mut drift_half).await;
                 }
                 Err(e) => {
                     drift_half.drift.status = "aborted".into();
@@ -379,6 +389,7 @@ pub async fn sweep<P: Aws + Inventory>(
     );
     report.orphans = std::mem::take(&mut orphan_half.orphans);
     report.drift = std::mem::take(&mut drift_half.drift);
+    report.retirement = std::mem::take(&mut drift_half.retirement);
     report.absorb(orphan_half);
     report.absorb(drift_half);
     let still_failed = listings.transient_failures();

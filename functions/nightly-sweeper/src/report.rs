@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use amishare::config::SweepMode;
 pub use amishare::converge::Unlisted;
 use amishare::domain::orphans::Action;
+use amishare::domain::retire::Stage;
 use amishare::publish::Publication;
 use amishare::report::{CopyReport, ErrorSummary};
 use amishare::Error;
@@ -123,6 +124,48 @@ impl DriftReport {
     }
 }
 
+/// Retirement tonight (rules with `retire`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetireReport {
+    /// `complete`, `partial` (the night's limit or the deadline came first); empty when no rule
+    /// retires.
+    pub status: String,
+    /// Images the rules' keep / age settings select (in every stage).
+    pub selected: usize,
+    /// Stages taken (`mode: act`).
+    pub done: usize,
+    pub deprecated: usize,
+    pub disabled: usize,
+    pub deregistered: usize,
+    /// Stages that would be taken (`mode: report`).
+    pub would: usize,
+    /// Images whose due stage something still prevents (see their `protected_by`).
+    pub protected: usize,
+    /// Of those, waiting for a consumer usage report (requested tonight, or not ready).
+    pub usage_reports_pending: usize,
+    /// Images whose next stage is not due yet.
+    pub waiting: usize,
+    /// Copies waiting for their source to reach the stage first.
+    pub held: usize,
+    /// Due stages left for the next night (`sweeper.max_retirements`, or the deadline).
+    pub not_reached: usize,
+    /// The first images, with what happened or would happen.
+    pub items: Vec<RetireItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetireItem {
+    pub image_id: String,
+    pub image_name: String,
+    pub rule: String,
+    pub stage: Option<Stage>,
+    /// `done`, `would`, `protected`, `waiting`, `held`, `limit`, `recorded`, `would-record`.
+    pub status: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protected_by: Vec<String>,
+}
+
 /// What one run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -134,6 +177,8 @@ pub struct SweepReport {
     pub started_at: DateTime<Utc>,
     pub orphans: OrphanReport,
     pub drift: DriftReport,
+    /// Retirement of older images (rules with `retire`).
+    pub retirement: RetireReport,
     /// Listings that failed transiently and were run again (after the SDK's own retries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inventory_retried: Vec<String>,
@@ -196,7 +241,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 7] = [
+        let metrics: [(&str, &str, u64); 9] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -211,6 +256,8 @@ impl SweepReport {
             ("GiBReclaimed", "Gigabytes", self.orphans.deleted_gib),
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
             ("CopiesStarted", "Count", self.drift.copies_started as u64),
+            ("RetirementStages", "Count", self.retirement.done as u64),
+            ("ImagesProtected", "Count", self.retirement.protected as u64),
             (
                 "Errors",
                 "Count",

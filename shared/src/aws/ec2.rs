@@ -46,6 +46,8 @@ pub(super) fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Imag
         source_image_region: i.source_image_region().map(str::to_string),
         deprecation_time: i.deprecation_time().map(str::to_string),
         creation_date: i.creation_date().map(str::to_string),
+        last_launched_time: i.last_launched_time().map(str::to_string),
+        deregistration_protection: i.deregistration_protection().map(str::to_string),
     }
 }
 

@@ -9,6 +9,7 @@ mod inventory;
 mod kms;
 mod org;
 mod publish;
+mod retire;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

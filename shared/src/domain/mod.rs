@@ -4,3 +4,4 @@ pub mod matching;
 pub mod names;
 pub mod orphans;
 pub mod plan;
+pub mod retire;

@@ -359,6 +359,8 @@ mod tests {
             source_image_region: None,
             deprecation_time: None,
             creation_date: None,
+            last_launched_time: None,
+            deregistration_protection: None,
         }
     }
 

@@ -1,0 +1,547 @@
+//! Retirement: each night, per Region, the rules with `retire` take their older images through
+//! the stages the rule names — deprecate, then disable, then deregister — never while anything
+//! still uses them, and never the rule's newest image or an image a latest-image parameter
+//! names.
+//!
+//! - Selection is the rule's (keep-N and/or age, per Region; a copy counts with its source's
+//!   creation date, so the same images are selected in every Region the rule copies to).
+//! - Each stage's time is a tag on the image (`ami-share:retire-stage`, `-stage-at`): stages only
+//!   move forward, a cut-short run resumes where it stopped, and a wait is counted from the
+//!   previous stage.
+//! - A copy never goes past its source's stage (each Region's sweeper reads the source), unless
+//!   the source is gone.
+//! - Before disabling or deregistering: nothing in the owner account references the image
+//!   (`DescribeImageReferences`: instances, every launch template version, parameters, Image
+//!   Builder recipes), it was not launched within `protect_if_launched_within_days`, and no
+//!   consumer account uses it (an image usage report, requested one night and read the next).
+//!   A protected image is reported with what protects it and checked again the next night.
+//! - At most `sweeper.max_retirements` stages per run; `mode: report` (the default) only says
+//!   what would be done.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use amishare::config::{RetireMode, Rule};
+use amishare::deps::Deps;
+use amishare::domain::matching::{classify, ImageKind};
+use amishare::domain::names::MANAGED_TAG;
+use amishare::domain::retire::{
+    next_step, reached, select, Next, Stage, STAGE_AT_TAG, STAGE_TAG, USAGE_REPORT_TAG,
+};
+use amishare::ports::{
+    Aws, Image, ImageReference, ImageState, UsageReportRequest, MAX_REFERENCE_IMAGES,
+    MAX_USAGE_REPORT_ACCOUNTS,
+};
+use amishare::Error;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::report::{RetireItem, SweepReport, LISTED};
+use crate::Run;
+
+/// A usage report older than this is requested again.
+pub const USAGE_REPORT_MAX_AGE_DAYS: i64 = 7;
+
+/// One image's step tonight.
+struct Step<'a> {
+    rule: &'a Rule,
+    image: &'a Image,
+    why: String,
+    stage: Stage,
+}
+
+/// What a consumer-usage check found.
+enum Usage {
+    Clear,
+    InUse(Vec<String>),
+    Pending(String),
+}
+
+pub async fn retire<P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    images: &[Image],
+    published: &BTreeSet<String>,
+    report: &mut SweepReport,
+) {
+    let rules: Vec<&Rule> = deps
+        .policy
+        .rules
+        .iter()
+        .filter(|r| r.retire.is_some())
+        .collect();
+    if rules.is_empty() {
+        return;
+    }
+    report.retirement.status = "complete".into();
+    // The rules' images in this Region: the product's, by the rules their managed tag names.
+    let mut by_rule: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
+    for image in images.iter().filter(|i| {
+        matches!(i.state, ImageState::Available | ImageState::Disabled)
+            && i.owner_id == deps.account_id
+            && !i
+                .tags
+                .get("ami-share:skip")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }) {
+        for name in image
+            .tags
+            .get(MANAGED_TAG)
+            .map(|v| v.split(',').collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            by_rule.entry(name).or_default().push(image);
+        }
+    }
+
+    let mut sources: HashMap<(String, String), Option<Image>> = HashMap::new();
+    let mut due: Vec<Step> = Vec::new();
+    for rule in &rules {
+        let Some(r) = &rule.retire else { continue };
+        let imgs = by_rule.get(rule.name.as_str()).cloned().unwrap_or_default();
+        let mut selected = select(r, &imgs, run.now);
+        selected.reverse(); // oldest first
+        report.retirement.selected += selected.len();
+        for (image, why) in selected {
+            let mut next = next_step(r, reached(image), run.now);
+            // A copy never goes past its source's stage, unless the source is gone.
+            if let ImageKind::OurCopy(p) = classify(image) {
+                if let Next::Due { stage } | Next::Waiting { stage, .. } = &next {
+                    let key = (p.source_region.clone(), p.source_image_id.clone());
+                    if !sources.contains_key(&key) {
+                        let got = deps.aws.describe_image(&key.0, &key.1).await;
+                        match got {
+                            Ok(s) => {
+                                sources.insert(key.clone(), s);
+                            }
+                            Err(e) => {
+                                report.error(
+                                    &format!("retirement of {}: reading its source", image.id),
+                                    &Error::from(e),
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(Some(source)) = sources.get(&key) {
+                        let source_stage = reached(source).map(|(s, _)| s);
+                        let allowed = source_stage.is_some_and(|s| s >= *stage);
+                        if !allowed {
+                            item(
+                                report,
+                                rule,
+                                image,
+                                Some(*stage),
+                                "held",
+                                format!(
+                                    "{why}; waits for its source {} in {} ({}) to reach {} first",
+                                    p.source_image_id,
+                                    p.source_region,
+                                    source_stage.map_or("not retired", Stage::as_str),
+                                    stage.as_str()
+                                ),
+                                Vec::new(),
+                            );
+                            report.retirement.held += 1;
+                            next = Next::Done;
+                        }
+                    }
+                }
+            }
+            match next {
+                Next::Done => {}
+                Next::Waiting { stage, due_at } => {
+                    report.retirement.waiting += 1;
+                    item(
+                        report,
+                        rule,
+                        image,
+                        Some(stage),
+                        "waiting",
+                        format!("{why}; {} is due at {due_at}", stage.as_str()),
+                        Vec::new(),
+                    );
+                }
+                Next::Record { stage } => {
+                    // A run stopped between the action and its tag: the time is recorded now.
+                    if act(rule) {
+                        if let Err(e) = record(deps, run, image, stage).await {
+                            report.error(&format!("retirement of {}", image.id), &e);
+                        }
+                    }
+                    item(report, rule, image, Some(stage), if act(rule) { "recorded" } else { "would-record" },
+                        format!("{why}; {} was reached without its time recorded (a run stopped between the action and its tag)", stage.as_str()), Vec::new());
+                }
+                Next::Due { stage } => {
+                    if published.contains(&image.id) {
+                        report.retirement.protected += 1;
+                        item(
+                            report,
+                            rule,
+                            image,
+                            Some(stage),
+                            "protected",
+                            why.clone(),
+                            vec![format!(
+                                "named by the latest-image parameter of rule {}",
+                                rule.name
+                            )],
+                        );
+                        continue;
+                    }
+                    due.push(Step {
+                        rule,
+                        image,
+                        why,
+                        stage,
+                    });
+                }
+            }
+        }
+    }
+
+    // Own-account references of everything that would be disabled or deregistered, 10 images
+    // a call.
+    let checked: Vec<String> = due
+        .iter()
+        .filter(|s| s.stage.needs_protection_check())
+        .map(|s| s.image.id.clone())
+        .collect();
+    let mut references: BTreeMap<String, Vec<ImageReference>> = BTreeMap::new();
+    for chunk in checked.chunks(MAX_REFERENCE_IMAGES) {
+        match deps.aws.image_references(&run.region, chunk).await {
+            Ok(refs) => {
+                for r in refs {
+                    references.entry(r.image_id.clone()).or_default().push(r);
+                }
+            }
+            Err(e) => {
+                report.error("retirement: DescribeImageReferences", &Error::from(e));
+                // Unknown references protect: nothing in this chunk moves tonight.
+                for id in chunk {
+                    references
+                        .entry(id.clone())
+                        .or_default()
+                        .push(ImageReference {
+                            image_id: id.clone(),
+                            resource_type: "unknown".into(),
+                            arn: "the references could not be read tonight".into(),
+                        });
+                }
+            }
+        }
+    }
+
+    let mut budget = deps.policy.sweeper.max_retirements as usize;
+    for step in due {
+        let Step {
+            rule,
+            image,
+            why,
+            stage,
+        } = step;
+        if !run.may_start() {
+            report.retirement.not_reached += 1;
+            report.retirement.status = "partial".into();
+            continue;
+        }
+        let mut protected_by = Vec::new();
+        if stage.needs_protection_check() {
+            protected_by = own_protection(rule, image, stage, run.now, references.get(&image.id));
+            if protected_by.is_empty() {
+                match consumer_use(deps, run, rule, image).await {
+                    Ok(Usage::Clear) => {}
+                    Ok(Usage::InUse(lines)) => protected_by.extend(lines),
+                    Ok(Usage::Pending(line)) => {
+                        report.retirement.usage_reports_pending += 1;
+                        protected_by.push(line);
+                    }
+                    Err(e) => {
+                        report.error(&format!("retirement of {}: usage report", image.id), &e);
+                        protected_by
+                            .push("the consumer accounts' usage could not be read tonight".into());
+                    }
+                }
+            }
+        }
+        if !protected_by.is_empty() {
+            report.retirement.protected += 1;
+            item(
+                report,
+                rule,
+                image,
+                Some(stage),
+                "protected",
+                why,
+                protected_by,
+            );
+            continue;
+        }
+        if budget == 0 {
+            report.retirement.not_reached += 1;
+            report.retirement.status = "partial".into();
+            item(
+                report,
+                rule,
+                image,
+                Some(stage),
+                "limit",
+                format!("{why}; sweeper.max_retirements reached tonight"),
+                Vec::new(),
+            );
+            continue;
+        }
+        budget -= 1;
+        if !act(rule) {
+            report.retirement.would += 1;
+            item(report, rule, image, Some(stage), "would", why, Vec::new());
+            continue;
+        }
+        match take(deps, run, image, stage).await {
+            Ok(()) => {
+                let r = &mut report.retirement;
+                r.done += 1;
+                match stage {
+                    Stage::Deprecated => r.deprecated += 1,
+                    Stage::Disabled => r.disabled += 1,
+                    Stage::Deregistered => r.deregistered += 1,
+                    Stage::Selected => {}
+                }
+                tracing::info!(image_id = %image.id, rule = %rule.name, stage = stage.as_str(), "retirement stage taken");
+                item(report, rule, image, Some(stage), "done", why, Vec::new());
+            }
+            Err(e) => report.error(
+                &format!("retirement of {} ({})", image.id, stage.as_str()),
+                &e,
+            ),
+        }
+    }
+}
+
+fn act(rule: &Rule) -> bool {
+    rule.retire
+        .as_ref()
+        .is_some_and(|r| r.mode == RetireMode::Act)
+}
+
+fn item(
+    report: &mut SweepReport,
+    rule: &Rule,
+    image: &Image,
+    stage: Option<Stage>,
+    status: &'static str,
+    detail: String,
+    protected_by: Vec<String>,
+) {
+    let items = &mut report.retirement.items;
+    if items.len() < LISTED {
+        items.push(RetireItem {
+            image_id: image.id.clone(),
+            image_name: image.name.clone(),
+            rule: rule.name.clone(),
+            stage,
+            status,
+            detail,
+            protected_by,
+        });
+    }
+}
+
+/// What in the owner account protects the image: references, a recent launch, and (before
+/// deregistering) deregistration protection.
+fn own_protection(
+    rule: &Rule,
+    image: &Image,
+    stage: Stage,
+    now: DateTime<Utc>,
+    references: Option<&Vec<ImageReference>>,
+) -> Vec<String> {
+    let mut out: Vec<String> = references
+        .into_iter()
+        .flatten()
+        .map(|r| format!("referenced by {} {}", r.resource_type, r.arn))
+        .collect();
+    let days = rule
+        .retire
+        .as_ref()
+        .map_or(0, |r| r.protect_if_launched_within_days);
+    if let Some(at) = image
+        .last_launched_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    {
+        if now - at.with_timezone(&Utc) < Duration::days(i64::from(days)) {
+            out.push(format!(
+                "launched at {at} (lastLaunchedTime), within {days} days"
+            ));
+        }
+    }
+    if stage == Stage::Deregistered
+        && image
+            .deregistration_protection
+            .as_deref()
+            .is_some_and(|p| p.starts_with("enabled"))
+    {
+        out.push("deregistration protection is on: turn it off (ec2 disable-image-deregistration-protection) to let the image be retired".into());
+    }
+    out
+}
+
+/// Whether consumer accounts use the image: the product's latest usage report of it, read
+/// when ready; requested (one per 200 accounts) when there is none younger than
+/// [`USAGE_REPORT_MAX_AGE_DAYS`].
+async fn consumer_use<P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    rule: &Rule,
+    image: &Image,
+) -> Result<Usage, Error> {
+    let region = run.region.as_str();
+    let oldest = run.now - Duration::days(USAGE_REPORT_MAX_AGE_DAYS);
+    let reports: Vec<_> = deps
+        .aws
+        .usage_reports(region, &image.id)
+        .await?
+        .into_iter()
+        .filter(|r| r.tags.get(USAGE_REPORT_TAG) == Some(&image.id))
+        .filter(|r| r.state != "failed" && r.state != "error")
+        .filter(|r| {
+            r.creation_time
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) >= oldest)
+        })
+        .filter(|r| {
+            r.expiration_time
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_none_or(|t| t.with_timezone(&Utc) > run.now)
+        })
+        .collect();
+    if reports.is_empty() {
+        let sw = &rule.share_with;
+        // Organizations and OUs: every account (the parameter left out); accounts: 200 a report.
+        let accounts: Vec<String> =
+            if sw.organizations.is_empty() && sw.organizational_units.is_empty() && !sw.public {
+                sw.accounts
+                    .iter()
+                    .filter(|a| **a != deps.account_id)
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let chunks: Vec<Vec<String>> = if accounts.is_empty() {
+            vec![Vec::new()]
+        } else {
+            accounts
+                .chunks(MAX_USAGE_REPORT_ACCOUNTS)
+                .map(<[String]>::to_vec)
+                .collect()
+        };
+        let mut ids = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let token = hex::encode(
+                &Sha256::digest(format!("{}|{}|{i}", image.id, run.now.format("%Y-%m-%d")))[..16],
+            );
+            let id = deps
+                .aws
+                .create_usage_report(
+                    region,
+                    &UsageReportRequest {
+                        image_id: image.id.clone(),
+                        account_ids: chunk.clone(),
+                        tags: BTreeMap::from([(USAGE_REPORT_TAG.to_string(), image.id.clone())]),
+                        client_token: token,
+                    },
+                )
+                .await?;
+            ids.push(id);
+        }
+        return Ok(Usage::Pending(format!(
+            "consumer usage report requested tonight ({}); it is read next night",
+            ids.join(", ")
+        )));
+    }
+    if let Some(p) = reports.iter().find(|r| r.state != "available") {
+        return Ok(Usage::Pending(format!(
+            "consumer usage report {} is {} (requested {}); read again next night",
+            p.report_id,
+            p.state,
+            p.creation_time.as_deref().unwrap_or("?")
+        )));
+    }
+    let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
+    let in_use: Vec<String> = deps
+        .aws
+        .usage_report_entries(region, &ids)
+        .await?
+        .into_iter()
+        .filter(|e| e.usage_count > 0)
+        .map(|e| {
+            format!(
+                "used by account {}: {} {} (usage report {})",
+                e.account_id, e.usage_count, e.resource_type, e.report_id
+            )
+        })
+        .collect();
+    Ok(if in_use.is_empty() {
+        Usage::Clear
+    } else {
+        Usage::InUse(in_use)
+    })
+}
+
+/// Take a stage: the action, then its tag (a run stopping in between is resumed by
+/// [`Next::Record`]).
+async fn take<P: Aws>(deps: &Deps<P>, run: &Run, image: &Image, stage: Stage) -> Result<(), Error> {
+    let region = run.region.as_str();
+    match stage {
+        Stage::Selected => {}
+        Stage::Deprecated => {
+            let already = image
+                .deprecation_time
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.with_timezone(&Utc) <= run.now);
+            if !already {
+                let at = next_minute(run.now);
+                deps.aws.enable_deprecation(region, &image.id, &at).await?;
+            }
+        }
+        Stage::Disabled => deps.aws.disable_image(region, &image.id).await?,
+        Stage::Deregistered => {
+            deps.aws.deregister_image(region, &image.id).await?;
+            return Ok(()); // gone: nothing to tag
+        }
+    }
+    record(deps, run, image, stage).await
+}
+
+async fn record<P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    image: &Image,
+    stage: Stage,
+) -> Result<(), Error> {
+    let tags = BTreeMap::from([
+        (STAGE_TAG.to_string(), stage.as_str().to_string()),
+        (
+            STAGE_AT_TAG.to_string(),
+            run.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ),
+    ]);
+    deps.aws
+        .tag_resources(&run.region, std::slice::from_ref(&image.id), &tags)
+        .await?;
+    Ok(())
+}
+
+/// EC2 takes deprecation times to the minute and none in the past: the next whole minute at
+/// least a minute away.
+fn next_minute(now: DateTime<Utc>) -> String {
+    let secs = (now + Duration::seconds(60)).timestamp();
+    let rounded = secs + (60 - secs.rem_euclid(60)) % 60;
+    DateTime::from_timestamp(rounded, 0)
+        .unwrap_or(now)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
