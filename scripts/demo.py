@@ -178,6 +178,10 @@ def seed(url: str) -> dict:
         {"region": HOME_REGION, "snapshots": {golden_snap: keys[HOME_REGION]}},
     )
     scratch, _ = image(f"scratch-{stamp}")
+    # Two builds of an older image line, a second apart (EC2 orders by creation date).
+    legacy_old, _ = image(f"legacy-{stamp}-1")
+    time.sleep(1.1)
+    legacy_new, _ = image(f"legacy-{stamp}-2")
     return {
         "org_id": o["Id"],
         "root_id": root,
@@ -192,6 +196,19 @@ def seed(url: str) -> dict:
         "golden_name": f"golden-{stamp}",
         "scratch": scratch,
         "scratch_name": f"scratch-{stamp}",
+        "legacy_old": legacy_old,
+        "legacy_new": legacy_new,
+    }
+
+
+def legacy_rule(mode: str) -> dict:
+    """An older image line whose images retire: keep the newest, deprecate, disable and
+    deregister the rest as soon as nothing uses them."""
+    return {
+        "name": "legacy",
+        "match": {"name": "legacy-*"},
+        "share_with": {"accounts": [EXTERNAL_ACCOUNT]},
+        "retire": {"keep": 1, "disable_after_days": 0, "deregister_after_days": 0, "mode": mode},
     }
 
 
@@ -212,7 +229,8 @@ def demo_policy(world: dict) -> dict:
                     for r in COPY_REGIONS
                 ],
                 "publish": {"parameter": PARAMETER},
-            }
+            },
+            legacy_rule("report"),
         ],
         "sweeper": {"mode": "report", "min_age_days": 0, "grace_days": 0},
     }
@@ -564,6 +582,10 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             f"copies started in {', '.join(COPY_REGIONS)}",
         )
 
+        for key in ("legacy_old", "legacy_new"):
+            s = call("on-image-available", ami_event("image-available.json", HOME_REGION, w[key]), key)
+            check(s.get("outcome") == "shared", f"{key} image {w[key]}: outcome shared (rule legacy)")
+
         say("== 4. on-image-available: image no rule matches")
         s = call("on-image-available", ami_event("image-available.json", HOME_REGION, w["scratch"]), "scratch")
         check(s.get("outcome") == "skipped", "non-matching image: outcome skipped")
@@ -702,6 +724,14 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                 check(found == [old_snap], f"sweeper (report): the orphan {old_snap} found, nothing else (found {found})")
                 check("ami-share:orphaned-since" in snapshot_tags(old_snap), "sweeper (report): the orphan is marked ami-share:orphaned-since")
                 check(snapshot_exists(old_snap), "sweeper (report): nothing deleted")
+                ret = s.get("retirement", {})
+                legacy = [i for i in ret.get("items", []) if i.get("image_id") == w["legacy_old"]]
+                check(bool(legacy) and legacy[0].get("status") == "would" and legacy[0].get("stage") == "deprecated",
+                      f"retirement (report mode): would deprecate {w['legacy_old']}, the older legacy image ({legacy[:1]})")
+                check(not any(i.get("image_id") == w["legacy_new"] for i in ret.get("items", [])),
+                      "retirement: the newest legacy image is never selected")
+                check("DeprecationTime" not in ec2.describe_images(ImageIds=[w["legacy_old"]])["Images"][0],
+                      "retirement (report mode): nothing deprecated")
                 rc, out = invoke("nightly-sweeper", json.loads((REPO / "events" / "sweeper-delete.json").read_text()), port, workdir, "sweeper-delete")
                 if rc != 0:
                     check(False, f"nightly-sweeper delete run: {out[-1500:]}")
@@ -714,6 +744,49 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                     check(snapshot_exists(lt_snap), f"sweeper (delete): {lt_snap}, used only by a launch template, kept")
                     kept = [x for x in live_snaps if snapshot_exists(x)]
                     check(kept == live_snaps, "sweeper (delete): every live image's snapshot kept")
+
+        if not args.skip_sweeper:
+            say("== 6. retirement of rule legacy in act mode (the policy redeployed: the functions restarted)")
+            act_policy = json.loads(json.dumps(policy))
+            act_policy["rules"] = [legacy_rule("act") if r["name"] == "legacy" else r for r in act_policy["rules"]]
+            stop_watch(watch)
+            port = free_port()
+            watch, log_path = start_watch(url, policy_env(act_policy, args.policy_source, workdir), port, workdir)
+            wait_for_watch(watch, port, log_path, timeout=120)
+            ec2 = client(url, "ec2", HOME_REGION)
+            old = w["legacy_old"]
+
+            def night(name: str) -> dict:
+                rc, out = invoke("nightly-sweeper", json.loads((REPO / "events" / "sweeper-report-only.json").read_text()), port, workdir, name)
+                if rc != 0:
+                    raise StepFailed(f"nightly-sweeper ({name}): {out[-1500:]}")
+                s = parse(out)
+                summaries.append((f"nightly-sweeper ({name})", s))
+                item = next((i for i in s.get("retirement", {}).get("items", []) if i.get("image_id") == old), {})
+                say(f"  {name}: {old} {item.get('status')} {item.get('stage')}: {item.get('detail', '')} {item.get('protected_by', '')}")
+                return item
+
+            def described() -> dict:
+                imgs = ec2.describe_images(ImageIds=[old], IncludeDisabled=True)["Images"]
+                return imgs[0] if imgs else {}
+
+            item = night("retire-1")
+            img = described()
+            check(item.get("status") == "done" and item.get("stage") == "deprecated" and "DeprecationTime" in img,
+                  f"retirement night 1: {old} deprecated (DeprecationTime {img.get('DeprecationTime')})")
+            item = night("retire-2")
+            check(item.get("status") == "protected" and "requested tonight" in " ".join(item.get("protected_by", [])),
+                  "retirement night 2: disabling is due; a consumer usage report is requested, nothing changes before it is read")
+            post_json(f"{url}/_harness/usage-reports/finish", {})
+            say("  (a night passes: the usage report is ready; it says no consumer account uses the image)")
+            item = night("retire-3")
+            check(item.get("status") == "done" and item.get("stage") == "disabled" and described().get("State") == "disabled",
+                  f"retirement night 3: {old} disabled")
+            item = night("retire-4")
+            gone = not ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old]}])["Images"]
+            check(item.get("status") == "done" and item.get("stage") == "deregistered" and gone,
+                  f"retirement night 4: {old} deregistered (its snapshots are left to the orphan sweep)")
+            check(bool(ec2.describe_images(ImageIds=[w["legacy_new"]])["Images"]), "the newest legacy image stays")
 
         say("")
         say("== before/after, per image and Region (launch permissions; snapshot permission count; grants on the Region's key)")

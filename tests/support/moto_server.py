@@ -12,6 +12,12 @@ responses the actions moto does not implement (see ../shared/reference/aws-facts
 
 - ListImagesInRecycleBin          images registered with POST /_harness/recycle-bin, per Region
 - GetImageBlockPublicAccessState  `unblocked` unless set with POST /_harness/block-public-access
+- EnableImageDeprecation, DisableImage   set the image's DeprecationTime / State in moto
+- DescribeImageReferences         references registered with POST /_harness/image-references
+- CreateImageUsageReport, DescribeImageUsageReports, DescribeImageUsageReportEntries
+                                  reports are `pending` until POST /_harness/usage-reports/finish
+                                  (a night passing); entries list what POST /_harness/image-usage
+                                  says consumer accounts use
 
 and, because moto's RAM refuses to share Parameter Store parameters ("You cannot share the
 selected resource type") and has no AssociateResourceShare / DisassociateResourceShare, AWS RAM
@@ -35,6 +41,11 @@ Control endpoints (for the tests, not AWS APIs):
   marks moto snapshots as encrypted with a key (moto's images always get one unencrypted
   snapshot, so encrypted images exist only this way); DescribeImages then reports
   `Encrypted: true` in the image's block device mapping, as EC2 does
+- POST /_harness/image-references  JSON {"region": "...", "references": [{"ImageId": "ami-...",
+  "ResourceType": "ec2:LaunchTemplate", "Arn": "..."}]}  (replaces the Region's references)
+- POST /_harness/image-usage  JSON {"image_id": "ami-...", "account_id": "...", "resource_type":
+  "ec2:Instance", "count": 2}  a consumer account uses an image
+- POST /_harness/usage-reports/finish  every pending usage report becomes available
 - GET  /_harness/events       the PutEvents entries received so far, with their Region
 - POST /moto-api/reset        wipes moto's state and the harness's state
 
@@ -73,6 +84,9 @@ class HarnessState:
         self.ram_org_sharing = False  # RAM sharing with AWS Organizations (off until enabled)
         self.shares = []  # RAM resource shares (dicts), every Region
         self.events = []  # PutEvents entries received, with their Region
+        self.references = {}  # region -> [reference dict]
+        self.usage_reports = []  # dicts, every Region
+        self.image_usage = []  # (image_id, account_id, resource_type, count)
 
     def reset(self):
         with self.lock:
@@ -81,6 +95,9 @@ class HarnessState:
             self.ram_org_sharing = False
             self.shares.clear()
             self.events.clear()
+            self.references.clear()
+            self.usage_reports.clear()
+            self.image_usage.clear()
 
 
 def _now_iso():
@@ -276,6 +293,12 @@ class HarnessMiddleware:
             handler = {
                 "ListImagesInRecycleBin": self.list_images_in_recycle_bin,
                 "GetImageBlockPublicAccessState": self.get_image_block_public_access_state,
+                "EnableImageDeprecation": self.enable_image_deprecation,
+                "DisableImage": self.disable_image,
+                "DescribeImageReferences": self.describe_image_references,
+                "CreateImageUsageReport": self.create_image_usage_report,
+                "DescribeImageUsageReports": self.describe_image_usage_reports,
+                "DescribeImageUsageReportEntries": self.describe_image_usage_report_entries,
             }.get(action)
             if handler is not None:
                 if (params.get("DryRun") or ["false"])[0].lower() == "true":
@@ -512,6 +535,108 @@ class HarnessMiddleware:
             "LastModifiedDate": _epoch(param.last_modified_date),
         }})
 
+    # --- retiring images -----------------------------------------------------------------------
+
+    @staticmethod
+    def _ami(region, params):
+        from moto.ec2.models import ec2_backends
+
+        image_id = (params.get("ImageId") or [""])[0]
+        return image_id, ec2_backends[ACCOUNT_ID][region].amis.get(image_id)
+
+    def _simple(self, start_response, action, region, params, change):
+        image_id, ami = self._ami(region, params)
+        if ami is None:
+            return _ec2_error(start_response, "400 Bad Request", "InvalidAMIID.NotFound",
+                              f"The image id '[{image_id}]' does not exist")
+        change(ami)
+        body = (f'<{action}Response xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<return>true</return></{action}Response>")
+        return _xml_response(start_response, "200 OK", body)
+
+    def enable_image_deprecation(self, start_response, region, params):
+        at = (params.get("DeprecateAt") or [""])[0]
+        return self._simple(start_response, "EnableImageDeprecation", region, params,
+                            lambda ami: setattr(ami, "deprecation_time", at))
+
+    def disable_image(self, start_response, region, params):
+        def change(ami):
+            ami.state = "disabled"
+            for attr in ("launch_permissions", "launch_permission_users", "launch_permission_groups"):
+                if isinstance(getattr(ami, attr, None), (list, set)):
+                    getattr(ami, attr).clear()
+        return self._simple(start_response, "DisableImage", region, params, change)
+
+    def describe_image_references(self, start_response, region, params):
+        wanted = [v for k, vs in params.items() if k.startswith("ImageId.") for v in vs]
+        with self.state.lock:
+            refs = [r for r in self.state.references.get(region, []) if r["ImageId"] in wanted]
+        items = "".join(
+            f"<item><imageId>{escape(r['ImageId'])}</imageId><resourceType>{escape(r['ResourceType'])}"
+            f"</resourceType><arn>{escape(r['Arn'])}</arn></item>" for r in refs
+        )
+        body = (f'<DescribeImageReferencesResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<imageReferenceSet>{items}</imageReferenceSet></DescribeImageReferencesResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
+    def create_image_usage_report(self, start_response, region, params):
+        image_id, ami = self._ami(region, params)
+        if ami is None:
+            return _ec2_error(start_response, "400 Bad Request", "InvalidAMIID.NotFound",
+                              f"The image id '[{image_id}]' does not exist")
+        accounts = [v for k, vs in sorted(params.items()) if k.startswith("AccountId.") for v in vs]
+        if len(accounts) > 200:
+            return _ec2_error(start_response, "400 Bad Request", "InvalidParameterValue", "at most 200 accounts")
+        tags = {}
+        for k, vs in params.items():
+            if k.startswith("TagSpecification.1.Tag.") and k.endswith(".Key"):
+                tags[vs[0]] = (params.get(k[: -len("Key")] + "Value") or [""])[0]
+        token = (params.get("ClientToken") or [""])[0]
+        with self.state.lock:
+            same = next((r for r in self.state.usage_reports if token and r["token"] == token), None)
+            if same is None:
+                same = {"id": f"amiur-{uuid.uuid4().hex[:17]}", "region": region, "image": image_id,
+                        "accounts": accounts, "tags": tags, "token": token, "state": "pending",
+                        "created": _now_iso()}
+                self.state.usage_reports.append(same)
+        body = (f'<CreateImageUsageReportResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<reportId>{same['id']}</reportId></CreateImageUsageReportResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
+    def describe_image_usage_reports(self, start_response, region, params):
+        images = [v for k, vs in params.items() if k.startswith("ImageId.") for v in vs]
+        with self.state.lock:
+            reports = [r for r in self.state.usage_reports
+                       if r["region"] == region and (not images or r["image"] in images)]
+        def one(r):
+            accounts = "".join(f"<item>{escape(a)}</item>" for a in r["accounts"])
+            tags = "".join(f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>"
+                           for k, v in r["tags"].items())
+            return (f"<item><imageId>{r['image']}</imageId><reportId>{r['id']}</reportId>"
+                    f"<state>{r['state']}</state><creationTime>{r['created']}</creationTime>"
+                    f"<accountIdSet>{accounts}</accountIdSet><tagSet>{tags}</tagSet></item>")
+        body = (f'<DescribeImageUsageReportsResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<imageUsageReportSet>{''.join(one(r) for r in reports)}</imageUsageReportSet>"
+                "</DescribeImageUsageReportsResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
+    def describe_image_usage_report_entries(self, start_response, region, params):
+        ids = [v for k, vs in params.items() if k.startswith("ReportId.") for v in vs]
+        rows = []
+        with self.state.lock:
+            for r in self.state.usage_reports:
+                if r["id"] not in ids or r["state"] != "available":
+                    continue
+                for image, account, kind, count in self.state.image_usage:
+                    if image == r["image"] and (not r["accounts"] or account in r["accounts"]):
+                        rows.append(f"<item><resourceType>{escape(kind)}</resourceType><reportId>{r['id']}</reportId>"
+                                    f"<usageCount>{int(count)}</usageCount><accountId>{escape(account)}</accountId>"
+                                    f"<imageId>{image}</imageId><reportCreationTime>{r['created']}</reportCreationTime></item>")
+        body = (f'<DescribeImageUsageReportEntriesResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<imageUsageReportEntrySet>{''.join(rows)}</imageUsageReportEntrySet>"
+                "</DescribeImageUsageReportEntriesResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
     # --- control endpoints --------------------------------------------------------------------
 
     def control(self, environ, start_response, method, path):
@@ -564,6 +689,32 @@ class HarnessMiddleware:
                     bin_[item["ImageId"]] = item
                 count = len(bin_)
             return _json_response(start_response, "200 OK", {"region": region, "count": count})
+        if path == "/_harness/image-references":
+            try:
+                doc = json.loads(_read_body(environ) or b"{}")
+                refs = [{"ImageId": r["ImageId"], "ResourceType": r["ResourceType"], "Arn": r["Arn"]}
+                        for r in doc["references"]]
+            except (ValueError, KeyError, TypeError) as err:
+                return _json_response(start_response, "400 Bad Request", {"error": repr(err)})
+            with self.state.lock:
+                self.state.references[doc["region"]] = refs
+            return _json_response(start_response, "200 OK", {"count": len(refs)})
+        if path == "/_harness/image-usage":
+            try:
+                doc = json.loads(_read_body(environ) or b"{}")
+                row = (doc["image_id"], doc["account_id"], doc["resource_type"], int(doc["count"]))
+            except (ValueError, KeyError, TypeError) as err:
+                return _json_response(start_response, "400 Bad Request", {"error": repr(err)})
+            with self.state.lock:
+                self.state.image_usage.append(row)
+            return _json_response(start_response, "200 OK", {"ok": True})
+        if path == "/_harness/usage-reports/finish":
+            with self.state.lock:
+                for r in self.state.usage_reports:
+                    if r["state"] == "pending":
+                        r["state"] = "available"
+                n = len(self.state.usage_reports)
+            return _json_response(start_response, "200 OK", {"reports": n})
         if path == "/_harness/encrypt-snapshots":
             try:
                 doc = json.loads(_read_body(environ) or b"{}")
