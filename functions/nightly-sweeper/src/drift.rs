@@ -329,6 +329,7 @@ async fn publish_latest<P: Aws>(
                     None => match deps.encryption(c.image).await {
                         Ok(e) => e,
                         Err(e) => {
+                            report.drift.publications_failed.push(rule.name.clone());
                             report.error(&format!("publication of rule {}", rule.name), &e);
                             break;
                         }
@@ -350,10 +351,13 @@ async fn publish_latest<P: Aws>(
                         d.publications.push(p);
                     }
                 }
-                Err(e) => report.error(
-                    &format!("publication of rule {} ({})", rule.name, c.image.id),
-                    &e,
-                ),
+                Err(e) => {
+                    report.drift.publications_failed.push(rule.name.clone());
+                    report.error(
+                        &format!("publication of rule {} ({})", rule.name, c.image.id),
+                        &e,
+                    )
+                }
             }
             break;
         }

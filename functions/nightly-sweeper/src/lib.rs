@@ -375,7 +375,9 @@ pub async fn sweep<P: Aws + Inventory>(
                         .iter()
                         .map(|p| p.current_image_id.clone())
                         .collect();
-                    retire::retire(deps, run, images, &published, &mut drift_half).await;
+                    let unpublished = drift_half.drift.publications_failed.clone();
+                    retire::retire(deps, run, images, &published, &unpublished, &mut drift_half)
+                        .await;
                 }
                 Err(e) => {
                     drift_half.drift.status = "aborted".into();

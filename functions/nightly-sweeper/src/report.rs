@@ -111,6 +111,10 @@ pub struct DriftReport {
     pub publications: Vec<Publication>,
     /// Publications that changed something: a parameter written or finished, a share changed.
     pub publications_repaired: usize,
+    /// Rules whose publication failed tonight (their retirement waits: what the parameter
+    /// names is not known).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publications_failed: Vec<String>,
 }
 
 impl DriftReport {

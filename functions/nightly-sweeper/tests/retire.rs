@@ -499,3 +499,100 @@ async fn copies_follow_their_source_and_are_never_deregistered_while_their_regio
     assert_eq!(r.retirement.deregistered, 1, "{:#?}", r.retirement);
     assert!(image(&d, W, &copies[0]).is_none());
 }
+
+fn publishing_policy(prune: bool) -> Policy {
+    Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": [ACCOUNT]},
+            "publish": {"parameter": "/golden/latest"},
+            "retire": {"keep": 1, "disable_after_days": 0, "mode": "act"}}],
+            "sweeper": {"prune_unlisted_shares": prune}})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_latest_parameter_names_the_newest_and_a_failed_publication_holds_the_rules_retirement()
+{
+    let fake = FakeAws::new();
+    let imgs = images(&fake, R, 2);
+    // Set to the older image by hand, and the night cannot write it.
+    fake.set_parameter(R, "/golden/latest", &imgs[0].id);
+    fake.fail("ssm:PutParameter", "AccessDeniedException", 0, 1);
+    let d = Deps::new(fake, publishing_policy(false), OWN_ACCOUNT);
+    let r = sweep_at(&d, R, start()).await;
+    assert_eq!(r.drift.publications_failed, ["golden"]);
+    assert_eq!(r.retirement.done, 0, "{:#?}", r.retirement);
+    assert!(image(&d, R, &imgs[0].id)
+        .unwrap()
+        .deprecation_time
+        .is_none());
+    assert!(
+        r.not_reached
+            .iter()
+            .any(|n| n.contains("its publication failed")),
+        "{:?}",
+        r.not_reached
+    );
+    // The next night the parameter moves to the newest, and the older image retires.
+    let r = sweep_at(&d, R, start() + Duration::hours(1)).await;
+    assert_eq!(
+        d.aws.parameter(R, "/golden/latest").unwrap().value,
+        imgs[1].id
+    );
+    assert_eq!(r.retirement.deprecated, 1, "{:#?}", r.retirement);
+    assert!(image(&d, R, &imgs[1].id)
+        .unwrap()
+        .deprecation_time
+        .is_none());
+}
+
+#[tokio::test]
+async fn grants_only_a_retired_image_needed_are_revoked_when_pruning_is_on() {
+    use amishare::ports::KeyManager;
+    let fake = FakeAws::new();
+    let (k_old, k_new) = (
+        fake.create_key(R, KeyManager::Customer),
+        fake.create_key(R, KeyManager::Customer),
+    );
+    let mk = |name: &str, days: i64, key: &str| {
+        let date = (start() - Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%S.000Z")
+            .to_string();
+        fake.create_image(
+            ImageSpec::new(R, name)
+                .created(&date)
+                .tag(MANAGED_TAG, "golden")
+                .encrypted_with(&[key]),
+        )
+    };
+    let old = mk("golden-old", 14, &k_old);
+    mk("golden-new", 7, &k_new);
+    let p = Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": [ACCOUNT]},
+            "retire": {"keep": 1, "deprecate": false, "disable_after_days": 0, "mode": "act"}}],
+            "sweeper": {"prune_unlisted_shares": true}})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Deps::new(fake, p, OWN_ACCOUNT);
+    let ours = |k: &str| {
+        d.aws
+            .grants(k)
+            .into_iter()
+            .filter(|(n, _)| n.as_deref() == Some("ami-share-111122223333"))
+            .count()
+    };
+    sweep_at(&d, R, start()).await; // shared (grants on both keys), selected
+    assert_eq!((ours(&k_old), ours(&k_new)), (1, 1));
+    sweep_at(&d, R, start() + Duration::hours(1)).await; // usage report requested
+    d.aws.finish_usage_reports();
+    let r = sweep_at(&d, R, start() + Duration::days(1)).await; // disabled
+    assert_eq!(r.retirement.disabled, 1, "{:#?}", r.retirement);
+    assert_eq!(image(&d, R, &old.id).unwrap().state, ImageState::Disabled);
+    // The next night: no remaining shared image needs the old key's grant.
+    sweep_at(&d, R, start() + Duration::days(2)).await;
+    assert_eq!((ours(&k_old), ours(&k_new)), (0, 1));
+}
