@@ -252,3 +252,33 @@ async fn disable_and_deregister_keep_the_snapshots_and_their_error_codes() {
     );
     assert_eq!(disable.num_calls() + deregister.num_calls(), 2);
 }
+
+#[tokio::test]
+async fn describe_images_gives_last_launched_time_and_deregistration_protection() {
+    use amishare::ports::Images;
+    use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+    let rule = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-1"])
+        .then_output(|| {
+            DescribeImagesOutput::builder()
+                .images(
+                    aws_sdk_ec2::types::Image::builder()
+                        .image_id("ami-1")
+                        .owner_id("123456789012")
+                        .last_launched_time("2030-05-28T08:00:00Z")
+                        .deregistration_protection("enabled-with-cooldown")
+                        .build(),
+                )
+                .build()
+        });
+    let p = ports(&[&rule]);
+    let img = p.describe_image(R, "ami-1").await.unwrap().unwrap();
+    assert_eq!(
+        img.last_launched_time.as_deref(),
+        Some("2030-05-28T08:00:00Z")
+    );
+    assert_eq!(
+        img.deregistration_protection.as_deref(),
+        Some("enabled-with-cooldown")
+    );
+}

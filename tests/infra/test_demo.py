@@ -41,7 +41,7 @@ def test_slow_demo_runs_the_whole_product_and_every_check_passes():
         assert f"[ok] {where}: suspended account" in out
     assert "[ok] scratch in us-east-1: untouched" in out
     # the default run reads a policy over 20 KB from a file, as the stack's policy layer provides it
-    assert "the functions read it from " in out and "policy.json: 50 rules" in out
+    assert "the functions read it from " in out and "policy.json: 51 rules" in out
     assert "is over 20 KB" in out
     # the sweeper's report run marks the orphan, the delete run reclaims it and keeps the rest
     assert "[ok] sweeper (report): the whole sweep ran" in out
@@ -50,6 +50,17 @@ def test_slow_demo_runs_the_whole_product_and_every_check_passes():
     assert "[ok] sweeper (delete): the orphan is gone from EC2" in out
     assert "used only by a launch template, kept" in out
     assert "[ok] sweeper (delete): every live image's snapshot kept" in out
+    # the newest image published per Region, shared through RAM, resolved by a consumer account
+    for region in ("us-east-1", "us-west-2", "eu-west-1"):
+        assert f"[ok] /golden/demo/latest in {region}: one RAM share with the rule's accounts and OU" in out
+        assert f"parameter/golden/demo/latest to ami-" in out
+        assert f"[ok] account 999988887777, outside the rule, cannot read it in {region}" in out
+    assert '[ok] one "AMI Distributed" event per Region' in out
+    # retirement: report mode says what it would do; act mode takes the stages over four nights
+    assert "[ok] retirement (report mode): would deprecate" in out
+    assert "[ok] retirement: the newest legacy image is never selected" in out
+    assert "[ok] retirement night 2: disabling is due; a consumer usage report is requested" in out
+    assert "[ok] retirement night 4: " in out and "deregistered" in out
     # the table and the summaries
     assert "stage  | image" in out
     for row in ("before | golden ", "after  | golden copy | us-west-2", "after  | golden copy | eu-west-1"):

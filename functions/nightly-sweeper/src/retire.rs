@@ -38,6 +38,8 @@ use sha2::{Digest, Sha256};
 use crate::report::{RetireItem, SweepReport, LISTED};
 use crate::Run;
 
+/// Images checked for use per stage of the night's budget.
+pub const CHECKS_PER_STAGE: usize = 5;
 /// A usage report older than this is requested again.
 pub const USAGE_REPORT_MAX_AGE_DAYS: i64 = 7;
 
@@ -209,53 +211,56 @@ pub async fn retire<P: Aws>(
         }
     }
 
-    // Own-account references of everything that would be disabled or deregistered, 10 images
-    // a call.
-    let checked: Vec<String> = due
-        .iter()
-        .filter(|s| s.stage.needs_protection_check())
-        .map(|s| s.image.id.clone())
-        .collect();
+    // Own-account references are read 10 images a call, as the night reaches them; checks stop
+    // with the night's budget, so a large backlog costs no more calls than the stages taken.
     let mut references: BTreeMap<String, Vec<ImageReference>> = BTreeMap::new();
-    for chunk in checked.chunks(MAX_REFERENCE_IMAGES) {
-        match deps.aws.image_references(&run.region, chunk).await {
-            Ok(refs) => {
-                for r in refs {
-                    references.entry(r.image_id.clone()).or_default().push(r);
-                }
-            }
-            Err(e) => {
-                report.error("retirement: DescribeImageReferences", &Error::from(e));
-                // Unknown references protect: nothing in this chunk moves tonight.
-                for id in chunk {
-                    references
-                        .entry(id.clone())
-                        .or_default()
-                        .push(ImageReference {
-                            image_id: id.clone(),
-                            resource_type: "unknown".into(),
-                            arn: "the references could not be read tonight".into(),
-                        });
-                }
-            }
-        }
-    }
-
     let mut budget = deps.policy.sweeper.max_retirements as usize;
-    for step in due {
+    // Images checked for use (a protected one is checked again the next night): at most
+    // CHECKS_PER_STAGE a stage of the night's budget, oldest first.
+    let mut checks = budget * CHECKS_PER_STAGE;
+    for (i, step) in due.iter().enumerate() {
+        if budget > 0
+            && checks > 0
+            && step.stage.needs_protection_check()
+            && !references.contains_key(&step.image.id)
+        {
+            let chunk: Vec<String> = due[i..]
+                .iter()
+                .filter(|s| s.stage.needs_protection_check())
+                .take(MAX_REFERENCE_IMAGES)
+                .map(|s| s.image.id.clone())
+                .collect();
+            read_references(deps, run, &chunk, &mut references, report).await;
+        }
         let Step {
             rule,
             image,
-            why,
+            ref why,
             stage,
-        } = step;
+        } = *step;
+        let why = why.clone();
         if !run.may_start() {
             report.retirement.not_reached += 1;
             report.retirement.status = "partial".into();
             continue;
         }
+        if budget == 0 || (stage.needs_protection_check() && checks == 0) {
+            report.retirement.not_reached += 1;
+            report.retirement.status = "partial".into();
+            item(
+                report,
+                rule,
+                image,
+                Some(stage),
+                "limit",
+                format!("{why}; the night's sweeper.max_retirements (or its checks) reached"),
+                Vec::new(),
+            );
+            continue;
+        }
         let mut protected_by = Vec::new();
         if stage.needs_protection_check() {
+            checks -= 1;
             protected_by = own_protection(rule, image, stage, run.now, references.get(&image.id));
             if protected_by.is_empty() {
                 match consumer_use(deps, run, rule, image).await {
@@ -286,20 +291,6 @@ pub async fn retire<P: Aws>(
             );
             continue;
         }
-        if budget == 0 {
-            report.retirement.not_reached += 1;
-            report.retirement.status = "partial".into();
-            item(
-                report,
-                rule,
-                image,
-                Some(stage),
-                "limit",
-                format!("{why}; sweeper.max_retirements reached tonight"),
-                Vec::new(),
-            );
-            continue;
-        }
         budget -= 1;
         if !act(rule) {
             report.retirement.would += 1;
@@ -323,6 +314,37 @@ pub async fn retire<P: Aws>(
                 &format!("retirement of {} ({})", image.id, stage.as_str()),
                 &e,
             ),
+        }
+    }
+}
+
+/// `DescribeImageReferences` of `ids` (at most 10) into `into`; when it fails, each image is
+/// protected by that for tonight.
+async fn read_references<P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    ids: &[String],
+    into: &mut BTreeMap<String, Vec<ImageReference>>,
+    report: &mut SweepReport,
+) {
+    for id in ids {
+        into.entry(id.clone()).or_default();
+    }
+    match deps.aws.image_references(&run.region, ids).await {
+        Ok(refs) => {
+            for r in refs {
+                into.entry(r.image_id.clone()).or_default().push(r);
+            }
+        }
+        Err(e) => {
+            report.error("retirement: DescribeImageReferences", &Error::from(e));
+            for id in ids {
+                into.entry(id.clone()).or_default().push(ImageReference {
+                    image_id: id.clone(),
+                    resource_type: "unknown".into(),
+                    arn: "the references could not be read tonight".into(),
+                });
+            }
         }
     }
 }

@@ -596,3 +596,29 @@ async fn grants_only_a_retired_image_needed_are_revoked_when_pruning_is_on() {
     sweep_at(&d, R, start() + Duration::days(2)).await;
     assert_eq!((ours(&k_old), ours(&k_new)), (0, 1));
 }
+
+/// A backlog costs calls in proportion to the night's budget: at most 5 images checked per
+/// stage (`max_retirements` 1 here), oldest first; the rest wait for the next nights.
+#[tokio::test]
+async fn images_beyond_the_nights_check_budget_are_not_even_checked() {
+    let fake = FakeAws::new();
+    images(&fake, R, 8);
+    let d = Deps::new(
+        fake,
+        policy(
+            json!({"keep": 1, "deprecate": false, "disable_after_days": 0, "mode": "act"}),
+            1,
+        ),
+        OWN_ACCOUNT,
+    );
+    for n in 0..7 {
+        sweep_at(&d, R, start() + Duration::minutes(n)).await; // one selected a run
+    }
+    d.aws.reset_calls();
+    let r = sweep_at(&d, R, start() + Duration::hours(1)).await;
+    let calls = d.aws.call_counts();
+    assert_eq!(calls.get("ec2:DescribeImageReferences"), Some(&1));
+    assert_eq!(calls.get("ec2:DescribeImageUsageReports"), Some(&5));
+    assert_eq!(r.retirement.protected, 5, "{:#?}", r.retirement);
+    assert_eq!(r.retirement.not_reached, 2, "{:#?}", r.retirement);
+}
