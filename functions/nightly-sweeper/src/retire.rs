@@ -185,19 +185,9 @@ pub async fn retire<P: Aws>(
                 }
                 Next::Due { stage } => {
                     if published.contains(&image.id) {
-                        report.retirement.protected += 1;
-                        item(
-                            report,
-                            rule,
-                            image,
-                            Some(stage),
-                            "protected",
-                            why.clone(),
-                            vec![format!(
-                                "named by the latest-image parameter of rule {}",
-                                rule.name
-                            )],
-                        );
+                        let by =
+                            format!("named by the latest-image parameter of rule {}", rule.name);
+                        protected(report, rule, image, stage, why.clone(), vec![by]);
                         continue;
                     }
                     due.push(Step {
@@ -279,16 +269,7 @@ pub async fn retire<P: Aws>(
             }
         }
         if !protected_by.is_empty() {
-            report.retirement.protected += 1;
-            item(
-                report,
-                rule,
-                image,
-                Some(stage),
-                "protected",
-                why,
-                protected_by,
-            );
+            protected(report, rule, image, stage, why, protected_by);
             continue;
         }
         budget -= 1;
@@ -347,6 +328,19 @@ async fn read_references<P: Aws>(
             }
         }
     }
+}
+
+/// An image whose due stage something prevents, with what.
+fn protected(
+    report: &mut SweepReport,
+    rule: &Rule,
+    image: &Image,
+    stage: Stage,
+    why: String,
+    by: Vec<String>,
+) {
+    report.retirement.protected += 1;
+    item(report, rule, image, Some(stage), "protected", why, by);
 }
 
 fn act(rule: &Rule) -> bool {
