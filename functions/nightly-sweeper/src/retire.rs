@@ -8,8 +8,8 @@
 //! - Each stage's time is a tag on the image (`ami-share:retire-stage`, `-stage-at`): stages only
 //!   move forward, a cut-short run resumes where it stopped, and a wait is counted from the
 //!   previous stage.
-//! - A copy never goes past its source's stage (each Region's sweeper reads the source), unless
-//!   the source is gone.
+//! - A copy never goes past its source's stage, unless the source is gone: each Region's sweeper
+//!   reads the source only when the copy's stage is due, within the night's checks.
 //! - Before disabling or deregistering: nothing in the owner account references the image
 //!   (`DescribeImageReferences`: instances, every launch template version, parameters, Image
 //!   Builder recipes), it was not launched within `protect_if_launched_within_days`, and no
@@ -114,51 +114,7 @@ pub async fn retire<P: Aws>(
         selected.reverse(); // oldest first
         report.retirement.selected += selected.len();
         for (image, why) in selected {
-            let mut next = next_step(r, reached(image), run.now);
-            // A copy never goes past its source's stage, unless the source is gone.
-            if let ImageKind::OurCopy(p) = classify(image) {
-                if let Next::Due { stage } | Next::Waiting { stage, .. } = &next {
-                    let key = (p.source_region.clone(), p.source_image_id.clone());
-                    if !sources.contains_key(&key) {
-                        let got = deps.aws.describe_image(&key.0, &key.1).await;
-                        match got {
-                            Ok(s) => {
-                                sources.insert(key.clone(), s);
-                            }
-                            Err(e) => {
-                                report.error(
-                                    &format!("retirement of {}: reading its source", image.id),
-                                    &Error::from(e),
-                                );
-                                continue;
-                            }
-                        }
-                    }
-                    if let Some(Some(source)) = sources.get(&key) {
-                        let source_stage = reached(source).map(|(s, _)| s);
-                        let allowed = source_stage.is_some_and(|s| s >= *stage);
-                        if !allowed {
-                            item(
-                                report,
-                                rule,
-                                image,
-                                Some(*stage),
-                                "held",
-                                format!(
-                                    "{why}; waits for its source {} in {} ({}) to reach {} first",
-                                    p.source_image_id,
-                                    p.source_region,
-                                    source_stage.map_or("not retired", Stage::as_str),
-                                    stage.as_str()
-                                ),
-                                Vec::new(),
-                            );
-                            report.retirement.held += 1;
-                            next = Next::Done;
-                        }
-                    }
-                }
-            }
+            let next = next_step(r, reached(image), run.now);
             match next {
                 Next::Done => {}
                 Next::Waiting { stage, due_at } => {
@@ -234,7 +190,11 @@ pub async fn retire<P: Aws>(
             report.retirement.status = "partial".into();
             continue;
         }
-        if budget == 0 || (stage.needs_protection_check() && checks == 0) {
+        let copy = match classify(image) {
+            ImageKind::OurCopy(p) => Some(p),
+            ImageKind::Source { .. } => None,
+        };
+        if budget == 0 || ((stage.needs_protection_check() || copy.is_some()) && checks == 0) {
             report.retirement.not_reached += 1;
             report.retirement.status = "partial".into();
             item(
@@ -248,9 +208,45 @@ pub async fn retire<P: Aws>(
             );
             continue;
         }
+        if stage.needs_protection_check() || copy.is_some() {
+            checks -= 1;
+        }
+        // A copy never goes past its source's stage, unless the source is gone: read only for
+        // a copy whose stage is due, within the night's checks (cached per source).
+        if let Some(p) = &copy {
+            let key = (p.source_region.clone(), p.source_image_id.clone());
+            if !sources.contains_key(&key) {
+                match deps.aws.describe_image(&key.0, &key.1).await {
+                    Ok(s) => {
+                        sources.insert(key.clone(), s);
+                    }
+                    Err(e) => {
+                        report.error(
+                            &format!("retirement of {}: reading its source", image.id),
+                            &Error::from(e),
+                        );
+                        continue;
+                    }
+                }
+            }
+            if let Some(Some(source)) = sources.get(&key) {
+                let source_stage = reached(source).map(|(s, _)| s);
+                if source_stage.is_none_or(|s| s < stage) {
+                    report.retirement.held += 1;
+                    let detail = format!(
+                        "{why}; waits for its source {} in {} ({}) to reach {} first",
+                        p.source_image_id,
+                        p.source_region,
+                        source_stage.map_or("not retired", Stage::as_str),
+                        stage.as_str()
+                    );
+                    item(report, rule, image, Some(stage), "held", detail, Vec::new());
+                    continue;
+                }
+            }
+        }
         let mut protected_by = Vec::new();
         if stage.needs_protection_check() {
-            checks -= 1;
             protected_by = own_protection(rule, image, stage, run.now, references.get(&image.id));
             if protected_by.is_empty() {
                 match consumer_use(deps, run, rule, image).await {
