@@ -10,11 +10,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 
 use crate::aws::AwsPorts;
+use crate::aws::RateLimits;
 use crate::config::{Policy, ACCOUNT_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV};
 use crate::deps::Deps;
 use crate::error::Error;
 use crate::ports::Aws;
-use crate::rate::RateLimits;
 
 /// How a function retries AWS calls: the SDK's adaptive mode (it backs off on throttling with a
 /// client-side rate limiter of its own), with more attempts for a batch job than for an event.

@@ -457,7 +457,7 @@ async fn organizations_errors_keep_their_codes() {
 
 mod inventory {
     use super::*;
-    use amishare::inventory::{Inventory, SnapshotState};
+    use amishare::sweep::inventory::{Inventory, SnapshotState};
     use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
     use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
     use aws_sdk_ec2::operation::describe_snapshots::{

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use amishare::domain::matching::{classify, matching_rules, ImageKind, SkipReason};
-use amishare::domain::names::*;
-use amishare::domain::plan::{batches, SharePlan};
+use amishare::names::*;
+use amishare::plan::{batches, SharePlan};
+use amishare::plan::{classify, matching_rules, ImageKind, SkipReason};
 use amishare::ports::{Image, ImageState};
 use amishare::Policy;
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use amishare::aws::AwsPorts;
-use amishare::ports::{EventEntry, Events, NewResourceShare, Parameters, ResourceShares};
+use amishare::publish::ports::{EventEntry, Events, NewResourceShare, Parameters, ResourceShares};
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
 use aws_sdk_eventbridge::types::PutEventsResultEntry;
 use aws_sdk_ram::operation::associate_resource_share::AssociateResourceShareOutput;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use amishare::aws::AwsPorts;
-use amishare::ports::{Retirement, UsageReportRequest};
+use amishare::retire::ports::{Retirement, UsageReportRequest};
 use aws_sdk_ec2::operation::create_image_usage_report::CreateImageUsageReportOutput;
 use aws_sdk_ec2::operation::deregister_image::{DeregisterImageError, DeregisterImageOutput};
 use aws_sdk_ec2::operation::describe_image_references::DescribeImageReferencesOutput;

@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::{FakeAws, FakeSnapshot, World, OWN_ACCOUNT};
-use amishare::domain::names::SOURCE_IMAGE_TAG;
 use amishare::error::AwsError;
-use amishare::inventory::{
-    Inventory, OwnSnapshot, RecycledImage, Reference, SnapshotState, SnapshotTags,
-};
+use amishare::names::SOURCE_IMAGE_TAG;
 use amishare::ports::Snapshot;
 use amishare::ports::{AwsResult, Image};
+use amishare::sweep::inventory::{
+    Inventory, OwnSnapshot, RecycledImage, Reference, SnapshotState, SnapshotTags,
+};
 
 /// Start time of snapshots made without an explicit one.
 pub fn default_snapshot_start() -> DateTime<Utc> {

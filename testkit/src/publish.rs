@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 
 use amishare::ports::*;
+use amishare::publish::ports::*;
 
 use crate::{err, FakeAws};
 

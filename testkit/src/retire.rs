@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use amishare::ports::*;
+use amishare::retire::ports::*;
 
 use crate::{err, FakeAws};
 

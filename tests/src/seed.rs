@@ -227,12 +227,8 @@ pub async fn deps(
     policy: amishare::Policy,
 ) -> amishare::deps::Deps<amishare::aws::AwsPorts> {
     amishare::deps::Deps::new(
-        amishare::aws::AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
+        amishare::aws::AwsPorts::new(config.clone(), None, amishare::aws::RateLimits::unlimited())
+            .await,
         policy,
         crate::moto::ACCOUNT_ID,
     )

@@ -33,12 +33,7 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
     .unwrap();
     let account = "123456789012"; // moto's account
     let deps = Deps::new(
-        AwsPorts::new(
-            config.clone(),
-            None,
-            amishare::rate::RateLimits::unlimited(),
-        )
-        .await,
+        AwsPorts::new(config.clone(), None, amishare::aws::RateLimits::unlimited()).await,
         policy,
         account,
     );
@@ -146,7 +141,7 @@ async fn an_image_that_does_not_exist_is_skipped_after_the_visibility_retries() 
     let config = moto.sdk_config("us-east-1").await;
     let policy = Policy::from_json(r#"{"rules":[{"name":"g","match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#).unwrap();
     let mut deps = Deps::new(
-        AwsPorts::new(config, None, amishare::rate::RateLimits::unlimited()).await,
+        AwsPorts::new(config, None, amishare::aws::RateLimits::unlimited()).await,
         policy,
         "123456789012",
     );

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use amishare::converge::PLAN_TAG;
 use amishare::deps::Deps;
-use amishare::domain::names::MANAGED_TAG;
-use amishare::inventory::ORPHANED_SINCE_TAG;
+use amishare::names::MANAGED_TAG;
+use amishare::share::PLAN_TAG;
+use amishare::sweep::inventory::ORPHANED_SINCE_TAG;
 use amishare::Policy;
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{TimeZone, Utc};

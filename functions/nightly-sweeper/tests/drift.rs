@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use amishare::deps::Deps;
-use amishare::domain::names::{copy_name, grant_name, CopyKind, MANAGED_TAG};
+use amishare::names::{copy_name, grant_name, CopyKind, MANAGED_TAG};
 use amishare::ports::{
     GrantRequest, ImageState, Images, KeyManager, Keys, LaunchPermissions, Snapshots,
 };

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use amishare::config::SweepMode;
 use amishare::deps::Deps;
-use amishare::inventory::{SnapshotState, KEEP_TAG, ORPHANED_SINCE_TAG};
 use amishare::ports::{ImageState, Images};
+use amishare::sweep::inventory::{SnapshotState, KEEP_TAG, ORPHANED_SINCE_TAG};
 use amishare::Policy;
 use amishare_testkit::inventory::{FakeTemplateVersion, SnapshotSpec};
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};

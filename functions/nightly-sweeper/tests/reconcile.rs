@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use amishare::converge::{CONVERGED_AT_TAG, PLAN_TAG};
 use amishare::deps::Deps;
-use amishare::domain::names::{
+use amishare::names::{
     copy_name, grant_name, CopyKind, MANAGED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
 };
 use amishare::ports::{GrantRequest, Images, KeyManager, Keys, LaunchPermissions, Snapshots};
+use amishare::share::{CONVERGED_AT_TAG, PLAN_TAG};
 use amishare::Policy;
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -5,15 +5,15 @@
 // Test set-up and assertions: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use amishare::copies::copy_request;
+use amishare::copy::copy_request;
 use amishare::deps::Deps;
-use amishare::domain::names::{CopyKind, MANAGED_TAG};
-use amishare::domain::retire::{STAGE_AT_TAG, STAGE_TAG};
+use amishare::names::{CopyKind, MANAGED_TAG};
 use amishare::ports::{Image, ImageState, Images};
+use amishare::retire::RetireItem;
+use amishare::retire::{STAGE_AT_TAG, STAGE_TAG};
 use amishare::Policy;
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use nightly_sweeper::report::RetireItem;
 use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::{json, Value};
 
@@ -393,7 +393,7 @@ async fn a_run_cut_short_between_the_action_and_its_tag_resumes_without_repeatin
     let old = &imgs[0].id;
     d.aws.finish_usage_reports();
     // A run disabled the image and stopped before its tag.
-    use amishare::ports::Retirement;
+    use amishare::retire::Retirement;
     d.aws.disable_image(R, old).await.unwrap();
     assert_eq!(stage(&d, R, old).as_deref(), Some("selected"));
     // The next night: the stage is recognised from the image's state and its time recorded,

@@ -173,7 +173,7 @@ async fn copies_start_with_token_tags_and_the_destination_key() {
         assert!(req.copy_image_tags);
         assert_eq!(
             req.client_token,
-            amishare::domain::names::copy_client_token(
+            amishare::names::copy_client_token(
                 "us-east-1",
                 &w.source.id,
                 &c.region,
@@ -332,7 +332,7 @@ async fn a_completed_copy_is_shared_like_its_source_with_its_regions_key() {
         .collect();
     assert_eq!(west_key_grants, targets(), "grants on the us-west-2 key");
     assert_eq!(copy.image.tags["ami-share:managed"], "golden");
-    assert!(copy.image.tags.contains_key(amishare::converge::PLAN_TAG));
+    assert!(copy.image.tags.contains_key(amishare::share::PLAN_TAG));
 
     // Redelivered: nothing to write, not even a tag.
     w.deps.aws.reset_calls();
@@ -429,11 +429,10 @@ async fn failed_copy_is_reported_and_restarted_later_with_a_new_token() {
     // the next attempt, the nightly run's convergence (which looks copies up by name),
     // starts a fresh copy under a new name and token
     let source = w.deps.aws.image("us-east-1", &w.source.id).unwrap().image;
-    let rules = amishare::domain::matching::matching_rules(&w.deps.policy, &source, "123456789012")
-        .unwrap();
-    let plan = amishare::domain::plan::SharePlan::from_rules(rules);
+    let rules = amishare::plan::matching_rules(&w.deps.policy, &source, "123456789012").unwrap();
+    let plan = amishare::plan::SharePlan::from_rules(rules);
     let conv =
-        amishare::converge::Convergence::prepare(&w.deps, [(&source, &plan)], chrono::Utc::now())
+        amishare::share::Convergence::prepare(&w.deps, [(&source, &plan)], chrono::Utc::now())
             .await
             .unwrap();
     let again = conv.converge(&source, &plan, true, None).await.unwrap();
@@ -637,7 +636,7 @@ async fn whole_chain_with_shuffled_and_duplicated_copy_events() {
 /// the next night converges the source again and starts the copy anew.
 #[tokio::test]
 async fn a_failed_copy_clears_its_sources_fingerprint() {
-    use amishare::converge::PLAN_TAG;
+    use amishare::share::PLAN_TAG;
     let w = world(false, false);
     on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
         .await

@@ -429,8 +429,8 @@ async fn each_copy_is_published_in_its_destination_region() {
 /// published one stays, no churn and no event.
 #[tokio::test]
 async fn another_copy_of_the_same_source_leaves_the_published_copy_alone() {
-    use amishare::copies::copy_request;
-    use amishare::domain::names::CopyKind;
+    use amishare::copy::copy_request;
+    use amishare::names::CopyKind;
     use amishare::ports::Images;
     let d = deps(policy(true, ""));
     let img = image(&d, "2026-11-21T10:00:00.000Z");

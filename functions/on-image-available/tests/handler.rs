@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use amishare::deps::{Deps, Settings};
-use amishare::domain::names::grant_name;
+use amishare::names::grant_name;
 use amishare::ports::{ImageState, KeyManager};
 use amishare::report::Outcome;
 use amishare::Policy;

@@ -10,10 +10,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::ec2::convert_image;
 use super::{aws_error, AwsPorts};
-use crate::inventory::{
+use crate::ports::{AwsResult, Image};
+use crate::sweep::inventory::{
     Inventory, OwnSnapshot, RecycledImage, Reference, SnapshotState, SnapshotTags,
 };
-use crate::ports::{AwsResult, Image};
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())

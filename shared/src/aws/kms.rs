@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use aws_sdk_kms::types::{GrantOperation, KeyManagerType};
 
 use super::{aws_error, AwsPorts};
-use crate::domain::names::GRANT_OPERATIONS;
 use crate::error::AwsError;
+use crate::names::GRANT_OPERATIONS;
 use crate::ports::{AwsResult, Grant, GrantRequest, KeyInfo, KeyManager, Keys};
 
 #[async_trait]

@@ -9,6 +9,7 @@ mod inventory;
 mod kms;
 mod org;
 mod publish;
+pub mod rate;
 mod retire;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::AwsError;
-use crate::rate::RateLimits;
+pub use rate::RateLimits;
 
 /// The real AWS behind all four ports.
 pub struct AwsPorts {

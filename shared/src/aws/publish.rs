@@ -12,8 +12,9 @@ use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 
 use super::{aws_error, AwsPorts};
 use crate::error::AwsError;
-use crate::ports::{
-    AwsResult, EventEntry, Events, NewResourceShare, ParameterVersion, Parameters, ResourceShare,
+use crate::ports::AwsResult;
+use crate::publish::ports::{
+    EventEntry, Events, NewResourceShare, ParameterVersion, Parameters, ResourceShare,
     ResourceShares, ShareAssociations,
 };
 

@@ -10,8 +10,9 @@ use aws_sdk_ec2::types::{
 use aws_smithy_types::date_time::Format;
 
 use super::{aws_error, AwsPorts};
-use crate::ports::{
-    AwsResult, ImageReference, Retirement, UsageEntry, UsageReport, UsageReportRequest,
+use crate::ports::AwsResult;
+use crate::retire::ports::{
+    ImageReference, Retirement, UsageEntry, UsageReport, UsageReportRequest,
 };
 
 /// Launch template versions checked, from the newest: every version (EC2's maximum).

@@ -3,7 +3,7 @@
 use globset::GlobMatcher;
 
 use crate::config::{compile_glob, Match, Policy, Rule};
-use crate::domain::names::{self, Provenance};
+use crate::names::{self, Provenance};
 use crate::ports::{Image, ImageState};
 
 /// Tag that makes the product leave an image alone: `ami-share:skip` = `true`.

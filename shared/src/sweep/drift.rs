@@ -15,20 +15,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use amishare::config::Rule;
-use amishare::converge::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
-use amishare::deps::{Deps, Encryption};
-use amishare::domain::matching::{classify, matching_rules, ImageKind, SkipReason};
-use amishare::domain::names::{account_of_principal, grant_name};
-use amishare::domain::plan::SharePlan;
-use amishare::inventory::{Inventory, OwnSnapshot};
-use amishare::ports::{Aws, Image, ImageState, KeyManager};
-use amishare::publish::{publication_order, PublishStatus, Publisher};
-use amishare::Error;
 use futures::stream::{self, StreamExt};
 
-use crate::report::{SweepReport, LISTED};
-use crate::Run;
+use crate::config::Rule;
+use crate::deps::{Deps, Encryption};
+use crate::error::Error;
+use crate::names::{account_of_principal, grant_name};
+use crate::night::{Ledger, Run, LISTED};
+use crate::plan::{classify, matching_rules, ImageKind, SharePlan, SkipReason};
+use crate::ports::{Aws, Image, ImageState, KeyManager};
+use crate::publish::{publication_order, PublishStatus, Publisher, Publishing};
+use crate::share::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
+use crate::sweep::inventory::{Inventory, OwnSnapshot};
+use crate::sweep::report::SweepReport;
 
 /// Images converged at once (each one's calls are paced by the rate limits).
 pub const CONCURRENCY: usize = 16;
@@ -53,7 +52,7 @@ struct Candidate<'a> {
     converged_at: &'a str,
 }
 
-pub async fn repair<P: Aws + Inventory>(
+pub async fn repair<P: Aws + Publishing + Inventory>(
     deps: &Deps<P>,
     run: &Run,
     images: &[Image],
@@ -298,7 +297,7 @@ pub async fn repair<P: Aws + Inventory>(
 /// functions' path ([`Publisher::publish`]): a missing or wrong parameter, an unfinished
 /// publication and a share out of step with the rule are repaired. A few calls per rule, none
 /// per image.
-async fn publish_latest<P: Aws>(
+async fn publish_latest<P: Aws + Publishing>(
     deps: &Deps<P>,
     run: &Run,
     candidates: &[Candidate<'_>],

@@ -1,24 +1,25 @@
 //! The sweeper's report: the invocation's result, its one summary log line, and the CloudWatch
-//! Embedded Metric Format line operators alarm on.
+//! Embedded Metric Format line operators alarm on. Its parts: [`OrphanReport`] (the orphan
+//! sweep), [`DriftReport`] (drift repair), [`RetireReport`] (retirement, owned by
+//! [`crate::retire`]).
 
 use std::collections::BTreeMap;
 
-use amishare::config::SweepMode;
-pub use amishare::converge::Unlisted;
-use amishare::domain::orphans::Action;
-use amishare::domain::retire::Stage;
-use amishare::publish::Publication;
-use amishare::report::{CopyReport, ErrorSummary};
-use amishare::Error;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::config::SweepMode;
+use crate::copy::CopyReport;
 /// CloudWatch namespace of the sweeper's metrics.
-pub use amishare::metrics::NAMESPACE as METRIC_NAMESPACE;
-/// At most this many items of each list are in the report one by one (all are counted): the
-/// summary stays small at any size (CloudWatch Logs cuts an event at 256 KB).
-pub const LISTED: usize = 50;
+pub use crate::metrics::NAMESPACE as METRIC_NAMESPACE;
+use crate::night::Ledger;
+pub use crate::night::LISTED;
+use crate::publish::Publication;
+use crate::report::ErrorSummary;
+use crate::retire::{RetireLog, RetireReport};
+pub use crate::share::Unlisted;
+use crate::sweep::orphans::Action;
 /// At most this many orphans are listed one by one in the report (all are counted).
 pub const LISTED_ORPHANS: usize = 100;
 
@@ -128,48 +129,6 @@ impl DriftReport {
     }
 }
 
-/// Retirement tonight (rules with `retire`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RetireReport {
-    /// `complete`, `partial` (the night's limit or the deadline came first); empty when no rule
-    /// retires.
-    pub status: String,
-    /// Images the rules' keep / age settings select (in every stage).
-    pub selected: usize,
-    /// Stages taken (`mode: act`).
-    pub done: usize,
-    pub deprecated: usize,
-    pub disabled: usize,
-    pub deregistered: usize,
-    /// Stages that would be taken (`mode: report`).
-    pub would: usize,
-    /// Images whose due stage something still prevents (see their `protected_by`).
-    pub protected: usize,
-    /// Of those, waiting for a consumer usage report (requested tonight, or not ready).
-    pub usage_reports_pending: usize,
-    /// Images whose next stage is not due yet.
-    pub waiting: usize,
-    /// Copies waiting for their source to reach the stage first.
-    pub held: usize,
-    /// Due stages left for the next night (`sweeper.max_retirements`, or the deadline).
-    pub not_reached: usize,
-    /// The first images, with what happened or would happen.
-    pub items: Vec<RetireItem>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RetireItem {
-    pub image_id: String,
-    pub image_name: String,
-    pub rule: String,
-    pub stage: Option<Stage>,
-    /// `done`, `would`, `protected`, `waiting`, `held`, `limit`, `recorded`, `would-record`.
-    pub status: &'static str,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub protected_by: Vec<String>,
-}
-
 /// What one run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -200,22 +159,27 @@ pub struct SweepReport {
     pub errors_total: usize,
 }
 
-impl SweepReport {
-    pub fn error(&mut self, context: &str, e: &Error) {
-        self.push_error(ErrorSummary {
-            error_type: e.error_type(),
-            message: format!("{context}: {e}"),
-        });
-    }
-
-    /// Count every error, list the first [`LISTED`].
-    pub fn push_error(&mut self, e: ErrorSummary) {
+impl Ledger for SweepReport {
+    fn push_error(&mut self, e: ErrorSummary) {
         self.errors_total += 1;
         if self.errors.len() < LISTED {
             self.errors.push(e);
         }
     }
 
+    fn left_for_next(&mut self, what: String) {
+        self.not_reached.push(what);
+        self.more = true;
+    }
+}
+
+impl RetireLog for SweepReport {
+    fn retirement(&mut self) -> &mut RetireReport {
+        &mut self.retirement
+    }
+}
+
+impl SweepReport {
     /// Merge the other half of a run (its orphan or drift part, errors and work not reached).
     pub fn absorb(&mut self, other: SweepReport) {
         self.errors_total += other.errors_total;
@@ -223,12 +187,6 @@ impl SweepReport {
         self.errors.extend(other.errors.into_iter().take(room));
         self.not_reached.extend(other.not_reached);
         self.more |= other.more;
-    }
-
-    /// Work the deadline left for the next invocation: reported, and a follow-up asked for.
-    pub fn left_for_next(&mut self, what: String) {
-        self.not_reached.push(what);
-        self.more = true;
     }
 
     /// The one summary line of the invocation.

@@ -1,16 +1,18 @@
 //! Starting copies: cross-Region copies of source images, and same-Region re-encrypted copies
 //! of images whose snapshots use `aws/ebs`. Never waits for a copy: the destination Region's
 //! `available` event (or the nightly run) takes over. The copies are started by
-//! [`crate::converge::Convergence::ensure_copy`].
+//! [`crate::share::Convergence::ensure_copy`].
 
 use std::collections::BTreeMap;
 
-use crate::domain::names::{
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+
+use crate::error::{Error, Result};
+use crate::names::{
     copy_client_token, copy_name, source_image_tag, CopyKind, COPY_KIND_TAG, MANAGED_TAG,
     SOURCE_CREATED_TAG, SOURCE_IMAGE_TAG, SOURCE_RULE_TAG,
 };
-use crate::domain::plan::SharePlan;
-use crate::error::{Error, Result};
+use crate::plan::SharePlan;
 use crate::ports::{CopyRequest, Image};
 
 /// The error code EC2 gives when too many copies are in flight to a Region.
@@ -86,4 +88,26 @@ pub fn check_copy_plan(source: &Image, plan: &SharePlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The deprecation time for a copy of a source deprecated at `source_at`. EC2 refuses a time
+/// in the past, so a source already deprecated makes the copy deprecated now (the next whole
+/// minute, EC2's granularity), with a note saying so.
+pub fn deprecation_for_copy(source_at: &str, now: DateTime<Utc>) -> (String, Option<String>) {
+    let Ok(at) = DateTime::parse_from_rfc3339(source_at) else {
+        return (source_at.to_string(), None);
+    };
+    let earliest = now + Duration::seconds(60);
+    if at.with_timezone(&Utc) > earliest {
+        return (source_at.to_string(), None);
+    }
+    let secs = earliest.timestamp();
+    let next_minute = secs + (60 - secs.rem_euclid(60)) % 60;
+    let when = DateTime::from_timestamp(next_minute, 0)
+        .unwrap_or(earliest)
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let note = format!(
+        "the source was deprecated at {source_at}, before this copy became available; EC2 takes no deprecation time in the past, so the copy is deprecated from {when}"
+    );
+    (when, Some(note))
 }

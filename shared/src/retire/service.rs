@@ -20,28 +20,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use amishare::config::{RetireMode, Rule};
-use amishare::deps::Deps;
-use amishare::domain::matching::{classify, ImageKind};
-use amishare::domain::names::MANAGED_TAG;
-use amishare::domain::retire::{
-    next_step, reached, select, Next, Stage, STAGE_AT_TAG, STAGE_TAG, USAGE_REPORT_TAG,
-};
-use amishare::ports::{
-    Aws, Image, ImageReference, ImageState, UsageReportRequest, MAX_REFERENCE_IMAGES,
-    MAX_USAGE_REPORT_ACCOUNTS,
-};
-use amishare::Error;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use sha2::{Digest, Sha256};
 
-use crate::report::{RetireItem, SweepReport, LISTED};
-use crate::Run;
+use super::ports::{ImageReference, Retirement, MAX_REFERENCE_IMAGES};
+use super::report::{RetireItem, RetireLog};
+use super::stage::{next_step, reached, select, Next, Stage, STAGE_AT_TAG, STAGE_TAG};
+use super::usage::{consumer_use, own_protection, read_references, Usage};
+use crate::config::{RetireMode, Rule};
+use crate::deps::Deps;
+use crate::error::Error;
+use crate::names::MANAGED_TAG;
+use crate::night::{Run, LISTED};
+use crate::plan::{classify, ImageKind};
+use crate::ports::{Aws, Image, ImageState};
 
 /// Images checked for use per stage of the night's budget.
 pub const CHECKS_PER_STAGE: usize = 5;
-/// A usage report older than this is requested again.
-pub const USAGE_REPORT_MAX_AGE_DAYS: i64 = 7;
 
 /// One image's step tonight.
 struct Step<'a> {
@@ -51,20 +45,13 @@ struct Step<'a> {
     stage: Stage,
 }
 
-/// What a consumer-usage check found.
-enum Usage {
-    Clear,
-    InUse(Vec<String>),
-    Pending(String),
-}
-
-pub async fn retire<P: Aws>(
+pub async fn retire<P: Aws + Retirement>(
     deps: &Deps<P>,
     run: &Run,
     images: &[Image],
     published: &BTreeSet<String>,
     unpublished: &[String],
-    report: &mut SweepReport,
+    report: &mut impl RetireLog,
 ) {
     let rules: Vec<&Rule> = deps
         .policy
@@ -75,7 +62,7 @@ pub async fn retire<P: Aws>(
     if rules.is_empty() {
         return;
     }
-    report.retirement.status = "complete".into();
+    report.retirement().status = "complete".into();
     // The rules' images in this Region: the product's, by the rules their managed tag names.
     let mut by_rule: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
     for image in images.iter().filter(|i| {
@@ -102,7 +89,7 @@ pub async fn retire<P: Aws>(
         let Some(r) = &rule.retire else { continue };
         if rule.publish.is_some() && unpublished.contains(&rule.name) {
             // What the rule's parameter names is unknown tonight: nothing of it moves.
-            report.retirement.status = "partial".into();
+            report.retirement().status = "partial".into();
             report.left_for_next(format!(
                 "retirement of rule {}: its publication failed tonight, so the image its parameter names is not known",
                 rule.name
@@ -112,13 +99,13 @@ pub async fn retire<P: Aws>(
         let imgs = by_rule.get(rule.name.as_str()).cloned().unwrap_or_default();
         let mut selected = select(r, &imgs, run.now);
         selected.reverse(); // oldest first
-        report.retirement.selected += selected.len();
+        report.retirement().selected += selected.len();
         for (image, why) in selected {
             let next = next_step(r, reached(image), run.now);
             match next {
                 Next::Done => {}
                 Next::Waiting { stage, due_at } => {
-                    report.retirement.waiting += 1;
+                    report.retirement().waiting += 1;
                     item(
                         report,
                         rule,
@@ -186,8 +173,8 @@ pub async fn retire<P: Aws>(
         } = *step;
         let why = why.clone();
         if !run.may_start() {
-            report.retirement.not_reached += 1;
-            report.retirement.status = "partial".into();
+            report.retirement().not_reached += 1;
+            report.retirement().status = "partial".into();
             continue;
         }
         let copy = match classify(image) {
@@ -195,8 +182,8 @@ pub async fn retire<P: Aws>(
             ImageKind::Source { .. } => None,
         };
         if budget == 0 || ((stage.needs_protection_check() || copy.is_some()) && checks == 0) {
-            report.retirement.not_reached += 1;
-            report.retirement.status = "partial".into();
+            report.retirement().not_reached += 1;
+            report.retirement().status = "partial".into();
             item(
                 report,
                 rule,
@@ -232,7 +219,7 @@ pub async fn retire<P: Aws>(
             if let Some(Some(source)) = sources.get(&key) {
                 let source_stage = reached(source).map(|(s, _)| s);
                 if source_stage.is_none_or(|s| s < stage) {
-                    report.retirement.held += 1;
+                    report.retirement().held += 1;
                     let detail = format!(
                         "{why}; waits for its source {} in {} ({}) to reach {} first",
                         p.source_image_id,
@@ -253,7 +240,7 @@ pub async fn retire<P: Aws>(
                     Ok(Usage::Clear) => {}
                     Ok(Usage::InUse(lines)) => protected_by.extend(lines),
                     Ok(Usage::Pending(line)) => {
-                        report.retirement.usage_reports_pending += 1;
+                        report.retirement().usage_reports_pending += 1;
                         protected_by.push(line);
                     }
                     Err(e) => {
@@ -270,13 +257,13 @@ pub async fn retire<P: Aws>(
         }
         budget -= 1;
         if !act(rule) {
-            report.retirement.would += 1;
+            report.retirement().would += 1;
             item(report, rule, image, Some(stage), "would", why, Vec::new());
             continue;
         }
         match take(deps, run, image, stage).await {
             Ok(()) => {
-                let r = &mut report.retirement;
+                let r = report.retirement();
                 r.done += 1;
                 match stage {
                     Stage::Deprecated => r.deprecated += 1,
@@ -295,47 +282,16 @@ pub async fn retire<P: Aws>(
     }
 }
 
-/// `DescribeImageReferences` of `ids` (at most 10) into `into`; when it fails, each image is
-/// protected by that for tonight.
-async fn read_references<P: Aws>(
-    deps: &Deps<P>,
-    run: &Run,
-    ids: &[String],
-    into: &mut BTreeMap<String, Vec<ImageReference>>,
-    report: &mut SweepReport,
-) {
-    for id in ids {
-        into.entry(id.clone()).or_default();
-    }
-    match deps.aws.image_references(&run.region, ids).await {
-        Ok(refs) => {
-            for r in refs {
-                into.entry(r.image_id.clone()).or_default().push(r);
-            }
-        }
-        Err(e) => {
-            report.error("retirement: DescribeImageReferences", &Error::from(e));
-            for id in ids {
-                into.entry(id.clone()).or_default().push(ImageReference {
-                    image_id: id.clone(),
-                    resource_type: "unknown".into(),
-                    arn: "the references could not be read tonight".into(),
-                });
-            }
-        }
-    }
-}
-
 /// An image whose due stage something prevents, with what.
 fn protected(
-    report: &mut SweepReport,
+    report: &mut impl RetireLog,
     rule: &Rule,
     image: &Image,
     stage: Stage,
     why: String,
     by: Vec<String>,
 ) {
-    report.retirement.protected += 1;
+    report.retirement().protected += 1;
     item(report, rule, image, Some(stage), "protected", why, by);
 }
 
@@ -346,7 +302,7 @@ fn act(rule: &Rule) -> bool {
 }
 
 fn item(
-    report: &mut SweepReport,
+    report: &mut impl RetireLog,
     rule: &Rule,
     image: &Image,
     stage: Option<Stage>,
@@ -354,7 +310,7 @@ fn item(
     detail: String,
     protected_by: Vec<String>,
 ) {
-    let items = &mut report.retirement.items;
+    let items = &mut report.retirement().items;
     if items.len() < LISTED {
         items.push(RetireItem {
             image_id: image.id.clone(),
@@ -368,154 +324,14 @@ fn item(
     }
 }
 
-/// What in the owner account protects the image: references, a recent launch, and (before
-/// deregistering) deregistration protection.
-fn own_protection(
-    rule: &Rule,
-    image: &Image,
-    stage: Stage,
-    now: DateTime<Utc>,
-    references: Option<&Vec<ImageReference>>,
-) -> Vec<String> {
-    let mut out: Vec<String> = references
-        .into_iter()
-        .flatten()
-        .map(|r| format!("referenced by {} {}", r.resource_type, r.arn))
-        .collect();
-    let days = rule
-        .retire
-        .as_ref()
-        .map_or(0, |r| r.protect_if_launched_within_days);
-    if let Some(at) = image
-        .last_launched_time
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-    {
-        if now - at.with_timezone(&Utc) < Duration::days(i64::from(days)) {
-            out.push(format!(
-                "launched at {at} (lastLaunchedTime), within {days} days"
-            ));
-        }
-    }
-    if stage == Stage::Deregistered
-        && image
-            .deregistration_protection
-            .as_deref()
-            .is_some_and(|p| p.starts_with("enabled"))
-    {
-        out.push("deregistration protection is on: turn it off (ec2 disable-image-deregistration-protection) to let the image be retired".into());
-    }
-    out
-}
-
-/// Whether consumer accounts use the image: the product's latest usage report of it, read
-/// when ready; requested (one per 200 accounts) when there is none younger than
-/// [`USAGE_REPORT_MAX_AGE_DAYS`].
-async fn consumer_use<P: Aws>(
-    deps: &Deps<P>,
-    run: &Run,
-    rule: &Rule,
-    image: &Image,
-) -> Result<Usage, Error> {
-    let region = run.region.as_str();
-    let oldest = run.now - Duration::days(USAGE_REPORT_MAX_AGE_DAYS);
-    let reports: Vec<_> = deps
-        .aws
-        .usage_reports(region, &image.id)
-        .await?
-        .into_iter()
-        .filter(|r| r.tags.get(USAGE_REPORT_TAG) == Some(&image.id))
-        .filter(|r| r.state != "failed" && r.state != "error")
-        .filter(|r| {
-            r.creation_time
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t.with_timezone(&Utc) >= oldest)
-        })
-        .filter(|r| {
-            r.expiration_time
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_none_or(|t| t.with_timezone(&Utc) > run.now)
-        })
-        .collect();
-    if reports.is_empty() {
-        let sw = &rule.share_with;
-        // Organizations and OUs: every account (the parameter left out); accounts: 200 a report.
-        let accounts: Vec<String> =
-            if sw.organizations.is_empty() && sw.organizational_units.is_empty() && !sw.public {
-                sw.accounts
-                    .iter()
-                    .filter(|a| **a != deps.account_id)
-                    .cloned()
-                    .collect()
-            } else {
-                Vec::new()
-            };
-        let chunks: Vec<Vec<String>> = if accounts.is_empty() {
-            vec![Vec::new()]
-        } else {
-            accounts
-                .chunks(MAX_USAGE_REPORT_ACCOUNTS)
-                .map(<[String]>::to_vec)
-                .collect()
-        };
-        let mut ids = Vec::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let token = hex::encode(
-                &Sha256::digest(format!("{}|{}|{i}", image.id, run.now.format("%Y-%m-%d")))[..16],
-            );
-            let id = deps
-                .aws
-                .create_usage_report(
-                    region,
-                    &UsageReportRequest {
-                        image_id: image.id.clone(),
-                        account_ids: chunk.clone(),
-                        tags: BTreeMap::from([(USAGE_REPORT_TAG.to_string(), image.id.clone())]),
-                        client_token: token,
-                    },
-                )
-                .await?;
-            ids.push(id);
-        }
-        return Ok(Usage::Pending(format!(
-            "consumer usage report requested tonight ({}); it is read next night",
-            ids.join(", ")
-        )));
-    }
-    if let Some(p) = reports.iter().find(|r| r.state != "available") {
-        return Ok(Usage::Pending(format!(
-            "consumer usage report {} is {} (requested {}); read again next night",
-            p.report_id,
-            p.state,
-            p.creation_time.as_deref().unwrap_or("?")
-        )));
-    }
-    let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
-    let in_use: Vec<String> = deps
-        .aws
-        .usage_report_entries(region, &ids)
-        .await?
-        .into_iter()
-        .filter(|e| e.usage_count > 0)
-        .map(|e| {
-            format!(
-                "used by account {}: {} {} (usage report {})",
-                e.account_id, e.usage_count, e.resource_type, e.report_id
-            )
-        })
-        .collect();
-    Ok(if in_use.is_empty() {
-        Usage::Clear
-    } else {
-        Usage::InUse(in_use)
-    })
-}
-
 /// Take a stage: the action, then its tag (a run stopping in between is resumed by
 /// [`Next::Record`]).
-async fn take<P: Aws>(deps: &Deps<P>, run: &Run, image: &Image, stage: Stage) -> Result<(), Error> {
+async fn take<P: Aws + Retirement>(
+    deps: &Deps<P>,
+    run: &Run,
+    image: &Image,
+    stage: Stage,
+) -> Result<(), Error> {
     let region = run.region.as_str();
     match stage {
         Stage::Selected => {}
@@ -539,7 +355,7 @@ async fn take<P: Aws>(deps: &Deps<P>, run: &Run, image: &Image, stage: Stage) ->
     record(deps, run, image, stage).await
 }
 
-async fn record<P: Aws>(
+async fn record<P: Aws + Retirement>(
     deps: &Deps<P>,
     run: &Run,
     image: &Image,

@@ -1,20 +1,20 @@
 //! Orphaned snapshots: judge every snapshot of ours against the complete inventory, then mark,
 //! unmark and (in delete mode, after the grace period, at most `max_deletions`) delete.
 
-use amishare::config::SweepMode;
-use amishare::domain::orphans::{decide, judge, mark_value, Action, InUse, Verdict};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{self, StreamExt};
 
-use amishare::deps::Deps;
-use amishare::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
-use amishare::ports::{Aws, MAX_TAG_RESOURCES};
-use amishare::Error;
-
-use crate::report::{OrphanEntry, SweepReport, LISTED_ORPHANS};
-use crate::{Listings, Run};
+use super::judge::{decide, judge, mark_value, Action, InUse, Verdict};
+use crate::config::SweepMode;
+use crate::deps::Deps;
+use crate::error::Error;
+use crate::night::{Ledger, Run};
+use crate::ports::{Aws, MAX_TAG_RESOURCES};
+use crate::sweep::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
+use crate::sweep::listings::Listings;
+use crate::sweep::report::{OrphanEntry, SweepReport, LISTED_ORPHANS};
 
 /// The error code that means a snapshot we proved unused is in use after all.
 pub const IN_USE_CODE: &str = "InvalidSnapshot.InUse";
@@ -30,7 +30,7 @@ enum Deletion<'a> {
     Done(
         &'a chrono::NaiveDate,
         &'a OwnSnapshot,
-        Result<(), amishare::AwsError>,
+        Result<(), crate::error::AwsError>,
     ),
 }
 
@@ -251,9 +251,9 @@ pub async fn sweep<P: Aws + Inventory>(
     report.orphans.status = "complete".into();
 }
 
-fn error_summary(context: &str, e: amishare::AwsError) -> amishare::report::ErrorSummary {
+fn error_summary(context: &str, e: crate::error::AwsError) -> crate::report::ErrorSummary {
     let e = Error::from(e);
-    amishare::report::ErrorSummary {
+    crate::report::ErrorSummary {
         error_type: e.error_type(),
         message: format!("{context}: {e}"),
     }

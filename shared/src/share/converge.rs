@@ -19,134 +19,40 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use serde::Serialize;
 
-use crate::copies::{check_copy_plan, copy_request, COPY_LIMIT_CODE};
+use super::prune::describe_launch;
+use super::report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
+use crate::copy::{check_copy_plan, Copier};
 use crate::deps::{
     aws_managed_message, snapshot_ids, Deps, Encryption, LAUNCH_PERMISSION_QUOTA, SNAPSHOT_BATCH,
 };
-use crate::domain::matching::{classify, ImageKind};
-use crate::domain::names::{account_of_principal, account_principal, grant_name, CopyKind};
-use crate::domain::plan::{batches, CopyDestination, Desired, Members, SharePlan};
 use crate::error::{Error, Result};
+use crate::names::{CopyKind, MANAGED_TAG};
+use crate::plan::{batches, classify, Desired, ImageKind, Members, SharePlan};
 use crate::ports::MAX_TAG_RESOURCES;
-use crate::ports::{Aws, Grant, GrantRequest, Image, ImageState, LaunchPermissions};
-use crate::report::CopyReport;
+use crate::ports::{Aws, Grant, Image};
 
-/// Tag on images the product manages (shares); its value names the rules.
-pub use crate::domain::names::MANAGED_TAG;
 /// Tag recording the fingerprint of the desired state an image was last fully converged to.
 pub const PLAN_TAG: &str = "ami-share:plan";
 /// Tag recording when an image was last converged or audited (RFC 3339, UTC): the nightly
 /// order puts the oldest first, so nothing starves.
 pub const CONVERGED_AT_TAG: &str = "ami-share:converged-at";
 
-/// Shares no rule asks for, one line each (`<image or snapshot>: <principal>`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Unlisted {
-    pub launch_permissions: Vec<String>,
-    pub snapshot_permissions: Vec<String>,
-    pub grants: Vec<String>,
-}
-
-impl Unlisted {
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn len(&self) -> usize {
-        self.launch_permissions.len() + self.snapshot_permissions.len() + self.grants.len()
-    }
-    /// Append `other`, keeping at most `cap` lines per list (counts are kept elsewhere).
-    pub fn extend_capped(&mut self, other: Unlisted, cap: usize) {
-        for (into, from) in [
-            (&mut self.launch_permissions, other.launch_permissions),
-            (&mut self.snapshot_permissions, other.snapshot_permissions),
-            (&mut self.grants, other.grants),
-        ] {
-            let room = cap.saturating_sub(into.len());
-            into.extend(from.into_iter().take(room));
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotShare {
-    pub snapshot_id: String,
-    /// Accounts the snapshot is shared with now (added or already there).
-    pub accounts: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GrantRecord {
-    pub key_arn: String,
-    pub account: String,
-}
-
-/// What sharing in the image's own Region changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ShareReport {
-    pub launch_permissions_added: LaunchPermissions,
-    pub snapshots_shared: Vec<SnapshotShare>,
-    /// (snapshot, account) permissions added.
-    pub snapshot_permissions_added: usize,
-    pub grants_created: Vec<GrantRecord>,
-    pub grants_existing: usize,
-}
-
-/// What converging one image did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Converged {
-    pub image_id: String,
-    pub region: String,
-    /// The fingerprint of the desired state.
-    pub fingerprint: String,
-    /// Every step done: the fingerprint may be recorded.
-    pub complete: bool,
-    /// The image is fully shared in its own Region (whatever became of its copies to other
-    /// Regions): it may be published as its rules' newest image there.
-    pub shared: bool,
-    /// The image uses `aws/ebs`: a re-encrypted copy is shared instead of the image.
-    pub reencrypt: bool,
-    /// A part of the share that cannot be made (a new public share under block public
-    /// access, or of an encrypted image), with why; the rest was shared.
-    pub refused: Option<String>,
-    pub share: ShareReport,
-    /// Removed (`prune`).
-    pub pruned: Unlisted,
-    /// Would be removed if pruning were on (managed images only).
-    pub would_prune: Unlisted,
-    pub copies: Vec<CopyReport>,
-    /// The tags that record this convergence (managed, plan, converged-at).
-    pub record: BTreeMap<String, String>,
-}
-
-impl Converged {
-    /// Whether anything was changed.
-    pub fn changes(&self) -> usize {
-        self.share.launch_permissions_added.len()
-            + self.share.snapshot_permissions_added
-            + self.share.grants_created.len()
-            + self.pruned.len()
-            + self.copies.iter().filter(|c| c.status == "started").count()
-    }
-}
-
 /// The grants of one key: `None` until read.
-type GrantSlot = Arc<tokio::sync::Mutex<Option<Vec<Grant>>>>;
+pub(super) type GrantSlot = Arc<tokio::sync::Mutex<Option<Vec<Grant>>>>;
 
 /// The convergence service of one invocation (an event) or one run (the sweeper): the
 /// organization listings it needs, listed once, and the grants of each key, read once.
 pub struct Convergence<'d, P> {
-    deps: &'d Deps<P>,
+    pub(super) deps: &'d Deps<P>,
     /// The organization and OU listings of this run, each listed once.
     members: Mutex<Members>,
-    /// Whether a copy is looked up by name before it is started (the sweeper: a failed
-    /// attempt is then retried under a new name). An event's copies rely on the client
-    /// token alone: a redelivered event gets the same copy back.
-    look_up_copies: bool,
+    /// Starts the copies (the sweeper's looks a copy up by name first; an event's relies on
+    /// the client token alone).
+    copier: Copier<'d, P>,
     /// (Region, key ARN) → the key's grants as last read or written; one lock per key, so the
     /// grants of a key are read once per run and never created twice.
-    grants: Mutex<HashMap<(String, String), GrantSlot>>,
+    pub(super) grants: Mutex<HashMap<(String, String), GrantSlot>>,
     now: DateTime<Utc>,
 }
 
@@ -166,7 +72,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
         Ok(Self {
             deps,
             members: Mutex::new(members),
-            look_up_copies: true,
+            copier: Copier::new(deps, true),
             grants: Mutex::default(),
             now,
         })
@@ -178,7 +84,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
         Self {
             deps,
             members: Mutex::default(),
-            look_up_copies: false,
+            copier: Copier::new(deps, false),
             grants: Mutex::default(),
             now,
         }
@@ -255,7 +161,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
         }
         let (shared, copies) = futures::join!(
             self.share(image, plan, may_copy, enc),
-            self.copies(image, &copies_wanted)
+            self.copier.copies(image, &copies_wanted)
         );
         let mut out = shared?;
         out.shared = out.complete && !out.reencrypt;
@@ -342,6 +248,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
                     ));
                 };
                 let c = self
+                    .copier
                     .ensure_copy(image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules)
                     .await?;
                 out.reencrypt = true;
@@ -525,183 +432,6 @@ impl<'d, P: Aws> Convergence<'d, P> {
         }
         tags
     }
-
-    /// The grants of a key, read once per convergence service.
-    fn grant_slot(&self, region: &str, key_arn: &str) -> GrantSlot {
-        let mut map = self.grants.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((region.to_string(), key_arn.to_string()))
-            .or_default()
-            .clone()
-    }
-
-    /// The key's grants (`ListGrants` once per run).
-    pub async fn grants(&self, region: &str, key_arn: &str) -> Result<Vec<Grant>> {
-        let slot = self.grant_slot(region, key_arn);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
-        }
-        Ok(guard.clone().unwrap_or_default())
-    }
-
-    /// One grant per account on the key, named deterministically; returns (created, already
-    /// there).
-    async fn ensure_grants(
-        &self,
-        region: &str,
-        key_arn: &str,
-        accounts: &BTreeSet<String>,
-    ) -> Result<(Vec<String>, usize)> {
-        if accounts.is_empty() {
-            return Ok((Vec::new(), 0));
-        }
-        let slot = self.grant_slot(region, key_arn);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
-        }
-        let grants = guard.get_or_insert_with(Vec::new);
-        let have: BTreeSet<(String, String)> = grants
-            .iter()
-            .filter_map(|g| {
-                Some((
-                    g.name.clone()?,
-                    account_of_principal(&g.grantee_principal)?.to_string(),
-                ))
-            })
-            .collect();
-        let missing: Vec<String> = accounts
-            .iter()
-            .filter(|a| !have.contains(&(grant_name(a), (*a).clone())))
-            .cloned()
-            .collect();
-        let existing = accounts.len() - missing.len();
-        let created: Vec<Grant> = stream::iter(missing.iter())
-            .map(|account| async move {
-                let req = GrantRequest {
-                    key_arn: key_arn.to_string(),
-                    grantee_principal: account_principal(account),
-                    name: grant_name(account),
-                };
-                self.deps.aws.create_grant(region, &req).await?;
-                Ok::<_, Error>(Grant {
-                    grant_id: String::new(),
-                    name: Some(req.name),
-                    grantee_principal: req.grantee_principal,
-                })
-            })
-            .buffer_unordered(self.deps.settings.grant_concurrency)
-            .try_collect()
-            .await?;
-        grants.extend(created);
-        Ok((missing, existing))
-    }
-
-    /// Start the copies to other Regions that do not exist yet, all Regions at once
-    /// (bounded); reported in the order of the plan.
-    async fn copies(&self, image: &Image, wanted: &[CopyDestination]) -> Result<Vec<CopyReport>> {
-        stream::iter(wanted)
-            .map(|dest| {
-                self.ensure_copy(
-                    image,
-                    &dest.region,
-                    dest.kms_key_id.as_deref(),
-                    CopyKind::RegionCopy,
-                    &dest.rules,
-                )
-            })
-            .buffered(self.deps.settings.concurrency)
-            .try_collect()
-            .await
-    }
-
-    /// Start the copy unless one exists already (found by its deterministic name, which a copy
-    /// keeps even where tags are dropped); the deterministic client token makes a concurrent
-    /// duplicate harmless too.
-    pub async fn ensure_copy(
-        &self,
-        source: &Image,
-        dest_region: &str,
-        kms_key_id: Option<&str>,
-        kind: CopyKind,
-        rules: &[String],
-    ) -> Result<CopyReport> {
-        let first = copy_request(source, dest_region, kms_key_id, kind, rules, 0);
-        // One lookup finds the first attempt and every retry (`<name>-r<n>`).
-        let existing = if self.look_up_copies {
-            self.deps
-                .aws
-                .find_own_images_by_name(dest_region, &format!("{}*", first.name))
-                .await?
-        } else {
-            Vec::new()
-        };
-        let failed = existing
-            .iter()
-            .filter(|i| i.state == ImageState::Failed)
-            .count();
-        let req = if failed == 0 {
-            first
-        } else {
-            copy_request(source, dest_region, kms_key_id, kind, rules, failed)
-        };
-        if let Some(found) = existing
-            .iter()
-            .find(|i| i.state != ImageState::Failed && i.state != ImageState::Deregistered)
-        {
-            return Ok(CopyReport {
-                region: dest_region.to_string(),
-                image_id: Some(found.id.clone()),
-                status: "exists".into(),
-                detail: Some(format!("copy is {}", found.state.as_str())),
-            });
-        }
-        match self.deps.aws.copy_image(&req).await {
-            Ok(id) => {
-                tracing::info!(source_image = %source.id, region = dest_region, copy = %id, kind = kind.as_str(), "copy started");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: Some(id),
-                    status: "started".into(),
-                    detail: None,
-                })
-            }
-            Err(e) if e.code == COPY_LIMIT_CODE => {
-                tracing::warn!(source_image = %source.id, region = dest_region, error = %e, "too many copies in flight; the nightly run will start this copy");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: None,
-                    status: "deferred".into(),
-                    detail: Some(format!("{COPY_LIMIT_CODE}: too many copies in flight to {dest_region}; the nightly sweeper starts it later")),
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn prune(
-        &self,
-        image: &Image,
-        launch: &LaunchPermissions,
-        snaps: &[(String, BTreeSet<String>)],
-    ) -> Result<()> {
-        let region = image.region.as_str();
-        if !launch.is_empty() {
-            self.deps
-                .aws
-                .remove_launch_permissions(region, &image.id, launch)
-                .await?;
-        }
-        for (s, accounts) in snaps {
-            for b in batches(accounts, SNAPSHOT_BATCH) {
-                self.deps
-                    .aws
-                    .remove_create_volume_permission(region, s, &b)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The organizations and OUs an image needs listed under `plan`: the accounts its snapshots
@@ -727,18 +457,4 @@ pub fn already_recorded(image: &Image, done: &Converged) -> bool {
 /// managed from its creation, whether or not its `available` event arrived).
 pub fn is_managed(image: &Image) -> bool {
     image.tags.contains_key(MANAGED_TAG) || matches!(classify(image), ImageKind::OurCopy(_))
-}
-
-fn describe_launch(image_id: &str, lp: &LaunchPermissions) -> Vec<String> {
-    let mut v: Vec<String> = lp
-        .accounts
-        .iter()
-        .chain(&lp.organizations)
-        .chain(&lp.organizational_units)
-        .map(|a| format!("{image_id}: {a}"))
-        .collect();
-    if lp.public {
-        v.push(format!("{image_id}: public"));
-    }
-    v
 }

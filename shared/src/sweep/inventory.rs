@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::names::SOURCE_IMAGE_TAG;
+use crate::names::SOURCE_IMAGE_TAG;
 use crate::ports::{AwsResult, Image};
 
 /// Tag the sweeper puts on a snapshot it found orphaned: the date (`YYYY-MM-DD`, UTC) it was

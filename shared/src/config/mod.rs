@@ -1,0 +1,212 @@
+//! The policy: what to share with whom, where to copy, how to sweep.
+//!
+//! Parsed and validated once, at start ([`Policy::from_json`]), before any AWS call. Every
+//! problem is reported at once, each with its JSON path, in one error message.
+
+//!
+//! One file per section of the policy: [`rule`] (what a rule matches, whom it shares with,
+//! where it copies), [`publish`] (the newest-image parameter and its events), [`retire`] (the
+//! retirement of older images), [`sweeper`] (the nightly run), [`rates`] (the EC2 request
+//! rates), and [`ids`] (the account, Region, ARN and key syntax every section checks).
+
+mod ids;
+mod publish;
+mod rates;
+mod retire;
+mod rule;
+mod sweeper;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+use ids::check_key;
+
+pub use ids::{is_account_id, is_region, parse_key_ref, parse_org_arn, parse_ou_arn, KeyRef};
+pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
+pub use rates::RateLimitConfig;
+pub use retire::{Retire, RetireMode};
+pub use rule::{compile_glob, CopyTarget, Match, Rule, ShareWith};
+pub use sweeper::{SweepMode, SweeperConfig};
+
+/// Environment variable holding the policy JSON.
+pub const POLICY_ENV: &str = "AMI_SHARE_POLICY";
+/// Optional environment variable: role to assume for AWS Organizations reads.
+/// Where the policy is read from when it is too large for an environment variable: a file
+/// (in Lambda, `/opt/ami-share/policy.json` from the policy layer `scripts/deploy.sh` builds).
+pub const POLICY_FILE_ENV: &str = "AMI_SHARE_POLICY_FILE";
+/// The account the functions run in, for local runs; in Lambda it comes from the function's
+/// ARN with the first event (no `sts:GetCallerIdentity` at start).
+pub const ACCOUNT_ENV: &str = "AMI_SHARE_ACCOUNT_ID";
+pub const ORG_ROLE_ENV: &str = "AMI_SHARE_ORG_ROLE_ARN";
+
+/// The whole policy (`AMI_SHARE_POLICY`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Policy {
+    /// The sharing rules. An image matched by several rules gets the union of their targets
+    /// and copy Regions.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Must be `true` for any rule to use `share_with.public: true`.
+    #[serde(default)]
+    pub allow_public: bool,
+    /// Region → customer managed KMS key. An image in that Region whose snapshots are
+    /// encrypted with the AWS managed key `aws/ebs` (which cannot be shared) is copied in
+    /// the same Region, re-encrypted with this key, and the copy is shared instead.
+    #[serde(default)]
+    pub reencrypt_with: BTreeMap<String, String>,
+    /// Settings of the nightly sweeper.
+    #[serde(default)]
+    pub sweeper: SweeperConfig,
+    /// How fast the functions may call EC2 (per Region and API action).
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    /// "AMI Distributed" events: one on the default bus after each publication, and one on
+    /// this bus when given.
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+impl Policy {
+    /// Parse and validate. On failure the error lists every problem found, one per line,
+    /// each prefixed with its JSON path.
+    pub fn from_json(text: &str) -> Result<Policy, Error> {
+        Self::from_json_in(text, POLICY_ENV)
+    }
+
+    /// The same, naming `source` (the variable or file the policy came from) in the errors.
+    pub fn from_json_in(text: &str, source: &str) -> Result<Policy, Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "policy".to_string()
+            } else {
+                path
+            };
+            Error::Config(format!(
+                "{source} is not a valid policy:\n  {path}: {}",
+                e.inner()
+            ))
+        })?;
+        let problems = policy.problems();
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(Error::Config(format!(
+                "{source} has {} problem{}:\n  {}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n  ")
+            )))
+        }
+    }
+
+    /// Every problem in the policy, each as `path: message`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Problems::default();
+        p.unknown("", &self.unknown);
+        let mut names = BTreeSet::new();
+        let mut parameters: BTreeMap<&str, &str> = BTreeMap::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            rule.check(&at, self.allow_public, &mut p);
+            if let Some(publish) = &rule.publish {
+                if let Some(other) = parameters.insert(&publish.parameter, &rule.name) {
+                    p.add(
+                        format!("{at}.publish.parameter"),
+                        format!(
+                            "{:?} is published by rule {other:?} already; each rule needs its own parameter (two rules would move one pointer back and forth)",
+                            publish.parameter
+                        ),
+                    );
+                }
+            }
+            if !names.insert(rule.name.as_str()) {
+                p.add(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is used by an earlier rule; rule names must be unique",
+                        rule.name
+                    ),
+                );
+            }
+        }
+        for (region, key) in &self.reencrypt_with {
+            let at = format!("reencrypt_with.{region}");
+            if !is_region(region) {
+                p.add(
+                    &at,
+                    format!("{region:?} is not a Region code (like \"us-east-1\")"),
+                );
+            }
+            check_key(&at, key, Some(region), &mut p);
+        }
+        self.events.check(&mut p);
+        self.sweeper.check(&mut p);
+        self.rate_limits.check(&mut p);
+        p.0
+    }
+
+    /// The rule with this name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// The parameters the rules publish that do not lie under `prefix` (the deployment's
+    /// `ParameterPathPrefix`, which its IAM policy is limited to), as `path: message`.
+    pub fn parameters_outside(&self, prefix: &str) -> Vec<String> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.publish.as_ref()?)))
+            .filter(|(_, p)| !p.parameter.starts_with(prefix))
+            .map(|(i, p)| {
+                format!(
+                    "rules[{i}].publish.parameter: {:?} is not under the deployment's parameter path prefix {prefix:?}, so the functions may not write it; use a name under {prefix:?} or deploy with ParameterPathPrefix set accordingly",
+                    p.parameter
+                )
+            })
+            .collect()
+    }
+}
+
+/// The problems found so far, each as `path: message`.
+#[derive(Default)]
+pub(crate) struct Problems(Vec<String>);
+
+impl Problems {
+    pub(crate) fn add(&mut self, path: impl AsRef<str>, msg: impl AsRef<str>) {
+        self.0.push(format!("{}: {}", path.as_ref(), msg.as_ref()));
+    }
+    pub(crate) fn unknown(&mut self, at: &str, fields: &BTreeMap<String, Value>) {
+        for k in fields.keys() {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            self.add(
+                path,
+                "unknown field (see docs/policy.schema.json for the allowed fields)",
+            );
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The JSON Schema of the policy, as published in `docs/policy.schema.json`.
+pub fn policy_schema() -> Value {
+    let schema = schemars::schema_for!(Policy);
+    serde_json::to_value(schema).unwrap_or(Value::Null)
+}

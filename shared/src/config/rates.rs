@@ -1,0 +1,72 @@
+//! `rate_limits`: the request rates the functions allow themselves against EC2.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Problems;
+
+/// The request rates the functions allow themselves against EC2's per-API token buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The share of each API's refill rate the functions may use; the rest is left for the
+    /// account's other tools. Between 0 (exclusive) and 1. Default 0.8.
+    #[serde(default = "default_share")]
+    pub share: f64,
+    /// EC2 action → the account's sustained rate (requests a second) where it was raised
+    /// through Service Quotas, e.g. `{"DeleteSnapshot": 20}`. Unlisted actions use EC2's
+    /// documented rates: 20 a second for `Describe*`/`List*`/`Get*`, 5 for the mutating ones.
+    #[serde(default)]
+    pub requests_per_second: BTreeMap<String, f64>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+fn default_share() -> f64 {
+    0.8
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            share: default_share(),
+            requests_per_second: BTreeMap::new(),
+            unknown: BTreeMap::new(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    pub(crate) fn check(&self, p: &mut Problems) {
+        let r = self;
+        p.unknown("rate_limits", &r.unknown);
+        if !(r.share > 0.0 && r.share <= 1.0) {
+            p.add(
+                "rate_limits.share",
+                format!("{} is not a share between 0 (exclusive) and 1", r.share),
+            );
+        }
+        for (action, rate) in &r.requests_per_second {
+            let at = format!("rate_limits.requests_per_second.{action}");
+            if action.is_empty()
+                || !action.starts_with(|c: char| c.is_ascii_uppercase())
+                || !action.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                p.add(
+                    &at,
+                    format!("{action:?} is not an EC2 API action name (like \"DeleteSnapshot\")"),
+                );
+            }
+            if !(rate.is_finite() && *rate > 0.0) {
+                p.add(
+                    &at,
+                    format!("{rate} is not a positive rate (requests a second)"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! A rule: which images it matches, whom it shares them with, where it copies them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ids::{check_key, is_account_id, is_region, parse_org_arn, parse_ou_arn};
+use super::{yes, Problems, Publish, Retire};
+
+/// One sharing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Rule {
+    /// Unique name; recorded on copies in the `ami-share:source-rule` tag.
+    /// Letters, digits, `.`, `_`, `-`; at most 64 characters.
+    pub name: String,
+    /// Which images the rule applies to. Every condition given must hold.
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    /// Who gets launch permission.
+    #[serde(default)]
+    pub share_with: ShareWith,
+    /// Share every backing snapshot (createVolumePermission) with every target account,
+    /// organizations and OUs expanded to their active accounts. Needed to copy the image or
+    /// create volumes from its snapshots. Default `true`.
+    #[serde(default = "yes")]
+    pub share_snapshots: bool,
+    /// Give every target account a grant on each customer managed key that encrypts the
+    /// image's snapshots. Default `true`.
+    #[serde(default = "yes")]
+    pub grant_kms: bool,
+    /// Other Regions to copy the image to; each copy is shared like the source.
+    #[serde(default)]
+    pub copy_to: Vec<CopyTarget>,
+    /// Publish the rule's newest image in each Region where it is shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+    /// Retire the rule's older images in each Region: deprecate, then disable, then
+    /// deregister, never while anything still uses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire: Option<Retire>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+/// Conditions on the image. At least one must be given, or `"all": true`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Match {
+    /// Explicitly match every image owned by the account (use with care).
+    #[serde(default)]
+    pub all: bool,
+    /// Glob on the image name (`*`, `?`, `[abc]`, `{a,b}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tag key → required value; `"*"` means "present, any value".
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+/// The targets of launch permissions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ShareWith {
+    /// 12-digit AWS account ids.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Organization ARNs: `arn:aws:organizations::<management-account>:organization/o-…`.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// OU ARNs: `arn:aws:organizations::<management-account>:ou/o-…/ou-…`.
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
+    /// Make the image public. Refused unless the policy's `allow_public` is `true`.
+    #[serde(default)]
+    pub public: bool,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+/// A Region to copy to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CopyTarget {
+    /// Destination Region code, e.g. `us-west-2`.
+    pub region: String,
+    /// KMS key in the destination Region to encrypt the copy with (key id, key ARN, alias
+    /// name or alias ARN). Required when the source is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+impl Rule {
+    pub(crate) fn check(&self, at: &str, allow_public: bool, p: &mut Problems) {
+        p.unknown(at, &self.unknown);
+        if self.name.is_empty()
+            || self.name.len() > 64
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            p.add(
+                format!("{at}.name"),
+                format!(
+                    "{:?} is not a valid rule name (1 to 64 letters, digits, '.', '_', '-')",
+                    self.name
+                ),
+            );
+        }
+        let m = &self.matcher;
+        let mat = format!("{at}.match");
+        p.unknown(&mat, &m.unknown);
+        if !m.all && m.name.is_none() && m.tags.is_empty() {
+            p.add(
+                &mat,
+                "is empty, which would share every image; give \"name\" and/or \"tags\", or say \"all\": true explicitly",
+            );
+        }
+        if m.all && (m.name.is_some() || !m.tags.is_empty()) {
+            p.add(
+                &mat,
+                "\"all\": true cannot be combined with \"name\" or \"tags\"",
+            );
+        }
+        if let Some(glob) = &m.name {
+            if let Err(e) = compile_glob(glob) {
+                p.add(
+                    format!("{mat}.name"),
+                    format!("{glob:?} is not a valid glob: {e}"),
+                );
+            }
+        }
+        for key in m.tags.keys() {
+            if key.is_empty() || key.len() > 128 {
+                p.add(
+                    format!("{mat}.tags"),
+                    format!("{key:?} is not a valid tag key (1 to 128 characters)"),
+                );
+            }
+        }
+        let sw = &self.share_with;
+        let sat = format!("{at}.share_with");
+        p.unknown(&sat, &sw.unknown);
+        for (j, a) in sw.accounts.iter().enumerate() {
+            if !is_account_id(a) {
+                p.add(
+                    format!("{sat}.accounts[{j}]"),
+                    format!("{a:?} is not a 12-digit account id"),
+                );
+            }
+        }
+        for (j, o) in sw.organizations.iter().enumerate() {
+            if parse_org_arn(o).is_none() {
+                p.add(
+                    format!("{sat}.organizations[{j}]"),
+                    format!("{o:?} is not an organization ARN (arn:aws:organizations::<management-account-id>:organization/o-<id>)"),
+                );
+            }
+        }
+        for (j, o) in sw.organizational_units.iter().enumerate() {
+            if parse_ou_arn(o).is_none() {
+                p.add(
+                    format!("{sat}.organizational_units[{j}]"),
+                    format!("{o:?} is not an OU ARN (arn:aws:organizations::<management-account-id>:ou/o-<id>/ou-<root>-<id>)"),
+                );
+            }
+        }
+        if sw.public && !allow_public {
+            p.add(
+                format!("{sat}.public"),
+                "public sharing is refused unless \"allow_public\": true is set at the top of the policy",
+            );
+        }
+        let shares = !sw.accounts.is_empty()
+            || !sw.organizations.is_empty()
+            || !sw.organizational_units.is_empty()
+            || sw.public;
+        if !shares && self.copy_to.is_empty() {
+            p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to: the rule would do nothing");
+        }
+        let mut regions = BTreeSet::new();
+        for (j, c) in self.copy_to.iter().enumerate() {
+            let cat = format!("{at}.copy_to[{j}]");
+            p.unknown(&cat, &c.unknown);
+            if !is_region(&c.region) {
+                p.add(
+                    format!("{cat}.region"),
+                    format!("{:?} is not a Region code (like \"us-west-2\")", c.region),
+                );
+            } else if !regions.insert(c.region.as_str()) {
+                p.add(
+                    format!("{cat}.region"),
+                    format!("{:?} is listed twice in this rule", c.region),
+                );
+            }
+            if let Some(key) = &c.kms_key_id {
+                check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
+            }
+        }
+        if let Some(r) = &self.retire {
+            r.check(&format!("{at}.retire"), p);
+        }
+        if let Some(publish) = &self.publish {
+            publish.check(&format!("{at}.publish"), sw, p);
+        }
+    }
+}
+
+/// The glob dialect of `match.name` (`*`, `?`, `[abc]`, `{a,b}`; `/` is an ordinary character).
+/// The policy validates with it; the matching decisions compile with it.
+pub fn compile_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+}

@@ -1,0 +1,225 @@
+//! on-copy-complete's service: one of our copies became `available` (or `failed`) in its
+//! destination Region. Share it there exactly like its source, with this Region's keys.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+
+use crate::config::Rule;
+use crate::copy::deprecation_for_copy;
+use crate::deps::Deps;
+use crate::error::Error;
+use crate::event::{AmiState, AmiStateChange};
+use crate::names::{
+    source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_CREATED_TAG, SOURCE_IMAGE_TAG,
+    SOURCE_RULE_TAG,
+};
+use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::ports::{Aws, Image};
+use crate::publish::{Publisher, Publishing};
+use crate::report::{Outcome, Summary};
+use crate::share::{already_recorded, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
+
+/// The function this service is the body of (named in its summaries).
+pub const FUNCTION: &str = "on-copy-complete";
+
+/// Share the copy in its Region exactly like its source, deprecate it like its source,
+/// publish it once fully shared; a failed copy clears its source's fingerprint.
+pub async fn copy_complete<P: Aws + Publishing>(
+    deps: &Deps<P>,
+    change: &AmiStateChange,
+) -> Result<Summary, Error> {
+    let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
+    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
+    if !matches!(change.state, AmiState::Available | AmiState::Failed) {
+        return Ok(summary(Outcome::Ignored)
+            .because(format!("state {}: nothing to do", change.state.as_str())));
+    }
+    let Some(copy) = deps.describe_image_eventually(region, image_id).await? else {
+        let why = match change.state {
+            AmiState::Failed => {
+                "image not found; if it was one of our copies, the nightly run starts it again"
+            }
+            _ => "image not found (deregistered since the event, or never visible)",
+        };
+        return Ok(summary(Outcome::Skipped).because(why));
+    };
+    let ImageKind::OurCopy(provenance) = classify(&copy) else {
+        return Ok(summary(Outcome::Ignored)
+            .because("not a copy made by ami-share; on-image-available handles it"));
+    };
+    if copy.owner_id != deps.account_id {
+        return Ok(summary(Outcome::Skipped).because(format!(
+            "owned by account {}, not by this account",
+            copy.owner_id
+        )));
+    }
+    if change.state == AmiState::Failed {
+        // The source's recorded state included this copy: clear its fingerprint, so the next
+        // night converges the source again and starts a new copy.
+        stale_source(deps, &provenance).await?;
+        let mut s =
+            summary(Outcome::CopyFailed).because(format!(
+            "copy of {}/{} failed: {}; the source's fingerprint was cleared, so the nightly run starts the copy again (nothing was deregistered)",
+            provenance.source_region,
+            provenance.source_image_id,
+            change.error_message.as_deref().unwrap_or("no error message in the event")
+        ));
+        s.rules = provenance.rules.clone();
+        return Ok(s);
+    }
+
+    // The source is read for its deprecation time, and for the rules only when the copy's tag
+    // names none that still exist: then first; otherwise alongside the convergence.
+    let read_source = || async {
+        Ok::<_, Error>(
+            deps.aws
+                .describe_image(&provenance.source_region, &provenance.source_image_id)
+                .await?,
+        )
+    };
+    let named = named_rules(deps, &provenance);
+    let conv = Convergence::for_event(deps, Utc::now());
+    let (source, plan, done) = if named.is_empty() {
+        let source = read_source().await?;
+        let rules = source
+            .as_ref()
+            .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
+            .unwrap_or_default();
+        let Some(plan) = copy_plan(&rules) else {
+            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+        };
+        let done = match conv.converge(&copy, &plan, false, None).await {
+            Ok(done) => done,
+            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+        };
+        (source, plan, done)
+    } else {
+        let Some(plan) = copy_plan(&named) else {
+            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+        };
+        match tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None)) {
+            Ok((source, done)) => (source, plan, done),
+            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+        }
+    };
+    let mut out = summary(Outcome::Shared);
+    out.rules = plan.rules.clone();
+    // A redelivered event changes no tag: the convergence time only moves with a change.
+    let mut record = done.record.clone();
+    if already_recorded(&copy, &done) {
+        record.remove(CONVERGED_AT_TAG);
+    }
+    // A copy counts, among its rule's images, with its source's creation date (recorded at
+    // the copy; restored here where tags were dropped).
+    let source_created = copy
+        .tags
+        .get(SOURCE_CREATED_TAG)
+        .cloned()
+        .or_else(|| source.as_ref().and_then(|s| s.creation_date.clone()));
+    if let Some(created) = &source_created {
+        record.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
+    }
+    // Recorded before the late steps: a copy that was shared is managed, whatever fails next.
+    complete_tags(deps, &copy, &provenance, &plan, &record).await?;
+    if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
+        if copy.deprecation_time.is_none() {
+            let (at, note) = deprecation_for_copy(at, Utc::now());
+            deps.aws.enable_deprecation(region, &copy.id, &at).await?;
+            if let Some(note) = note {
+                tracing::info!(image_id = %copy.id, region, deprecate_at = %at, "{note}");
+                out.reason = Some(note);
+            }
+        }
+    }
+    if let Some(why) = &done.refused {
+        out.outcome = Outcome::Refused;
+        out.reason = Some(why.clone());
+    }
+    out.share = Some(done.share);
+    // Fully shared in its Region: the newest image of its rules there, for consumers.
+    if !done.shared {
+        return Ok(out);
+    }
+    let mut published = copy;
+    if let Some(created) = source_created {
+        published
+            .tags
+            .insert(SOURCE_CREATED_TAG.to_string(), created);
+    }
+    let result = Publisher::new(deps)
+        .publish_for(&plan.rules, &published)
+        .await;
+    out.with_publications(result)
+}
+
+/// Remove the source's fingerprint (`ami-share:plan`) after one of its copies failed.
+async fn stale_source<P: Aws>(deps: &Deps<P>, p: &Provenance) -> Result<(), Error> {
+    match deps
+        .aws
+        .untag_resources(
+            &p.source_region,
+            std::slice::from_ref(&p.source_image_id),
+            &[PLAN_TAG],
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()), // the source is gone
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The rules named in the copy's `ami-share:source-rule` tag that still exist.
+fn named_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance) -> Vec<&'p Rule> {
+    p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect()
+}
+
+/// The plan for a copy under `rules` (a copy is never copied again); `None` without rules.
+fn copy_plan(rules: &[&Rule]) -> Option<SharePlan> {
+    if rules.is_empty() {
+        return None;
+    }
+    let mut plan = SharePlan::from_rules(rules.iter().copied());
+    plan.copies.clear();
+    Some(plan)
+}
+
+fn no_rule_left(s: Summary, p: &Provenance) -> Summary {
+    s.because(format!(
+        "no rule of the policy asks for copies of {}/{} any more",
+        p.source_region, p.source_image_id
+    ))
+}
+
+/// Add the provenance tags a copy is missing (where tags were dropped at creation) and record
+/// its convergence (managed, fingerprint); one `CreateTags` at most.
+async fn complete_tags<P: Aws>(
+    deps: &Deps<P>,
+    copy: &Image,
+    p: &Provenance,
+    plan: &SharePlan,
+    record: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let want = [
+        (
+            SOURCE_IMAGE_TAG,
+            source_image_tag(&p.source_region, &p.source_image_id),
+        ),
+        (SOURCE_RULE_TAG, plan.rules.join(",")),
+        (COPY_KIND_TAG, p.kind.as_str().to_string()),
+        (MANAGED_TAG, plan.rules.join(",")),
+    ];
+    let missing: BTreeMap<String, String> = want
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(record.clone())
+        .filter(|(k, v)| copy.tags.get(k) != Some(v))
+        .collect();
+    if !missing.is_empty() {
+        deps.aws
+            .tag_resources(&copy.region, std::slice::from_ref(&copy.id), &missing)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! The event path: what happens when an image or one of our copies becomes available. Each
+//! event function is a thin handler over one service here, run inside the common [`frame`].
+//!
+//! - [`available`]: on-image-available — share ([`crate::share`]), start copies
+//!   ([`crate::copy`]), publish ([`crate::publish`]);
+//! - [`copy_complete`]: on-copy-complete — share the copy in its Region like its source,
+//!   deprecate it like its source, publish it;
+//! - [`frame`]: parse the event, run the service, summarise, count (EMF).
+
+pub mod available;
+pub mod copy_complete;
+pub mod frame;
+
+pub use available::image_available;
+pub use copy_complete::copy_complete;
+pub use frame::{finish, on_ami_event};

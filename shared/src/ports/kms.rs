@@ -1,0 +1,51 @@
+//! KMS keys and their grants.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::AwsResult;
+
+/// Who manages a KMS key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyManager {
+    /// AWS managed (`aws/ebs`): cannot be used by other accounts, so its snapshots cannot be
+    /// shared.
+    Aws,
+    Customer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    pub arn: String,
+    pub manager: KeyManager,
+    pub enabled: bool,
+}
+
+/// A grant on a KMS key, as `ListGrants` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+}
+
+/// A grant to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantRequest {
+    pub key_arn: String,
+    pub grantee_principal: String,
+    pub name: String,
+}
+
+/// KMS keys.
+#[async_trait]
+pub trait Keys: Send + Sync {
+    /// `DescribeKey`: the key's ARN and who manages it.
+    async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo>;
+    /// `ListGrants` of the key, all pages.
+    async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>>;
+    /// `CreateGrant` with the operations launching and copying need.
+    async fn create_grant(&self, region: &str, grant: &GrantRequest) -> AwsResult<()>;
+    /// `RevokeGrant` (the key owner's way to delete a grant).
+    async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()>;
+}

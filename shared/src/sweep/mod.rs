@@ -1,0 +1,18 @@
+//! The night's own capabilities: the Region's inventory, the orphan sweep and drift repair.
+//! The sweeper function runs them side by side each night, then [`crate::retire`].
+//!
+//! - [`inventory`]: the port over a whole Region (every image, snapshot, Recycle Bin image,
+//!   launch template and launch configuration reference), which only the night needs;
+//! - [`listings`]: taking that inventory complete, listings re-run while the deadline allows;
+//! - [`orphans`]: orphaned snapshots, judged and reclaimed;
+//! - [`drift`]: every managed image brought back to the policy, through the same
+//!   [`crate::share::Convergence`] and [`crate::publish::Publisher`] as the events;
+//! - [`report`]: the night's report and its metrics.
+
+pub mod drift;
+pub mod inventory;
+pub mod listings;
+pub mod orphans;
+pub mod report;
+
+pub use report::SweepReport;

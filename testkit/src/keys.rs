@@ -1,0 +1,97 @@
+//! The double's KMS keys and grants.
+
+use async_trait::async_trait;
+
+use amishare::ports::*;
+
+use crate::{err, resolve_key, FakeAws};
+use amishare::config::parse_key_ref;
+
+#[async_trait]
+impl Keys for FakeAws {
+    async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
+        self.call("kms:DescribeKey")?;
+        let w = self.world();
+        if parse_key_ref(key_id).is_none() && !key_id.starts_with("alias/aws/") {
+            return Err(err(
+                "kms",
+                "DescribeKey",
+                "ValidationException",
+                "not a key id",
+                key_id,
+            ));
+        }
+        resolve_key(&w, region, key_id)
+            .and_then(|arn| w.keys.get(&arn).map(|k| k.info.clone()))
+            .ok_or_else(|| {
+                err(
+                    "kms",
+                    "DescribeKey",
+                    "NotFoundException",
+                    "Key not found",
+                    key_id,
+                )
+            })
+    }
+
+    async fn list_grants(&self, _region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
+        let grants = self
+            .world()
+            .keys
+            .get(key_arn)
+            .map(|k| k.grants.clone())
+            .ok_or_else(|| {
+                err(
+                    "kms",
+                    "ListGrants",
+                    "NotFoundException",
+                    "Key not found",
+                    key_arn,
+                )
+            })?;
+        self.list("kms:ListGrants", grants)
+    }
+
+    async fn create_grant(&self, _region: &str, g: &GrantRequest) -> AwsResult<()> {
+        self.call("kms:CreateGrant")?;
+        let mut w = self.world();
+        w.next_id += 1;
+        let id = format!("grant-{:x}", w.next_id);
+        let key = w.keys.get_mut(&g.key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "CreateGrant",
+                "NotFoundException",
+                "Key not found",
+                &g.key_arn,
+            )
+        })?;
+        // KMS: the same name and details return the existing grant instead of a new one.
+        if !key.grants.iter().any(|x| {
+            x.name.as_deref() == Some(&g.name) && x.grantee_principal == g.grantee_principal
+        }) {
+            key.grants.push(Grant {
+                grant_id: id,
+                name: Some(g.name.clone()),
+                grantee_principal: g.grantee_principal.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn revoke_grant(&self, _region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
+        self.call("kms:RevokeGrant")?;
+        let mut w = self.world();
+        let k = w.keys.get_mut(key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "RevokeGrant",
+                "NotFoundException",
+                "Key not found",
+                key_arn,
+            )
+        })?;
+        k.grants.retain(|g| g.grant_id != grant_id);
+        Ok(())
+    }
+}
