@@ -21,6 +21,7 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_kms::operation::create_grant::CreateGrantOutput;
 use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
+use aws_sdk_kms::operation::get_key_policy::{GetKeyPolicyError, GetKeyPolicyOutput};
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
 use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMetadata};
 use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
@@ -319,9 +320,39 @@ async fn describe_key_tells_aws_managed_from_customer_and_keeps_not_found() {
 }
 
 #[tokio::test]
+async fn get_key_policy_reads_the_default_policy_and_keeps_the_error_code() {
+    let ok = mock!(aws_sdk_kms::Client::get_key_policy)
+        .match_requests(|r| r.key_id() == Some("arn:k") && r.policy_name() == Some("default"))
+        .then_output(|| {
+            GetKeyPolicyOutput::builder()
+                .policy(r#"{"Statement":[]}"#)
+                .policy_name("default")
+                .build()
+        });
+    let p = ports(&[], &[&ok], &[]);
+    assert_eq!(
+        p.key_policy("us-east-1", "arn:k").await.unwrap(),
+        r#"{"Statement":[]}"#
+    );
+    let denied = mock!(aws_sdk_kms::Client::get_key_policy).then_error(|| {
+        GetKeyPolicyError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not allowed")
+                .build(),
+        )
+    });
+    let p = ports(&[], &[&denied], &[]);
+    let e = Error::from(p.key_policy("us-east-1", "arn:k2").await.unwrap_err());
+    assert_eq!(e.error_type(), "Permanent.AccessDeniedException");
+    assert!(e.to_string().contains("GetKeyPolicy"), "{e}");
+    assert!(e.to_string().contains("arn:k2"), "{e}");
+}
+
+#[tokio::test]
 async fn list_grants_follows_the_marker_across_pages() {
     let first = mock!(aws_sdk_kms::Client::list_grants)
-        .match_requests(|r| r.marker().is_none())
+        .match_requests(|r| r.marker().is_none() && r.limit() == Some(100))
         .then_output(|| {
             ListGrantsOutput::builder()
                 .grants(
@@ -336,7 +367,7 @@ async fn list_grants_follows_the_marker_across_pages() {
                 .build()
         });
     let second = mock!(aws_sdk_kms::Client::list_grants)
-        .match_requests(|r| r.marker() == Some("m2"))
+        .match_requests(|r| r.marker() == Some("m2") && r.limit() == Some(100))
         .then_output(|| {
             ListGrantsOutput::builder()
                 .grants(

@@ -116,7 +116,7 @@ fn several_rules_are_united() {
     );
     let img = image("g-1", &[("T", "1")]);
     let rules = matching_rules(&p, &img, "123456789012").unwrap();
-    let plan = SharePlan::from_rules(rules);
+    let plan = SharePlan::from_rules(p.kms_access, rules);
     assert_eq!(plan.rules, ["a", "b"]);
     assert_eq!(
         plan.launch.accounts.iter().collect::<Vec<_>>(),
@@ -157,7 +157,10 @@ fn image_tags_never_widen_the_policy() {
             ("share_with", "public"),
         ],
     );
-    let plan = SharePlan::from_rules(matching_rules(&p, &img, "123456789012").unwrap());
+    let plan = SharePlan::from_rules(
+        p.kms_access,
+        matching_rules(&p, &img, "123456789012").unwrap(),
+    );
     assert_eq!(plan.launch.accounts.len(), 1);
     assert!(!plan.launch.public);
 }
@@ -169,8 +172,10 @@ fn conflicting_copy_keys_are_recorded() {
         {"name":"a","match":{"name":"g-*"},"copy_to":[{"region":"us-west-2","kms_key_id":"alias/one"}]},
         {"name":"b","match":{"name":"g-*"},"copy_to":[{"region":"us-west-2","kms_key_id":"alias/two"}]}]}"#,
     );
-    let plan =
-        SharePlan::from_rules(matching_rules(&p, &image("g-1", &[]), "123456789012").unwrap());
+    let plan = SharePlan::from_rules(
+        p.kms_access,
+        matching_rules(&p, &image("g-1", &[]), "123456789012").unwrap(),
+    );
     assert_eq!(
         plan.key_conflicts,
         [(

@@ -63,6 +63,31 @@ fn share_snapshots_and_grant_kms_default_to_true() {
 }
 
 #[test]
+fn kms_access_defaults_to_grants_and_a_rule_overrides_the_policy() {
+    use amishare::config::KmsAccess;
+    let p = Policy::from_json(&with_rule(
+        r#"{"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}}"#,
+    ))
+    .unwrap();
+    assert_eq!(p.kms_access, KmsAccess::Grants);
+    assert_eq!(p.rules[0].kms_access_or(p.kms_access), KmsAccess::Grants);
+    let p = Policy::from_json(
+        r#"{"kms_access":"key_policy","rules":[
+            {"name":"a","match":{"name":"x-*"},"share_with":{"accounts":["111122223333"]}},
+            {"name":"b","match":{"name":"y-*"},"share_with":{"accounts":["111122223333"]},"kms_access":"grants"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(p.rules[0].kms_access_or(p.kms_access), KmsAccess::KeyPolicy);
+    assert_eq!(p.rules[1].kms_access_or(p.kms_access), KmsAccess::Grants);
+    let msg = problems(&with_rule(
+        r#"{"name":"a","match":{"name":"x"},"share_with":{"accounts":["111122223333"]},"grant_kms":false,"kms_access":"key_policy"}"#,
+    ));
+    assert!(msg.contains("rules[0].kms_access: has no effect"), "{msg}");
+    let msg = problems(r#"{"kms_access":"policy","rules":[]}"#);
+    assert!(msg.contains("kms_access"), "{msg}");
+}
+
+#[test]
 fn bad_account_id_is_reported_with_its_json_path() {
     let msg = problems(&with_rule(
         r#"{"name":"a","match":{"name":"x"},"share_with":{"accounts":["111122223333","12345"]}}"#,

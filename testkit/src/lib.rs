@@ -46,6 +46,8 @@ pub struct FakeKey {
     pub region: String,
     pub aliases: Vec<String>,
     pub grants: Vec<Grant>,
+    /// The key policy document (`GetKeyPolicy`); a new key's lets only its account use it.
+    pub policy: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -233,9 +235,17 @@ impl FakeAws {
                 region: region.into(),
                 aliases: Vec::new(),
                 grants: Vec::new(),
+                policy: default_key_policy(),
             },
         );
         arn
+    }
+
+    /// Replace the key's policy document (`PutKeyPolicy` by the key's administrators).
+    pub fn set_key_policy(&self, key_arn: &str, document: &str) {
+        if let Some(k) = self.world().keys.get_mut(key_arn) {
+            k.policy = document.into();
+        }
     }
 
     pub fn create_alias(&self, key_arn: &str, alias: &str) {
@@ -526,4 +536,26 @@ pub(crate) fn resolve_key(w: &World, region: &str, key_id: &str) -> Option<Strin
                         .any(|a| a == key_id || key_id.ends_with(&format!(":{a}"))))
         })
         .map(|k| k.info.arn.clone())
+}
+
+/// The default key policy plus the statements the product prints for these organization / OU
+/// ARNs (what a key's administrators add for `kms_access: key_policy`).
+pub fn key_policy_admitting(arns: &[&str]) -> String {
+    use amishare::share::key_policy::{statements_for, OrgTarget};
+    let targets: Vec<OrgTarget> = arns.iter().filter_map(|a| OrgTarget::from_arn(a)).collect();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&default_key_policy()).unwrap_or_default();
+    if let Some(list) = doc["Statement"].as_array_mut() {
+        list.extend(statements_for(&targets));
+    }
+    doc.to_string()
+}
+
+/// The policy KMS gives a new key: its own account may do everything, nobody else anything.
+pub fn default_key_policy() -> String {
+    serde_json::json!({"Version": "2012-10-17", "Id": "key-default-1", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": format!("arn:aws:iam::{OWN_ACCOUNT}:root")},
+         "Action": "kms:*", "Resource": "*"}]})
+    .to_string()
 }

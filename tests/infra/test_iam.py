@@ -15,7 +15,9 @@ EC2_SHARE = {
     "ec2:DescribeSnapshotAttribute", "ec2:ModifyImageAttribute",
     "ec2:ModifySnapshotAttribute", "ec2:CreateTags", "ec2:GetImageBlockPublicAccessState",
 }
-KMS_GRANTS = {"kms:DescribeKey", "kms:ListGrants", "kms:CreateGrant"}
+# GetKeyPolicy: `kms_access: key_policy` checks the key policy admits the rule's organizations / OUs
+# (read only: the product never writes a key policy).
+KMS_GRANTS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListGrants", "kms:CreateGrant"}
 # CopyImage with a KMS key: EC2 re-encrypts on the caller's behalf.
 KMS_VIA_EC2 = {"kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"}
 ORG_READS = {

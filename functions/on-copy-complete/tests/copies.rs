@@ -430,7 +430,7 @@ async fn failed_copy_is_reported_and_restarted_later_with_a_new_token() {
     // starts a fresh copy under a new name and token
     let source = w.deps.aws.image("us-east-1", &w.source.id).unwrap().image;
     let rules = amishare::plan::matching_rules(&w.deps.policy, &source, "123456789012").unwrap();
-    let plan = amishare::plan::SharePlan::from_rules(rules);
+    let plan = amishare::plan::SharePlan::from_rules(w.deps.policy.kms_access, rules);
     let conv =
         amishare::share::Convergence::prepare(&w.deps, [(&source, &plan)], chrono::Utc::now())
             .await

@@ -6,6 +6,9 @@ use crate::error::AwsError;
 use crate::names::GRANT_OPERATIONS;
 use crate::ports::{AwsResult, Grant, GrantRequest, KeyInfo, KeyManager, Keys};
 
+/// The largest page `ListGrants` returns (KMS: 1 to 100, 50 when not given).
+pub const LIST_GRANTS_PAGE: i32 = 100;
+
 #[async_trait]
 impl Keys for AwsPorts {
     async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
@@ -36,11 +39,24 @@ impl Keys for AwsPorts {
         })
     }
 
+    async fn key_policy(&self, region: &str, key_arn: &str) -> AwsResult<String> {
+        let out = self
+            .kms(region)
+            .get_key_policy()
+            .key_id(key_arn)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "GetKeyPolicy", key_arn, e))?;
+        Ok(out.policy().unwrap_or_default().to_string())
+    }
+
     async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
         let mut pages = self
             .kms(region)
             .list_grants()
             .key_id(key_arn)
+            .limit(LIST_GRANTS_PAGE)
             .into_paginator()
             .send();
         let mut out = Vec::new();

@@ -29,7 +29,7 @@ pub use ids::{is_account_id, is_region, parse_key_ref, parse_org_arn, parse_ou_a
 pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
 pub use rates::RateLimitConfig;
 pub use retire::{Retire, RetireMode};
-pub use rule::{compile_glob, CopyTarget, Match, Rule, ShareWith};
+pub use rule::{compile_glob, CopyTarget, KmsAccess, Match, Rule, ShareWith};
 pub use sweeper::{SweepMode, SweeperConfig};
 
 /// Environment variable holding the policy JSON.
@@ -59,6 +59,10 @@ pub struct Policy {
     /// the same Region, re-encrypted with this key, and the copy is shared instead.
     #[serde(default)]
     pub reencrypt_with: BTreeMap<String, String>,
+    /// How rules that do not say give consumers their customer managed keys: `grants`
+    /// (default) or `key_policy`. See the rule's `kms_access` and docs/policy.md.
+    #[serde(default)]
+    pub kms_access: KmsAccess,
     /// Settings of the nightly sweeper.
     #[serde(default)]
     pub sweeper: SweeperConfig,

@@ -31,6 +31,13 @@ pub struct Rule {
     /// image's snapshots. Default `true`.
     #[serde(default = "yes")]
     pub grant_kms: bool,
+    /// How the target accounts get the customer managed keys of the image (with `grant_kms`):
+    /// `grants` (one KMS grant per account and key) or `key_policy` (organizations and OUs
+    /// through a key-policy statement with `aws:PrincipalOrgID` / `aws:PrincipalOrgPaths`,
+    /// checked, never written; single accounts still get grants). Default: the policy's
+    /// `kms_access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_access: Option<KmsAccess>,
     /// Other Regions to copy the image to; each copy is shared like the source.
     #[serde(default)]
     pub copy_to: Vec<CopyTarget>,
@@ -85,6 +92,18 @@ pub struct ShareWith {
     pub unknown: BTreeMap<String, Value>,
 }
 
+/// How consumers get access to a customer managed key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KmsAccess {
+    /// One grant per (key, account): organizations and OUs expanded to their accounts.
+    #[default]
+    Grants,
+    /// Organizations and OUs through a statement in the key policy (checked with
+    /// `kms:GetKeyPolicy`); plain accounts through grants.
+    KeyPolicy,
+}
+
 /// A Region to copy to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -101,6 +120,11 @@ pub struct CopyTarget {
 }
 
 impl Rule {
+    /// How this rule gives key access, `default` (the policy's) when it says nothing.
+    pub fn kms_access_or(&self, default: KmsAccess) -> KmsAccess {
+        self.kms_access.unwrap_or(default)
+    }
+
     pub(crate) fn check(&self, at: &str, allow_public: bool, p: &mut Problems) {
         p.unknown(at, &self.unknown);
         if self.name.is_empty()
@@ -207,6 +231,12 @@ impl Rule {
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
             }
+        }
+        if self.kms_access.is_some() && !self.grant_kms {
+            p.add(
+                format!("{at}.kms_access"),
+                "has no effect with \"grant_kms\": false (the rule gives no key access at all); remove one of them",
+            );
         }
         if let Some(r) = &self.retire {
             r.check(&format!("{at}.retire"), p);

@@ -45,7 +45,7 @@ pub async fn image_available<P: Aws + Publishing>(
         Ok(rules) => rules,
         Err(reason) => return Ok(summary(Outcome::Skipped).because(reason.to_string())),
     };
-    let plan = SharePlan::from_rules(rules);
+    let plan = SharePlan::from_rules(deps.policy.kms_access, rules);
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
 

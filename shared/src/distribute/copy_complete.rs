@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 
-use crate::config::Rule;
+use crate::config::{KmsAccess, Rule};
 use crate::copy::deprecation_for_copy;
 use crate::deps::Deps;
 use crate::error::Error;
@@ -86,7 +86,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
             .as_ref()
             .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
             .unwrap_or_default();
-        let Some(plan) = copy_plan(&rules) else {
+        let Some(plan) = copy_plan(deps.policy.kms_access, &rules) else {
             return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
         };
         let done = match conv.converge(&copy, &plan, false, None).await {
@@ -95,7 +95,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
         };
         (source, plan, done)
     } else {
-        let Some(plan) = copy_plan(&named) else {
+        let Some(plan) = copy_plan(deps.policy.kms_access, &named) else {
             return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
         };
         match tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None)) {
@@ -176,11 +176,11 @@ fn named_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance) -> Vec<&'p Rule> {
 }
 
 /// The plan for a copy under `rules` (a copy is never copied again); `None` without rules.
-fn copy_plan(rules: &[&Rule]) -> Option<SharePlan> {
+fn copy_plan(kms_default: KmsAccess, rules: &[&Rule]) -> Option<SharePlan> {
     if rules.is_empty() {
         return None;
     }
-    let mut plan = SharePlan::from_rules(rules.iter().copied());
+    let mut plan = SharePlan::from_rules(kms_default, rules.iter().copied());
     plan.copies.clear();
     Some(plan)
 }

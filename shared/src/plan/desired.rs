@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::Rule;
+use crate::config::{KmsAccess, Rule};
 use crate::ports::LaunchPermissions;
 
 /// Organizations and OUs to expand into accounts, plus plain accounts.
@@ -41,8 +41,12 @@ pub struct SharePlan {
     /// Whose accounts get createVolumePermission on every snapshot (from rules with
     /// `share_snapshots`). Never public.
     pub snapshots: AccountTargets,
-    /// Whose accounts get grants on customer managed keys (from rules with `grant_kms`).
+    /// Whose accounts get grants on customer managed keys (from rules with `grant_kms`;
+    /// under `kms_access: key_policy` only their plain accounts).
     pub kms: AccountTargets,
+    /// Organizations and OUs that reach the customer managed keys through the key policy
+    /// (rules with `grant_kms` and `kms_access: key_policy`): checked, never granted.
+    pub kms_policy: AccountTargets,
     /// Copy destinations, by Region.
     pub copies: BTreeMap<String, CopyDestination>,
     /// Rules that disagree on the key of a destination Region: `(region, rule, key)`.
@@ -50,8 +54,12 @@ pub struct SharePlan {
 }
 
 impl SharePlan {
-    /// The union of the given rules.
-    pub fn from_rules<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> SharePlan {
+    /// The union of the given rules; `kms_default` is the policy's `kms_access`, for rules
+    /// that do not say.
+    pub fn from_rules<'a>(
+        kms_default: KmsAccess,
+        rules: impl IntoIterator<Item = &'a Rule>,
+    ) -> SharePlan {
         let mut plan = SharePlan::default();
         for rule in rules {
             plan.rules.push(rule.name.clone());
@@ -75,7 +83,19 @@ impl SharePlan {
                 merge(&mut plan.snapshots, &targets);
             }
             if rule.grant_kms {
-                merge(&mut plan.kms, &targets);
+                match rule.kms_access_or(kms_default) {
+                    KmsAccess::Grants => merge(&mut plan.kms, &targets),
+                    KmsAccess::KeyPolicy => {
+                        plan.kms.accounts.extend(targets.accounts.iter().cloned());
+                        merge(
+                            &mut plan.kms_policy,
+                            &AccountTargets {
+                                accounts: BTreeSet::new(),
+                                ..targets.clone()
+                            },
+                        );
+                    }
+                }
             }
             for c in &rule.copy_to {
                 let dest = plan
@@ -102,7 +122,10 @@ impl SharePlan {
 
     /// Whether anything is to be shared in the image's own Region.
     pub fn shares_anything(&self) -> bool {
-        !self.launch.is_empty() || !self.snapshots.is_empty() || !self.kms.is_empty()
+        !self.launch.is_empty()
+            || !self.snapshots.is_empty()
+            || !self.kms.is_empty()
+            || !self.kms_policy.is_empty()
     }
 }
 
@@ -154,6 +177,9 @@ pub struct Desired {
     /// Accounts with a grant on every customer managed key of the image (empty when it is
     /// not encrypted).
     pub grant_accounts: BTreeSet<String>,
+    /// Organization and OU ARNs every customer managed key's policy must let use the key
+    /// (empty when the image is not encrypted or no rule uses `kms_access: key_policy`).
+    pub key_policy: BTreeSet<String>,
     /// Copies to other Regions (none for a copy, or for someone else's copy).
     pub copies: Vec<CopyDestination>,
     /// Shares no rule asks for are removed (managed images, `prune_unlisted_shares`).
@@ -185,6 +211,11 @@ impl Desired {
             } else {
                 BTreeSet::new()
             },
+            key_policy: if image.is_encrypted() {
+                plan.kms_policy.groups().cloned().collect()
+            } else {
+                BTreeSet::new()
+            },
             copies: if may_copy {
                 plan.copies
                     .values()
@@ -203,6 +234,7 @@ impl Desired {
         !self.launch.is_empty()
             || !self.snapshot_accounts.is_empty()
             || !self.grant_accounts.is_empty()
+            || !self.key_policy.is_empty()
     }
 
     /// A short, stable digest of the whole desired state (16 hex digits): equal fingerprints,
@@ -235,6 +267,11 @@ impl Desired {
         );
         part("snapshots", &mut self.snapshot_accounts.iter().cloned());
         part("grants", &mut self.grant_accounts.iter().cloned());
+        // Only when used, so that the fingerprints of every image without it stay as they
+        // were recorded (a new part would make every image stale for one night).
+        if !self.key_policy.is_empty() {
+            part("key_policy", &mut self.key_policy.iter().cloned());
+        }
         part(
             "copies",
             &mut self

@@ -42,7 +42,9 @@ pub struct GrantRequest {
 pub trait Keys: Send + Sync {
     /// `DescribeKey`: the key's ARN and who manages it.
     async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo>;
-    /// `ListGrants` of the key, all pages.
+    /// `GetKeyPolicy` (`default`): the key policy document as text.
+    async fn key_policy(&self, region: &str, key_arn: &str) -> AwsResult<String>;
+    /// `ListGrants` of the key, all pages (the largest KMS allows, 100 a page).
     async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>>;
     /// `CreateGrant` with the operations launching and copying need.
     async fn create_grant(&self, region: &str, grant: &GrantRequest) -> AwsResult<()>;

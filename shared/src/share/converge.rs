@@ -40,6 +40,8 @@ pub const CONVERGED_AT_TAG: &str = "ami-share:converged-at";
 
 /// The grants of one key: `None` until read.
 pub(super) type GrantSlot = Arc<tokio::sync::Mutex<Option<Vec<Grant>>>>;
+/// The policy document of one key: `None` until read.
+pub(super) type PolicySlot = Arc<tokio::sync::Mutex<Option<String>>>;
 
 /// The convergence service of one invocation (an event) or one run (the sweeper): the
 /// organization listings it needs, listed once, and the grants of each key, read once.
@@ -53,6 +55,9 @@ pub struct Convergence<'d, P> {
     /// (Region, key ARN) → the key's grants as last read or written; one lock per key, so the
     /// grants of a key are read once per run and never created twice.
     pub(super) grants: Mutex<HashMap<(String, String), GrantSlot>>,
+    /// (Region, key ARN) → the key's policy document, read once per run (`kms_access:
+    /// key_policy`).
+    pub(super) key_policies: Mutex<HashMap<(String, String), PolicySlot>>,
     now: DateTime<Utc>,
 }
 
@@ -74,6 +79,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             members: Mutex::new(members),
             copier: Copier::new(deps, true),
             grants: Mutex::default(),
+            key_policies: Mutex::default(),
             now,
         })
     }
@@ -86,6 +92,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             members: Mutex::default(),
             copier: Copier::new(deps, false),
             grants: Mutex::default(),
+            key_policies: Mutex::default(),
             now,
         }
     }
@@ -184,14 +191,33 @@ impl<'d, P: Aws> Convergence<'d, P> {
 
         // Reads, all at once: the organization listings the image needs, its keys, its launch
         // and snapshot permissions, and (for a public share) image block public access.
-        // The keys, then (still among the reads) the grants of each customer managed key.
+        // The keys, then (still among the reads) the grants of each customer managed key
+        // (when accounts are to get grants) and its policy (when organizations or OUs reach
+        // it through the key policy: a key that does not admit them refuses the image before
+        // anything is written).
+        let by_policy: BTreeSet<String> = if image.is_encrypted() {
+            plan.kms_policy.groups().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let wants_grants = image.is_encrypted() && !plan.kms.is_empty();
+        let by_policy = &by_policy;
         let keys = async {
             let enc = match enc {
                 Some(e) => e,
                 None => self.deps.encryption(image).await?,
             };
             stream::iter(&enc.customer)
-                .map(|k| self.grants(region, &k.arn))
+                .map(|k| async move {
+                    let grants = async {
+                        if wants_grants {
+                            self.grants(region, &k.arn).await?;
+                        }
+                        Ok::<_, Error>(())
+                    };
+                    futures::try_join!(grants, self.check_key_policy(region, &k.arn, by_policy))?;
+                    Ok::<_, Error>(())
+                })
                 .buffer_unordered(self.deps.settings.concurrency)
                 .try_collect::<Vec<_>>()
                 .await?;

@@ -1,11 +1,13 @@
-//! The KMS grants of a convergence: each key's grants read once per service, one grant per
-//! account, named deterministically, never created twice.
+//! Key access of a convergence: each key's grants read once per service, one grant per
+//! account, named deterministically, never created twice; and, for organizations and OUs under
+//! `kms_access: key_policy`, each key's policy read once per service and checked.
 
 use std::collections::BTreeSet;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::converge::GrantSlot;
+use super::key_policy::{self, OrgTarget};
 use super::Convergence;
 use crate::error::{Error, Result};
 use crate::names::{account_of_principal, account_principal, grant_name};
@@ -28,6 +30,43 @@ impl<P: Aws> Convergence<'_, P> {
             *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
         }
         Ok(guard.clone().unwrap_or_default())
+    }
+
+    /// The key's policy document (`GetKeyPolicy` once per service).
+    async fn key_policy_document(&self, region: &str, key_arn: &str) -> Result<String> {
+        let slot = {
+            let mut map = self.key_policies.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((region.to_string(), key_arn.to_string()))
+                .or_default()
+                .clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(doc) = guard.as_ref() {
+            return Ok(doc.clone());
+        }
+        let doc = self.deps.aws.key_policy(region, key_arn).await?;
+        *guard = Some(doc.clone());
+        Ok(doc)
+    }
+
+    /// Refuse unless the key's policy lets every organization and OU of `arns` use the key
+    /// (the refusal prints the statement to add). No grant is made for them.
+    pub async fn check_key_policy(
+        &self,
+        region: &str,
+        key_arn: &str,
+        arns: &BTreeSet<String>,
+    ) -> Result<()> {
+        if arns.is_empty() {
+            return Ok(());
+        }
+        let targets: BTreeSet<OrgTarget> =
+            arns.iter().filter_map(|a| OrgTarget::from_arn(a)).collect();
+        let doc = self.key_policy_document(region, key_arn).await?;
+        key_policy::check(&doc, &targets).map_err(|gap| {
+            tracing::warn!(key_arn, region, uncovered = ?gap.uncovered, "key policy does not admit the rule's organizations or OUs");
+            Error::refused(key_arn, gap.message(key_arn))
+        })
     }
 
     /// One grant per account on the key, named deterministically; returns (created, already

@@ -5,6 +5,7 @@
 //! - [`converge`]: the [`Convergence`] service, the one path to that state for the event
 //!   functions and the nightly repair alike;
 //! - [`grants`]: the KMS grants of the keys an image uses;
+//! - [`key_policy`]: KMS access by key policy for organizations and OUs (checked, pure);
 //! - [`prune`]: removing shares no rule asks for, from the product's own images;
 //! - [`report`]: what converging an image did.
 //!
@@ -13,6 +14,7 @@
 
 pub mod converge;
 mod grants;
+pub mod key_policy;
 mod prune;
 pub mod report;
 

@@ -9,10 +9,10 @@
 //! changes made by hand. Work is ordered by the time an image was last converged or audited,
 //! oldest first, so what a run did not reach goes first the next night.
 //!
-//! Grants are pruned per key, after all images: a grant is revoked only when no image using
-//! the key still needs it.
+//! Key access is settled per key, after all images ([`crate::sweep::keys`]): key policies
+//! checked once a night, a grant revoked only when no image using the key still needs it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
@@ -20,21 +20,17 @@ use futures::stream::{self, StreamExt};
 use crate::config::Rule;
 use crate::deps::{Deps, Encryption};
 use crate::error::Error;
-use crate::names::{account_of_principal, grant_name};
 use crate::night::{Ledger, Run, LISTED};
 use crate::plan::{classify, matching_rules, ImageKind, SharePlan, SkipReason};
-use crate::ports::{Aws, Image, ImageState, KeyManager};
+use crate::ports::{Aws, Image, ImageState};
 use crate::publish::{publication_order, PublishStatus, Publisher, Publishing};
 use crate::share::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
 use crate::sweep::inventory::{Inventory, OwnSnapshot};
+use crate::sweep::keys::{prune_grants, verify_key_policies, KeyNeeds, PolicyNeeds};
 use crate::sweep::report::SweepReport;
 
 /// Images converged at once (each one's calls are paced by the rate limits).
 pub const CONCURRENCY: usize = 16;
-
-/// Key ARN → accounts some image encrypted with it still needs a grant for; `None` once an
-/// image using the key is not ours to judge (its grants are then never pruned this run).
-type KeyNeeds = BTreeMap<String, Option<BTreeSet<String>>>;
 
 /// One image's night: why it was taken (`None`: audit), and what converging it gave (`None`:
 /// not started before the deadline).
@@ -89,7 +85,7 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
                 if rules.is_empty() && !is_managed(image) {
                     continue; // not ours, and nothing asks for it
                 }
-                let mut plan = SharePlan::from_rules(rules.iter().copied());
+                let mut plan = SharePlan::from_rules(deps.policy.kms_access, rules.iter().copied());
                 if !may_copy {
                     plan.copies.clear();
                 }
@@ -137,6 +133,7 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
     // Desired state and fingerprint of every candidate; stale ones first, oldest first.
     let mut stale: Vec<(&Candidate, &'static str)> = Vec::new();
     let mut in_sync: Vec<&Candidate> = Vec::new();
+    let mut policy_needs = PolicyNeeds::new();
     for c in &candidates {
         let desired = conv.desired(c.image, &c.plan, c.may_copy);
         for k in keys_of
@@ -144,6 +141,12 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
             .map(|k| image_key_ids(c.image, k))
             .unwrap_or_default()
         {
+            if !desired.key_policy.is_empty() {
+                policy_needs
+                    .entry(k.clone())
+                    .or_default()
+                    .extend(desired.key_policy.iter().cloned());
+            }
             if let Some(set) = needs.entry(k).or_insert_with(|| Some(BTreeSet::new())) {
                 set.extend(desired.grant_accounts.iter().cloned());
             }
@@ -268,6 +271,7 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
             shared.remove(c.image_id.as_str());
         }
     }
+    verify_key_policies(&conv, run, &policy_needs, &mut needs, report).await;
     publish_latest(deps, run, &candidates, &shared, keys_of.as_ref(), report).await;
     if not_reached > 0 {
         report.drift.not_reached = not_reached;
@@ -424,51 +428,4 @@ async fn rules_for<'p, P: Aws>(
             }
         }
     }
-}
-
-/// Our grants (named `ami-share-<account>`) on customer managed keys of our images that no
-/// image encrypted with that key needs any more.
-async fn prune_grants<P: Aws + Inventory>(
-    conv: &Convergence<'_, P>,
-    run: &Run,
-    needs: &KeyNeeds,
-    report: &mut SweepReport,
-) -> Result<(), Error> {
-    let deps = conv.deps();
-    for (key_arn, need) in needs {
-        let Some(need) = need else { continue };
-        if !run.may_start() {
-            report.left_for_next("grant pruning".into());
-            return Ok(());
-        }
-        if deps.key_info(&run.region, key_arn).await?.manager != KeyManager::Customer {
-            continue;
-        }
-        let grants = conv.grants(&run.region, key_arn).await?;
-        for g in grants {
-            let Some(account) = account_of_principal(&g.grantee_principal) else {
-                continue;
-            };
-            if g.name.as_deref() != Some(grant_name(account).as_str()) || need.contains(account) {
-                continue; // not ours, or still needed
-            }
-            let line = format!("{key_arn}: {account}");
-            let d = &mut report.drift;
-            if deps.policy.sweeper.prune_unlisted_shares {
-                deps.aws
-                    .revoke_grant(&run.region, key_arn, &g.grant_id)
-                    .await?;
-                d.pruned_total += 1;
-                if d.pruned.grants.len() < LISTED {
-                    d.pruned.grants.push(line);
-                }
-            } else {
-                d.would_prune_total += 1;
-                if d.would_prune.grants.len() < LISTED {
-                    d.would_prune.grants.push(line);
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -7,10 +7,12 @@
 //! - [`orphans`]: orphaned snapshots, judged and reclaimed;
 //! - [`drift`]: every managed image brought back to the policy, through the same
 //!   [`crate::share::Convergence`] and [`crate::publish::Publisher`] as the events;
+//! - [`keys`]: key access per key after the images: key policies checked, grants pruned;
 //! - [`report`]: the night's report and its metrics.
 
 pub mod drift;
 pub mod inventory;
+pub mod keys;
 pub mod listings;
 pub mod orphans;
 pub mod report;

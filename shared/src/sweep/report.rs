@@ -97,6 +97,12 @@ pub struct DriftReport {
     /// (snapshot, account) permissions added.
     pub snapshot_permissions_added: usize,
     pub grants_created: usize,
+    /// Customer managed keys whose policy was checked for the organizations and OUs of
+    /// `kms_access: key_policy` rules (once per key and night).
+    pub key_policies_checked: usize,
+    /// Keys whose policy does not admit them (each also an error with the statement to add).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_policies_refused: Vec<String>,
     /// The first copies started or checked.
     pub copies: Vec<CopyReport>,
     pub copies_started: usize,
