@@ -17,23 +17,43 @@ def machine(template: dict) -> tuple[str, dict]:
     return found
 
 
+OWN = "arn:aws:states:us-east-1:123456789012:execution:stack-nightly-sweep:tonight"
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:stack-nightly-sweep"
+CONTEXT = {"Execution": {"Id": OWN}, "StateMachine": {"Id": MACHINE}}
+
+
 def path(doc: dict, p: str):
+    """A JSONPath of the forms the definition uses: `$.a.b`, `$$.a.b` (the context object),
+    `$.list[*].field`."""
+    if p.startswith("$$."):
+        doc, p = CONTEXT, p[1:]
     assert p.startswith("$")
     cur = doc
     for part in [x for x in p[2:].split(".") if x]:
-        cur = cur[part]
+        if part.endswith("[*]"):
+            cur = cur[part[:-3]]
+            continue
+        cur = [c[part] for c in cur] if isinstance(cur, list) else cur[part]
     return cur
+
+
+def intrinsic(v: str, doc: dict):
+    name, args = v.split("(", 1)
+    args = [a.strip() for a in args[:-1].split(",")]
+    if name == "States.MathAdd":
+        return path(doc, args[0]) + int(args[1])
+    if name == "States.ArrayLength":
+        return len(path(doc, args[0]))
+    if name == "States.ArrayContains":
+        return path(doc, args[1]) in path(doc, args[0])
+    raise AssertionError(f"intrinsic not modelled: {v}")
 
 
 def parameters(spec: dict, doc: dict) -> dict:
     out = {}
     for k, v in spec.items():
         if k.endswith(".$"):
-            if v.startswith("States.MathAdd("):
-                a, b = v[len("States.MathAdd("):-1].split(",")
-                out[k[:-2]] = path(doc, a.strip()) + int(b.strip())
-            else:
-                out[k[:-2]] = path(doc, v)
+            out[k[:-2]] = intrinsic(v, doc) if v.startswith("States.") else path(doc, v)
         else:
             out[k] = v
     return out
@@ -42,21 +62,46 @@ def parameters(spec: dict, doc: dict) -> dict:
 def choice_holds(rule: dict, doc: dict) -> bool:
     if "And" in rule:
         return all(choice_holds(r, doc) for r in rule["And"])
+    if "Or" in rule:
+        return any(choice_holds(r, doc) for r in rule["Or"])
     value = path(doc, rule["Variable"])
     if "BooleanEquals" in rule:
         return value is rule["BooleanEquals"]
     if "NumericLessThan" in rule:
         return value < rule["NumericLessThan"]
+    if "NumericGreaterThanEquals" in rule:
+        return value >= rule["NumericGreaterThanEquals"]
     raise AssertionError(f"operator not modelled: {rule}")
 
 
-def execute(definition: dict, execution_input: dict, sweeper) -> list[dict]:
-    """Run the definition; `sweeper(payload)` answers each invocation. Returns the payloads."""
+def result_into(st: dict, doc: dict, result: dict) -> dict:
+    selected = parameters(st["ResultSelector"], result) if "ResultSelector" in st else result
+    if st.get("ResultPath", "$") is None:
+        return doc
+    key = st["ResultPath"][2:]
+    assert "." not in key
+    return {**doc, key: selected}
+
+
+def execute(definition: dict, execution_input: dict, sweeper, running=(OWN,), metrics=None) -> list[dict]:
+    """Run the definition; `sweeper(payload)` answers each invocation, `running` is what
+    ListExecutions(RUNNING) lists, `metrics` collects PutMetricData calls. Returns the payloads."""
     calls, doc, name = [], json.loads(json.dumps(execution_input)), definition["StartAt"]
+    metrics = [] if metrics is None else metrics
     for _ in range(10_000):
         st = definition["States"][name]
         kind = st["Type"]
-        if kind == "Task":
+        if kind == "Task" and st["Resource"] == "arn:aws:states:::aws-sdk:sfn:listExecutions":
+            params = parameters(st["Parameters"], doc)
+            assert params["StateMachineArn"] == MACHINE and params["StatusFilter"] == "RUNNING"
+            listed = list(running)[: params["MaxResults"]]
+            doc = result_into(st, doc, {"Executions": [{"ExecutionArn": a, "StateMachineArn": MACHINE} for a in listed]})
+            name = st["Next"]
+        elif kind == "Task" and st["Resource"] == "arn:aws:states:::aws-sdk:cloudwatch:putMetricData":
+            metrics.append(parameters(st["Parameters"], doc))
+            doc = result_into(st, doc, {})
+            name = st["Next"]
+        elif kind == "Task":
             assert st["Resource"] == "arn:aws:states:::lambda:invoke"
             params = parameters(st["Parameters"], doc)
             calls.append(params["Payload"])
@@ -134,7 +179,8 @@ def test_the_engine_may_invoke_the_sweeper_and_nothing_else(template):
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]
     (policy,) = role["Properties"]["Policies"]
-    (st,) = policy["PolicyDocument"]["Statement"]
+    st, *others = policy["PolicyDocument"]["Statement"]
+    assert [o["Sid"] for o in others] == ["ListTheseExecutions", "CountSkippedNights"]
     assert st["Action"] == "lambda:InvokeFunction"
     assert st["Resource"] == [{"Fn::GetAtt": ["NightlySweeperFunction", "Arn"]},
                               {"Fn::Sub": "${NightlySweeperFunction.Arn}:*"}]
@@ -148,3 +194,36 @@ def test_failed_nights_alarm(template, metric):
     assert len(alarms) == 1
     assert alarms[0]["Namespace"] == "AWS/States"
     assert alarms[0]["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": name}}]
+
+
+def test_one_night_at_a_time(template):
+    """A start while another execution runs is skipped and counted; its own listing (or its
+    absence, the listing being eventually consistent) never makes a night skip itself."""
+    _, sm = machine(template)
+    definition = sm["Properties"]["Definition"]
+    other = OWN.replace("tonight", "last-night")
+    cases = {
+        "only this execution running": ([OWN], 1),
+        "this execution not listed yet, nothing else": ([], 1),
+        "another night still running": ([other, OWN], 0),
+        "another night, this one not listed yet": ([other], 0),
+    }
+    for what, (running, sweeps) in cases.items():
+        metrics: list = []
+        calls = execute(definition, schedule_input(template), lambda payload: {"more": False},
+                        running=running, metrics=metrics)
+        assert len(calls) == sweeps, what
+        skipped = [m for m in metrics if m["MetricData"][0]["MetricName"] == "NightsSkipped"]
+        assert len(skipped) == 1 - sweeps, what
+        if skipped:
+            assert skipped[0]["Namespace"] == "AmiShare"
+            assert skipped[0]["MetricData"][0]["Value"] == 1
+
+
+def test_the_engine_may_list_only_its_own_executions_and_count_only_in_its_namespace(template):
+    name, sm = machine(template)
+    role = cfn.ref_target(template, sm["Properties"]["Role"])
+    statements = {st["Sid"]: st for st in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert statements["ListTheseExecutions"]["Action"] == "states:ListExecutions"
+    assert statements["ListTheseExecutions"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:" + sm["Properties"]["Name"]["Fn::Sub"]}
+    assert statements["CountSkippedNights"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "AmiShare"}}
