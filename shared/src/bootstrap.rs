@@ -11,8 +11,10 @@ use aws_config::BehaviorVersion;
 
 use crate::aws::AwsPorts;
 use crate::aws::RateLimits;
-use crate::config::{Policy, ACCOUNT_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV};
-use crate::deps::Deps;
+use crate::config::{
+    Policy, ACCOUNT_ENV, EVENT_CONCURRENCY_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV,
+};
+use crate::deps::{Deps, Settings};
 use crate::error::Error;
 use crate::ports::Aws;
 
@@ -89,6 +91,7 @@ pub fn account_of_function_arn(arn: &str) -> Option<&str> {
 /// first event, which says which account the function runs in.
 pub struct Ready<P> {
     parts: Mutex<Option<(P, Policy)>>,
+    settings: Settings,
     deps: OnceLock<Deps<P>>,
     /// The account from `AMI_SHARE_ACCOUNT_ID` (local runs), preferred to the ARN's.
     account: Option<String>,
@@ -98,9 +101,16 @@ impl<P: Aws> Ready<P> {
     pub fn new(aws: P, policy: Policy) -> Self {
         Self {
             parts: Mutex::new(Some((aws, policy))),
+            settings: Settings::default(),
             deps: OnceLock::new(),
             account: var(ACCOUNT_ENV),
         }
+    }
+
+    /// With these tunables instead of the defaults.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The handler's dependencies; the first call takes the account from `function_arn` (the
@@ -122,7 +132,9 @@ impl<P: Aws> Ready<P> {
         let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((aws, policy)) = parts.take() {
             tracing::info!(account, rules = policy.rules.len(), "ready");
-            let _ = self.deps.set(Deps::new(aws, policy, account));
+            let mut deps = Deps::new(aws, policy, account);
+            deps.settings = self.settings.clone();
+            let _ = self.deps.set(deps);
         }
         self.deps.get().ok_or_else(|| {
             Error::Config("the function's dependencies were lost at start (a bug)".into())
@@ -146,14 +158,50 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
         .retry_config(workload.retry_config())
         .load()
         .await;
-    let rate = RateLimits::new(policy.rate_limits.clone());
+    let (rate, settings, concurrency) = match workload {
+        Workload::Event => {
+            let n = event_concurrency(var(EVENT_CONCURRENCY_ENV).as_deref())?;
+            (
+                RateLimits::for_events(policy.rate_limits.clone(), n),
+                event_settings(n),
+                n,
+            )
+        }
+        Workload::Batch => (
+            RateLimits::new(policy.rate_limits.clone()),
+            Settings::default(),
+            1,
+        ),
+    };
     let aws = AwsPorts::new(sdk, role.as_deref(), rate).await;
     tracing::info!(
         rules = policy.rules.len(),
         org_role = role.as_deref().unwrap_or(""),
+        concurrency,
         "initialised"
     );
-    Ok(Ready::new(aws, policy))
+    Ok(Ready::new(aws, policy).with_settings(settings))
+}
+
+/// The event functions' concurrency bound from `AMI_SHARE_EVENT_CONCURRENCY` (unset: 1).
+pub fn event_concurrency(value: Option<&str>) -> Result<u32, Error> {
+    let Some(v) = value else { return Ok(1) };
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(Error::Config(format!(
+            "{EVENT_CONCURRENCY_ENV}={v:?} is not a concurrency bound (a whole number from 1 to 1000: the event queue's maximum concurrency, the template's EventConcurrency)"
+        ))),
+    }
+}
+
+/// An event invocation's tunables when at most `concurrency` run at once: KMS takes 50
+/// `CreateGrant` a second per account and Region, so each invocation keeps its part in flight.
+pub fn event_settings(concurrency: u32) -> Settings {
+    let d = Settings::default();
+    Settings {
+        grant_concurrency: (d.grant_concurrency / concurrency.max(1) as usize).max(1),
+        ..d
+    }
 }
 
 /// Tell Lambda why the function could not start (the Runtime API's `/runtime/init/error`): the

@@ -106,3 +106,23 @@ fn exactly_one_policy_source() {
         1
     );
 }
+
+#[test]
+fn the_event_concurrency_bound_divides_the_rates_and_the_grants_in_flight() {
+    use amishare::bootstrap::{event_concurrency, event_settings};
+    assert_eq!(
+        event_concurrency(None).unwrap(),
+        1,
+        "a local run: one process"
+    );
+    assert_eq!(event_concurrency(Some("4")).unwrap(), 4);
+    for bad in ["0", "-1", "two", "1001"] {
+        let e = event_concurrency(Some(bad)).unwrap_err().to_string();
+        assert!(e.contains("AMI_SHARE_EVENT_CONCURRENCY"), "{e}");
+        assert!(e.contains("EventConcurrency"), "{e}");
+    }
+    // KMS's 50 CreateGrant a second, shared by the invocations that may run at once.
+    assert_eq!(event_settings(1).grant_concurrency, 50);
+    assert_eq!(event_settings(4).grant_concurrency, 12);
+    assert_eq!(event_settings(100).grant_concurrency, 1);
+}

@@ -88,6 +88,17 @@ fn kms_access_defaults_to_grants_and_a_rule_overrides_the_policy() {
 }
 
 #[test]
+fn events_share_is_a_share() {
+    let p = Policy::from_json(r#"{"rules":[]}"#).unwrap();
+    assert_eq!(p.rate_limits.events_share, 0.8);
+    let msg = problems(r#"{"rate_limits":{"events_share":1.5},"rules":[]}"#);
+    assert!(
+        msg.contains("rate_limits.events_share: 1.5 is not a share"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn bad_account_id_is_reported_with_its_json_path() {
     let msg = problems(&with_rule(
         r#"{"name":"a","match":{"name":"x"},"share_with":{"accounts":["111122223333","12345"]}}"#,

@@ -71,14 +71,19 @@ def functions(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]
 
 
 def function_properties(template: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
-    """The function's properties with Globals.Function applied (maps merged, function wins)."""
-    merged = copy.deepcopy(template.get("Globals", {}).get("Function", {}))
-    for key, value in resource["Properties"].items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
+    """The function's properties with Globals.Function applied as SAM does: maps merged
+    recursively (so Environment.Variables add up), the function's value wins."""
+
+    def merge(base: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(base)
+        for key, value in local.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    return merge(template.get("Globals", {}).get("Function", {}), resource["Properties"])
 
 
 def ref_target(template: dict[str, Any], value: Any) -> dict[str, Any]:
@@ -90,3 +95,20 @@ def ref_target(template: dict[str, Any], value: Any) -> dict[str, Any]:
         name = value["Fn::GetAtt"][0]
     assert name in template["Resources"], f"{value!r} points at no resource"
     return template["Resources"][name]
+
+
+def event_queue(template: dict[str, Any], res: dict[str, Any]) -> str | None:
+    """The logical id of the SQS queue a function is invoked from (its SQS event source)."""
+    for event in res["Properties"].get("Events", {}).values():
+        if event["Type"] == "SQS":
+            return event["Properties"]["Queue"]["Fn::GetAtt"][0]
+    return None
+
+
+def failure_queue(template: dict[str, Any], res: dict[str, Any]) -> str:
+    """The logical id of a function's failure queue: its queue's redrive target (the event
+    functions) or its OnFailure destination (the sweeper)."""
+    queue = event_queue(template, res)
+    if queue is not None:
+        return template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    return res["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]

@@ -1,4 +1,8 @@
-"""The template's EventBridge rules against every fixture in events/ (events/README.md's table)."""
+"""The template's EventBridge rules against every fixture in events/ (events/README.md's table).
+
+The deployed path is EventBridge rule → the function's SQS queue → the function (at most
+EventConcurrency at once): a function "receives" an event when the rule that targets the queue
+its SQS event source reads matches it."""
 
 from __future__ import annotations
 
@@ -29,19 +33,50 @@ EXPECTED = {
 }
 # Not events: inputs of the sweeper's schedule (the scheduled one) and of manual runs.
 SCHEDULE_INPUTS = {"sweeper-scheduled.json", "sweeper-report-only.json", "sweeper-delete.json"}
+# Batches from a function's queue, as the event source mapping delivers them: {file: receiver}.
+QUEUE_BATCHES = {"sqs-image-available.json": OIA}
 
 
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-def rules(template: dict) -> dict[str, list[dict]]:
-    """{function: [event pattern, ...]} for every EventBridgeRule event source."""
+def queue_rules(template: dict) -> dict[str, list[tuple[str, dict]]]:
+    """{queue logical id: [(rule logical id, event pattern), ...]} of the AWS::Events::Rule
+    resources that target a queue."""
+    out: dict[str, list[tuple[str, dict]]] = {}
+    for rid, res in template["Resources"].items():
+        if res["Type"] != "AWS::Events::Rule":
+            continue
+        for target in res["Properties"]["Targets"]:
+            arn = target["Arn"]
+            if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+                out.setdefault(arn["Fn::GetAtt"][0], []).append((rid, res["Properties"]["EventPattern"]))
+    return out
+
+
+def sqs_sources(template: dict) -> dict[str, list[dict]]:
+    """{function: [SQS event source properties, ...]}."""
     out: dict[str, list[dict]] = {}
+    for name, (_, res) in cfn.functions(template).items():
+        for event in res["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                out.setdefault(name, []).append(event["Properties"])
+    return out
+
+
+def rules(template: dict) -> dict[str, list[dict]]:
+    """{function: [event pattern, ...]}: rules on the function itself, and the rules that feed
+    the queues it reads."""
+    out: dict[str, list[dict]] = {}
+    by_queue = queue_rules(template)
     for name, (_, res) in cfn.functions(template).items():
         for event in res["Properties"].get("Events", {}).values():
             if event["Type"] in ("EventBridgeRule", "CloudWatchEvent"):
                 out.setdefault(name, []).append(event["Properties"]["Pattern"])
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                out.setdefault(name, []).extend(p for _, p in by_queue.get(queue, []))
     return out
 
 
@@ -52,7 +87,7 @@ def receivers(all_rules: dict[str, list[dict]], event: dict) -> set[str]:
 def test_every_fixture_is_classified():
     # A new file in events/ must be added to the table above (and to events/README.md).
     on_disk = {p.name for p in EVENTS.glob("*.json")}
-    assert on_disk == set(EXPECTED) | SCHEDULE_INPUTS
+    assert on_disk == set(EXPECTED) | SCHEDULE_INPUTS | set(QUEUE_BATCHES)
 
 
 def test_each_event_function_has_exactly_one_rule_and_the_sweeper_none(template):
@@ -84,11 +119,10 @@ def test_lowercase_state_event_reaches_no_rule(template):
 def test_a_rule_on_lowercase_state_would_be_caught(template):
     # The classic mistake: `state` instead of `State`. Such a template must fail the matrix.
     broken = copy.deepcopy(template)
-    for _, res in cfn.functions(broken).values():
-        for event in res["Properties"].get("Events", {}).values():
-            if event["Type"] == "EventBridgeRule":
-                detail = event["Properties"]["Pattern"]["detail"]
-                detail["state"] = detail.pop("State")
+    for res in broken["Resources"].values():
+        if res["Type"] == "AWS::Events::Rule":
+            detail = res["Properties"]["EventPattern"]["detail"]
+            detail["state"] = detail.pop("State")
     broken_rules = rules(broken)
     failures = [n for n in EXPECTED if receivers(broken_rules, load_event(n)) != EXPECTED[n]]
     assert "image-available.json" in failures and "malformed-lowercase-state.json" in failures
@@ -99,6 +133,58 @@ def test_a_rule_on_lowercase_state_would_be_caught(template):
 def test_schedule_inputs_are_json_objects_not_events(name):
     value = load_event(name)
     assert isinstance(value, dict) and "detail-type" not in value and "source" not in value
+
+
+@pytest.mark.parametrize("name", sorted(QUEUE_BATCHES))
+def test_queue_batches_carry_events_their_function_receives(template, name):
+    batch = load_event(name)
+    assert batch["Records"], name
+    for record in batch["Records"]:
+        assert record["eventSource"] == "aws:sqs" and record["messageId"]
+        body = json.loads(record["body"])
+        assert QUEUE_BATCHES[name] in receivers(rules(template), body)
+
+
+def test_each_event_function_reads_its_own_queue_bounded_and_with_partial_batch_responses(template):
+    sources = sqs_sources(template)
+    assert set(sources) == {OIA, OCC}
+    by_queue = queue_rules(template)
+    queues = set()
+    for fn, (src,) in sources.items():
+        queue = src["Queue"]["Fn::GetAtt"][0]
+        queues.add(queue)
+        assert len(by_queue[queue]) == 1, f"{fn}: one rule feeds {queue}"
+        assert src["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "EventConcurrency"}}
+        assert src["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert src["BatchSize"] == {"Ref": "EventBatchSize"}
+        _, res = cfn.functions(template)[fn]
+        assert res["Properties"]["Environment"]["Variables"]["AMI_SHARE_EVENT_CONCURRENCY"] == {"Ref": "EventConcurrency"}
+        assert "EventInvokeConfig" not in res["Properties"], f"{fn} is invoked by its queue only"
+        q = template["Resources"][queue]["Properties"]
+        # Lambda asks for 6 x the function's timeout, so a batch being retried is not delivered twice.
+        assert q["VisibilityTimeout"] >= 6 * res["Properties"]["Timeout"]
+        failure_queue = q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert failure_queue.endswith("FailureQueue")
+        assert 1 < q["RedrivePolicy"]["maxReceiveCount"] <= 5
+        assert q["SqsManagedSseEnabled"] is True
+        ((rule_id, _),) = by_queue[queue]
+        rule = template["Resources"][rule_id]["Properties"]
+        (target,) = rule["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [failure_queue, "Arn"]}}
+        # Only that rule may send to the queues.
+        (policy,) = [r["Properties"] for r in template["Resources"].values()
+                     if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": queue} in r["Properties"]["Queues"]]
+        (st,) = policy["PolicyDocument"]["Statement"]
+        assert st["Principal"] == {"Service": "events.amazonaws.com"} and st["Action"] == "sqs:SendMessage"
+        assert st["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+    assert len(queues) == 2
+
+
+def test_the_concurrency_bound_is_a_parameter_sqs_accepts(template):
+    p = template["Parameters"]
+    assert p["EventConcurrency"]["MinValue"] == 2  # SQS event sources: 2 to 1000
+    assert p["EventConcurrency"]["MaxValue"] == 1000
+    assert 1 <= p["EventBatchSize"]["MinValue"] <= p["EventBatchSize"]["MaxValue"] <= 10
 
 
 # --- the matcher itself -------------------------------------------------------------------------

@@ -32,8 +32,11 @@ PUBLISH = {
     "ram:TagResource", "ram:AssociateResourceShare", "ram:DisassociateResourceShare",
     "ram:UpdateResourceShare", "events:PutEvents",
 }
-# What Lambda itself needs of the execution role: its log group and its OnFailure destination.
-PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+# What Lambda itself needs of the execution role: its log group, and the sweeper's OnFailure
+# destination or the event functions' queue (the event source mapping polls it with the role).
+PLUMBING = {"logs:CreateLogStream", "logs:PutLogEvents"}
+SWEEPER_PLUMBING = {"sqs:SendMessage"}
+QUEUE_PLUMBING = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}
 
 ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2 | PUBLISH
 CALLS = {
@@ -101,7 +104,8 @@ def test_exactly_the_actions_the_function_calls(template, name, branch):
     has_role = BRANCHES[branch]
     actions = {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
     # Organizations is read through the assumed role when one is given, directly otherwise.
-    expected = CALLS[name] | PLUMBING | ({"sts:AssumeRole"} if has_role else ORG_READS)
+    plumbing = PLUMBING | (SWEEPER_PLUMBING if name == "nightly-sweeper" else QUEUE_PLUMBING)
+    expected = CALLS[name] | plumbing | ({"sts:AssumeRole"} if has_role else ORG_READS)
     assert sorted(actions) == sorted(expected)
 
 
@@ -118,13 +122,16 @@ def test_plumbing_is_scoped_to_the_functions_own_resources(template, name):
     logical_id, res = cfn.functions(template)[name]
     props = res["Properties"]
     log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
-    queue = props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    failures = cfn.failure_queue(template, res)
+    source = cfn.event_queue(template, res)
     for st in statements(template, name, False):
         acts = set(as_list(st["Action"]))
         if acts & {"logs:CreateLogStream", "logs:PutLogEvents"}:
             assert st["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}
         if "sqs:SendMessage" in acts:
-            assert st["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+            assert st["Resource"] == {"Fn::GetAtt": [failures, "Arn"]}
+        if acts & QUEUE_PLUMBING:
+            assert source is not None and st["Resource"] == {"Fn::GetAtt": [source, "Arn"]}
 
 
 WRITE = re.compile(r":(Modify|Copy|Create|Delete|Enable|Retire|Revoke|Decrypt|GenerateDataKey|ReEncrypt)")

@@ -3,7 +3,7 @@
 //! [`amishare::distribute::image_available`]; this crate is the Lambda's handler.
 
 use amishare::deps::Deps;
-use amishare::distribute::{image_available, on_ami_event};
+use amishare::distribute::{image_available, on_ami_event, on_invocation, Response};
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::report::Summary;
@@ -13,9 +13,21 @@ use serde_json::Value;
 pub use amishare::distribute::available::FUNCTION;
 
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
-/// transient ones are returned as errors so Lambda retries the event.
+/// transient ones are returned as errors so the event is retried.
 pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
     on_ami_event(FUNCTION, payload, |change| async move {
+        image_available(deps, &change).await
+    })
+    .await
+}
+
+/// Handle one invocation: an SQS batch of events (the deployed path, behind the queue that
+/// bounds concurrency), answered with the records to deliver again; or one event.
+pub async fn handle_invocation<P: Aws + Publishing>(
+    deps: &Deps<P>,
+    payload: Value,
+) -> Result<Response, Error> {
+    on_invocation(FUNCTION, payload, |change| async move {
         image_available(deps, &change).await
     })
     .await

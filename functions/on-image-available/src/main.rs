@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let ready = &ready;
         async move {
             let deps = ready.deps(&event.context.invoked_function_arn)?;
-            on_image_available::handle(deps, event.payload).await
+            on_image_available::handle_invocation(deps, event.payload).await
         }
     }))
     .await

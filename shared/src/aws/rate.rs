@@ -47,13 +47,26 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimits {
     config: Option<RateLimitConfig>,
+    /// The share of each action's rate this process may use.
+    share: f64,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
 impl RateLimits {
-    /// Rates from the policy.
+    /// Rates from the policy, for the one process of the night (`rate_limits.share`).
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
+            share: config.share,
+            config: Some(config),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Rates for one of at most `concurrency` event invocations that run at once (the queue's
+    /// concurrency bound): together they stay within `rate_limits.events_share`.
+    pub fn for_events(config: RateLimitConfig, concurrency: u32) -> Self {
+        Self {
+            share: config.events_share / f64::from(concurrency.max(1)),
             config: Some(config),
             buckets: Mutex::default(),
         }
@@ -63,6 +76,7 @@ impl RateLimits {
     pub fn unlimited() -> Self {
         Self {
             config: None,
+            share: 1.0,
             buckets: Mutex::default(),
         }
     }
@@ -75,7 +89,7 @@ impl RateLimits {
             .get(action)
             .copied()
             .unwrap_or_else(|| documented_rate(action));
-        Some((quota * c.share).max(0.1))
+        Some((quota * self.share).max(0.01))
     }
 
     /// Wait until one more `action` request may be sent in `region`.
@@ -116,6 +130,7 @@ mod tests {
     fn limits(share: f64, raised: &[(&str, f64)]) -> RateLimits {
         RateLimits::new(RateLimitConfig {
             share,
+            events_share: 0.8,
             requests_per_second: raised
                 .iter()
                 .map(|(a, r)| (a.to_string(), *r))
@@ -132,6 +147,24 @@ mod tests {
         assert_eq!(l.rate("ModifySnapshotAttribute"), Some(4.0));
         assert_eq!(l.rate("DeleteSnapshot"), Some(16.0));
         assert_eq!(RateLimits::unlimited().rate("DescribeImages"), None);
+    }
+
+    #[test]
+    fn event_invocations_divide_the_events_share_by_the_concurrency_bound() {
+        let config = |events_share| RateLimitConfig {
+            events_share,
+            ..RateLimitConfig::default()
+        };
+        let l = RateLimits::for_events(config(0.8), 4);
+        assert_eq!(l.rate("ModifyImageAttribute"), Some(1.0)); // 4 x 1.0 = 0.8 x 5
+        assert_eq!(l.rate("DescribeImages"), Some(4.0));
+        let l = RateLimits::for_events(config(0.5), 2);
+        assert_eq!(l.rate("CopyImage"), Some(1.25));
+        // No bound known (a local run): one process may use the whole events share.
+        assert_eq!(
+            RateLimits::for_events(config(0.8), 0).rate("CreateTags"),
+            Some(4.0)
+        );
     }
 
     /// Counts the calls of every one-second window: never more than the rate, however many

@@ -42,6 +42,10 @@ pub const POLICY_FILE_ENV: &str = "AMI_SHARE_POLICY_FILE";
 /// ARN with the first event (no `sts:GetCallerIdentity` at start).
 pub const ACCOUNT_ENV: &str = "AMI_SHARE_ACCOUNT_ID";
 pub const ORG_ROLE_ENV: &str = "AMI_SHARE_ORG_ROLE_ARN";
+/// The event functions' concurrency bound (their queue's maximum concurrency, the template's
+/// `EventConcurrency`): each invocation paces itself to its part of `rate_limits.events_share`.
+/// Unset (a local run): 1.
+pub const EVENT_CONCURRENCY_ENV: &str = "AMI_SHARE_EVENT_CONCURRENCY";
 
 /// The whole policy (`AMI_SHARE_POLICY`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -16,6 +16,11 @@ pub struct RateLimitConfig {
     /// account's other tools. Between 0 (exclusive) and 1. Default 0.8.
     #[serde(default = "default_share")]
     pub share: f64,
+    /// The share of each API's refill rate that all event invocations together may use
+    /// (on-image-available and on-copy-complete, each divided by its queue's concurrency bound,
+    /// the template's `EventConcurrency`). Between 0 (exclusive) and 1. Default 0.8.
+    #[serde(default = "default_share")]
+    pub events_share: f64,
     /// EC2 action → the account's sustained rate (requests a second) where it was raised
     /// through Service Quotas, e.g. `{"DeleteSnapshot": 20}`. Unlisted actions use EC2's
     /// documented rates: 20 a second for `Describe*`/`List*`/`Get*`, 5 for the mutating ones.
@@ -34,6 +39,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             share: default_share(),
+            events_share: default_share(),
             requests_per_second: BTreeMap::new(),
             unknown: BTreeMap::new(),
         }
@@ -48,6 +54,15 @@ impl RateLimitConfig {
             p.add(
                 "rate_limits.share",
                 format!("{} is not a share between 0 (exclusive) and 1", r.share),
+            );
+        }
+        if !(r.events_share > 0.0 && r.events_share <= 1.0) {
+            p.add(
+                "rate_limits.events_share",
+                format!(
+                    "{} is not a share between 0 (exclusive) and 1",
+                    r.events_share
+                ),
             );
         }
         for (action, rate) in &r.requests_per_second {

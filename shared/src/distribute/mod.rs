@@ -5,12 +5,15 @@
 //!   ([`crate::copy`]), publish ([`crate::publish`]);
 //! - [`copy_complete`]: on-copy-complete — share the copy in its Region like its source,
 //!   deprecate it like its source, publish it;
-//! - [`frame`]: parse the event, run the service, summarise, count (EMF).
+//! - [`frame`]: parse the event, run the service, summarise, count (EMF);
+//! - [`queue`]: the burst path, an SQS batch of events with partial batch responses.
 
 pub mod available;
 pub mod copy_complete;
 pub mod frame;
+pub mod queue;
 
 pub use available::image_available;
 pub use copy_complete::copy_complete;
 pub use frame::{finish, on_ami_event};
+pub use queue::{on_invocation, Response};
