@@ -35,6 +35,25 @@ pub fn grant_name(account: &str) -> String {
     format!("ami-share-{account}")
 }
 
+/// Tag on a customer managed key: the receipts of the account sets whose grants the event
+/// path created in full (fingerprints of [`grant_set_fingerprint`], newest first, space
+/// separated). An event whose accounts' fingerprint is there needs neither `ListGrants` nor
+/// `CreateGrant`; the night never trusts it and removes it when it revokes a grant.
+pub const GRANTS_TAG: &str = "ami-share:grants";
+/// Most receipts kept in [`GRANTS_TAG`] (17 characters each; a tag value holds 256).
+pub const GRANT_RECEIPTS: usize = 12;
+
+/// A short, stable fingerprint of a set of grantee accounts (16 hex digits).
+pub fn grant_set_fingerprint<'a>(accounts: impl IntoIterator<Item = &'a String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for a in accounts {
+        h.update(a.as_bytes());
+        h.update(b",");
+    }
+    hex::encode(h.finalize())[..16].to_string()
+}
+
 /// `arn:aws:iam::<account>:root`.
 pub fn account_principal(account: &str) -> String {
     format!("arn:aws:iam::{account}:root")

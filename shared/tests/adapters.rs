@@ -23,6 +23,10 @@ use aws_sdk_kms::operation::create_grant::CreateGrantOutput;
 use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
 use aws_sdk_kms::operation::get_key_policy::{GetKeyPolicyError, GetKeyPolicyOutput};
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
+use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
+use aws_sdk_kms::operation::tag_resource::TagResourceOutput;
+use aws_sdk_kms::operation::untag_resource::UntagResourceOutput;
+use aws_sdk_kms::types::Tag as KeyTag;
 use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMetadata};
 use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationError;
 use aws_sdk_organizations::operation::list_accounts_for_parent::{
@@ -347,6 +351,62 @@ async fn get_key_policy_reads_the_default_policy_and_keeps_the_error_code() {
     assert_eq!(e.error_type(), "Permanent.AccessDeniedException");
     assert!(e.to_string().contains("GetKeyPolicy"), "{e}");
     assert!(e.to_string().contains("arn:k2"), "{e}");
+}
+
+#[tokio::test]
+async fn the_grant_receipt_is_one_tag_read_written_and_removed_by_key() {
+    let list = mock!(aws_sdk_kms::Client::list_resource_tags)
+        .match_requests(|r| r.key_id() == Some("arn:k") && r.limit() == Some(50))
+        .then_output(|| {
+            ListResourceTagsOutput::builder()
+                .tags(
+                    KeyTag::builder()
+                        .tag_key("team")
+                        .tag_value("x")
+                        .build()
+                        .unwrap(),
+                )
+                .tags(
+                    KeyTag::builder()
+                        .tag_key("ami-share:grants")
+                        .tag_value("aaaa bbbb")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+    let tag = mock!(aws_sdk_kms::Client::tag_resource)
+        .match_requests(|r| {
+            r.key_id() == Some("arn:k")
+                && r.tags().len() == 1
+                && r.tags()[0].tag_key() == "ami-share:grants"
+                && r.tags()[0].tag_value() == "cccc aaaa"
+        })
+        .then_output(|| TagResourceOutput::builder().build());
+    let untag = mock!(aws_sdk_kms::Client::untag_resource)
+        .match_requests(|r| r.key_id() == Some("arn:k") && r.tag_keys() == ["ami-share:grants"])
+        .then_output(|| UntagResourceOutput::builder().build());
+    let p = ports(&[], &[&list, &tag, &untag], &[]);
+    assert_eq!(
+        p.key_tag("us-east-1", "arn:k", "ami-share:grants")
+            .await
+            .unwrap(),
+        Some("aaaa bbbb".to_string())
+    );
+    assert_eq!(
+        p.key_tag("us-east-1", "arn:k", "absent").await.unwrap(),
+        None
+    );
+    p.set_key_tag("us-east-1", "arn:k", "ami-share:grants", "cccc aaaa")
+        .await
+        .unwrap();
+    p.remove_key_tag("us-east-1", "arn:k", "ami-share:grants")
+        .await
+        .unwrap();
+    assert_eq!(
+        (list.num_calls(), tag.num_calls(), untag.num_calls()),
+        (2, 1, 1)
+    );
 }
 
 #[tokio::test]

@@ -51,6 +51,60 @@ impl Keys for FakeAws {
             })
     }
 
+    async fn key_tag(&self, _region: &str, key_arn: &str, tag: &str) -> AwsResult<Option<String>> {
+        self.call("kms:ListResourceTags")?;
+        let w = self.world();
+        let k = w.keys.get(key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "ListResourceTags",
+                "NotFoundException",
+                "Key not found",
+                key_arn,
+            )
+        })?;
+        Ok(k.tags.get(tag).cloned())
+    }
+
+    async fn set_key_tag(
+        &self,
+        _region: &str,
+        key_arn: &str,
+        tag: &str,
+        value: &str,
+    ) -> AwsResult<()> {
+        self.call("kms:TagResource")?;
+        let mut w = self.world();
+        let k = w.keys.get_mut(key_arn).ok_or_else(|| {
+            err(
+                "kms",
+                "TagResource",
+                "NotFoundException",
+                "Key not found",
+                key_arn,
+            )
+        })?;
+        if value.len() > 256 {
+            return Err(err(
+                "kms",
+                "TagResource",
+                "TagException",
+                "tag value longer than 256 characters",
+                key_arn,
+            ));
+        }
+        k.tags.insert(tag.into(), value.into());
+        Ok(())
+    }
+
+    async fn remove_key_tag(&self, _region: &str, key_arn: &str, tag: &str) -> AwsResult<()> {
+        self.call("kms:UntagResource")?;
+        if let Some(k) = self.world().keys.get_mut(key_arn) {
+            k.tags.remove(tag);
+        }
+        Ok(())
+    }
+
     async fn list_grants(&self, _region: &str, key_arn: &str) -> AwsResult<Vec<Grant>> {
         let grants = self
             .world()

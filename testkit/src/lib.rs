@@ -48,6 +48,7 @@ pub struct FakeKey {
     pub grants: Vec<Grant>,
     /// The key policy document (`GetKeyPolicy`); a new key's lets only its account use it.
     pub policy: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -236,9 +237,28 @@ impl FakeAws {
                 aliases: Vec::new(),
                 grants: Vec::new(),
                 policy: default_key_policy(),
+                tags: BTreeMap::new(),
             },
         );
         arn
+    }
+
+    /// The key's tags.
+    pub fn key_tags(&self, key_arn: &str) -> BTreeMap<String, String> {
+        self.world()
+            .keys
+            .get(key_arn)
+            .map(|k| k.tags.clone())
+            .unwrap_or_default()
+    }
+
+    /// Revoke a grant by hand (as an administrator would, outside the product).
+    pub fn revoke_by_hand(&self, key_arn: &str, account: &str) {
+        if let Some(k) = self.world().keys.get_mut(key_arn) {
+            k.grants.retain(|g| {
+                amishare::names::account_of_principal(&g.grantee_principal) != Some(account)
+            });
+        }
     }
 
     /// Replace the key's policy document (`PutKeyPolicy` by the key's administrators).

@@ -18,6 +18,8 @@ EC2_SHARE = {
 # GetKeyPolicy: `kms_access: key_policy` checks the key policy admits the rule's organizations / OUs
 # (read only: the product never writes a key policy).
 KMS_GRANTS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListGrants", "kms:CreateGrant"}
+# The event path's grant receipt on a key (ami-share:grants): read, and written after a full pass.
+KMS_RECEIPTS = {"kms:ListResourceTags", "kms:TagResource"}
 # CopyImage with a KMS key: EC2 re-encrypts on the caller's behalf.
 KMS_VIA_EC2 = {"kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"}
 ORG_READS = {
@@ -40,11 +42,13 @@ QUEUE_PLUMBING = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttrib
 
 ON_IMAGE_AVAILABLE = EC2_SHARE | {"ec2:CopyImage"} | KMS_GRANTS | KMS_VIA_EC2 | PUBLISH
 CALLS = {
-    "on-image-available": ON_IMAGE_AVAILABLE,
+    "on-image-available": ON_IMAGE_AVAILABLE | KMS_RECEIPTS,
     # DeleteTags: a failed copy clears its source's fingerprint (ami-share:plan).
     "on-copy-complete": EC2_SHARE | {"ec2:EnableImageDeprecation", "ec2:DeleteTags"} | KMS_GRANTS | KMS_VIA_EC2
-    | PUBLISH,
+    | PUBLISH | KMS_RECEIPTS,
+    # The night never trusts a receipt; it removes those of a key whose grants it revokes.
     "nightly-sweeper": ON_IMAGE_AVAILABLE | {
+        "kms:UntagResource",
         "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
         "autoscaling:DescribeLaunchConfigurations", "kms:RetireGrant", "kms:RevokeGrant",
@@ -134,7 +138,7 @@ def test_plumbing_is_scoped_to_the_functions_own_resources(template, name):
             assert source is not None and st["Resource"] == {"Fn::GetAtt": [source, "Arn"]}
 
 
-WRITE = re.compile(r":(Modify|Copy|Create|Delete|Enable|Retire|Revoke|Decrypt|GenerateDataKey|ReEncrypt)")
+WRITE = re.compile(r":(Modify|Copy|Create|Delete|Enable|Retire|Revoke|Decrypt|GenerateDataKey|ReEncrypt|TagResource|UntagResource)")
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -152,6 +156,9 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
                 "arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*",
                 "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:image-usage-report/*",
             ), (st["Sid"], r)
+        if acts[0] in ("kms:TagResource", "kms:UntagResource"):
+            assert st["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["ami-share:grants"]},
+                                       "Null": {"aws:TagKeys": "false"}}, st["Sid"]
         if any(a.split(":")[1] in {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
                for a in acts):
             assert st["Condition"] == {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}

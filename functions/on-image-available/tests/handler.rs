@@ -127,8 +127,10 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         ("ec2:ModifyImageAttribute", 1), // everything in one call
         ("ec2:CreateTags", 1),        // ami-share:managed + plan fingerprint + converged-at
         ("kms:DescribeKey", 2),       // aws/ebs or customer managed?
+        ("kms:ListResourceTags", 2),  // a receipt for these accounts? (none yet)
         ("kms:ListGrants", 2),        // which grants exist already
         ("kms:CreateGrant", 12),      // 2 keys x 6 accounts
+        ("kms:TagResource", 2),       // the receipt: these accounts hold their grants
         ("organizations:ListAccountsForParent", 1),
         ("organizations:ListChildren", 1),
     ];
@@ -139,7 +141,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
     );
     assert_eq!(
         d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"),
-        29
+        33
     );
 }
 

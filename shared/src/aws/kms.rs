@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use aws_sdk_kms::types::{GrantOperation, KeyManagerType};
+use aws_sdk_kms::types::{GrantOperation, KeyManagerType, Tag};
 
 use super::{aws_error, AwsPorts};
 use crate::error::AwsError;
@@ -69,6 +69,57 @@ impl Keys for AwsPorts {
             }));
         }
         Ok(out)
+    }
+
+    async fn key_tag(&self, region: &str, key_arn: &str, tag: &str) -> AwsResult<Option<String>> {
+        let out = self
+            .kms(region)
+            .list_resource_tags()
+            .key_id(key_arn)
+            .limit(50)
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "ListResourceTags", key_arn, e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .find(|t| t.tag_key() == tag)
+            .map(|t| t.tag_value().to_string()))
+    }
+
+    async fn set_key_tag(
+        &self,
+        region: &str,
+        key_arn: &str,
+        tag: &str,
+        value: &str,
+    ) -> AwsResult<()> {
+        let tag = Tag::builder()
+            .tag_key(tag)
+            .tag_value(value)
+            .build()
+            .map_err(|e| {
+                AwsError::new("kms", "TagResource", "InvalidTag", e.to_string(), key_arn)
+            })?;
+        self.kms(region)
+            .tag_resource()
+            .key_id(key_arn)
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "TagResource", key_arn, e))?;
+        Ok(())
+    }
+
+    async fn remove_key_tag(&self, region: &str, key_arn: &str, tag: &str) -> AwsResult<()> {
+        self.kms(region)
+            .untag_resource()
+            .key_id(key_arn)
+            .tag_keys(tag)
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "UntagResource", key_arn, e))?;
+        Ok(())
     }
 
     async fn create_grant(&self, region: &str, g: &GrantRequest) -> AwsResult<()> {

@@ -46,6 +46,19 @@ pub trait Keys: Send + Sync {
     async fn key_policy(&self, region: &str, key_arn: &str) -> AwsResult<String>;
     /// `ListGrants` of the key, all pages (the largest KMS allows, 100 a page).
     async fn list_grants(&self, region: &str, key_arn: &str) -> AwsResult<Vec<Grant>>;
+    /// `ListResourceTags` of the key (one page: a key holds at most 50 tags): the value of
+    /// `tag`, if set.
+    async fn key_tag(&self, region: &str, key_arn: &str, tag: &str) -> AwsResult<Option<String>>;
+    /// `TagResource`: set one tag on the key.
+    async fn set_key_tag(
+        &self,
+        region: &str,
+        key_arn: &str,
+        tag: &str,
+        value: &str,
+    ) -> AwsResult<()>;
+    /// `UntagResource`: remove one tag from the key (absent: nothing to do).
+    async fn remove_key_tag(&self, region: &str, key_arn: &str, tag: &str) -> AwsResult<()>;
     /// `CreateGrant` with the operations launching and copying need.
     async fn create_grant(&self, region: &str, grant: &GrantRequest) -> AwsResult<()>;
     /// `RevokeGrant` (the key owner's way to delete a grant).

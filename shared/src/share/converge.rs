@@ -14,12 +14,13 @@
 //! (managed images, when the policy says so) and copies. The fingerprint is recorded only when
 //! every step succeeded (a deferred copy leaves it unrecorded, so the next night tries again).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::grants::ReadOnce;
 use super::prune::describe_launch;
 use super::report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
 use crate::copy::{check_copy_plan, Copier};
@@ -38,11 +39,6 @@ pub const PLAN_TAG: &str = "ami-share:plan";
 /// order puts the oldest first, so nothing starves.
 pub const CONVERGED_AT_TAG: &str = "ami-share:converged-at";
 
-/// The grants of one key: `None` until read.
-pub(super) type GrantSlot = Arc<tokio::sync::Mutex<Option<Vec<Grant>>>>;
-/// The policy document of one key: `None` until read.
-pub(super) type PolicySlot = Arc<tokio::sync::Mutex<Option<String>>>;
-
 /// The convergence service of one invocation (an event) or one run (the sweeper): the
 /// organization listings it needs, listed once, and the grants of each key, read once.
 pub struct Convergence<'d, P> {
@@ -54,10 +50,15 @@ pub struct Convergence<'d, P> {
     copier: Copier<'d, P>,
     /// (Region, key ARN) → the key's grants as last read or written; one lock per key, so the
     /// grants of a key are read once per run and never created twice.
-    pub(super) grants: Mutex<HashMap<(String, String), GrantSlot>>,
+    pub(super) grants: ReadOnce<Vec<Grant>>,
     /// (Region, key ARN) → the key's policy document, read once per run (`kms_access:
     /// key_policy`).
-    pub(super) key_policies: Mutex<HashMap<(String, String), PolicySlot>>,
+    pub(super) key_policies: ReadOnce<String>,
+    /// (Region, key ARN) → the grant receipts on the key ([`crate::names::GRANTS_TAG`]).
+    pub(super) receipts: ReadOnce<Vec<String>>,
+    /// Whether the receipts answer for the grants (the event path) or the grants are read
+    /// (the night, which repairs what a receipt may hide).
+    pub(super) trusts_receipts: bool,
     now: DateTime<Utc>,
 }
 
@@ -78,8 +79,10 @@ impl<'d, P: Aws> Convergence<'d, P> {
             deps,
             members: Mutex::new(members),
             copier: Copier::new(deps, true),
-            grants: Mutex::default(),
-            key_policies: Mutex::default(),
+            grants: ReadOnce::default(),
+            key_policies: ReadOnce::default(),
+            receipts: ReadOnce::default(),
+            trusts_receipts: false,
             now,
         })
     }
@@ -91,8 +94,10 @@ impl<'d, P: Aws> Convergence<'d, P> {
             deps,
             members: Mutex::default(),
             copier: Copier::new(deps, false),
-            grants: Mutex::default(),
-            key_policies: Mutex::default(),
+            grants: ReadOnce::default(),
+            key_policies: ReadOnce::default(),
+            receipts: ReadOnce::default(),
+            trusts_receipts: true,
             now,
         }
     }
@@ -191,36 +196,13 @@ impl<'d, P: Aws> Convergence<'d, P> {
 
         // Reads, all at once: the organization listings the image needs, its keys, its launch
         // and snapshot permissions, and (for a public share) image block public access.
-        // The keys, then (still among the reads) the grants of each customer managed key
-        // (when accounts are to get grants) and its policy (when organizations or OUs reach
-        // it through the key policy: a key that does not admit them refuses the image before
-        // anything is written).
-        let by_policy: BTreeSet<String> = if image.is_encrypted() {
-            plan.kms_policy.groups().cloned().collect()
-        } else {
-            BTreeSet::new()
-        };
-        let wants_grants = image.is_encrypted() && !plan.kms.is_empty();
-        let by_policy = &by_policy;
+        // The keys, then (still among the reads) what each customer managed key gives.
         let keys = async {
             let enc = match enc {
                 Some(e) => e,
                 None => self.deps.encryption(image).await?,
             };
-            stream::iter(&enc.customer)
-                .map(|k| async move {
-                    let grants = async {
-                        if wants_grants {
-                            self.grants(region, &k.arn).await?;
-                        }
-                        Ok::<_, Error>(())
-                    };
-                    futures::try_join!(grants, self.check_key_policy(region, &k.arn, by_policy))?;
-                    Ok::<_, Error>(())
-                })
-                .buffer_unordered(self.deps.settings.concurrency)
-                .try_collect::<Vec<_>>()
-                .await?;
+            self.read_key_access(image, plan, &enc).await?;
             Ok::<_, Error>(enc)
         };
         let read_snapshots = stream::iter(snapshots.iter())
@@ -342,26 +324,37 @@ impl<'d, P: Aws> Convergence<'d, P> {
         let grant_work = async {
             let mut created = Vec::new();
             let mut existing = 0usize;
+            let mut receipts = Vec::new();
             for key in &enc.customer {
-                let (new, old) = self
+                let e = self
                     .ensure_grants(region, &key.arn, &desired.grant_accounts)
                     .await?;
-                created.extend(new.into_iter().map(|account| GrantRecord {
+                created.extend(e.created.into_iter().map(|account| GrantRecord {
                     key_arn: key.arn.clone(),
                     account,
                 }));
-                existing += old;
+                existing += e.existing;
+                receipts.extend(e.receipt.map(|r| (key.arn.as_str(), r)));
             }
-            Ok::<_, Error>((created, existing))
+            Ok::<_, Error>((created, existing, receipts))
         };
-        let (snapshot_added, (grants_created, grants_existing)) =
+        let (snapshot_added, (grants_created, grants_existing, receipts)) =
             futures::try_join!(snapshot_work, grant_work)?;
-        if !add.is_empty() {
-            self.deps
-                .aws
-                .add_launch_permissions(region, &image.id, &add)
-                .await?;
-        }
+        // Launch permissions last; the grant receipts (every grant is made) alongside.
+        let launch = async {
+            if !add.is_empty() {
+                self.deps
+                    .aws
+                    .add_launch_permissions(region, &image.id, &add)
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let receipts = stream::iter(&receipts)
+            .map(|(key, value)| self.leave_receipt(region, key, value))
+            .buffer_unordered(self.deps.settings.concurrency)
+            .try_collect::<Vec<()>>();
+        futures::try_join!(launch, receipts)?;
         out.share = ShareReport {
             launch_permissions_added: add,
             snapshots_shared: snapshots

@@ -1,52 +1,145 @@
 //! Key access of a convergence: each key's grants read once per service, one grant per
 //! account, named deterministically, never created twice; and, for organizations and OUs under
 //! `kms_access: key_policy`, each key's policy read once per service and checked.
+//!
+//! The event path does not page through a key's grants when it can avoid it: once it has made
+//! sure every account of a set holds its grant, it records the set's fingerprint on the key
+//! ([`GRANTS_TAG`], a receipt). The next event of an image with the same accounts reads that one
+//! tag (`ListResourceTags`) instead of every grant of the key (5,000 grants are 50 `ListGrants`
+//! pages). The night never trusts the receipt: it reads the grants, repairs them, and removes
+//! the receipt from a key whose grants it revoked (docs/critical-path.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::converge::GrantSlot;
 use super::key_policy::{self, OrgTarget};
 use super::Convergence;
+use crate::deps::Encryption;
 use crate::error::{Error, Result};
-use crate::names::{account_of_principal, account_principal, grant_name};
-use crate::ports::{Aws, Grant, GrantRequest};
+use crate::names::{
+    account_of_principal, account_principal, grant_name, grant_set_fingerprint, GRANTS_TAG,
+    GRANT_RECEIPTS,
+};
+use crate::plan::SharePlan;
+use crate::ports::{Aws, Grant, GrantRequest, Image};
 
-impl<P: Aws> Convergence<'_, P> {
-    /// The grants of a key, read once per convergence service.
-    fn grant_slot(&self, region: &str, key_arn: &str) -> GrantSlot {
-        let mut map = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+/// One value per (Region, key ARN), read at most once per convergence service: concurrent
+/// readers of the same key wait for the first one's call.
+pub(super) struct ReadOnce<T>(Mutex<HashMap<(String, String), Slot<T>>>);
+
+type Slot<T> = Arc<tokio::sync::Mutex<Option<T>>>;
+
+impl<T: Clone> Default for ReadOnce<T> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<T: Clone> ReadOnce<T> {
+    fn slot(&self, region: &str, key_arn: &str) -> Slot<T> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.entry((region.to_string(), key_arn.to_string()))
             .or_default()
             .clone()
     }
 
+    async fn get<F, Fut>(&self, region: &str, key_arn: &str, read: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let slot = self.slot(region, key_arn);
+        let mut guard = slot.lock().await;
+        if let Some(v) = guard.as_ref() {
+            return Ok(v.clone());
+        }
+        let v = read().await?;
+        *guard = Some(v.clone());
+        Ok(v)
+    }
+}
+
+/// What making sure of a key's grants did.
+pub(super) struct Ensured {
+    /// Accounts whose grant was created.
+    pub created: Vec<String>,
+    /// Accounts that held theirs already.
+    pub existing: usize,
+    /// The receipt to leave on the key (the event path, after a full pass): the tag's new value.
+    pub receipt: Option<String>,
+}
+
+impl<P: Aws> Convergence<'_, P> {
+    /// Among an image's reads, for each customer managed key of `enc`: the grant receipts (the
+    /// event path) or the grants (the night) when accounts are to get grants, and the key
+    /// policy when organizations or OUs reach the key through it (a key that does not admit
+    /// them refuses the image before anything is written).
+    pub(super) async fn read_key_access(
+        &self,
+        image: &Image,
+        plan: &SharePlan,
+        enc: &Encryption,
+    ) -> Result<()> {
+        if !image.is_encrypted() {
+            return Ok(());
+        }
+        let region = image.region.as_str();
+        let by_policy: BTreeSet<String> = plan.kms_policy.groups().cloned().collect();
+        let wants_grants = !plan.kms.is_empty();
+        let by_policy = &by_policy;
+        stream::iter(&enc.customer)
+            .map(|k| async move {
+                let grants = async {
+                    if wants_grants && self.trusts_receipts {
+                        self.grant_receipts(region, &k.arn).await?;
+                    } else if wants_grants {
+                        self.grants(region, &k.arn).await?;
+                    }
+                    Ok::<_, Error>(())
+                };
+                futures::try_join!(grants, self.check_key_policy(region, &k.arn, by_policy))?;
+                Ok::<_, Error>(())
+            })
+            .buffer_unordered(self.deps.settings.concurrency)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(())
+    }
+
     /// The key's grants (`ListGrants` once per run).
     pub async fn grants(&self, region: &str, key_arn: &str) -> Result<Vec<Grant>> {
-        let slot = self.grant_slot(region, key_arn);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
-        }
-        Ok(guard.clone().unwrap_or_default())
+        self.grants
+            .get(region, key_arn, || async {
+                Ok(self.deps.aws.list_grants(region, key_arn).await?)
+            })
+            .await
+    }
+
+    /// The receipts on the key (`ListResourceTags` once per run): fingerprints of the account
+    /// sets whose grants were all made.
+    pub(super) async fn grant_receipts(&self, region: &str, key_arn: &str) -> Result<Vec<String>> {
+        self.receipts
+            .get(region, key_arn, || async {
+                let tag = self.deps.aws.key_tag(region, key_arn, GRANTS_TAG).await?;
+                Ok(tag
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect())
+            })
+            .await
     }
 
     /// The key's policy document (`GetKeyPolicy` once per service).
     async fn key_policy_document(&self, region: &str, key_arn: &str) -> Result<String> {
-        let slot = {
-            let mut map = self.key_policies.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry((region.to_string(), key_arn.to_string()))
-                .or_default()
-                .clone()
-        };
-        let mut guard = slot.lock().await;
-        if let Some(doc) = guard.as_ref() {
-            return Ok(doc.clone());
-        }
-        let doc = self.deps.aws.key_policy(region, key_arn).await?;
-        *guard = Some(doc.clone());
-        Ok(doc)
+        self.key_policies
+            .get(region, key_arn, || async {
+                Ok(self.deps.aws.key_policy(region, key_arn).await?)
+            })
+            .await
     }
 
     /// Refuse unless the key's policy lets every organization and OU of `arns` use the key
@@ -69,18 +162,37 @@ impl<P: Aws> Convergence<'_, P> {
         })
     }
 
-    /// One grant per account on the key, named deterministically; returns (created, already
-    /// there).
+    /// One grant per account on the key, named deterministically. On the event path a
+    /// receipt on the key for exactly these accounts answers without reading the grants, and a
+    /// full pass returns the receipt to leave ([`Convergence::leave_receipt`], once the caller's
+    /// other writes are under way).
     pub(super) async fn ensure_grants(
         &self,
         region: &str,
         key_arn: &str,
         accounts: &BTreeSet<String>,
-    ) -> Result<(Vec<String>, usize)> {
+    ) -> Result<Ensured> {
+        let mut out = Ensured {
+            created: Vec::new(),
+            existing: 0,
+            receipt: None,
+        };
         if accounts.is_empty() {
-            return Ok((Vec::new(), 0));
+            return Ok(out);
         }
-        let slot = self.grant_slot(region, key_arn);
+        let receipt = grant_set_fingerprint(accounts);
+        if self.trusts_receipts {
+            let old = self.grant_receipts(region, key_arn).await?;
+            if old.contains(&receipt) {
+                out.existing = accounts.len();
+                return Ok(out);
+            }
+            let mut list: Vec<String> = old.into_iter().filter(|r| *r != receipt).collect();
+            list.insert(0, receipt);
+            list.truncate(GRANT_RECEIPTS);
+            out.receipt = Some(list.join(" "));
+        }
+        let slot = self.grants.slot(region, key_arn);
         let mut guard = slot.lock().await;
         if guard.is_none() {
             *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
@@ -119,6 +231,25 @@ impl<P: Aws> Convergence<'_, P> {
             .try_collect()
             .await?;
         grants.extend(created);
-        Ok((missing, existing))
+        out.created = missing;
+        out.existing = existing;
+        Ok(out)
+    }
+
+    /// Record on the key that the grants of an account set are all there: `value` is the
+    /// receipts, newest first, the oldest dropped past [`GRANT_RECEIPTS`].
+    pub(super) async fn leave_receipt(
+        &self,
+        region: &str,
+        key_arn: &str,
+        value: &str,
+    ) -> Result<()> {
+        self.deps
+            .aws
+            .set_key_tag(region, key_arn, GRANTS_TAG, value)
+            .await?;
+        let slot = self.receipts.slot(region, key_arn);
+        *slot.lock().await = Some(value.split_whitespace().map(str::to_string).collect());
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Error;
-use crate::names::{account_of_principal, grant_name};
+use crate::names::{account_of_principal, grant_name, GRANTS_TAG};
 use crate::night::{Ledger, Run, LISTED};
 use crate::ports::{Aws, KeyManager};
 use crate::share::Convergence;
@@ -73,6 +73,7 @@ pub(crate) async fn prune_grants<P: Aws + Inventory>(
             continue;
         }
         let grants = conv.grants(&run.region, key_arn).await?;
+        let mut revoked = false;
         for g in grants {
             let Some(account) = account_of_principal(&g.grantee_principal) else {
                 continue;
@@ -83,6 +84,14 @@ pub(crate) async fn prune_grants<P: Aws + Inventory>(
             let line = format!("{key_arn}: {account}");
             let d = &mut report.drift;
             if deps.policy.sweeper.prune_unlisted_shares {
+                if !revoked {
+                    // The event path's receipts on this key stop being true with the first
+                    // revocation: removed before it, so no event skips a grant it needs.
+                    deps.aws
+                        .remove_key_tag(&run.region, key_arn, GRANTS_TAG)
+                        .await?;
+                    revoked = true;
+                }
                 deps.aws
                     .revoke_grant(&run.region, key_arn, &g.grant_id)
                     .await?;
