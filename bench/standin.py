@@ -8,7 +8,12 @@ What moto does not model and this does (aws-facts §7, §8):
 - EC2's per-API token buckets: non-mutating actions 100 tokens refilled 20/s, the same
   actions without MaxResults or filter 50 / 10/s, mutating actions 50 / 5/s; over the limit,
   HTTP 503 `RequestLimitExceeded`, counted per action;
-- regions of any size (100,000 snapshots, 10,000 images and more, in memory).
+- regions of any size (100,000 snapshots, 10,000 images and more, in memory);
+- KMS's request quotas as token buckets (one second of burst): `CreateGrant` 50/s,
+  `ListGrants` 100/s, `TagResource` 10/s, ...; over the limit, `ThrottlingException`;
+  `ListGrants` pages (`Limit` up to 100, 50 by default; `Marker`); key tags and key policies;
+- Organizations pages (`ListAccountsForParent` / `ListChildren`: 20 a page, `NextToken`) and
+  suspended accounts.
 
 It keeps a call log (per action: calls, throttled) and the ground truth (which snapshots are
 orphans, which are in use) so the driver can check the product's verdicts.
@@ -28,6 +33,10 @@ from xml.sax.saxutils import escape
 EC2_XMLNS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 ACCOUNT = "123456789012"
 MUTATING_PREFIXES = ("Modify", "Create", "Delete", "Copy", "Enable", "Disable", "Deregister", "Register")
+# KMS request quotas (requests a second, per account and Region), from KMS's quotas page.
+KMS_RATES = {"CreateGrant": 50, "RevokeGrant": 50, "RetireGrant": 50, "ListGrants": 100, "TagResource": 10,
+             "UntagResource": 10, "DescribeKey": 2000, "GetKeyPolicy": 1000, "ListResourceTags": 2000}
+ORG_PAGE = 20
 
 
 class Bucket:
@@ -77,6 +86,7 @@ class World:
         self.snapshot_order: list[str] = []
         self.image_order: list[str] = []
         self.calls: dict[str, int] = {}
+        self.calls_by_region: dict[tuple[str, str], int] = {}
         self.throttled: dict[str, int] = {}
         self.buckets: dict[str, Bucket] = {}
         self.latency = 0.0
@@ -89,8 +99,12 @@ class World:
         # Organizations: OU id -> (accounts, child OU ids); the organization id.
         self.org_id = "o-a1b2c3d4e5"
         self.ous: dict[str, tuple[list[str], list[str]]] = {}
+        # Organizations: suspended account ids (listed with Status SUSPENDED).
+        self.suspended: set[str] = set()
         # KMS: key ARN -> grants ({"Name", "GranteePrincipal", "GrantId"}); alias ARN -> key ARN.
         self.keys: dict[str, list[dict]] = {}
+        self.key_tags: dict[str, dict[str, str]] = {}
+        self.key_policies: dict[str, str] = {}
         self.aliases: dict[str, str] = {}
         # CopyImage client tokens: token -> copy id.
         self.copy_tokens: dict[str, str] = {}
@@ -124,10 +138,23 @@ class World:
         self.image_order.append(i.id)
         self.used.update(i.snapshots)
 
-    def admit(self, action: str, paginated_or_filtered: bool) -> bool:
-        """Count the call; False when EC2 would throttle it."""
+    def admit_kms(self, region: str, op: str) -> bool:
+        """Count the KMS call; False when KMS would throttle it (caller holds the lock)."""
+        self.calls["kms:" + op] = self.calls.get("kms:" + op, 0) + 1
+        if not self.throttling:
+            return True
+        rate = KMS_RATES.get(op, 1000)
+        b = self.buckets.setdefault(f"kms:{region}:{op}", Bucket(rate, rate))
+        if b.take():
+            return True
+        self.throttled["kms:" + op] = self.throttled.get("kms:" + op, 0) + 1
+        return False
+
+    def admit(self, action: str, paginated_or_filtered: bool, region: str = "us-east-1") -> bool:
+        """Count the call; False when EC2 would throttle it (buckets per Region and action)."""
         with self.lock:
             self.calls[action] = self.calls.get(action, 0) + 1
+            self.calls_by_region[(region, action)] = self.calls_by_region.get((region, action), 0) + 1
             if not self.throttling:
                 return True
             if action.startswith(MUTATING_PREFIXES):
@@ -138,7 +165,7 @@ class World:
                 key, cap, rate = action + "/unpaginated", 50, 10
             if action in self.raised:
                 cap, rate = self.raised[action]
-            b = self.buckets.setdefault(key, Bucket(cap, rate))
+            b = self.buckets.setdefault(f"{region}:{key}", Bucket(cap, rate))
             if b.take():
                 return True
             self.throttled[action] = self.throttled.get(action, 0) + 1
@@ -238,13 +265,20 @@ class Handler(BaseHTTPRequestHandler):
             w.calls["organizations:" + op] = w.calls.get("organizations:" + op, 0) + 1
             if op == "DescribeOrganization":
                 out = {"Organization": {"Id": w.org_id, "Arn": f"arn:aws:organizations::{ACCOUNT}:organization/{w.org_id}"}}
-            elif op == "ListAccountsForParent":
-                accounts, _ = w.ous.get(body.get("ParentId", ""), ([], []))
-                out = {"Accounts": [{"Id": a, "Status": "ACTIVE", "Arn": f"arn:aws:organizations::{ACCOUNT}:account/{w.org_id}/{a}",
-                                     "Name": a, "Email": f"{a}@example.com"} for a in accounts]}
-            elif op == "ListChildren":
-                _, children = w.ous.get(body.get("ParentId", ""), ([], []))
-                out = {"Children": [{"Id": c, "Type": "ORGANIZATIONAL_UNIT"} for c in children]}
+            elif op in ("ListAccountsForParent", "ListChildren"):
+                accounts, children = w.ous.get(body.get("ParentId", ""), ([], []))
+                items = accounts if op == "ListAccountsForParent" else children
+                start = int(body.get("NextToken") or 0)
+                size = min(int(body.get("MaxResults") or ORG_PAGE), ORG_PAGE)
+                page = items[start:start + size]
+                if op == "ListAccountsForParent":
+                    out = {"Accounts": [{"Id": a, "Status": "SUSPENDED" if a in w.suspended else "ACTIVE",
+                                         "Arn": f"arn:aws:organizations::{ACCOUNT}:account/{w.org_id}/{a}",
+                                         "Name": a, "Email": f"{a}@example.com"} for a in page]}
+                else:
+                    out = {"Children": [{"Id": c, "Type": "ORGANIZATIONAL_UNIT"} for c in page]}
+                if start + size < len(items):
+                    out["NextToken"] = str(start + size)
             else:
                 data = json.dumps({"__type": "InvalidInputException", "message": f"the stand-in does not answer {op}"})
                 return self.reply(400, data, "application/x-amz-json-1.1")
@@ -300,7 +334,7 @@ class Handler(BaseHTTPRequestHandler):
                 "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeLaunchConfigurationsResponse>",
             )
         paginated = "MaxResults" in q or any(k.startswith(("Filter.", "ImageId.", "SnapshotId.")) for k in q) or "ImageId" in q or "SnapshotId" in q
-        if not w.admit(action, paginated):
+        if not w.admit(action, paginated, self.region()):
             return self.error(503, "RequestLimitExceeded", "Request limit exceeded.")
         handler = getattr(self, "ec2_" + action, None)
         if handler is None:
@@ -316,7 +350,9 @@ class Handler(BaseHTTPRequestHandler):
         w = self.world
         region = self.region()
         with w.lock:
-            w.calls["kms:" + op] = w.calls.get("kms:" + op, 0) + 1
+            if not w.admit_kms(region, op):
+                data = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
+                return self.reply(400, data, "application/x-amz-json-1.1")
             arn = w.key(region, body.get("KeyId", ""))
             if arn is None:
                 data = json.dumps({"__type": "NotFoundException", "message": f"no key {body.get('KeyId')}"})
@@ -326,7 +362,13 @@ class Handler(BaseHTTPRequestHandler):
                                        "KeyManager": "CUSTOMER", "KeyState": "Enabled", "Enabled": True,
                                        "KeyUsage": "ENCRYPT_DECRYPT", "KeySpec": "SYMMETRIC_DEFAULT"}}
             elif op == "ListGrants":
-                out = {"Grants": [dict(g, KeyId=arn) for g in w.keys[arn]], "Truncated": False}
+                limit = min(int(body.get("Limit") or 50), 100)
+                start = int(body.get("Marker") or 0)
+                grants = w.keys[arn]
+                page = grants[start:start + limit]
+                out = {"Grants": [dict(g, KeyId=arn) for g in page], "Truncated": start + limit < len(grants)}
+                if out["Truncated"]:
+                    out["NextMarker"] = str(start + limit)
             elif op == "CreateGrant":
                 same = [g for g in w.keys[arn] if g.get("Name") == body.get("Name") and g["GranteePrincipal"] == body["GranteePrincipal"]]
                 grant = same[0] if same else {"GrantId": uuid.uuid4().hex, "Name": body.get("Name"),
@@ -334,6 +376,23 @@ class Handler(BaseHTTPRequestHandler):
                 if not same:
                     w.keys[arn].append(grant)
                 out = {"GrantId": grant["GrantId"], "GrantToken": "t"}
+            elif op == "RevokeGrant":
+                w.keys[arn] = [g for g in w.keys[arn] if g["GrantId"] != body.get("GrantId")]
+                out = {}
+            elif op == "GetKeyPolicy":
+                default = json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+                     "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}]})
+                out = {"Policy": w.key_policies.get(arn, default), "PolicyName": "default"}
+            elif op == "ListResourceTags":
+                out = {"Tags": [{"TagKey": k, "TagValue": v} for k, v in w.key_tags.get(arn, {}).items()], "Truncated": False}
+            elif op == "TagResource":
+                w.key_tags.setdefault(arn, {}).update({t["TagKey"]: t["TagValue"] for t in body.get("Tags", [])})
+                out = {}
+            elif op == "UntagResource":
+                for k in body.get("TagKeys", []):
+                    w.key_tags.get(arn, {}).pop(k, None)
+                out = {}
             else:
                 data = json.dumps({"__type": "UnsupportedOperationException", "message": f"the stand-in does not answer {op}"})
                 return self.reply(400, data, "application/x-amz-json-1.1")
@@ -359,7 +418,7 @@ class Handler(BaseHTTPRequestHandler):
             pat = filters["name"][0].rstrip("*")
             order = [i for i in order if w.images[i].name.startswith(pat)]
         ids, nxt = page(order, q, 1000)
-        body = "<imagesSet>" + "".join(image_xml(w.images[i]) for i in ids) + "</imagesSet>"
+        body = "<imagesSet>" + "".join(image_xml(w.images[i], self.encrypted_of(w.images[i])) for i in ids) + "</imagesSet>"
         return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
 
     def ec2_DescribeSnapshots(self, q):

@@ -21,6 +21,12 @@ throttling error left unretried (the report's error count is 0).
      max_deletions lifted: every round deletes only from a fresh complete inventory, peak RSS
      <= 256 MiB, all deleted within one night; `--max-rounds N` stops after N rounds and
      projects the night from the slowest round measured.
+  k  (issue 18 c, not in `all`) a 5,000-account organization (an OU tree of 10 OUs, 500 active
+     and 5 suspended accounts each), 10,000 images encrypted with one customer managed key,
+     shared with the root OU in `kms_access: key_policy` mode (launch permissions only,
+     `share_snapshots: false`), the key's policy admitting the OU: a steady night (after a
+     seeded first night) makes no call per account, the same calls at 50 and at 5,000 accounts,
+     no Organizations call, one GetKeyPolicy.
   t  control (not in `all`): scenario a with the product's own rate limits lifted, so the
      stand-in throttles it: the stand-in must throttle, and adaptive retry must leave no error.
 """
@@ -389,6 +395,79 @@ def scenario_b(binary: str, latency: float, images: int, snapshots: int, orphans
     return summarise("b", out, w, orphan_ids, in_use, images, expect_converged=0)
 
 
+def scenario_k(binary: str, latency: float, images: int, accounts_list: list[int]) -> list[str]:
+    """Issue 18 (c): the steady night of a 5,000-account organization in key_policy mode."""
+    failures: list[str] = []
+    root = "ou-ab12-00000001"
+    ou_arn = f"arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/{root}"
+    policy = {"kms_access": "key_policy", "sweeper": {"mode": "report"},
+              "rules": [{"name": "golden", "match": {"name": "golden-*"}, "share_snapshots": False,
+                         "share_with": {"organizational_units": [ou_arn]}}]}
+    seen: dict[int, dict[str, int]] = {}
+    for n_accounts in accounts_list:
+        print(f"k: steady night, {images} images on one key, an OU tree of {n_accounts} active accounts, "
+              f"key_policy, {latency * 1000:.0f} ms per call, EC2 and KMS throttling on", flush=True)
+        w = standin.World()
+        children = [f"ou-ab12-{100 + i:08d}" for i in range(10)]
+        w.ous[root] = ([], children)
+        counter = 0
+        for c in children:
+            accts = [f"3{counter + i:011d}" for i in range(n_accounts // 10 + 5)]
+            counter += len(accts)
+            w.suspended.update(accts[-5:])
+            w.ous[c] = (accts, [])
+        key = w.add_key("us-east-1", "alias/golden")
+        w.key_policies[key] = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}}]})
+        for i in range(images):
+            sid, iid = f"snap-{i:017x}", f"ami-{i:017x}"
+            w.add_snapshot(standin.Snapshot(sid, f"Created by CreateImage(i-0123456789abcdef0) for {iid}", kms_key_id=key))
+            w.add_image(standin.Image(iid, f"golden-{i}", [sid], tags={"ami-share:managed": "golden"}))
+        seed = json.loads(json.dumps(policy))
+        seed["rate_limits"] = {"requests_per_second": {a: 100000 for a in (
+            "DescribeImageAttribute", "DescribeSnapshotAttribute", "CreateTags", "DescribeImages",
+            "DescribeSnapshots", "ModifyImageAttribute")}}
+        print("k: seeding the first night (no latency, raised rates)...", flush=True)
+        first = run_sweeper(binary, w, seed, {}, "target/bench-k-seed.log")
+        print(f"k: seeded in {first['elapsed']:.0f} s: converged {first['report']['drift']['converged']}", flush=True)
+        yesterday = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
+        for i in w.images.values():
+            if "ami-share:converged-at" in i.tags:
+                i.tags["ami-share:converged-at"] = yesterday
+        w.calls.clear()
+        w.throttled.clear()
+        w.latency, w.throttling = latency, True
+        out = run_sweeper(binary, w, policy, {}, "target/bench-k.log")
+        r = out["report"]
+        d = r.get("drift", {})
+        calls = dict(w.calls)
+        seen[n_accounts] = calls
+        per_account = {k: v for k, v in calls.items() if k.startswith("organizations:") or k in ("kms:CreateGrant", "ModifySnapshotAttribute")}
+        print(f"k: {n_accounts} accounts: {out['elapsed']:.1f} s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
+              f"{sum(calls.values())} calls ({sum(w.throttled.values())} throttled, retried), per action: "
+              f"{json.dumps(calls, sort_keys=True)}")
+        print(f"k: drift: in sync {d.get('in_sync')}, audited {d.get('audited')}, converged {d.get('converged')}, "
+              f"key policies checked {d.get('key_policies_checked')}, refused {d.get('key_policies_refused', [])}, "
+              f"errors {r.get('errors_total')}")
+        targets = [
+            ("the invocation answered", out["kind"] == "response"),
+            ("within 180 s", out["elapsed"] <= 180),
+            ("every image in sync (none stale)", d.get("in_sync") == images and d.get("converged") == 0),
+            ("no call per account (no Organizations call, CreateGrant, ModifySnapshotAttribute)", not per_account),
+            ("the key's policy checked once", calls.get("kms:GetKeyPolicy") == 1 and d.get("key_policies_checked") == 1),
+            ("no error left unretried", r.get("errors_total") == 0),
+        ]
+        for what, ok in targets:
+            print(f"k:   {check(f'k {n_accounts}: {what}', ok, failures):6} {what}")
+    if len(seen) > 1:
+        counts = list(seen.values())
+        same = all(c == counts[0] for c in counts)
+        print(f"k:   {check('k: the same calls at every account count', same, failures):6} "
+              f"the same calls at {', '.join(str(n) for n in seen)} accounts")
+    return failures
+
+
 def summarise(name, out, w, orphan_ids, in_use, images, expect_converged, time_target=180) -> list[str]:
     failures: list[str] = []
     r = out["report"]
@@ -429,7 +508,8 @@ def summarise(name, out, w, orphan_ids, in_use, images, expect_converged, time_t
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/nightly-sweeper")
-    ap.add_argument("--scenario", default="all", choices=["a", "b", "t", "j", "d", "all"])
+    ap.add_argument("--scenario", default="all", choices=["a", "b", "t", "j", "d", "k", "all"])
+    ap.add_argument("--accounts", type=int, nargs="+", default=[50, 5000], help="account counts (k)")
     ap.add_argument("--deadline", type=float, default=900, help="seconds each invocation gets (j, d)")
     ap.add_argument("--max-rounds", type=int, default=24,
                     help="stop the continued night after this many invocations (d projects the rest)")
@@ -448,6 +528,8 @@ def main() -> int:
     if a.scenario == "d":
         failures += scenario_d(a.binary, a.latency, a.images or 1_000, a.snapshots, a.orphans, a.deadline,
                                a.delete_rate, a.max_rounds)
+    if a.scenario == "k":
+        failures += scenario_k(a.binary, a.latency, a.images or 10_000, a.accounts)
     if a.scenario == "t":
         failures += scenario_t(a.binary, a.latency, a.images or 1_000, a.snapshots, a.orphans)
     if a.scenario in ("b", "all"):

@@ -101,6 +101,7 @@ impl Keys for AwsPorts {
             .map_err(|e| {
                 AwsError::new("kms", "TagResource", "InvalidTag", e.to_string(), key_arn)
             })?;
+        self.limit(region, "kms:TagResource").await;
         self.kms(region)
             .tag_resource()
             .key_id(key_arn)
@@ -112,6 +113,7 @@ impl Keys for AwsPorts {
     }
 
     async fn remove_key_tag(&self, region: &str, key_arn: &str, tag: &str) -> AwsResult<()> {
+        self.limit(region, "kms:UntagResource").await;
         self.kms(region)
             .untag_resource()
             .key_id(key_arn)
@@ -127,6 +129,7 @@ impl Keys for AwsPorts {
             .iter()
             .map(|o| GrantOperation::from(*o))
             .collect();
+        self.limit(region, "kms:CreateGrant").await;
         self.kms(region)
             .create_grant()
             .key_id(&g.key_arn)
@@ -147,6 +150,7 @@ impl Keys for AwsPorts {
     }
 
     async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()> {
+        self.limit(region, "kms:RevokeGrant").await;
         self.kms(region)
             .revoke_grant()
             .key_id(key_arn)

@@ -144,7 +144,8 @@ impl AwsPorts {
         self
     }
 
-    /// Wait for the EC2 `action`'s bucket in `region`; call before every request and page.
+    /// Wait for the EC2 `action`'s bucket in `region` (a KMS operation as `kms:<Operation>`);
+    /// call before every request and page.
     pub(crate) async fn limit(&self, region: &str, action: &str) {
         self.rate.acquire(region, action).await;
     }

@@ -4,8 +4,13 @@
 //! actions refill 20 tokens a second, mutating ones (`Modify*`, `CreateTags`, `DeleteTags`,
 //! `DeleteSnapshot`, `CopyImage`, …) 5. The bucket is the customer's whole account, shared with
 //! every other tool, so the product takes only a share of each refill rate
-//! (`rate_limits.share`, default 0.8) and never spends EC2's burst: its requests are evenly
-//! spaced, so no one-second window holds more than its rate. Accounts with raised quotas name their rates in
+//! (`rate_limits.share`, default 0.8). The night never spends EC2's burst: its requests are
+//! evenly spaced, so no one-second window holds more than its rate. An event invocation, one of
+//! at most `EventConcurrency` at once, paces itself to `rate_limits.events_share /
+//! EventConcurrency` of the rate and may spend the same share of the bucket's burst first (a
+//! burst of images is what it is for); together they never take more than that share of the
+//! bucket. KMS operations (`kms:<Operation>`) have per-second quotas: one second of the share at
+//! once, then evenly spaced. Accounts with raised quotas name their rates in
 //! `rate_limits.requests_per_second`.
 //!
 //! Callers reserve the next free slot of their (Region, action) bucket and sleep until it: no
@@ -19,8 +24,18 @@ use tokio::time::Instant;
 
 use crate::config::RateLimitConfig;
 
-/// EC2's documented sustained rate (tokens a second) of an action's bucket.
+/// EC2's documented sustained rate (tokens a second) of an action's bucket; for a KMS
+/// operation named `kms:<Operation>`, KMS's request quota (per account and Region): 50 a
+/// second for the grant operations, 10 for tagging, 100 for `ListGrants`.
 pub fn documented_rate(action: &str) -> f64 {
+    if let Some(op) = action.strip_prefix("kms:") {
+        return match op {
+            "CreateGrant" | "RevokeGrant" | "RetireGrant" => 50.0,
+            "TagResource" | "UntagResource" => 10.0,
+            "ListGrants" => 100.0,
+            _ => 1000.0,
+        };
+    }
     if is_mutating(action) {
         5.0
     } else {
@@ -39,6 +54,9 @@ pub fn is_mutating(action: &str) -> bool {
 struct Bucket {
     /// Seconds between two requests.
     interval: f64,
+    /// How far behind `now` an idle bucket's next slot may lie: the burst it saves up (zero
+    /// for EC2, one second of the rate for KMS).
+    tolerance: Duration,
     /// The earliest time the next request may be sent.
     next: Instant,
 }
@@ -49,6 +67,9 @@ pub struct RateLimits {
     config: Option<RateLimitConfig>,
     /// The share of each action's rate this process may use.
     share: f64,
+    /// Whether this process may spend its share of EC2's burst too (an event invocation: a
+    /// burst of images is what the burst is for) or only its rate (the night: never bunched).
+    ec2_burst: bool,
     buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
@@ -57,6 +78,7 @@ impl RateLimits {
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
             share: config.share,
+            ec2_burst: false,
             config: Some(config),
             buckets: Mutex::default(),
         }
@@ -67,6 +89,7 @@ impl RateLimits {
     pub fn for_events(config: RateLimitConfig, concurrency: u32) -> Self {
         Self {
             share: config.events_share / f64::from(concurrency.max(1)),
+            ec2_burst: true,
             config: Some(config),
             buckets: Mutex::default(),
         }
@@ -77,6 +100,7 @@ impl RateLimits {
         Self {
             config: None,
             share: 1.0,
+            ec2_burst: false,
             buckets: Mutex::default(),
         }
     }
@@ -103,13 +127,21 @@ impl RateLimits {
             let interval = 1.0 / rate;
             let b = buckets
                 .entry((region.to_string(), action.to_string()))
-                .or_insert_with(|| Bucket {
-                    interval,
-                    next: now,
+                .or_insert_with(|| {
+                    let tolerance = self.burst_tolerance(action, rate);
+                    Bucket {
+                        interval,
+                        tolerance,
+                        next: now.checked_sub(tolerance).unwrap_or(now),
+                    }
                 });
-            // Evenly spaced, never bunched: an idle bucket does not save up a burst.
-            if b.next < now {
-                b.next = now;
+            // EC2: evenly spaced, never bunched (an idle bucket saves up no burst: EC2's is
+            // the account's, for every tool). KMS: at most one second of the rate at once,
+            // then evenly spaced: within a quota that KMS enforces per second, for a share
+            // of the rate and of its burst alike.
+            let earliest = now.checked_sub(b.tolerance).unwrap_or(now);
+            if b.next < earliest {
+                b.next = earliest;
             }
             let slot = b.next;
             b.next = slot + Duration::from_secs_f64(b.interval);
@@ -118,6 +150,31 @@ impl RateLimits {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+impl RateLimits {
+    /// The burst a bucket may save up: one second of the rate for KMS's per-second quotas; for
+    /// EC2 the process's share of the action's documented burst (50 tokens for mutating
+    /// actions, 100 for the others) when it may spend one, none otherwise.
+    fn burst_tolerance(&self, action: &str, rate: f64) -> Duration {
+        let tokens = if action.starts_with("kms:") {
+            rate.floor()
+        } else if self.ec2_burst {
+            (documented_burst(action) * self.share).floor()
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64((tokens - 1.0).max(0.0) / rate)
+    }
+}
+
+/// EC2's documented bucket size (tokens) of an action.
+pub fn documented_burst(action: &str) -> f64 {
+    if is_mutating(action) {
+        50.0
+    } else {
+        100.0
     }
 }
 
@@ -147,6 +204,8 @@ mod tests {
         assert_eq!(l.rate("ModifySnapshotAttribute"), Some(4.0));
         assert_eq!(l.rate("DeleteSnapshot"), Some(16.0));
         assert_eq!(RateLimits::unlimited().rate("DescribeImages"), None);
+        assert_eq!(l.rate("kms:CreateGrant"), Some(40.0));
+        assert_eq!(l.rate("kms:TagResource"), Some(8.0));
     }
 
     #[test]
@@ -212,6 +271,44 @@ mod tests {
                 "{action}: {last:?}"
             );
         }
+    }
+
+    /// An event invocation spends its share of EC2's burst, then its share of the rate: with
+    /// 2 invocations at once and 0.8 for events, 20 mutating calls at once, then 2 a second.
+    #[tokio::test(start_paused = true)]
+    async fn event_invocations_spend_their_share_of_ec2_burst_then_pace() {
+        let l = RateLimits::for_events(RateLimitConfig::default(), 2);
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..24 {
+            l.acquire("us-east-1", "ModifySnapshotAttribute").await;
+            at.push(Instant::now() - start);
+        }
+        assert!(at[..20].iter().all(|t| t.is_zero()), "{at:?}");
+        assert_eq!(at[20], Duration::from_millis(500));
+        assert_eq!(at[23], Duration::from_millis(2000));
+    }
+
+    /// KMS: one second of the rate at once, then evenly spaced; never more than the quota
+    /// share in the first second beyond the burst, and 50 grants at 40 a second take 250 ms.
+    #[tokio::test(start_paused = true)]
+    async fn kms_buckets_allow_one_second_of_burst_then_pace() {
+        let l = limits(0.8, &[]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..50 {
+            l.acquire("us-east-1", "kms:CreateGrant").await;
+            at.push(Instant::now() - start);
+        }
+        assert!(at[..40].iter().all(|t| t.is_zero()), "{at:?}");
+        assert_eq!(at[40], Duration::from_millis(25));
+        assert_eq!(*at.last().unwrap(), Duration::from_millis(250));
+        // EC2 saves up nothing, however long idle.
+        l.acquire("us-east-1", "CreateTags").await;
+        let t = Instant::now();
+        l.acquire("us-east-1", "CreateTags").await;
+        assert_eq!(Instant::now() - t, Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The organization-scale benchmarks (not part of CI): builds the release event functions and
+# sweeper, then runs, against the AWS stand-in (bench/standin.py, 30 ms per call, EC2 and KMS
+# token buckets on):
+#   accounts  bench/accounts_bench.py: 50 and 5,000 consumer accounts, key_policy and grants
+#   burst     bench/burst_bench.py: 200 images within 10 s through the queues' concurrency bound
+#   night     bench/sweeper_bench.py --scenario k: the steady night of a 5,000-account organization
+#
+#   bash scripts/bench-scale.sh            # all three
+#   bash scripts/bench-scale.sh burst      # one of them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+which="${1:-all}"
+echo "== building the release functions (cargo shows its progress; a first build takes several minutes)"
+cargo build --release --locked -p on-image-available -p on-copy-complete -p nightly-sweeper
+status=0
+if [ "$which" = all ] || [ "$which" = accounts ]; then
+  echo "== (a) many consumer accounts"
+  python3 bench/accounts_bench.py --dir target/release || status=1
+fi
+if [ "$which" = all ] || [ "$which" = burst ]; then
+  echo "== (b) a burst of 200 images"
+  python3 bench/burst_bench.py --dir target/release || status=1
+fi
+if [ "$which" = all ] || [ "$which" = night ]; then
+  echo "== (c) the steady night of a 5,000-account organization"
+  python3 bench/sweeper_bench.py --binary target/release/nightly-sweeper --scenario k --latency 0.03 || status=1
+fi
+exit "$status"
