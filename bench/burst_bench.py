@@ -35,6 +35,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import standin  # noqa: E402
+from event_bench import event as envelope  # noqa: E402
 from sweeper_bench import Runtime  # noqa: E402
 
 ACCOUNT = standin.ACCOUNT
@@ -54,15 +55,6 @@ def policy() -> dict:
         "share_with": {"accounts": DIRECT, "organizational_units": [OU_ARN]},
         "copy_to": [{"region": r} for r in DESTS],
     }]}
-
-
-def envelope(region: str, image_id: str) -> dict:
-    return {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "EC2 AMI State Change", "source": "aws.ec2",
-        "account": ACCOUNT, "time": "2026-12-06T00:00:00Z", "region": region,
-        "resources": [f"arn:aws:ec2:{region}::image/{image_id}"],
-        "detail": {"RequestId": str(uuid.uuid4()), "ImageId": image_id, "State": "available", "ErrorMessage": ""},
-    }
 
 
 class Queue:

@@ -369,21 +369,18 @@ def scenario_d(binary: str, latency: float, images: int, snapshots: int, orphans
     return failures
 
 
-def scenario_b(binary: str, latency: float, images: int, snapshots: int, orphans: int) -> list[str]:
-    print(f"b: steady night: {images} managed images, {snapshots} snapshots, nothing changed, "
-          f"{latency * 1000:.0f} ms per call, throttling on", flush=True)
-    w, orphan_ids, in_use = build_world(images, snapshots, orphans)
-    # The first night, at no latency and with raised rates, records every fingerprint and marks
-    # the orphans.
-    seed_policy = json.loads(json.dumps(POLICY))
-    seed_policy["rate_limits"] = {"requests_per_second": {a: 100000 for a in (
+def seed_first_night(name: str, binary: str, w: standin.World, policy: dict, latency: float) -> None:
+    """The first night, at no latency and with raised rates: records every fingerprint (and
+    marks the orphans). It was yesterday: its convergence times move back a day (the audit
+    slice is a night's; rounds of the same night do not audit again). Then the stand-in's
+    counters are reset and its latency and throttling turned on for the night measured."""
+    seed = json.loads(json.dumps(policy))
+    seed["rate_limits"] = {"requests_per_second": {a: 100000 for a in (
         "DescribeImageAttribute", "DescribeSnapshotAttribute", "CreateTags", "DescribeImages",
-        "DescribeSnapshots")}}
-    print("b: seeding the first night (no latency, raised rates)...", flush=True)
-    seed = run_sweeper(binary, w, seed_policy, {}, "target/bench-b-seed.log")
-    print(f"b: seeded in {seed['elapsed']:.0f} s", flush=True)
-    # The first night was yesterday: its convergence times move back a day (the audit slice is
-    # a night's; rounds of the same night do not audit again).
+        "DescribeSnapshots", "ModifyImageAttribute")}}
+    print(f"{name}: seeding the first night (no latency, raised rates)...", flush=True)
+    first = run_sweeper(binary, w, seed, {}, f"target/bench-{name}-seed.log")
+    print(f"{name}: seeded in {first['elapsed']:.0f} s: converged {first['report']['drift']['converged']}", flush=True)
     yesterday = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
     for i in w.images.values():
         if "ami-share:converged-at" in i.tags:
@@ -391,6 +388,15 @@ def scenario_b(binary: str, latency: float, images: int, snapshots: int, orphans
     w.calls.clear()
     w.throttled.clear()
     w.latency, w.throttling = latency, True
+
+
+def scenario_b(binary: str, latency: float, images: int, snapshots: int, orphans: int) -> list[str]:
+    print(f"b: steady night: {images} managed images, {snapshots} snapshots, nothing changed, "
+          f"{latency * 1000:.0f} ms per call, throttling on", flush=True)
+    w, orphan_ids, in_use = build_world(images, snapshots, orphans)
+    # The first night, at no latency and with raised rates, records every fingerprint and marks
+    # the orphans.
+    seed_first_night("b", binary, w, POLICY, latency)
     out = run_sweeper(binary, w, POLICY, {}, "target/bench-b.log")
     return summarise("b", out, w, orphan_ids, in_use, images, expect_converged=0)
 
@@ -424,20 +430,7 @@ def scenario_k(binary: str, latency: float, images: int, accounts_list: list[int
             sid, iid = f"snap-{i:017x}", f"ami-{i:017x}"
             w.add_snapshot(standin.Snapshot(sid, f"Created by CreateImage(i-0123456789abcdef0) for {iid}", kms_key_id=key))
             w.add_image(standin.Image(iid, f"golden-{i}", [sid], tags={"ami-share:managed": "golden"}))
-        seed = json.loads(json.dumps(policy))
-        seed["rate_limits"] = {"requests_per_second": {a: 100000 for a in (
-            "DescribeImageAttribute", "DescribeSnapshotAttribute", "CreateTags", "DescribeImages",
-            "DescribeSnapshots", "ModifyImageAttribute")}}
-        print("k: seeding the first night (no latency, raised rates)...", flush=True)
-        first = run_sweeper(binary, w, seed, {}, "target/bench-k-seed.log")
-        print(f"k: seeded in {first['elapsed']:.0f} s: converged {first['report']['drift']['converged']}", flush=True)
-        yesterday = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))
-        for i in w.images.values():
-            if "ami-share:converged-at" in i.tags:
-                i.tags["ami-share:converged-at"] = yesterday
-        w.calls.clear()
-        w.throttled.clear()
-        w.latency, w.throttling = latency, True
+        seed_first_night("k", binary, w, policy, latency)
         out = run_sweeper(binary, w, policy, {}, "target/bench-k.log")
         r = out["report"]
         d = r.get("drift", {})
