@@ -7,16 +7,19 @@ use amishare::distribute::{copy_complete, on_ami_event, on_invocation, Response}
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::report::Summary;
+use amishare::share::KeyState;
 use amishare::Error;
 use serde_json::Value;
+use std::sync::Arc;
 
 pub use amishare::distribute::copy_complete::FUNCTION;
 
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
 /// transient ones are returned as errors so the event is retried.
 pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
+    let keys = Arc::new(KeyState::default());
     on_ami_event(FUNCTION, payload, |change| async move {
-        copy_complete(deps, &change).await
+        copy_complete(deps, &change, &keys).await
     })
     .await
 }
@@ -27,8 +30,11 @@ pub async fn handle_invocation<P: Aws + Publishing>(
     deps: &Deps<P>,
     payload: Value,
 ) -> Result<Response, Error> {
+    // One invocation, one view of the keys: the events of a batch read a key's grants once.
+    let keys = Arc::new(KeyState::default());
+    let keys = &keys;
     on_invocation(FUNCTION, payload, |change| async move {
-        copy_complete(deps, &change).await
+        copy_complete(deps, &change, keys).await
     })
     .await
 }

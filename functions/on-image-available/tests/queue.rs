@@ -176,3 +176,32 @@ async fn a_direct_event_is_still_one_event_with_its_summary() {
     assert_eq!(s.image_id.as_deref(), Some(ids[0].as_str()));
     assert!(shared(&d, &ids[0]));
 }
+
+#[tokio::test]
+async fn the_images_of_one_key_in_a_batch_read_and_grant_the_key_once() {
+    use amishare::ports::KeyManager;
+    let d = deps();
+    let key = d.aws.create_key(R, KeyManager::Customer);
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            d.aws
+                .create_image(
+                    ImageSpec::new(R, &format!("golden-{i}"))
+                        .snapshots(1)
+                        .encrypted_with(&[&key]),
+                )
+                .id
+        })
+        .collect();
+    d.aws.reset_calls();
+    let bodies: Vec<String> = ids.iter().map(|i| event_body(i)).collect();
+    let r = handle_invocation(&d, batch(&bodies)).await.unwrap();
+    assert_eq!(to_retry(&r), Vec::<String>::new());
+    assert!(ids.iter().all(|i| shared(&d, i)));
+    let c = d.aws.call_counts();
+    assert_eq!(c.get("kms:ListResourceTags"), Some(&1), "{c:#?}");
+    assert_eq!(c.get("kms:ListGrants"), Some(&1), "{c:#?}");
+    assert_eq!(c.get("kms:CreateGrant"), Some(&1), "{c:#?}");
+    assert_eq!(c.get("kms:TagResource"), Some(&1), "one receipt: {c:#?}");
+    assert_eq!(d.aws.grants(&key).len(), 1);
+}

@@ -2,6 +2,8 @@
 //! in its own Region, start its copies to other Regions, and publish it once it is fully
 //! shared.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
 use crate::copy::CopyReport;
@@ -12,15 +14,18 @@ use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
-use crate::share::{already_recorded, Convergence};
+use crate::share::{already_recorded, Convergence, KeyState};
 
 /// The function this service is the body of (named in its summaries).
 pub const FUNCTION: &str = "on-image-available";
 
 /// Share the image as the policy says, start its copies, publish it once fully shared.
+///
+/// `keys`: what the invocation's events know of their keys, shared by the events of a batch.
 pub async fn image_available<P: Aws + Publishing>(
     deps: &Deps<P>,
     change: &AmiStateChange,
+    keys: &Arc<KeyState>,
 ) -> Result<Summary, Error> {
     let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
     let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
@@ -51,7 +56,7 @@ pub async fn image_available<P: Aws + Publishing>(
 
     // The one convergence path (the sweeper's too): everything checked before anything is
     // changed; the fingerprint recorded once it all succeeded, so the night has nothing to do.
-    let conv = Convergence::for_event(deps, Utc::now());
+    let conv = Convergence::for_event(deps, Utc::now(), keys.clone());
     let done = match conv.converge(&image, &plan, !is_foreign_copy, None).await {
         Ok(done) => done,
         Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),

@@ -1,6 +1,8 @@
 //! on-copy-complete's service: one of our copies became `available` (or `failed`) in its
 //! destination Region. Share it there exactly like its source, with this Region's keys.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
 use chrono::Utc;
@@ -18,16 +20,19 @@ use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
-use crate::share::{already_recorded, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
+use crate::share::{already_recorded, Convergence, KeyState, CONVERGED_AT_TAG, PLAN_TAG};
 
 /// The function this service is the body of (named in its summaries).
 pub const FUNCTION: &str = "on-copy-complete";
 
 /// Share the copy in its Region exactly like its source, deprecate it like its source,
 /// publish it once fully shared; a failed copy clears its source's fingerprint.
+///
+/// `keys`: what the invocation's events know of their keys, shared by the events of a batch.
 pub async fn copy_complete<P: Aws + Publishing>(
     deps: &Deps<P>,
     change: &AmiStateChange,
+    keys: &Arc<KeyState>,
 ) -> Result<Summary, Error> {
     let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
     let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
@@ -79,7 +84,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
         )
     };
     let named = named_rules(deps, &provenance);
-    let conv = Convergence::for_event(deps, Utc::now());
+    let conv = Convergence::for_event(deps, Utc::now(), keys.clone());
     let (source, plan, done) = if named.is_empty() {
         let source = read_source().await?;
         let rules = source

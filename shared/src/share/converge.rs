@@ -15,12 +15,12 @@
 //! every step succeeded (a deferred copy leaves it unrecorded, so the next night tries again).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::grants::ReadOnce;
+use super::grants::KeyState;
 use super::prune::describe_launch;
 use super::report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
 use crate::copy::{check_copy_plan, Copier};
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::names::{CopyKind, MANAGED_TAG};
 use crate::plan::{batches, classify, Desired, ImageKind, Members, SharePlan};
 use crate::ports::MAX_TAG_RESOURCES;
-use crate::ports::{Aws, Grant, Image};
+use crate::ports::{Aws, Image};
 
 /// Tag recording the fingerprint of the desired state an image was last fully converged to.
 pub const PLAN_TAG: &str = "ami-share:plan";
@@ -48,14 +48,10 @@ pub struct Convergence<'d, P> {
     /// Starts the copies (the sweeper's looks a copy up by name first; an event's relies on
     /// the client token alone).
     copier: Copier<'d, P>,
-    /// (Region, key ARN) → the key's grants as last read or written; one lock per key, so the
-    /// grants of a key are read once per run and never created twice.
-    pub(super) grants: ReadOnce<Vec<Grant>>,
-    /// (Region, key ARN) → the key's policy document, read once per run (`kms_access:
-    /// key_policy`).
-    pub(super) key_policies: ReadOnce<String>,
-    /// (Region, key ARN) → the grant receipts on the key ([`crate::names::GRANTS_TAG`]).
-    pub(super) receipts: ReadOnce<Vec<String>>,
+    /// Per (Region, key ARN): the key's grants as last read or written (one lock per key, so
+    /// the grants of a key are read once and never created twice), its policy document
+    /// (`kms_access: key_policy`), its grant receipts ([`crate::names::GRANTS_TAG`]).
+    pub(super) keys: Arc<KeyState>,
     /// Whether the receipts answer for the grants (the event path) or the grants are read
     /// (the night, which repairs what a receipt may hide).
     pub(super) trusts_receipts: bool,
@@ -79,24 +75,21 @@ impl<'d, P: Aws> Convergence<'d, P> {
             deps,
             members: Mutex::new(members),
             copier: Copier::new(deps, true),
-            grants: ReadOnce::default(),
-            key_policies: ReadOnce::default(),
-            receipts: ReadOnce::default(),
+            keys: Arc::default(),
             trusts_receipts: false,
             now,
         })
     }
 
     /// The service of one event: nothing listed up front; [`Convergence::converge`] lists
-    /// what the image needs concurrently with its other reads.
-    pub fn for_event(deps: &'d Deps<P>, now: DateTime<Utc>) -> Self {
+    /// what the image needs concurrently with its other reads. `keys`: what the invocation's
+    /// events know of their keys, shared (a batch reads a key's grants once).
+    pub fn for_event(deps: &'d Deps<P>, now: DateTime<Utc>, keys: Arc<KeyState>) -> Self {
         Self {
             deps,
             members: Mutex::default(),
             copier: Copier::new(deps, false),
-            grants: ReadOnce::default(),
-            key_policies: ReadOnce::default(),
-            receipts: ReadOnce::default(),
+            keys,
             trusts_receipts: true,
             now,
         }

@@ -62,6 +62,16 @@ impl<T: Clone> ReadOnce<T> {
     }
 }
 
+/// What a convergence knows of each key: its grants, its policy, its grant receipts, each read
+/// at most once. The event functions share one for all the events of an invocation (a batch
+/// from their queue), so the images of one key read its grants once; the night has one.
+#[derive(Default)]
+pub struct KeyState {
+    grants: ReadOnce<Vec<Grant>>,
+    key_policies: ReadOnce<String>,
+    receipts: ReadOnce<Vec<String>>,
+}
+
 /// What making sure of a key's grants did.
 pub(super) struct Ensured {
     /// Accounts whose grant was created.
@@ -111,7 +121,8 @@ impl<P: Aws> Convergence<'_, P> {
 
     /// The key's grants (`ListGrants` once per run).
     pub async fn grants(&self, region: &str, key_arn: &str) -> Result<Vec<Grant>> {
-        self.grants
+        self.keys
+            .grants
             .get(region, key_arn, || async {
                 Ok(self.deps.aws.list_grants(region, key_arn).await?)
             })
@@ -121,7 +132,8 @@ impl<P: Aws> Convergence<'_, P> {
     /// The receipts on the key (`ListResourceTags` once per run): fingerprints of the account
     /// sets whose grants were all made.
     pub(super) async fn grant_receipts(&self, region: &str, key_arn: &str) -> Result<Vec<String>> {
-        self.receipts
+        self.keys
+            .receipts
             .get(region, key_arn, || async {
                 let tag = self.deps.aws.key_tag(region, key_arn, GRANTS_TAG).await?;
                 Ok(tag
@@ -135,7 +147,8 @@ impl<P: Aws> Convergence<'_, P> {
 
     /// The key's policy document (`GetKeyPolicy` once per service).
     async fn key_policy_document(&self, region: &str, key_arn: &str) -> Result<String> {
-        self.key_policies
+        self.keys
+            .key_policies
             .get(region, key_arn, || async {
                 Ok(self.deps.aws.key_policy(region, key_arn).await?)
             })
@@ -192,7 +205,7 @@ impl<P: Aws> Convergence<'_, P> {
             list.truncate(GRANT_RECEIPTS);
             out.receipt = Some(list.join(" "));
         }
-        let slot = self.grants.slot(region, key_arn);
+        let slot = self.keys.grants.slot(region, key_arn);
         let mut guard = slot.lock().await;
         if guard.is_none() {
             *guard = Some(self.deps.aws.list_grants(region, key_arn).await?);
@@ -244,12 +257,18 @@ impl<P: Aws> Convergence<'_, P> {
         key_arn: &str,
         value: &str,
     ) -> Result<()> {
+        let list: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+        let slot = self.keys.receipts.slot(region, key_arn);
+        let mut known = slot.lock().await;
+        // Another event of the invocation left the same receipt already.
+        if known.as_ref().and_then(|k| k.first()) == list.first() {
+            return Ok(());
+        }
         self.deps
             .aws
             .set_key_tag(region, key_arn, GRANTS_TAG, value)
             .await?;
-        let slot = self.receipts.slot(region, key_arn);
-        *slot.lock().await = Some(value.split_whitespace().map(str::to_string).collect());
+        *known = Some(list);
         Ok(())
     }
 }

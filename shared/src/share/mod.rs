@@ -19,4 +19,5 @@ mod prune;
 pub mod report;
 
 pub use converge::{already_recorded, is_managed, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
+pub use grants::KeyState;
 pub use report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
