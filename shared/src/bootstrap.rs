@@ -13,6 +13,7 @@ use crate::aws::AwsPorts;
 use crate::aws::RateLimits;
 use crate::config::{
     Policy, ACCOUNT_ENV, EVENT_CONCURRENCY_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV,
+    TARGET_ROLE_ENV,
 };
 use crate::deps::{Deps, Settings};
 use crate::error::Error;
@@ -154,6 +155,7 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
             )));
         }
     }
+    let target_role = target_role_name(var(TARGET_ROLE_ENV))?;
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(workload.retry_config())
         .load()
@@ -173,7 +175,9 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
             1,
         ),
     };
-    let aws = AwsPorts::new(sdk, role.as_deref(), rate).await;
+    let aws = AwsPorts::new(sdk, role.as_deref(), rate)
+        .await
+        .with_target_role(target_role);
     tracing::info!(
         rules = policy.rules.len(),
         org_role = role.as_deref().unwrap_or(""),
@@ -181,6 +185,25 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
         "initialised"
     );
     Ok(Ready::new(aws, policy).with_settings(settings))
+}
+
+/// The target-account role's name from `AMI_SHARE_TARGET_ROLE_NAME` (a name, not an ARN: the
+/// role has the same name in every target account).
+pub fn target_role_name(value: Option<String>) -> Result<Option<String>, Error> {
+    match value {
+        Some(v)
+            if v.is_empty()
+                || v.len() > 64
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)) =>
+        {
+            Err(Error::Config(format!(
+                "{TARGET_ROLE_ENV}={v:?} is not an IAM role name (1 to 64 letters, digits and +=,.@_-; a name, not an ARN: the role has this name in every target account)"
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 /// The event functions' concurrency bound from `AMI_SHARE_EVENT_CONCURRENCY` (unset: 1).

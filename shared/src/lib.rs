@@ -7,7 +7,8 @@
 //!   holds them with the policy, caches and tunables;
 //! - [`plan`]: what the policy asks for one image (pure);
 //! - capabilities, each with its pure decisions, its service and the ports only it needs:
-//!   [`copy`], [`share`], [`publish`], [`retire`], [`sweep`] (inventory, orphans, drift);
+//!   [`copy`], [`share`], [`publish`], [`retire`], [`sweep`] (inventory, orphans, drift),
+//!   [`target_copies`] (copies owned by the target accounts);
 //! - reports: [`report`] (an event's summary), [`metrics`] (EMF), [`night`] (a night's run
 //!   and ledger);
 //! - entry points: [`distribute`] (the event functions' services), [`bootstrap`] (start-up);
@@ -31,6 +32,7 @@ pub mod report;
 pub mod retire;
 pub mod share;
 pub mod sweep;
+pub mod target_copies;
 
 pub use config::Policy;
 pub use error::{AwsError, Error, Result};

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::publish::PublishStatus;
 use crate::report::{Outcome, Summary};
+use crate::target_copies::TargetStatus;
 
 /// The CloudWatch namespace of every ami-share metric.
 pub const NAMESPACE: &str = "AmiShare";
@@ -46,9 +47,15 @@ pub fn event_record(
     let outcome = summary
         .map(|s| outcome_name(s.outcome))
         .unwrap_or_else(|| "transient_error".into());
+    let targets = summary
+        .map(|s| s.target_copies.as_slice())
+        .unwrap_or_default();
+    let target_failures = targets.iter().filter(|t| t.is_failure()).count();
+    // A target account left without its copy is undistributed too.
     let undistributed = summary
         .map(|s| matches!(s.outcome, Outcome::Failed | Outcome::Refused))
-        .unwrap_or(false);
+        .unwrap_or(false)
+        || target_failures > 0;
     let share = summary.and_then(|s| s.share.as_ref());
     let copies = summary.map(|s| s.copies.as_slice()).unwrap_or_default();
     let published = summary
@@ -59,7 +66,7 @@ pub fn event_record(
                 .count()
         })
         .unwrap_or(0);
-    let metrics: [(&str, &str, f64); 8] = [
+    let metrics: [(&str, &str, f64); 10] = [
         ("Invocations", "Count", 1.0),
         (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
         (
@@ -83,6 +90,15 @@ pub fn event_record(
             copies.iter().filter(|c| c.status == "started").count() as f64,
         ),
         ("ParametersPublished", "Count", published as f64),
+        (
+            "TargetCopiesStarted",
+            "Count",
+            targets
+                .iter()
+                .filter(|t| t.status == TargetStatus::Started)
+                .count() as f64,
+        ),
+        ("TargetCopiesFailed", "Count", target_failures as f64),
         ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
     ];
     let mut record = json!({

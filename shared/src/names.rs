@@ -177,19 +177,7 @@ pub fn copy_name(
         source_region,
         source_image_id
     );
-    let room = 128usize.saturating_sub(suffix.len());
-    let base: String = source_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "() ./-'@_".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(room)
-        .collect();
-    format!("{base}{suffix}")
+    ami_name(source_name, &suffix)
 }
 
 /// Deterministic `ClientToken` (at most 64 ASCII characters) of a copy: a redelivered event
@@ -222,4 +210,53 @@ pub fn copy_client_token(
 /// Value of [`SOURCE_IMAGE_TAG`].
 pub fn source_image_tag(region: &str, image_id: &str) -> String {
     format!("{region}/{image_id}")
+}
+
+/// Tags on a copy owned by a target account (`copy_into`), put on at creation. They differ
+/// from the publisher's own copies' tags ([`SOURCE_IMAGE_TAG`], [`MANAGED_TAG`]), so that a
+/// target account that runs ami-share itself never takes them for copies of its own.
+/// `<source-region>/<source-image-id>`.
+pub const COPIED_FROM_IMAGE_TAG: &str = "ami-share:copied-from-image";
+/// The publisher account (the source's owner); what the product lists a target's copies by.
+pub const COPIED_FROM_ACCOUNT_TAG: &str = "ami-share:copied-from-account";
+/// The rule that asked for the copy.
+pub const COPIED_BY_RULE_TAG: &str = "ami-share:copied-by-rule";
+/// On a target's copy of an older image: the target's copy of the rule's newer image, which
+/// replaces it. The product never disables or deregisters a target's copy.
+pub const SUPERSEDED_BY_TAG: &str = "ami-share:superseded-by";
+
+/// Deterministic name of a copy owned by a target account:
+/// `<source name>--from-<publisher>-<region>-<ami-id>`, shortened to AMI names' 128 characters.
+pub fn target_copy_name(
+    source_name: &str,
+    publisher: &str,
+    source_region: &str,
+    source_image_id: &str,
+    attempt: usize,
+) -> String {
+    let retry = if attempt == 0 {
+        String::new()
+    } else {
+        format!("-r{attempt}")
+    };
+    let suffix = format!("--from-{publisher}-{source_region}-{source_image_id}{retry}");
+    ami_name(source_name, &suffix)
+}
+
+/// `<base><suffix>` within AMI names' 128 characters: the base shortened, characters AMI names
+/// do not allow replaced with `-`.
+fn ami_name(base: &str, suffix: &str) -> String {
+    let room = 128usize.saturating_sub(suffix.len());
+    let base: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "() ./-'@_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(room)
+        .collect();
+    format!("{base}{suffix}")
 }

@@ -7,6 +7,7 @@ use crate::copy::CopyReport;
 use crate::error::Error;
 use crate::publish::Publication;
 use crate::share::ShareReport;
+use crate::target_copies::TargetCopyReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +55,9 @@ pub struct Summary {
     /// The rules' latest-image parameters this image was published to (or not, and why).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Publication>,
+    /// Copies into target accounts (`copy_into`) started, or why not, per account and Region.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_copies: Vec<TargetCopyReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
 }
@@ -70,6 +74,7 @@ impl Summary {
             share: None,
             copies: Vec::new(),
             published: Vec::new(),
+            target_copies: Vec::new(),
             error: None,
         }
     }

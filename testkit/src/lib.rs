@@ -20,6 +20,7 @@ mod org;
 pub mod publish;
 pub mod retire;
 mod snapshots;
+pub mod targets;
 
 /// Account the double's images belong to unless told otherwise.
 pub const OWN_ACCOUNT: &str = "123456789012";
@@ -96,6 +97,8 @@ pub struct World {
     pub publishing: crate::publish::FakePublishing,
     /// Image references, usage reports (see `retire`).
     pub retirement: crate::retire::FakeRetirement,
+    /// The target accounts of `copy_into` (see `targets`).
+    pub targets: crate::targets::FakeTargets,
     failures: Vec<Failure>,
     next_id: u64,
 }

@@ -21,7 +21,9 @@ use amishare::publish::Publishing;
 use amishare::retire::{self, RetireReport, Retirement};
 use amishare::sweep::inventory::Inventory;
 use amishare::sweep::listings::complete_inventory;
+use amishare::sweep::targets::finish_target_copies;
 use amishare::sweep::{drift, orphans};
+use amishare::target_copies::TargetAccounts;
 use amishare::{AwsError, Error};
 use serde_json::Value;
 
@@ -56,7 +58,7 @@ pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
 /// Run one sweep and return its report. Only an input that is not understood is an error
 /// here; everything AWS does wrong is in the report (and its error count), which is also
 /// logged and emitted as metrics.
-pub async fn sweep<P: Aws + Publishing + Retirement + Inventory>(
+pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     deps: &Deps<P>,
     payload: Value,
     run: &Run,
@@ -77,6 +79,7 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory>(
         orphans: report::OrphanReport::default(),
         drift: report::DriftReport::default(),
         retirement: RetireReport::default(),
+        target_copies: Default::default(),
         inventory_retried: Vec::new(),
         retry: None,
         not_reached: Vec::new(),
@@ -140,6 +143,8 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory>(
                     let unpublished = drift_half.drift.publications_failed.clone();
                     retire::retire(deps, run, images, &published, &unpublished, &mut drift_half)
                         .await;
+                    // Each copy_into rule's newest image, followed into its target accounts.
+                    finish_target_copies(deps, run, images, &mut drift_half).await;
                 }
                 Err(e) => {
                     drift_half.drift.status = "aborted".into();
@@ -154,6 +159,7 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory>(
     report.orphans = std::mem::take(&mut orphan_half.orphans);
     report.drift = std::mem::take(&mut drift_half.drift);
     report.retirement = std::mem::take(&mut drift_half.retirement);
+    report.target_copies = std::mem::take(&mut drift_half.target_copies);
     report.absorb(orphan_half);
     report.absorb(drift_half);
     let still_failed = listings.transient_failures();
@@ -171,7 +177,7 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory>(
 /// The Lambda handler: [`sweep`], then fail the invocation (after the report was logged) when
 /// the inventory stayed incomplete through a transient error, so that the retry policy runs
 /// the sweep again.
-pub async fn handle<P: Aws + Publishing + Retirement + Inventory>(
+pub async fn handle<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     deps: &Deps<P>,
     payload: Value,
     run: &Run,

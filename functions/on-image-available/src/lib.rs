@@ -8,6 +8,7 @@ use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::report::Summary;
 use amishare::share::KeyState;
+use amishare::target_copies::TargetAccounts;
 use amishare::Error;
 use serde_json::Value;
 use std::sync::Arc;
@@ -16,7 +17,10 @@ pub use amishare::distribute::available::FUNCTION;
 
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
 /// transient ones are returned as errors so the event is retried.
-pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
+pub async fn handle<P: Aws + Publishing + TargetAccounts>(
+    deps: &Deps<P>,
+    payload: Value,
+) -> Result<Summary, Error> {
     let keys = Arc::new(KeyState::default());
     on_ami_event(FUNCTION, payload, |change| async move {
         image_available(deps, &change, &keys).await
@@ -26,7 +30,7 @@ pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Resu
 
 /// Handle one invocation: an SQS batch of events (the deployed path, behind the queue that
 /// bounds concurrency), answered with the records to deliver again; or one event.
-pub async fn handle_invocation<P: Aws + Publishing>(
+pub async fn handle_invocation<P: Aws + Publishing + TargetAccounts>(
     deps: &Deps<P>,
     payload: Value,
 ) -> Result<Response, Error> {

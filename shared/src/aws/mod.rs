@@ -11,6 +11,7 @@ mod org;
 mod publish;
 pub mod rate;
 mod retire;
+mod targets;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,6 +35,10 @@ pub struct AwsPorts {
     ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
     ram: Mutex<HashMap<String, aws_sdk_ram::Client>>,
     events: Mutex<HashMap<String, aws_sdk_eventbridge::Client>>,
+    /// The role `copy_into` assumes in each target account (its name), and the adapters
+    /// acting in each account assumed so far.
+    target_role: Option<String>,
+    targets: Mutex<HashMap<String, (std::time::Instant, std::sync::Arc<AwsPorts>)>>,
 }
 
 fn put_client<C>(map: &Mutex<HashMap<String, C>>, region: &str, client: C) {
@@ -90,6 +95,8 @@ impl AwsPorts {
             ssm: Mutex::default(),
             ram: Mutex::default(),
             events: Mutex::default(),
+            target_role: None,
+            targets: Mutex::default(),
         }
     }
 
@@ -115,6 +122,8 @@ impl AwsPorts {
             ssm: Mutex::default(),
             ram: Mutex::default(),
             events: Mutex::default(),
+            target_role: None,
+            targets: Mutex::default(),
         }
     }
 

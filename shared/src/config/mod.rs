@@ -9,6 +9,7 @@
 //! retirement of older images), [`sweeper`] (the nightly run), [`rates`] (the EC2 request
 //! rates), and [`ids`] (the account, Region, ARN and key syntax every section checks).
 
+mod copy_into;
 mod ids;
 mod publish;
 mod rates;
@@ -25,6 +26,7 @@ use serde_json::Value;
 use crate::error::Error;
 use ids::check_key;
 
+pub use copy_into::{CopyInto, CopyIntoRegion};
 pub use ids::{is_account_id, is_region, parse_key_ref, parse_org_arn, parse_ou_arn, KeyRef};
 pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
 pub use rates::RateLimitConfig;
@@ -42,6 +44,10 @@ pub const POLICY_FILE_ENV: &str = "AMI_SHARE_POLICY_FILE";
 /// ARN with the first event (no `sts:GetCallerIdentity` at start).
 pub const ACCOUNT_ENV: &str = "AMI_SHARE_ACCOUNT_ID";
 pub const ORG_ROLE_ENV: &str = "AMI_SHARE_ORG_ROLE_ARN";
+/// The name of the role in each target account that `copy_into` assumes (the template's
+/// `TargetAccountRoleName`; the role is `templates/target-account-role.yaml`). Unset: rules
+/// with `copy_into` report each target copy `failed`, naming this variable.
+pub const TARGET_ROLE_ENV: &str = "AMI_SHARE_TARGET_ROLE_NAME";
 /// The event functions' concurrency bound (their queue's maximum concurrency, the template's
 /// `EventConcurrency`): each invocation paces itself to its part of `rate_limits.events_share`.
 /// Unset (a local run): 1.

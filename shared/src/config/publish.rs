@@ -19,6 +19,12 @@ pub struct Publish {
     /// launch with `resolve:ssm:<parameter ARN>`. Must start with `/` and lie under the
     /// deployment's `ParameterPathPrefix`; unique across rules.
     pub parameter: String,
+    /// With the rule's `copy_into`: write the parameter in each target account and Region
+    /// instead, naming the newest copy that account owns (never an older one; the version is
+    /// labelled like the publisher's own). The publisher's own parameter (and its RAM share)
+    /// is then written only when the rule also shares (`share_with`). Default `false`.
+    #[serde(default)]
+    pub in_target_accounts: bool,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -84,7 +90,7 @@ fn parameter_name_problem(name: &str) -> Option<String> {
 
 impl Publish {
     /// `pat`: the path of the rule's `publish`; `sw`: the rule's targets, which the parameter is shared with.
-    pub(crate) fn check(&self, pat: &str, sw: &ShareWith, p: &mut Problems) {
+    pub(crate) fn check(&self, pat: &str, sw: &ShareWith, copies_into: bool, p: &mut Problems) {
         let publish = self;
         p.unknown(pat, &publish.unknown);
         if let Some(why) = parameter_name_problem(&publish.parameter) {
@@ -93,15 +99,28 @@ impl Publish {
                 format!("{:?} {why}", publish.parameter),
             );
         }
-        if sw.accounts.is_empty()
-            && sw.organizations.is_empty()
-            && sw.organizational_units.is_empty()
-        {
+        if self.in_target_accounts && !copies_into {
+            p.add(
+                format!("{pat}.in_target_accounts"),
+                "needs the rule's copy_into: there are no target-owned copies to publish",
+            );
+        }
+        if !publish.shares_from_publisher(sw) && !self.in_target_accounts {
             p.add(
                 pat,
                 "the rule shares with no account, organization or OU, so there is no one to share the parameter with (AWS RAM cannot share publicly)",
             );
         }
+    }
+}
+
+impl Publish {
+    /// Whether the publisher's own parameter is written (and shared through RAM): the rule
+    /// shares with someone.
+    pub fn shares_from_publisher(&self, sw: &ShareWith) -> bool {
+        !(sw.accounts.is_empty()
+            && sw.organizations.is_empty()
+            && sw.organizational_units.is_empty())
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ids::{check_key, is_account_id, is_region, parse_org_arn, parse_ou_arn};
-use super::{yes, Problems, Publish, Retire};
+use super::{yes, CopyInto, Problems, Publish, Retire};
 
 /// One sharing rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -41,6 +41,10 @@ pub struct Rule {
     /// Other Regions to copy the image to; each copy is shared like the source.
     #[serde(default)]
     pub copy_to: Vec<CopyTarget>,
+    /// Copies owned by target accounts (Image Builder's `targetAccountIds`): the newest image
+    /// copied into each target account and Region, encrypted with the target's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_into: Option<CopyInto>,
     /// Publish the rule's newest image in each Region where it is shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Publish>,
@@ -210,8 +214,11 @@ impl Rule {
             || !sw.organizations.is_empty()
             || !sw.organizational_units.is_empty()
             || sw.public;
-        if !shares && self.copy_to.is_empty() {
-            p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to: the rule would do nothing");
+        if !shares && self.copy_to.is_empty() && self.copy_into.is_none() {
+            p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to or copy_into: the rule would do nothing");
+        }
+        if let Some(ci) = &self.copy_into {
+            ci.check(&format!("{at}.copy_into"), p);
         }
         let mut regions = BTreeSet::new();
         for (j, c) in self.copy_to.iter().enumerate() {
@@ -242,7 +249,7 @@ impl Rule {
             r.check(&format!("{at}.retire"), p);
         }
         if let Some(publish) = &self.publish {
-            publish.check(&format!("{at}.publish"), sw, p);
+            publish.check(&format!("{at}.publish"), sw, self.copy_into.is_some(), p);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! on-image-available's service: an image became `available`; share it as the policy says,
 //! in its own Region, start its copies to other Regions, and publish it once it is fully
-//! shared.
+//! shared; then start its copies into the target accounts of `copy_into`.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
 use crate::share::{already_recorded, Convergence, KeyState};
+use crate::target_copies::{TargetAccounts, TargetCopier};
 
 /// The function this service is the body of (named in its summaries).
 pub const FUNCTION: &str = "on-image-available";
@@ -22,7 +23,7 @@ pub const FUNCTION: &str = "on-image-available";
 /// Share the image as the policy says, start its copies, publish it once fully shared.
 ///
 /// `keys`: what the invocation's events know of their keys, shared by the events of a batch.
-pub async fn image_available<P: Aws + Publishing>(
+pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
     deps: &Deps<P>,
     change: &AmiStateChange,
     keys: &Arc<KeyState>,
@@ -51,6 +52,8 @@ pub async fn image_available<P: Aws + Publishing>(
         Err(reason) => return Ok(summary(Outcome::Skipped).because(reason.to_string())),
     };
     let plan = SharePlan::from_rules(deps.policy.kms_access, rules);
+    let not_made = copies_not_made(&image, &plan, is_foreign_copy);
+    let plan = plan.for_source(!is_foreign_copy);
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
 
@@ -77,14 +80,29 @@ pub async fn image_available<P: Aws + Publishing>(
         out.share = Some(done.share);
     }
     out.copies = done.copies;
-    out.copies
-        .extend(copies_not_made(&image, &plan, is_foreign_copy));
+    out.copies.extend(not_made);
     // Fully shared in its Region: the newest image of its rules there, for consumers.
     if !done.shared {
         return Ok(out);
     }
     let published = Publisher::new(deps).publish_for(&plan.rules, &image).await;
-    out.with_publications(published)
+    let mut out = out.with_publications(published)?;
+    // Shared with its targets: they can copy it now.
+    if !plan.into.is_empty() {
+        match TargetCopier::new(deps, Utc::now())
+            .start(&image, &plan.into)
+            .await
+        {
+            Ok(reports) => out.target_copies = reports,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let failed = Summary::failed(FUNCTION, &e);
+                out.outcome = failed.outcome;
+                out.error = failed.error;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Copy destinations the image is not copied to, with why (reported, not acted on).

@@ -185,9 +185,7 @@ fn copy_plan(kms_default: KmsAccess, rules: &[&Rule]) -> Option<SharePlan> {
     if rules.is_empty() {
         return None;
     }
-    let mut plan = SharePlan::from_rules(kms_default, rules.iter().copied());
-    plan.copies.clear();
-    Some(plan)
+    Some(SharePlan::from_rules(kms_default, rules.iter().copied()).for_source(false))
 }
 
 fn no_rule_left(s: Summary, p: &Provenance) -> Summary {

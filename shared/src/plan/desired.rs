@@ -31,6 +31,21 @@ pub struct CopyDestination {
     pub rules: Vec<String>,
 }
 
+/// One rule's copies into target accounts (`copy_into`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntoPlan {
+    pub rule: String,
+    /// The target accounts and OUs (expanded to their active accounts).
+    pub targets: AccountTargets,
+    /// Target Regions, each with the key named for it (`None`: the target's default EBS key).
+    pub regions: Vec<(String, Option<String>)>,
+    /// How the targets reach the source's customer managed keys (the rule's `kms_access`).
+    pub kms_access: KmsAccess,
+    pub deprecate_superseded: bool,
+    /// The parameter written in each target account and Region (`publish.in_target_accounts`).
+    pub parameter: Option<String>,
+}
+
 /// Everything the matching rules ask for one image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SharePlan {
@@ -51,6 +66,9 @@ pub struct SharePlan {
     pub copies: BTreeMap<String, CopyDestination>,
     /// Rules that disagree on the key of a destination Region: `(region, rule, key)`.
     pub key_conflicts: Vec<(String, String, String)>,
+    /// Copies into target accounts, by rule: only a source in its own Region is copied into
+    /// targets (see [`SharePlan::for_source`]).
+    pub into: Vec<IntoPlan>,
 }
 
 impl SharePlan {
@@ -97,6 +115,31 @@ impl SharePlan {
                     }
                 }
             }
+            if let Some(ci) = &rule.copy_into {
+                plan.into.push(IntoPlan {
+                    rule: rule.name.clone(),
+                    targets: AccountTargets {
+                        accounts: ci.accounts.iter().cloned().collect(),
+                        organizations: BTreeSet::new(),
+                        organizational_units: ci.organizational_units.iter().cloned().collect(),
+                    },
+                    regions: ci
+                        .region_keys()
+                        .map(|(r, k)| (r.to_string(), k.map(str::to_string)))
+                        .collect(),
+                    kms_access: if rule.grant_kms {
+                        rule.kms_access_or(kms_default)
+                    } else {
+                        KmsAccess::Grants
+                    },
+                    deprecate_superseded: ci.deprecate_superseded,
+                    parameter: rule
+                        .publish
+                        .as_ref()
+                        .filter(|p| p.in_target_accounts)
+                        .map(|p| p.parameter.clone()),
+                });
+            }
             for c in &rule.copy_to {
                 let dest = plan
                     .copies
@@ -118,6 +161,37 @@ impl SharePlan {
             }
         }
         plan
+    }
+
+    /// The plan of a source image in its own Region (`may_copy`): its target accounts of
+    /// `copy_into` get what a copy needs (launch permission, every snapshot, the keys: by grant,
+    /// or by the key policy for OUs under `kms_access: key_policy`), and nothing more. Any
+    /// other image (our copies, copies made by others) is neither copied nor copied into
+    /// targets.
+    pub fn for_source(mut self, may_copy: bool) -> Self {
+        if !may_copy {
+            self.copies.clear();
+            self.into.clear();
+            return self;
+        }
+        for into in &self.into {
+            let t = &into.targets;
+            self.launch.accounts.extend(t.accounts.iter().cloned());
+            self.launch
+                .organizational_units
+                .extend(t.organizational_units.iter().cloned());
+            merge(&mut self.snapshots, t);
+            match into.kms_access {
+                KmsAccess::Grants => merge(&mut self.kms, t),
+                KmsAccess::KeyPolicy => {
+                    self.kms.accounts.extend(t.accounts.iter().cloned());
+                    self.kms_policy
+                        .organizational_units
+                        .extend(t.organizational_units.iter().cloned());
+                }
+            }
+        }
+        self
     }
 
     /// Whether anything is to be shared in the image's own Region.

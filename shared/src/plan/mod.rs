@@ -6,5 +6,7 @@
 pub mod desired;
 pub mod matching;
 
-pub use desired::{batches, AccountTargets, CopyDestination, Desired, Members, SharePlan};
+pub use desired::{
+    batches, AccountTargets, CopyDestination, Desired, IntoPlan, Members, SharePlan,
+};
 pub use matching::{classify, matching_rules, ImageKind, SkipReason};

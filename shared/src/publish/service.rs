@@ -47,7 +47,11 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
     pub async fn publish_for(&self, rules: &[String], image: &Image) -> Result<Vec<Publication>> {
         let mut out = Vec::new();
         for rule in rules.iter().filter_map(|r| self.deps.policy.rule(r)) {
-            if rule.publish.is_some() {
+            if rule
+                .publish
+                .as_ref()
+                .is_some_and(|p| p.shares_from_publisher(&rule.share_with))
+            {
                 out.push(self.publish(rule, image).await?);
             }
         }

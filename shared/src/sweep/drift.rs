@@ -85,10 +85,8 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
                 if rules.is_empty() && !is_managed(image) {
                     continue; // not ours, and nothing asks for it
                 }
-                let mut plan = SharePlan::from_rules(deps.policy.kms_access, rules.iter().copied());
-                if !may_copy {
-                    plan.copies.clear();
-                }
+                let plan = SharePlan::from_rules(deps.policy.kms_access, rules.iter().copied())
+                    .for_source(may_copy);
                 candidates.push(Candidate {
                     image,
                     plan,
@@ -310,7 +308,12 @@ async fn publish_latest<P: Aws + Publishing>(
     report: &mut SweepReport,
 ) {
     let publisher = Publisher::new(deps);
-    for rule in deps.policy.rules.iter().filter(|r| r.publish.is_some()) {
+    let publishes = |r: &&crate::config::Rule| {
+        r.publish
+            .as_ref()
+            .is_some_and(|p| p.shares_from_publisher(&r.share_with))
+    };
+    for rule in deps.policy.rules.iter().filter(publishes) {
         if !run.may_start() {
             report.left_for_next(format!("publication of rule {}", rule.name));
             return;

@@ -8,6 +8,7 @@
 //! - [`drift`]: every managed image brought back to the policy, through the same
 //!   [`crate::share::Convergence`] and [`crate::publish::Publisher`] as the events;
 //! - [`keys`]: key access per key after the images: key policies checked, grants pruned;
+//! - [`targets`]: copies into target accounts (`copy_into`) confirmed and finished;
 //! - [`report`]: the night's report and its metrics.
 
 pub mod drift;
@@ -16,5 +17,6 @@ pub mod keys;
 pub mod listings;
 pub mod orphans;
 pub mod report;
+pub mod targets;
 
 pub use report::SweepReport;

@@ -20,6 +20,7 @@ use crate::report::ErrorSummary;
 use crate::retire::{RetireLog, RetireReport};
 pub use crate::share::Unlisted;
 use crate::sweep::orphans::Action;
+use crate::target_copies::TargetNight;
 /// At most this many orphans are listed one by one in the report (all are counted).
 pub const LISTED_ORPHANS: usize = 100;
 
@@ -148,6 +149,8 @@ pub struct SweepReport {
     pub drift: DriftReport,
     /// Retirement of older images (rules with `retire`).
     pub retirement: RetireReport,
+    /// Copies into target accounts (rules with `copy_into`).
+    pub target_copies: TargetNight,
     /// Listings that failed transiently and were run again (after the SDK's own retries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inventory_retried: Vec<String>,
@@ -209,7 +212,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 9] = [
+        let metrics: [(&str, &str, u64); 11] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -225,6 +228,16 @@ impl SweepReport {
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
             ("CopiesStarted", "Count", self.drift.copies_started as u64),
             ("RetirementStages", "Count", self.retirement.done as u64),
+            (
+                "TargetCopiesStarted",
+                "Count",
+                self.target_copies.started as u64,
+            ),
+            (
+                "TargetCopiesFailed",
+                "Count",
+                self.target_copies.failed as u64,
+            ),
             ("ImagesProtected", "Count", self.retirement.protected as u64),
             (
                 "Errors",

@@ -1,0 +1,209 @@
+//! The target-account port ([`TargetAccounts`]) over the SDK: the same EC2, KMS and Parameter
+//! Store adapters, built with the credentials of the target-account role
+//! (`arn:aws:iam::<account>:role/<AMI_SHARE_TARGET_ROLE_NAME>`), assumed once per account and
+//! kept for 45 minutes (the session lasts an hour; no invocation lasts longer than 15 minutes).
+//! Calls in a target account spend that account's request buckets, not the publisher's, so
+//! they are not paced here; the SDK's adaptive retries absorb a throttle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+
+use super::{aws_error, AwsPorts, RateLimits};
+use crate::config::TARGET_ROLE_ENV;
+use crate::error::AwsError;
+use crate::names::COPIED_FROM_ACCOUNT_TAG;
+use crate::ports::{AwsResult, CopyRequest, Image, Images, KeyInfo, Keys};
+use crate::publish::ports::{ParameterVersion, Parameters};
+use crate::target_copies::TargetAccounts;
+
+/// How long an assumed role's credentials are reused.
+const SESSION_REUSE: Duration = Duration::from_secs(45 * 60);
+
+impl AwsPorts {
+    /// The name of the role `copy_into` assumes in each target account.
+    pub fn with_target_role(mut self, name: Option<String>) -> Self {
+        self.target_role = name;
+        self
+    }
+
+    /// The role's ARN in `account` (the partition of the home Region).
+    fn target_role_arn(&self, account: &str) -> AwsResult<String> {
+        let Some(name) = &self.target_role else {
+            return Err(AwsError::new(
+                "sts",
+                "AssumeRole",
+                "TargetRoleNotConfigured",
+                format!("{TARGET_ROLE_ENV} is not set, so no target-account role can be assumed (the stack sets it from TargetAccountRoleName)"),
+                account,
+            ));
+        };
+        let partition = match self.home_region().as_deref() {
+            Some(r) if r.starts_with("cn-") => "aws-cn",
+            Some(r) if r.starts_with("us-gov-") => "aws-us-gov",
+            _ => "aws",
+        };
+        Ok(format!("arn:{partition}:iam::{account}:role/{name}"))
+    }
+
+    /// The adapters acting in `account`, through its target-account role.
+    async fn in_account(&self, account: &str) -> AwsResult<Arc<AwsPorts>> {
+        if let Some((at, ports)) = self
+            .targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+        {
+            if at.elapsed() < SESSION_REUSE {
+                return Ok(ports.clone());
+            }
+        }
+        let arn = self.target_role_arn(account)?;
+        let out = aws_sdk_sts::Client::new(&self.base)
+            .assume_role()
+            .role_arn(&arn)
+            .role_session_name("ami-share-copy-into")
+            .send()
+            .await
+            .map_err(|e| aws_error("sts", "AssumeRole", &arn, e))?;
+        let Some(c) = out.credentials() else {
+            return Err(AwsError::new(
+                "sts",
+                "AssumeRole",
+                "NoCredentials",
+                "AssumeRole answered without credentials",
+                &arn,
+            ));
+        };
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        let creds = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "ami-share-target-account",
+        );
+        let base = self
+            .base
+            .clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build();
+        let ports = Arc::new(AwsPorts::new(base, None, RateLimits::unlimited()).await);
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account.to_string(), (Instant::now(), ports.clone()));
+        Ok(ports)
+    }
+}
+
+#[async_trait]
+impl TargetAccounts for AwsPorts {
+    async fn target_copies(
+        &self,
+        account: &str,
+        region: &str,
+        publisher: &str,
+    ) -> AwsResult<Vec<Image>> {
+        self.in_account(account)
+            .await?
+            .find_own_images_by_tag(region, COPIED_FROM_ACCOUNT_TAG, publisher)
+            .await
+    }
+
+    async fn target_key(
+        &self,
+        account: &str,
+        region: &str,
+        key: Option<&str>,
+    ) -> AwsResult<KeyInfo> {
+        let there = self.in_account(account).await?;
+        let key = match key {
+            Some(k) => k.to_string(),
+            None => {
+                let out = there
+                    .ec2(region)
+                    .get_ebs_default_kms_key_id()
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("ec2", "GetEbsDefaultKmsKeyId", region, e))?;
+                out.kms_key_id().unwrap_or("alias/aws/ebs").to_string()
+            }
+        };
+        there.describe_key(region, &key).await
+    }
+
+    async fn copy_into_target(&self, account: &str, request: &CopyRequest) -> AwsResult<String> {
+        self.in_account(account).await?.copy_image(request).await
+    }
+
+    async fn tag_target_image(
+        &self,
+        account: &str,
+        region: &str,
+        image_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> AwsResult<()> {
+        self.in_account(account)
+            .await?
+            .tag_resources(region, &[image_id.to_string()], tags)
+            .await
+    }
+
+    async fn deprecate_target_image(
+        &self,
+        account: &str,
+        region: &str,
+        image_id: &str,
+        deprecate_at: &str,
+    ) -> AwsResult<()> {
+        self.in_account(account)
+            .await?
+            .enable_deprecation(region, image_id, deprecate_at)
+            .await
+    }
+
+    async fn target_parameters(
+        &self,
+        account: &str,
+        region: &str,
+        names: &[String],
+    ) -> AwsResult<BTreeMap<String, ParameterVersion>> {
+        self.in_account(account)
+            .await?
+            .get_parameters(region, names)
+            .await
+    }
+
+    async fn put_target_parameter(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        image_id: &str,
+        description: &str,
+    ) -> AwsResult<i64> {
+        self.in_account(account)
+            .await?
+            .put_image_parameter(region, name, image_id, description)
+            .await
+    }
+
+    async fn label_target_parameter(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+        label: &str,
+    ) -> AwsResult<()> {
+        self.in_account(account)
+            .await?
+            .label_parameter_version(region, name, version, label)
+            .await
+    }
+}

@@ -1,0 +1,69 @@
+//! The night's part of `copy_into`: each rule's newest source image in the Region followed
+//! into every target account and Region ([`TargetCopier::finish`]): started where every event
+//! was lost, finished where the copy is available. A few calls per target account and
+//! Region, none per image.
+
+use crate::deps::Deps;
+use crate::night::{Ledger, Run};
+use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::ports::{Aws, Image, ImageState};
+use crate::publish::decide::publication_order;
+use crate::sweep::SweepReport;
+use crate::target_copies::{TargetAccounts, TargetCopier};
+
+/// The newest available source image of `rule` owned by this account in the Region.
+fn newest_source<'i>(deps: &Deps<impl Aws>, rule: &str, images: &'i [Image]) -> Option<&'i Image> {
+    images
+        .iter()
+        .filter(|i| {
+            i.state == ImageState::Available
+                && i.owner_id == deps.account_id
+                && matches!(
+                    classify(i),
+                    ImageKind::Source {
+                        is_foreign_copy: false
+                    }
+                )
+                && matching_rules(&deps.policy, i, &deps.account_id)
+                    .is_ok_and(|rules| rules.iter().any(|r| r.name == rule))
+        })
+        .max_by_key(|i| publication_order(i))
+}
+
+/// Follow each `copy_into` rule's newest image into its targets; counted in
+/// `report.target_copies`, errors (an organization listing) in the report's errors.
+pub async fn finish_target_copies<P: Aws + TargetAccounts>(
+    deps: &Deps<P>,
+    run: &Run,
+    images: &[Image],
+    report: &mut SweepReport,
+) {
+    let copier = TargetCopier::new(deps, run.now);
+    for rule in deps.policy.rules.iter().filter(|r| r.copy_into.is_some()) {
+        if !run.may_start() {
+            report.left_for_next(format!(
+                "copies into the target accounts of rule {}",
+                rule.name
+            ));
+            return;
+        }
+        let Some(newest) = newest_source(deps, &rule.name, images) else {
+            continue;
+        };
+        let plan = SharePlan::from_rules(deps.policy.kms_access, [rule]);
+        for into in &plan.into {
+            match copier.finish(newest, into).await {
+                Ok(reports) => {
+                    report.target_copies.rules += 1;
+                    for r in reports {
+                        report.target_copies.add(r);
+                    }
+                }
+                Err(e) => report.error(
+                    &format!("copies into the target accounts of rule {}", rule.name),
+                    &e,
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! [`TargetCopier`]: starts copies in the target accounts (the event path) and confirms and
+//! finishes them (the night). Each (rule, account, Region) is one [`TargetCopyReport`]: an
+//! AWS error in one target account is that target's `failed` outcome, never the others'.
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+
+use super::ports::TargetAccounts;
+use super::report::{TargetCopyReport, TargetStatus};
+use super::request::target_copy_request;
+use crate::copy::{deprecation_for_copy, COPY_LIMIT_CODE};
+use crate::deps::Deps;
+use crate::error::{AwsError, Result};
+use crate::names::{
+    source_image_tag, COPIED_BY_RULE_TAG, COPIED_FROM_IMAGE_TAG, SUPERSEDED_BY_TAG,
+};
+use crate::plan::IntoPlan;
+use crate::ports::{Aws, Image, ImageState, KeyManager};
+use crate::publish::decide::{label_for, publication_order};
+
+/// One target: a rule's copy into one account and Region.
+struct Target<'a> {
+    into: &'a IntoPlan,
+    account: String,
+    region: &'a str,
+    key: Option<&'a str>,
+}
+
+pub struct TargetCopier<'d, P> {
+    deps: &'d Deps<P>,
+    now: DateTime<Utc>,
+}
+
+impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
+    pub fn new(deps: &'d Deps<P>, now: DateTime<Utc>) -> Self {
+        Self { deps, now }
+    }
+
+    /// Every target of `into`: its accounts and the active accounts of its OUs (the publisher
+    /// itself excluded: it owns the source), times its Regions.
+    async fn targets<'a>(&self, into: &'a [IntoPlan]) -> Result<Vec<Target<'a>>> {
+        let mut out = Vec::new();
+        for ip in into {
+            let members = self
+                .deps
+                .members_of(ip.targets.organizational_units.iter())
+                .await?;
+            let accounts: std::collections::BTreeSet<&String> = ip
+                .targets
+                .accounts
+                .iter()
+                .chain(members.values().flatten())
+                .filter(|a| **a != self.deps.account_id)
+                .collect();
+            for account in accounts {
+                for (region, key) in &ip.regions {
+                    out.push(Target {
+                        into: ip,
+                        account: account.clone(),
+                        region,
+                        key: key.as_deref(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The event path: start the copy of `source` (fully shared, in its own Region) into every
+    /// target of `into`. A redelivered event runs the same requests, which EC2 answers with
+    /// the copies already started (client tokens). Only an organization listing error fails
+    /// the whole (the event is then retried).
+    pub async fn start(&self, source: &Image, into: &[IntoPlan]) -> Result<Vec<TargetCopyReport>> {
+        let targets = self.targets(into).await?;
+        Ok(stream::iter(targets.iter())
+            .map(|t| self.start_one(source, t, 0))
+            .buffered(self.deps.settings.concurrency)
+            .collect()
+            .await)
+    }
+
+    /// The night: confirm and finish the copies of `newest` (the rule's newest source image
+    /// in this Region) in every target of `into`, starting those every event missed.
+    pub async fn finish(&self, newest: &Image, into: &IntoPlan) -> Result<Vec<TargetCopyReport>> {
+        let targets = self.targets(std::slice::from_ref(into)).await?;
+        Ok(stream::iter(targets.iter())
+            .map(|t| self.finish_one(newest, t))
+            .buffered(self.deps.settings.concurrency)
+            .collect()
+            .await)
+    }
+
+    async fn start_one(&self, source: &Image, t: &Target<'_>, attempt: usize) -> TargetCopyReport {
+        let aws = &self.deps.aws;
+        let mut out =
+            TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Started);
+        let key = match aws.target_key(&t.account, t.region, t.key).await {
+            Ok(k) => k,
+            Err(e) => return failed(out, t, &e),
+        };
+        if key.manager == KeyManager::Aws {
+            out.status = TargetStatus::Refused;
+            out.detail = Some(format!(
+                "account {a}'s default EBS key in {r} is the AWS managed key aws/ebs ({k}), which no other account can use, so its copy could never be shared on; \
+                 name a customer managed key of the account in copy_into.regions[].kms_key_id for {r}, or make one the account's default EBS key",
+                a = t.account, r = t.region, k = key.arn
+            ));
+            return out;
+        }
+        if !key.enabled {
+            out.status = TargetStatus::Failed;
+            out.detail = Some(format!(
+                "key {} of account {} in {} is disabled; enable it, or name another in copy_into.regions[].kms_key_id",
+                key.arn, t.account, t.region
+            ));
+            return out;
+        }
+        let req = target_copy_request(
+            source,
+            &self.deps.account_id,
+            &t.into.rule,
+            t.region,
+            &key.arn,
+            attempt,
+        );
+        match aws.copy_into_target(&t.account, &req).await {
+            Ok(id) => {
+                tracing::info!(source_image = %source.id, account = %t.account, region = t.region, copy = %id, rule = %t.into.rule, "copy into target account started");
+                out.image_id = Some(id);
+                out
+            }
+            Err(e) if e.code == COPY_LIMIT_CODE => {
+                out.status = TargetStatus::Deferred;
+                out.error_code = Some(e.code.clone());
+                out.detail = Some(format!(
+                    "{COPY_LIMIT_CODE}: account {} has too many copies in flight to {}; the nightly sweeper starts it later",
+                    t.account, t.region
+                ));
+                out
+            }
+            Err(e) => failed(out, t, &e),
+        }
+    }
+
+    async fn finish_one(&self, newest: &Image, t: &Target<'_>) -> TargetCopyReport {
+        let aws = &self.deps.aws;
+        let out = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Finished);
+        let listed = match aws
+            .target_copies(&t.account, t.region, &self.deps.account_id)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return failed(out, t, &e),
+        };
+        let of_rule: Vec<&Image> = listed
+            .iter()
+            .filter(|i| i.tags.get(COPIED_BY_RULE_TAG) == Some(&t.into.rule))
+            .collect();
+        let from_newest = source_image_tag(&newest.region, &newest.id);
+        let of_newest: Vec<&Image> = of_rule
+            .iter()
+            .copied()
+            .filter(|i| i.tags.get(COPIED_FROM_IMAGE_TAG) == Some(&from_newest))
+            .collect();
+        let failed_before = of_newest
+            .iter()
+            .filter(|i| i.state == ImageState::Failed)
+            .count();
+        let Some(copy) = of_newest
+            .iter()
+            .find(|i| !matches!(i.state, ImageState::Failed | ImageState::Deregistered))
+        else {
+            // Every event was lost (or the copy failed): start it now.
+            return self.start_one(newest, t, failed_before).await;
+        };
+        let mut out = out;
+        out.image_id = Some(copy.id.clone());
+        if copy.state != ImageState::Available {
+            out.status = TargetStatus::Pending;
+            out.detail = Some(format!("copy is {}", copy.state.as_str()));
+            return out;
+        }
+        match self
+            .finish_available(newest, copy, &of_rule, t, &mut out)
+            .await
+        {
+            Ok(()) => out,
+            Err(e) => failed(out, t, &e),
+        }
+    }
+
+    /// An available copy of the rule's newest image: its source's deprecation time, the
+    /// target's parameter, and the older copies superseded by it.
+    async fn finish_available(
+        &self,
+        newest: &Image,
+        copy: &Image,
+        of_rule: &[&Image],
+        t: &Target<'_>,
+        out: &mut TargetCopyReport,
+    ) -> std::result::Result<(), AwsError> {
+        let aws = &self.deps.aws;
+        let (account, region) = (t.account.as_str(), t.region);
+        if let (Some(at), None) = (&newest.deprecation_time, &copy.deprecation_time) {
+            let (when, _) = deprecation_for_copy(at, self.now);
+            aws.deprecate_target_image(account, region, &copy.id, &when)
+                .await?;
+        }
+        if let Some(name) = &t.into.parameter {
+            out.parameter = Some(
+                self.publish_in_target(account, region, name, copy, of_rule)
+                    .await?,
+            );
+        }
+        let order = publication_order(copy);
+        for old in of_rule.iter().filter(|i| {
+            i.id != copy.id
+                && !matches!(i.state, ImageState::Failed | ImageState::Deregistered)
+                && publication_order(i) < order
+        }) {
+            if old.tags.get(SUPERSEDED_BY_TAG) != Some(&copy.id) {
+                let tags = [(SUPERSEDED_BY_TAG.to_string(), copy.id.clone())].into();
+                aws.tag_target_image(account, region, &old.id, &tags)
+                    .await?;
+                out.superseded.push(old.id.clone());
+            }
+            if t.into.deprecate_superseded && old.deprecation_time.is_none() {
+                let (now, _) = deprecation_for_copy(&self.now.to_rfc3339(), self.now);
+                aws.deprecate_target_image(account, region, &old.id, &now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target's own parameter names its newest copy: never an older one (a value that is
+    /// a newer copy of the rule stays), and the version is labelled like the publisher's own
+    /// (`created-<date>`: the receipt of a finished publication).
+    async fn publish_in_target(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        copy: &Image,
+        of_rule: &[&Image],
+    ) -> std::result::Result<String, AwsError> {
+        let aws = &self.deps.aws;
+        let label = label_for(copy);
+        let labelled = format!("{name}:{label}");
+        let got = aws
+            .target_parameters(account, region, &[name.to_string(), labelled.clone()])
+            .await?;
+        if let Some(current) = got.get(name) {
+            if current.value == copy.id {
+                if got.get(&labelled).map(|l| l.version) == Some(current.version) {
+                    return Ok("current".into());
+                }
+                aws.label_target_parameter(account, region, name, current.version, &label)
+                    .await?;
+                return Ok(format!("finished v{}", current.version));
+            }
+            let order = publication_order(copy);
+            if let Some(newer) = of_rule
+                .iter()
+                .find(|i| i.id == current.value && publication_order(i) > order)
+            {
+                return Ok(format!("newer-kept {}", newer.id));
+            }
+        }
+        let description = format!(
+            "Newest copy of ami-share rule {}'s image, owned by this account",
+            copy.tags
+                .get(COPIED_BY_RULE_TAG)
+                .map(String::as_str)
+                .unwrap_or("?")
+        );
+        let version = aws
+            .put_target_parameter(account, region, name, &copy.id, &description)
+            .await?;
+        aws.label_target_parameter(account, region, name, version, &label)
+            .await?;
+        tracing::info!(account, region, parameter = name, image_id = %copy.id, version, "target parameter published");
+        Ok(format!("published v{version}"))
+    }
+}
+
+/// A target's AWS error as its `failed` outcome: the account, the code, and the fix.
+fn failed(mut out: TargetCopyReport, t: &Target<'_>, e: &AwsError) -> TargetCopyReport {
+    out.status = TargetStatus::Failed;
+    out.error_code = Some(e.code.clone());
+    let fix = match (e.service, e.operation) {
+        ("sts", _) => format!(
+            "; the product cannot act in account {} without its target-account role: install it there (scripts/deploy.sh's target-account StackSet deploys templates/target-account-role.yaml to the policy's OUs) and check that it trusts this deployment's function roles",
+            t.account
+        ),
+        (_, "DescribeKey" | "GetEbsDefaultKmsKeyId") => format!(
+            "; account {} needs the key {} in {} (create it, or name another in copy_into.regions[].kms_key_id)",
+            t.account,
+            t.key.unwrap_or("(its default EBS key)"),
+            t.region
+        ),
+        _ => String::new(),
+    };
+    tracing::warn!(account = %t.account, region = t.region, rule = %t.into.rule, error = %e, "target copy failed");
+    out.detail = Some(format!(
+        "account {} in {}: {} {} failed: {}: {}{fix}",
+        t.account, t.region, e.service, e.operation, e.code, e.message
+    ));
+    out
+}
