@@ -126,3 +126,22 @@ fn the_event_concurrency_bound_divides_the_rates_and_the_grants_in_flight() {
     assert_eq!(event_settings(4).grant_concurrency, 12);
     assert_eq!(event_settings(100).grant_concurrency, 1);
 }
+
+#[test]
+fn the_target_role_is_a_name_not_an_arn() {
+    use amishare::bootstrap::target_role_name;
+    assert_eq!(target_role_name(None).unwrap(), None);
+    assert_eq!(
+        target_role_name(Some("ami-share-target".into()))
+            .unwrap()
+            .as_deref(),
+        Some("ami-share-target")
+    );
+    let e = target_role_name(Some("arn:aws:iam::111122223333:role/x".into()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("AMI_SHARE_TARGET_ROLE_NAME") && e.contains("not an ARN"),
+        "{e}"
+    );
+}

@@ -332,3 +332,38 @@ fn grant_names_and_principals() {
     }
     assert!(!GRANT_OPERATIONS.contains(&"Encrypt"));
 }
+
+#[test]
+fn copy_into_opens_a_source_to_its_targets_and_nothing_else() {
+    const OU: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456";
+    let p = policy(&format!(
+        r#"{{"kms_access": "key_policy", "rules": [{{"name": "r", "match": {{"name": "*"}},
+            "share_with": {{"accounts": ["999988887777"]}}, "share_snapshots": false,
+            "copy_into": {{"accounts": ["111122223333"], "organizational_units": ["{OU}"],
+                          "regions": [{{"region": "eu-west-1"}}]}}}}]}}"#
+    ));
+    let plan = || SharePlan::from_rules(p.kms_access, p.rules.iter());
+    let source = plan().for_source(true);
+    assert_eq!(source.launch.accounts.len(), 2);
+    assert!(source.launch.organizational_units.contains(OU));
+    // share_snapshots: false is the rule's consumers' business; the targets still get the
+    // snapshots, which a copy needs.
+    assert_eq!(
+        source.snapshots.accounts.iter().collect::<Vec<_>>(),
+        ["111122223333"]
+    );
+    assert!(source.snapshots.organizational_units.contains(OU));
+    // key_policy: the OU through the key policy, the plain account by grant.
+    assert!(source.kms_policy.organizational_units.contains(OU));
+    assert!(source.kms.accounts.contains("111122223333"));
+    assert_eq!(source.into.len(), 1);
+
+    // Any other image (a copy) is neither copied nor opened to the targets.
+    let copy = plan().for_source(false);
+    assert!(copy.into.is_empty() && copy.copies.is_empty());
+    assert_eq!(
+        copy.launch.accounts.iter().collect::<Vec<_>>(),
+        ["999988887777"]
+    );
+    assert!(copy.launch.organizational_units.is_empty());
+}

@@ -359,6 +359,9 @@ fn schema_rejects_unknown_fields_and_names_every_documented_field() {
         "grace_days",
         "prune_unlisted_shares",
         "max_deletions",
+        "copy_into",
+        "deprecate_superseded",
+        "in_target_accounts",
     ] {
         assert!(
             text.contains(&format!("\"{field}\"")),
@@ -477,4 +480,65 @@ fn retire_needs_a_selection_and_a_stage_and_defaults_to_report() {
         let msg = problems(&rule(retire));
         assert!(msg.contains(want), "{retire}: missing {want:?} in:\n{msg}");
     }
+}
+
+#[test]
+fn copy_into_is_checked_path_by_path() {
+    let ok = Policy::from_json(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"},
+            "copy_into": {"organizational_units": ["arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456"],
+                "regions": [{"region": "eu-west-1", "kms_key_id": "alias/consumer-ami"}, {"region": "us-east-1"}]},
+            "publish": {"parameter": "/golden/latest", "in_target_accounts": true}}"#,
+    ))
+    .unwrap();
+    let ci = ok.rules[0].copy_into.as_ref().unwrap();
+    assert!(!ci.deprecate_superseded, "opt-in");
+    assert_eq!(
+        ci.region_keys().collect::<Vec<_>>(),
+        [
+            ("eu-west-1", Some("alias/consumer-ami")),
+            ("us-east-1", None)
+        ]
+    );
+
+    let msg = problems(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"},
+            "copy_into": {"accounts": ["12345"], "regions": [{"region": "eu-west-1"}, {"region": "eu-west-1"}], "color": 1}}"#,
+    ));
+    assert!(msg.contains("rules[0].copy_into.accounts[0]"), "{msg}");
+    assert!(
+        msg.contains("rules[0].copy_into.regions[1].region"),
+        "{msg}"
+    );
+    assert!(msg.contains("rules[0].copy_into.color"), "{msg}");
+
+    let msg = problems(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"}, "copy_into": {"regions": []}}"#,
+    ));
+    assert!(msg.contains("names no account and no OU"), "{msg}");
+    assert!(msg.contains("rules[0].copy_into.regions"), "{msg}");
+
+    // One account's key id cannot name the key of several accounts.
+    let msg = problems(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"},
+            "copy_into": {"accounts": ["111122223333", "444455556666"],
+                "regions": [{"region": "eu-west-1", "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}]}}"#,
+    ));
+    assert!(
+        msg.contains("rules[0].copy_into.regions[0].kms_key_id") && msg.contains("alias"),
+        "{msg}"
+    );
+    Policy::from_json(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"},
+            "copy_into": {"accounts": ["111122223333"],
+                "regions": [{"region": "eu-west-1", "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}]}}"#,
+    ))
+    .unwrap();
+
+    // A target parameter needs copies to publish.
+    let msg = problems(&with_rule(
+        r#"{"name": "r", "match": {"name": "a-*"}, "share_with": {"accounts": ["111122223333"]},
+            "publish": {"parameter": "/golden/latest", "in_target_accounts": true}}"#,
+    ));
+    assert!(msg.contains("rules[0].publish.in_target_accounts"), "{msg}");
 }

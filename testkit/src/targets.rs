@@ -39,6 +39,8 @@ pub struct FakeTargets {
 pub struct FakeTargetImage {
     pub image: Image,
     pub client_token: String,
+    /// The key the copy was encrypted with.
+    pub kms_key_id: Option<String>,
 }
 
 impl FakeAws {
@@ -342,6 +344,7 @@ impl TargetAccounts for FakeAws {
             .push(FakeTargetImage {
                 image,
                 client_token: r.client_token.clone(),
+                kms_key_id: r.kms_key_id.clone(),
             });
         Ok(id)
     }

@@ -1,0 +1,246 @@
+//! `copy_into` at night, against the double: with every event lost, the night starts the
+//! copies of each rule's newest image in every target account and Region, then finishes
+//! them (the source's deprecation, the target's own parameter, older copies tagged
+//! superseded and, opted in, deprecated); the copies are tracked, never owned: a target that
+//! leaves the OU, and the retirement of the source, leave them where they are.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed assertion
+
+use amishare::deps::Deps;
+use amishare::names::SUPERSEDED_BY_TAG;
+use amishare::ports::{Image, ImageState};
+use amishare::Policy;
+use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use chrono::{TimeZone, Utc};
+use nightly_sweeper::{handle, Run, SweepReport};
+use serde_json::json;
+
+const R: &str = "us-east-1";
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const OU: &str = "ou-ab12-cdef3456";
+const OU_ARN: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456";
+const LONE: &str = "111122223333";
+const IN_OU: [&str; 2] = ["200000000001", "200000000002"];
+const PARAM: &str = "/golden/al2023/latest";
+
+fn policy() -> Policy {
+    Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "copy_into": {"accounts": [LONE], "organizational_units": [OU_ARN],
+                "regions": [{"region": REGIONS[0]}, {"region": REGIONS[1]}],
+                "deprecate_superseded": true},
+            "publish": {"parameter": PARAM, "in_target_accounts": true}}]})
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn world() -> (Deps<FakeAws>, Image) {
+    let fake = FakeAws::new();
+    let root = fake.create_org("o-a1b2c3d4e5");
+    fake.add_ou(&root, OU);
+    for a in IN_OU {
+        fake.add_account(OU, a, "ACTIVE");
+    }
+    fake.add_account(&root, LONE, "ACTIVE");
+    for a in [LONE, IN_OU[0], IN_OU[1]] {
+        fake.add_target_account(a, &REGIONS);
+    }
+    let img = fake.create_image(ImageSpec::new(R, "golden-1").created("2026-11-01T10:00:00.000Z"));
+    (Deps::new(fake, policy(), OWN_ACCOUNT), img)
+}
+
+async fn night(d: &Deps<FakeAws>) -> SweepReport {
+    let now = Utc.with_ymd_and_hms(2026, 12, 6, 3, 30, 0).unwrap();
+    handle(d, json!({}), &Run::new(R, now, None)).await.unwrap()
+}
+
+fn the_copy(d: &Deps<FakeAws>, account: &str, region: &str, source: &str) -> Image {
+    d.aws
+        .target_images(account, region)
+        .into_iter()
+        .find(|i| i.source_image_id.as_deref() == Some(source))
+        .unwrap()
+}
+
+fn writes_in_targets(d: &Deps<FakeAws>) -> Vec<String> {
+    d.aws
+        .call_counts()
+        .into_keys()
+        .filter(|k| {
+            k.starts_with("target:")
+                && ![
+                    "target:DescribeImages",
+                    "target:DescribeKey",
+                    "target:GetParameters",
+                ]
+                .contains(&k.as_str())
+        })
+        .collect()
+}
+
+/// Night 1 starts every copy (no event ever came); EC2 finishes them; night 2 finishes them.
+async fn copied_and_finished(d: &Deps<FakeAws>) {
+    let r = night(d).await;
+    assert_eq!(r.target_copies.started, 6, "{:?}", r.target_copies);
+    d.aws.finish_target_copies();
+    let r = night(d).await;
+    assert_eq!(r.target_copies.finished, 6, "{:?}", r.target_copies);
+}
+
+#[tokio::test]
+async fn with_every_event_lost_the_night_starts_then_finishes_each_copy() {
+    let (d, src) = world();
+    d.aws
+        .world()
+        .images
+        .get_mut(&(R.to_string(), src.id.clone()))
+        .unwrap()
+        .image
+        .deprecation_time = Some("2027-06-01T00:00:00.000Z".into());
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.rules, 1);
+    assert_eq!(r.target_copies.targets, 6);
+    assert_eq!(r.target_copies.started, 6);
+    let emf = r.emf(Utc::now());
+    assert_eq!(emf["TargetCopiesStarted"], json!(6));
+
+    // Still copying: pending, nothing to finish yet.
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.pending, 6);
+    assert_eq!(r.target_copies.started, 0);
+
+    d.aws.finish_target_copies();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.finished, 6);
+    assert_eq!(r.target_copies.parameters_written, 6);
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        for region in REGIONS {
+            let copy = the_copy(&d, account, region, &src.id);
+            assert_eq!(
+                copy.deprecation_time.as_deref(),
+                Some("2027-06-01T00:00:00.000Z")
+            );
+            let versions = d.aws.target_parameter(account, region, PARAM);
+            assert_eq!(versions.len(), 1);
+            assert_eq!(
+                versions[0].0, copy.id,
+                "the target's parameter names its own copy"
+            );
+            assert_eq!(versions[0].1, ["created-2026-11-01T10-00-00.000Z"]);
+        }
+    }
+
+    // Finished: the next night only reads.
+    d.aws.reset_calls();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.finished, 6);
+    assert_eq!(r.target_copies.parameters_written, 0);
+    assert!(
+        writes_in_targets(&d).is_empty(),
+        "{:?}",
+        d.aws.call_counts()
+    );
+}
+
+#[tokio::test]
+async fn a_newer_image_supersedes_the_older_copies_which_stay_with_their_owner() {
+    let (d, old) = world();
+    copied_and_finished(&d).await;
+    let new = d
+        .aws
+        .create_image(ImageSpec::new(R, "golden-2").created("2026-12-01T10:00:00.000Z"));
+    copied_and_finished(&d).await;
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        for region in REGIONS {
+            let (o, n) = (
+                the_copy(&d, account, region, &old.id),
+                the_copy(&d, account, region, &new.id),
+            );
+            assert_eq!(
+                o.state,
+                ImageState::Available,
+                "never disabled or deregistered"
+            );
+            assert_eq!(o.tags.get(SUPERSEDED_BY_TAG), Some(&n.id));
+            assert!(o.deprecation_time.is_some(), "deprecate_superseded");
+            assert!(n.deprecation_time.is_none());
+            let versions = d.aws.target_parameter(account, region, PARAM);
+            assert_eq!(
+                versions.last().unwrap().0,
+                n.id,
+                "the parameter moved forward"
+            );
+        }
+    }
+    // Once tagged, never again.
+    d.aws.reset_calls();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.superseded, 0);
+    assert!(
+        writes_in_targets(&d).is_empty(),
+        "{:?}",
+        d.aws.call_counts()
+    );
+}
+
+#[tokio::test]
+async fn a_target_that_leaves_the_ou_keeps_its_copy_and_gets_no_new_one() {
+    let (mut d, old) = world();
+    // A later night: a new process, nothing remembered of the organization.
+    d.settings.org_cache_ttl = std::time::Duration::ZERO;
+    copied_and_finished(&d).await;
+    let root = d.aws.world().org.as_ref().unwrap().root_id.clone();
+    d.aws.add_account(&root, IN_OU[1], "ACTIVE"); // moved out of the OU
+    d.aws
+        .create_image(ImageSpec::new(R, "golden-2").created("2026-12-01T10:00:00.000Z"));
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.targets, 4);
+    for region in REGIONS {
+        let [kept] = d.aws.target_images(IN_OU[1], region).try_into().unwrap();
+        assert_eq!(kept.source_image_id.as_deref(), Some(old.id.as_str()));
+        assert_eq!(kept.state, ImageState::Available);
+        assert!(kept.tags.get(SUPERSEDED_BY_TAG).is_none() && kept.deprecation_time.is_none());
+    }
+}
+
+#[tokio::test]
+async fn retiring_the_source_leaves_the_target_copies_in_place() {
+    let (d, src) = world();
+    copied_and_finished(&d).await;
+    d.aws
+        .world()
+        .images
+        .get_mut(&(R.to_string(), src.id.clone()))
+        .unwrap()
+        .image
+        .state = ImageState::Deregistered;
+    d.aws.reset_calls();
+    let r = night(&d).await;
+    assert_eq!(
+        r.target_copies.targets, 0,
+        "no newest image: nothing to follow"
+    );
+    assert_eq!(d.aws.calls_to("target"), 0);
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        for region in REGIONS {
+            assert_eq!(
+                the_copy(&d, account, region, &src.id).state,
+                ImageState::Available
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_be_assumed_is_failed_counted_and_named() {
+    let (d, _) = world();
+    d.aws.deny_target_role(LONE);
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.failed, 2);
+    assert_eq!(r.target_copies.started, 4);
+    assert_eq!(r.emf(Utc::now())["TargetCopiesFailed"], json!(2));
+    let p = &r.target_copies.problems[0];
+    assert_eq!(p.account, LONE);
+    assert_eq!(p.error_code.as_deref(), Some("AccessDenied"));
+}
