@@ -200,6 +200,43 @@ impl Moto {
         );
     }
 
+    /// `AssumeRole` of `role_arn` is refused from now on (AccessDenied), as when the role is
+    /// missing in its account or does not trust the caller.
+    pub fn deny_assume_role(&self, role_arn: &str) {
+        let body = serde_json::json!({ "role_arn": role_arn });
+        self.control(
+            "/_harness/deny-assume-role",
+            "application/json",
+            &body.to_string(),
+        );
+    }
+
+    /// What `GetEbsDefaultKmsKeyId` answers in `account` and `region`.
+    pub fn set_ebs_default_key(&self, account: &str, region: &str, key_id: &str) {
+        let body = serde_json::json!({ "account": account, "region": region, "key_id": key_id });
+        self.control(
+            "/_harness/ebs-default-key",
+            "application/json",
+            &body.to_string(),
+        );
+    }
+
+    /// The cross-account `CopyImage` requests the server carried out (account, region,
+    /// image_id, source_region, source_image_id, encrypted, kms_key_id, client_token).
+    pub fn target_copies(&self) -> Vec<serde_json::Value> {
+        let answer = http_request(
+            "GET",
+            &self.host_port,
+            "/_harness/target-copies",
+            "text/plain",
+            "",
+        )
+        .unwrap_or_else(|e| panic!("GET /_harness/target-copies failed: {e}"));
+        let doc: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("GET /_harness/target-copies answered {answer:?}: {e}"));
+        doc["copies"].as_array().cloned().unwrap_or_default()
+    }
+
     /// The `PutEvents` entries the server received, each with its `region`.
     pub fn events(&self) -> Vec<serde_json::Value> {
         let answer = http_request("GET", &self.host_port, "/_harness/events", "text/plain", "")

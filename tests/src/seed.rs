@@ -233,3 +233,22 @@ pub async fn deps(
         crate::moto::ACCOUNT_ID,
     )
 }
+
+/// The config acting as `account` in `region`: the role `role` there, assumed with the test
+/// credentials (moto gives an assumed role's keys to the role's account).
+pub async fn as_account(config: &SdkConfig, account: &str, role: &str, region: &str) -> SdkConfig {
+    let provider =
+        aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{account}:role/{role}"))
+            .session_name("test-seed")
+            .configure(config)
+            .build()
+            .await;
+    config
+        .clone()
+        .into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .region(aws_config::Region::new(region.to_string()))
+        .build()
+}

@@ -47,10 +47,23 @@ Control endpoints (for the tests, not AWS APIs):
   "ec2:Instance", "count": 2}  a consumer account uses an image
 - POST /_harness/usage-reports/finish  every pending usage report becomes available
 - GET  /_harness/events       the PutEvents entries received so far, with their Region
+- POST /_harness/deny-assume-role  JSON {"role_arn": "..."}  AssumeRole of that role is refused
+  (AccessDenied, as when the role is missing or does not trust the caller)
+- POST /_harness/ebs-default-key   JSON {"account": "...", "region": "...", "key_id": "..."}
+  what GetEbsDefaultKmsKeyId answers in that account and Region (default `alias/aws/ebs`)
+- GET  /_harness/target-copies     the cross-account CopyImage requests made (account, Region,
+  image, source, Encrypted, KmsKeyId, ClientToken)
 - POST /moto-api/reset        wipes moto's state and the harness's state
 
-Everything else goes to moto untouched. The harness's state is kept per Region only (not per
-account): tests run as moto's default account 123456789012.
+and, for `copy_into` (several accounts: moto picks the account by the access key, and an
+assumed role's keys belong to the role's account): CopyImage of *another account's* image
+(moto looks the source up in the caller's own account only), with EC2's rules (shared by
+launch permission, account, OU or organization, and createVolumePermission; client tokens per
+account; tags at creation); GetEbsDefaultKmsKeyId; AssumeRole refused for chosen roles.
+EnableImageDeprecation and DisableImage act in the caller's account.
+
+Everything else goes to moto untouched. The rest of the harness's state is kept per Region only
+(not per account): those tests run as moto's default account 123456789012.
 """
 
 import argparse
@@ -87,6 +100,10 @@ class HarnessState:
         self.references = {}  # region -> [reference dict]
         self.usage_reports = []  # dicts, every Region
         self.image_usage = []  # (image_id, account_id, resource_type, count)
+        self.denied_roles = set()  # role ARNs whose AssumeRole is refused
+        self.ebs_default_keys = {}  # (account, region) -> key id
+        self.copy_tokens = {}  # (account, region, client token) -> image id (cross-account copies)
+        self.target_copies = []  # cross-account CopyImage requests made, as dicts
 
     def reset(self):
         with self.lock:
@@ -98,6 +115,10 @@ class HarnessState:
             self.references.clear()
             self.usage_reports.clear()
             self.image_usage.clear()
+            self.denied_roles.clear()
+            self.ebs_default_keys.clear()
+            self.copy_tokens.clear()
+            self.target_copies.clear()
 
 
 def _now_iso():
@@ -120,6 +141,19 @@ def _region_from_authorization(header):
         return None, None
 
 
+def _caller_account(environ):
+    """The account moto acts as for this request: the one of its access key (an assumed role's
+    keys belong to the role's account), else moto's default."""
+    from moto.iam.models import get_account_id_from
+
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    try:
+        access_key = header.split("Credential=", 1)[1].split("/", 1)[0].strip()
+    except IndexError:
+        return ACCOUNT_ID
+    return get_account_id_from(access_key)
+
+
 def _xml_response(start_response, status, body):
     data = ('<?xml version="1.0" encoding="UTF-8"?>\n' + body).encode("utf-8")
     request_id = str(uuid.uuid4())
@@ -132,6 +166,26 @@ def _xml_response(start_response, status, body):
         ],
     )
     return [data]
+
+
+def _account_in_ou(account, ou_id):
+    """Whether moto's organization (of the default account) has `account` in OU `ou_id` or below
+    it; with `ou_id` None, anywhere in the organization."""
+    from moto.organizations.models import organizations_backends
+
+    org = organizations_backends[ACCOUNT_ID]["aws"]
+    parents = {ou.id: ou.parent_id for ou in getattr(org, "ou", [])}
+    member = next((a for a in getattr(org, "accounts", []) if a.id == account), None)
+    if member is None:
+        return False
+    if ou_id is None:
+        return True
+    at = member.parent_id
+    while at is not None:
+        if at == ou_id:
+            return True
+        at = parents.get(at)
+    return False
 
 
 def _ec2_error(start_response, status, code, message):
@@ -280,6 +334,23 @@ class HarnessMiddleware:
                 with self.state.lock:
                     self.state.events.extend({"region": region, **e} for e in entries)
             return self.app(environ, start_response)
+        if service == "sts":
+            body = _read_body(environ)
+            params = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            if (params.get("Action") or [""])[0] == "AssumeRole":
+                role = (params.get("RoleArn") or [""])[0]
+                with self.state.lock:
+                    denied = role in self.state.denied_roles
+                if denied:
+                    caller = _caller_account(environ)
+                    message = (f"User: arn:aws:sts::{caller}:assumed-role/ami-share-fn/session is not "
+                               f"authorized to perform: sts:AssumeRole on resource: {role}")
+                    return _xml_response(
+                        start_response, "403 Forbidden",
+                        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error>"
+                        f"<Type>Sender</Type><Code>AccessDenied</Code><Message>{escape(message)}</Message>"
+                        f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+            return self.app(environ, start_response)
         if service == "ec2":
             body = _read_body(environ)
             params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -290,7 +361,13 @@ class HarnessMiddleware:
                 ).items():
                     params.setdefault(key, []).extend(values)
             action = (params.get("Action") or [""])[0]
+            params["_Caller"] = [_caller_account(environ)]
+            if action == "CopyImage":
+                answer = self.copy_image_across_accounts(start_response, region or DEFAULT_REGION, params)
+                if answer is not None:
+                    return answer
             handler = {
+                "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
                 "ListImagesInRecycleBin": self.list_images_in_recycle_bin,
                 "GetImageBlockPublicAccessState": self.get_image_block_public_access_state,
                 "EnableImageDeprecation": self.enable_image_deprecation,
@@ -535,6 +612,90 @@ class HarnessMiddleware:
             "LastModifiedDate": _epoch(param.last_modified_date),
         }})
 
+    # --- copies into other accounts (copy_into) ------------------------------------------------
+
+    def get_ebs_default_kms_key_id(self, start_response, region, params):
+        account = params["_Caller"][0]
+        with self.state.lock:
+            key = self.state.ebs_default_keys.get((account, region), "alias/aws/ebs")
+        body = (f'<GetEbsDefaultKmsKeyIdResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<kmsKeyId>{escape(key)}</kmsKeyId></GetEbsDefaultKmsKeyIdResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
+    def copy_image_across_accounts(self, start_response, region, params):
+        """CopyImage of another account's image, which moto cannot do (it looks the source up in the
+        caller's own account). EC2's rules: the source must be shared with the caller (launch
+        permission by account, OU or organization; createVolumePermission on its snapshot); the
+        client token is idempotent per account; tags at creation are applied. Returns None for
+        a source in the caller's own account (moto copies it)."""
+        from moto.ec2.models import ec2_backends
+        from moto.ec2.models.amis import Ami
+        from moto.ec2.utils import random_ami_id
+
+        caller = params["_Caller"][0]
+        src_region = (params.get("SourceRegion") or [region])[0]
+        src_id = (params.get("SourceImageId") or [""])[0]
+        if src_id in ec2_backends[caller][src_region].amis:
+            return None
+        source = None
+        for account_id in list(ec2_backends.keys()):
+            ami = ec2_backends[account_id][src_region].amis.get(src_id)
+            if ami is not None:
+                source = ami
+                break
+        if source is None or not self._may_launch(source, caller):
+            return _ec2_error(start_response, "400 Bad Request", "InvalidAMIID.NotFound",
+                              f"The image id '[{src_id}]' does not exist")
+        snapshot = getattr(source, "ebs_snapshot", None)
+        if snapshot is not None and caller not in snapshot.create_volume_permission_userids \
+                and "all" not in snapshot.create_volume_permission_groups:
+            return _ec2_error(start_response, "400 Bad Request", "InvalidSnapshot.NotFound",
+                              f"The snapshot '{snapshot.id}' does not exist.")
+        token = (params.get("ClientToken") or [""])[0]
+        with self.state.lock:
+            existing = self.state.copy_tokens.get((caller, region, token)) if token else None
+        if existing is None:
+            backend = ec2_backends[caller][region]
+            ami = Ami(backend, random_ami_id(), source_ami=source,
+                      name=(params.get("Name") or [None])[0],
+                      description=(params.get("Description") or [None])[0])
+            backend.amis[ami.id] = ami
+            tags = {}
+            for k, vs in params.items():
+                if k.startswith("TagSpecification.") and k.endswith(".ResourceType") and vs[0] == "image":
+                    prefix = k[: -len("ResourceType")]
+                    for tk, tvs in params.items():
+                        if tk.startswith(prefix + "Tag.") and tk.endswith(".Key"):
+                            tags[tvs[0]] = (params.get(tk[: -len("Key")] + "Value") or [""])[0]
+            if tags:
+                backend.create_tags([ami.id], tags)
+            existing = ami.id
+            with self.state.lock:
+                if token:
+                    self.state.copy_tokens[(caller, region, token)] = ami.id
+                self.state.target_copies.append({
+                    "account": caller, "region": region, "image_id": ami.id,
+                    "source_region": src_region, "source_image_id": src_id,
+                    "encrypted": (params.get("Encrypted") or ["false"])[0] == "true",
+                    "kms_key_id": (params.get("KmsKeyId") or [None])[0],
+                    "client_token": token,
+                })
+        body = (f'<CopyImageResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                f"<imageId>{existing}</imageId></CopyImageResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
+    @staticmethod
+    def _may_launch(ami, account):
+        for perm in ami.launch_permissions:
+            if perm.get("Group") == "all" or perm.get("UserId") == account:
+                return True
+            ou_arn = perm.get("OrganizationalUnitArn")
+            if ou_arn and _account_in_ou(account, ou_arn.rsplit("/", 1)[-1]):
+                return True
+            if perm.get("OrganizationArn") and _account_in_ou(account, None):
+                return True
+        return False
+
     # --- retiring images -----------------------------------------------------------------------
 
     @staticmethod
@@ -542,7 +703,8 @@ class HarnessMiddleware:
         from moto.ec2.models import ec2_backends
 
         image_id = (params.get("ImageId") or [""])[0]
-        return image_id, ec2_backends[ACCOUNT_ID][region].amis.get(image_id)
+        account = (params.get("_Caller") or [ACCOUNT_ID])[0]
+        return image_id, ec2_backends[account][region].amis.get(image_id)
 
     def _simple(self, start_response, action, region, params, change):
         image_id, ami = self._ami(region, params)
@@ -643,9 +805,22 @@ class HarnessMiddleware:
         if path == "/_harness/events" and method == "GET":
             with self.state.lock:
                 return _json_response(start_response, "200 OK", {"events": list(self.state.events)})
+        if path == "/_harness/target-copies" and method == "GET":
+            with self.state.lock:
+                return _json_response(start_response, "200 OK", {"copies": list(self.state.target_copies)})
         if method != "POST":
             return _json_response(start_response, "405 Method Not Allowed", {"error": "use POST"})
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        if path == "/_harness/deny-assume-role":
+            doc = json.loads(_read_body(environ) or b"{}")
+            with self.state.lock:
+                self.state.denied_roles.add(str(doc["role_arn"]))
+            return _json_response(start_response, "200 OK", {"denied": doc["role_arn"]})
+        if path == "/_harness/ebs-default-key":
+            doc = json.loads(_read_body(environ) or b"{}")
+            with self.state.lock:
+                self.state.ebs_default_keys[(str(doc["account"]), str(doc["region"]))] = str(doc["key_id"])
+            return _json_response(start_response, "200 OK", doc)
         if path == "/_harness/block-public-access":
             region = (query.get("region") or [""])[0]
             state = (query.get("state") or [""])[0]
