@@ -13,6 +13,9 @@ use async_trait::async_trait;
 
 use crate::{err, FakeAws, World};
 
+/// One version of a target parameter: (value, labels).
+pub type Version = (String, Vec<String>);
+
 /// A target account's key.
 #[derive(Debug, Clone)]
 pub struct TargetKey {
@@ -32,7 +35,7 @@ pub struct FakeTargets {
     /// Accounts whose target-account role cannot be assumed (not installed, or no trust).
     pub unassumable: BTreeSet<String>,
     /// (account, Region, name) → versions, oldest first: (value, labels).
-    pub parameters: BTreeMap<(String, String, String), Vec<(String, Vec<String>)>>,
+    pub parameters: BTreeMap<(String, String, String), Vec<Version>>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,7 +124,7 @@ impl FakeAws {
         account: &str,
         region: &str,
         name: &str,
-    ) -> Vec<(String, Vec<String>)> {
+    ) -> Vec<Version> {
         self.world()
             .targets
             .parameters

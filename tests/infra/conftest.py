@@ -16,6 +16,7 @@ import cfn
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 ORG_ROLE_TEMPLATE = REPO / "templates" / "org-read-role.yaml"
+TARGET_ROLE_TEMPLATE = REPO / "templates" / "target-account-role.yaml"
 EVENTS = REPO / "events"
 SAM = REPO / ".tools" / "venv-sam" / "bin" / "sam"
 SAM_PYTHON = REPO / ".tools" / "venv-sam" / "bin" / "python"
@@ -53,3 +54,8 @@ def template() -> dict:
 @pytest.fixture(scope="session")
 def org_role_template() -> dict:
     return cfn.load(ORG_ROLE_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def target_role_template() -> dict:
+    return cfn.load(TARGET_ROLE_TEMPLATE)

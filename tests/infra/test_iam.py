@@ -72,7 +72,9 @@ def role_of(template: dict, name: str) -> dict:
 
 
 def statements(template: dict, name: str, has_org_role: bool) -> list[dict]:
-    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": has_org_role, "HasEventBus": True})
+    # The "given" branch gives both roles: the Organizations read role and the target accounts'.
+    conds = {"HasOrgRole": has_org_role, "HasEventBus": True, "HasTargetRole": has_org_role}
+    role = cfn.resolve_ifs(role_of(template, name), conds)
     (policy,) = role["Properties"]["Policies"]
     return policy["PolicyDocument"]["Statement"]
 
@@ -117,8 +119,19 @@ def test_exactly_the_actions_the_function_calls(template, name, branch):
 def test_assume_role_only_on_the_given_role(template, name):
     assert template["Conditions"]["HasOrgRole"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrgRoleArn"}, ""]}]}
     sts = [st for st in statements(template, name, True) if "sts:AssumeRole" in as_list(st["Action"])]
-    assert sts == [{"Sid": "AssumeOrganizationsReadRole", "Effect": "Allow", "Action": "sts:AssumeRole",
-                    "Resource": {"Ref": "OrgRoleArn"}}]
+    org_read = {"Sid": "AssumeOrganizationsReadRole", "Effect": "Allow", "Action": "sts:AssumeRole",
+                "Resource": {"Ref": "OrgRoleArn"}}
+    # copy_into: the functions that copy into target accounts assume the target-account role
+    # there, by name, only in accounts of their own organization; on-copy-complete never does.
+    target = {"Sid": "AssumeTargetAccountRole", "Effect": "Allow", "Action": "sts:AssumeRole",
+              "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${TargetAccountRoleName}"},
+              "Condition": {"StringEquals": {"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}}}
+    expected = [target, org_read] if name in ("on-image-available", "nightly-sweeper") else [org_read]
+    assert sts == expected
+    # Without a target role name, no target-account role may be assumed.
+    none = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": False, "HasEventBus": True, "HasTargetRole": False})
+    (policy,) = none["Properties"]["Policies"]
+    assert not [st for st in policy["PolicyDocument"]["Statement"] if "sts:AssumeRole" in as_list(st["Action"])]
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -167,7 +180,7 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
 @pytest.mark.parametrize("bus", [False, True])
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_publishing_only_under_the_prefix_on_tagged_shares_and_the_named_buses(template, name, bus):
-    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": False, "HasEventBus": bus})
+    role = cfn.resolve_ifs(role_of(template, name), {"HasOrgRole": False, "HasEventBus": bus, "HasTargetRole": False})
     (policy,) = role["Properties"]["Policies"]
     sts = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
     ssm = sts["PublishLatestImageParameters"]
@@ -267,7 +280,7 @@ def test_tags_are_removed_only_under_the_products_keys(template):
     assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*::image/*"}
 
 
-@pytest.mark.parametrize("which", ["template", "org_role_template"])
+@pytest.mark.parametrize("which", ["template", "org_role_template", "target_role_template"])
 def test_no_wildcard_actions_anywhere(request, which):
     tpl = request.getfixturevalue(which)
     seen = 0
@@ -310,6 +323,62 @@ ORG_PARAMETER_SAMPLES = {
 def test_org_role_parameters_are_validated(org_role_template, param):
     spec = org_role_template["Parameters"][param]
     good, bad = ORG_PARAMETER_SAMPLES[param]
+    for value in good + ([spec["Default"]] if "Default" in spec else []):
+        assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
+    for value in bad:
+        assert not re.fullmatch(spec["AllowedPattern"], value), f"{param} should refuse {value!r}"
+
+
+def test_target_account_role(target_role_template):
+    """templates/target-account-role.yaml: trusts only the publisher's ami-share roles (by ARN path,
+    in the organization); copies, tags at creation, tags and deprecates only the publisher's copies;
+    uses keys only through EC2; writes parameters only under the prefix."""
+    res = target_role_template["Resources"]["TargetAccountRole"]["Properties"]
+    (trust,) = res["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Ref": "PublisherAccountId"}}
+    assert trust["Condition"]["StringEquals"] == {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}
+    assert trust["Condition"]["ArnLike"] == {
+        "aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::${PublisherAccountId}:role${TrustedRolePath}*"}
+    }
+    (policy,) = res["Policies"]
+    by_sid = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+    actions = {a for st in by_sid.values() for a in as_list(st["Action"])}
+    assert actions == {
+        "ec2:CopyImage", "ec2:CreateTags", "ec2:EnableImageDeprecation", "ec2:DescribeImages",
+        "ec2:GetEbsDefaultKmsKeyId", "kms:DescribeKey", "kms:CreateGrant", "kms:Decrypt",
+        "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+        "ssm:GetParameters", "ssm:PutParameter", "ssm:LabelParameterVersion",
+    }
+    # Never disables, deregisters or deletes anything: the copies are the target's.
+    assert not any(a.split(":")[1].startswith(("Disable", "Deregister", "Delete")) for a in actions)
+    assert by_sid["TagTheCopiesAtCreation"]["Condition"] == {"StringEquals": {"ec2:CreateAction": "CopyImage"}}
+    ours = {"aws:ResourceTag/ami-share:copied-from-account": {"Ref": "PublisherAccountId"}}
+    assert by_sid["MarkSupersededCopies"]["Condition"]["StringEquals"] == ours
+    assert by_sid["MarkSupersededCopies"]["Condition"]["ForAllValues:StringEquals"] == {
+        "aws:TagKeys": ["ami-share:superseded-by"]}
+    assert by_sid["DeprecateTheCopiesOnly"]["Condition"] == {"StringEquals": ours}
+    assert by_sid["EncryptTheCopiesThroughEc2Only"]["Condition"] == {
+        "StringLike": {"kms:ViaService": {"Fn::Sub": "ec2.*.${AWS::URLSuffix}"}}}
+    assert by_sid["PublishTheNewestCopy"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter${ParameterPathPrefix}*"}
+    star = [sid for sid, st in by_sid.items() if st["Resource"] == "*"]
+    assert star == ["FindTheCopiesAndTheDefaultKey"]  # reads without resource-level permissions
+    assert "ManagedPolicyArns" not in res
+
+
+TARGET_PARAMETER_SAMPLES = {
+    "PublisherAccountId": (["111122223333"], ["", "1111", "11112222333a"]),
+    "OrganizationId": (["o-a1b2c3d4e5"], ["", "o-", "o-A1B2C3D4E5"]),
+    "TrustedRolePath": (["/", "/ami-share/"], ["", "ami-share", "/ami-share"]),
+    "RoleName": (["ami-share-target"], ["", "a b", "x" * 65, "arn:aws:iam::111122223333:role/x"]),
+    "ParameterPathPrefix": (["/golden/", "/a/b/"], ["", "golden/", "/golden"]),
+}
+
+
+@pytest.mark.parametrize("param", sorted(TARGET_PARAMETER_SAMPLES))
+def test_target_role_parameters_are_validated(target_role_template, param):
+    spec = target_role_template["Parameters"][param]
+    good, bad = TARGET_PARAMETER_SAMPLES[param]
     for value in good + ([spec["Default"]] if "Default" in spec else []):
         assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
     for value in bad:

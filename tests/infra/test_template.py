@@ -67,14 +67,17 @@ def test_environment_is_the_functions_contract(template, name):
         "AMI_SHARE_POLICY": {"Fn::If": ["PolicyInLayer", {"Ref": "AWS::NoValue"}, {"Ref": "Policy"}]},
         "AMI_SHARE_POLICY_FILE": {"Fn::If": ["PolicyInLayer", "/opt/ami-share/policy.json", {"Ref": "AWS::NoValue"}]},
         "AMI_SHARE_ORG_ROLE_ARN": {"Fn::If": ["HasOrgRole", {"Ref": "OrgRoleArn"}, {"Ref": "AWS::NoValue"}]},
+        "AMI_SHARE_TARGET_ROLE_NAME": {
+            "Fn::If": ["HasTargetRole", {"Ref": "TargetAccountRoleName"}, {"Ref": "AWS::NoValue"}]},
     }
     # exactly one policy source, whichever way the Policy parameter is set
     for in_layer in (True, False):
-        resolved = cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": in_layer})
+        resolved = cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": in_layer, "HasTargetRole": False})
         assert ("AMI_SHARE_POLICY_FILE" in resolved) == in_layer
         assert ("AMI_SHARE_POLICY" in resolved) != in_layer
     # without a role the variable is absent, not empty
-    assert "AMI_SHARE_ORG_ROLE_ARN" not in cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": True})
+    unset = cfn.resolve_ifs(env, {"HasOrgRole": False, "PolicyInLayer": True, "HasTargetRole": False})
+    assert "AMI_SHARE_ORG_ROLE_ARN" not in unset and "AMI_SHARE_TARGET_ROLE_NAME" not in unset
 
 
 def test_log_groups_are_distinct(template):

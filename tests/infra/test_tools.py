@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 import cfn
-from conftest import CFN_LINT, CHECKOV, ORG_ROLE_TEMPLATE, REPO, SAM, TEMPLATE, offline_env, require
+from conftest import (
+    CFN_LINT, CHECKOV, ORG_ROLE_TEMPLATE, REPO, SAM, TARGET_ROLE_TEMPLATE, TEMPLATE, offline_env, require,
+)
 
 # IAM checks checkov can only run once the policy's Fn::If is resolved (see test_checkov_iam_*).
 CLOUDSPLAINING_CHECKS = {"CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111"}
@@ -39,7 +41,7 @@ def broken_copy(tmp_path, old: str, new: str):
 
 
 def test_cfn_lint_is_clean(tmp_path):
-    r = run([require(CFN_LINT), "--format", "parseable", TEMPLATE, ORG_ROLE_TEMPLATE], tmp_path)
+    r = run([require(CFN_LINT), "--format", "parseable", TEMPLATE, ORG_ROLE_TEMPLATE, TARGET_ROLE_TEMPLATE], tmp_path)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
@@ -110,7 +112,8 @@ def scan(tmp_path_factory):
         resolved = json.loads(json.dumps(tpl))
         for res in resolved["Resources"].values():
             if res["Type"] == "AWS::IAM::Role":
-                res["Properties"] = cfn.resolve_ifs(res["Properties"], {"HasOrgRole": has_role, "HasEventBus": has_role})
+                res["Properties"] = cfn.resolve_ifs(
+                    res["Properties"], {"HasOrgRole": has_role, "HasEventBus": has_role, "HasTargetRole": has_role})
         path = tmp / f"template-org-role-{str(has_role).lower()}.json"
         path.write_text(json.dumps(resolved, indent=1))
         variants[has_role] = path
@@ -118,7 +121,9 @@ def scan(tmp_path_factory):
     shutil.copy(TEMPLATE, copy)
     org_copy = tmp / "org-read-role.yaml"
     shutil.copy(ORG_ROLE_TEMPLATE, org_copy)
-    report = checkov([copy, org_copy, *variants.values()], tmp)
+    target_copy = tmp / "target-account-role.yaml"
+    shutil.copy(TARGET_ROLE_TEMPLATE, target_copy)
+    report = checkov([copy, org_copy, target_copy, *variants.values()], tmp)
     return report, copy, org_copy, variants
 
 
@@ -127,7 +132,7 @@ def test_checkov_has_no_findings(scan):
     failed = [(c["check_id"], c["resource"], c["file_path"]) for c in results(report, "failed_checks")]
     assert failed == []
     assert report["summary"]["parsing_errors"] == 0
-    templates = [cfn.load(TEMPLATE)] * 3 + [cfn.load(ORG_ROLE_TEMPLATE)]
+    templates = [cfn.load(TEMPLATE)] * 3 + [cfn.load(ORG_ROLE_TEMPLATE), cfn.load(TARGET_ROLE_TEMPLATE)]
     assert report["summary"]["resource_count"] == sum(len(t["Resources"]) for t in templates)
 
 
@@ -141,6 +146,7 @@ def test_checkov_iam_checks_really_ran_on_every_role(scan):
                 assert (path.name, f"AWS::IAM::Role.{role}", check) in passed
     for check in CLOUDSPLAINING_CHECKS:
         assert (org_copy.name, "AWS::IAM::Role.OrganizationsReadRole", check) in passed
+        assert ("target-account-role.yaml", "AWS::IAM::Role.TargetAccountRole", check) in passed
 
 
 def test_every_checkov_skip_is_justified_and_needed(scan, tmp_path):

@@ -200,7 +200,7 @@ async fn a_target_that_leaves_the_ou_keeps_its_copy_and_gets_no_new_one() {
         let [kept] = d.aws.target_images(IN_OU[1], region).try_into().unwrap();
         assert_eq!(kept.source_image_id.as_deref(), Some(old.id.as_str()));
         assert_eq!(kept.state, ImageState::Available);
-        assert!(kept.tags.get(SUPERSEDED_BY_TAG).is_none() && kept.deprecation_time.is_none());
+        assert!(!kept.tags.contains_key(SUPERSEDED_BY_TAG) && kept.deprecation_time.is_none());
     }
 }
 

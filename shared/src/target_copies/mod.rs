@@ -21,7 +21,7 @@
 //! - [`ports`]: the calls made in a target account;
 //! - [`request`]: the `CopyImage` request of a target copy;
 //! - [`report`]: what became of each target copy;
-//! - [`service`]: [`TargetCopier`].
+//! - [`service`][]: [`TargetCopier`].
 
 pub mod ports;
 pub mod report;
