@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Deploys the ami-share stack, with one policy, to every Region that builds images or receives
-# copies: `sam build` once, then `sam deploy` per Region (copies raise their events in the
-# destination Region, so each of those Regions needs the stack).
+# Installs ami-share, with one policy, everywhere it must run, in one command:
+#  1. the stack in every Region that builds images (--regions) and every Region the policy copies
+#     to (copies raise their events there): `sam build` once, then `sam deploy` per Region;
+#  2. with --management-account (and no --org-role-arn): the organization read role
+#     (templates/org-read-role.yaml) as a stack in the management account, its ARN passed on;
+#  3. when the policy copies into target accounts (copy_into): the target-account role
+#     (templates/target-account-role.yaml) through a CloudFormation StackSet with service-managed
+#     permissions and automatic deployment to the policy's OUs (an account that joins later gets
+#     it without anyone acting; one that leaves loses it and keeps its copies), its plain
+#     accounts through the organization's root filtered to them.
 #
-#   scripts/deploy.sh --regions "us-east-1 us-west-2" --policy-file policy.json \
+#   scripts/deploy.sh --regions "us-east-1" --policy-file policy.json \
 #       [--org-role-arn ARN] [--stack-name NAME] [--architecture arm64|x86_64] [--dry-run] \
+#       [--publisher-account ID] [--management-account ID] [--management-profile PROFILE] \
+#       [--delegated-admin] [--target-role-name NAME] [--organization-id o-…] [--org-root-id r-…] \
 #       [extra `sam deploy` arguments, e.g. --profile prod --parameter-overrides AlarmEmail=ops@example.com]
 #
-# --dry-run prints the commands, one per line, exactly as they would run, and runs nothing.
-# The tools come from the repo when scripts/setup.sh installed them (.tools/venv-sam for sam,
-# .venv for cargo-lambda and zig); otherwise from PATH. SAM=/path/to/sam overrides.
+# --publisher-account: the account the stacks run in (the target role trusts its ami-share roles);
+# needed with copy_into or --management-account. --management-profile: the AWS CLI profile of the
+# management account (or, with --delegated-admin, of the StackSets delegated administrator) for
+# steps 2 and 3. --dry-run prints every command, one per line, exactly as it would run, and runs
+# nothing. The tools come from the repo when scripts/setup.sh installed them (.tools/venv-sam for
+# sam, .venv for cargo-lambda and zig); otherwise from PATH. SAM=/path/to/sam and AWS=/path/to/aws
+# (the AWS CLI, for steps 2 and 3) override.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +34,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 }
 
@@ -31,6 +44,13 @@ org_role_arn=""
 stack_name="ami-share"
 architecture="arm64"
 dry_run=false
+publisher_account=""
+management_account=""
+management_profile=""
+delegated_admin=false
+target_role_name="ami-share-target"
+organization_id=""
+org_root_id=""
 extra=()
 user_overrides=()
 
@@ -47,6 +67,19 @@ while [ $# -gt 0 ]; do
     --architecture) [ $# -ge 2 ] || die "--architecture needs a value"; architecture=$2; shift 2 ;;
     --architecture=*) architecture=${1#*=}; shift ;;
     --dry-run) dry_run=true; shift ;;
+    --publisher-account) [ $# -ge 2 ] || die "--publisher-account needs a value"; publisher_account=$2; shift 2 ;;
+    --publisher-account=*) publisher_account=${1#*=}; shift ;;
+    --management-account) [ $# -ge 2 ] || die "--management-account needs a value"; management_account=$2; shift 2 ;;
+    --management-account=*) management_account=${1#*=}; shift ;;
+    --management-profile) [ $# -ge 2 ] || die "--management-profile needs a value"; management_profile=$2; shift 2 ;;
+    --management-profile=*) management_profile=${1#*=}; shift ;;
+    --delegated-admin) delegated_admin=true; shift ;;
+    --target-role-name) [ $# -ge 2 ] || die "--target-role-name needs a value"; target_role_name=$2; shift 2 ;;
+    --target-role-name=*) target_role_name=${1#*=}; shift ;;
+    --organization-id) [ $# -ge 2 ] || die "--organization-id needs a value"; organization_id=$2; shift 2 ;;
+    --organization-id=*) organization_id=${1#*=}; shift ;;
+    --org-root-id) [ $# -ge 2 ] || die "--org-root-id needs a value"; org_root_id=$2; shift 2 ;;
+    --org-root-id=*) org_root_id=${1#*=}; shift ;;
     -h|--help) usage ;;
     --parameter-overrides)
       # sam keeps only the last --parameter-overrides: merge the user's into ours.
@@ -75,6 +108,12 @@ done
 [[ $stack_name =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] ||
   die "'$stack_name' is not a valid stack name (letters, digits, hyphens; starts with a letter)"
 case "$architecture" in arm64|x86_64) ;; *) die "--architecture must be arm64 or x86_64, not '$architecture'" ;; esac
+for a in "$publisher_account" "$management_account"; do
+  [ -z "$a" ] || [[ $a =~ ^[0-9]{12}$ ]] || die "'$a' is not a 12-digit account id"
+done
+[[ $target_role_name =~ ^[A-Za-z0-9+=,.@_-]{1,64}$ ]] || die "'$target_role_name' is not an IAM role name"
+[ -z "$organization_id" ] || [[ $organization_id =~ ^o-[a-z0-9]{10,32}$ ]] || die "'$organization_id' is not an organization id (o-…)"
+[ -z "$org_root_id" ] || [[ $org_root_id =~ ^r-[a-z0-9]{4,32}$ ]] || die "'$org_root_id' is not an organization root id (r-…)"
 if [ -n "$org_role_arn" ]; then
   [[ $org_role_arn =~ ^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$ ]] ||
     die "'$org_role_arn' is not an IAM role ARN (arn:aws:iam::123456789012:role/name)"
@@ -97,6 +136,30 @@ $check_out"
 fi
 echo "$prog: $check_out" >&2
 event_bus_arn=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- event-bus "$policy_file")
+# What else the policy needs: the Regions it copies to, the target accounts of copy_into.
+plan=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- install-plan "$policy_file")
+plan_get() { printf '%s\n' "$plan" | sed -n "s/^$1=//p"; }
+for r in $(plan_get copy-regions); do
+  case " ${region_list[*]} " in *" $r "*) ;; *) region_list+=("$r") ;; esac
+done
+target_ous=$(plan_get target-ous)
+target_accounts=$(plan_get target-accounts)
+has_targets=false
+[ -n "$target_ous$target_accounts" ] && has_targets=true
+[ -n "$organization_id" ] || organization_id=$(plan_get organizations | awk '{print $1}')
+[ -n "$org_root_id" ] || org_root_id=$(plan_get roots | awk '{print $1}')
+if $has_targets || [ -n "$management_account" ]; then
+  [ -n "$publisher_account" ] ||
+    die "--publisher-account is required with copy_into or --management-account (the account the stacks run in: the roles in other accounts trust its ami-share roles)"
+  [ -n "$organization_id" ] ||
+    die "the policy names no organization or OU ARN, so the organization id is unknown: give --organization-id o-…"
+fi
+if [ -n "$target_accounts" ] && [ -z "$org_root_id" ]; then
+  die "copy_into names accounts outside any OU of the policy: give --org-root-id r-… (the StackSet reaches them through the root, filtered to those accounts)"
+fi
+if [ -n "$management_account" ] && [ -n "$org_role_arn" ]; then
+  die "give --org-role-arn (an existing role) or --management-account (install it), not both"
+fi
 layer_file=$repo/policy-layer/ami-share/policy.json
 
 sam=${SAM:-}
@@ -106,8 +169,15 @@ fi
 # cargo-lambda and zig (used by `sam build` for the rust-cargolambda build method)
 if [ -d "$repo/.venv/bin" ]; then export PATH="$repo/.venv/bin:$PATH"; fi
 
+org_read_role_name=ami-share-organizations-read
+if [ -n "$management_account" ]; then
+  partition=aws
+  case "${region_list[0]}" in cn-*) partition=aws-cn ;; us-gov-*) partition=aws-us-gov ;; esac
+  org_role_arn="arn:$partition:iam::$management_account:role/$org_read_role_name"
+fi
 overrides=("Architecture=$architecture")
 [ -n "$org_role_arn" ] && overrides+=("OrgRoleArn=$org_role_arn")
+$has_targets && overrides+=("TargetAccountRoleName=$target_role_name")
 [ -n "$event_bus_arn" ] && overrides+=("DistributionEventBusArn=$event_bus_arn")
 overrides+=(${user_overrides[@]+"${user_overrides[@]}"})
 
@@ -121,6 +191,50 @@ deploy_cmd() { # region
     --no-confirm-changeset --no-fail-on-empty-changeset
     ${extra[@]+"${extra[@]}"}
     --parameter-overrides "${overrides[@]}")
+}
+
+# The AWS CLI, for the management account's pieces.
+aws=${AWS:-aws}
+home=${region_list[0]}
+mgmt=(--region "$home")
+[ -n "$management_profile" ] && mgmt+=(--profile "$management_profile")
+stackset_as=()
+$delegated_admin && stackset_as=(--call-as DELEGATED_ADMIN)
+
+org_role_cmd=("$aws" cloudformation deploy --stack-name "$stack_name-org-read"
+  --template-file "$repo/templates/org-read-role.yaml" --capabilities CAPABILITY_NAMED_IAM
+  --no-fail-on-empty-changeset
+  --parameter-overrides "OrganizationId=$organization_id" "TrustedAccountIds=$publisher_account"
+  "RoleName=$org_read_role_name" "${mgmt[@]}")
+
+stack_set=$stack_name-target-accounts
+stack_set_cmd() { # create-stack-set | update-stack-set
+  stack_set_args=("$aws" cloudformation "$1" --stack-set-name "$stack_set"
+    --template-body "file://$repo/templates/target-account-role.yaml"
+    --permission-model SERVICE_MANAGED
+    --auto-deployment Enabled=true,RetainStacksOnAccountRemoval=false
+    --capabilities CAPABILITY_NAMED_IAM
+    --parameters "ParameterKey=RoleName,ParameterValue=$target_role_name"
+    "ParameterKey=PublisherAccountId,ParameterValue=$publisher_account"
+    "ParameterKey=OrganizationId,ParameterValue=$organization_id"
+    "ParameterKey=ParameterPathPrefix,ParameterValue=$parameter_prefix"
+    ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}")
+}
+# IAM is global: the role is one stack per account, in the home Region.
+instances=()
+instances_cmd() { # deployment targets
+  instances=("$aws" cloudformation create-stack-instances --stack-set-name "$stack_set"
+    --deployment-targets "$1" --regions "$home"
+    --operation-preferences FailureTolerancePercentage=10,MaxConcurrentPercentage=25
+    ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}")
+}
+join_comma() { local IFS=,; echo "$*"; }
+instance_targets=()
+# shellcheck disable=SC2086 # word splitting of the space-separated lists is intended
+{
+  [ -n "$target_ous" ] && instance_targets+=("OrganizationalUnitIds=$(join_comma $target_ous)")
+  [ -n "$target_accounts" ] &&
+    instance_targets+=("OrganizationalUnitIds=$org_root_id,Accounts=$(join_comma $target_accounts),AccountFilterType=INTERSECTION")
 }
 
 # one shell word, quoted only when it needs to be
@@ -140,13 +254,26 @@ show() {
 
 if $dry_run; then
   echo "$prog: would copy the policy to $layer_file (the policy layer)" >&2
+  [ -n "$management_account" ] && show "${org_role_cmd[@]}"
   show "${build_cmd[@]}"
   for r in "${region_list[@]}"; do deploy_cmd "$r"; show "${deploy[@]}"; done
+  if $has_targets; then
+    echo "$prog: would create the StackSet $stack_set (update-stack-set with the same arguments when it exists)" >&2
+    stack_set_cmd create-stack-set; show "${stack_set_args[@]}"
+    for t in "${instance_targets[@]}"; do instances_cmd "$t"; show "${instances[@]}"; done
+  fi
   exit 0
+fi
+if [ -n "$management_account" ] || $has_targets; then
+  command -v "$aws" >/dev/null || die "'$aws' not found: the AWS CLI installs the management account's pieces (or set AWS=/path/to/aws)"
 fi
 
 command -v "$sam" >/dev/null || die "'$sam' not found: run scripts/setup.sh (or set SAM=/path/to/sam)"
 cd "$repo"
+if [ -n "$management_account" ]; then
+  echo "$prog: organization read role in the management account $management_account" >&2
+  "${org_role_cmd[@]}"
+fi
 mkdir -p "$(dirname "$layer_file")"
 cp "$policy_file" "$layer_file"
 echo "$prog: policy layer: $layer_file" >&2
@@ -158,3 +285,20 @@ for r in "${region_list[@]}"; do
   "${deploy[@]}"
 done
 echo "$prog: deployed $stack_name to ${region_list[*]}" >&2
+if $has_targets; then
+  if "$aws" cloudformation describe-stack-set --stack-set-name "$stack_set" \
+      ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}" >/dev/null 2>&1; then
+    echo "$prog: updating the StackSet $stack_set" >&2
+    stack_set_cmd update-stack-set
+  else
+    echo "$prog: creating the StackSet $stack_set" >&2
+    stack_set_cmd create-stack-set
+  fi
+  "${stack_set_args[@]}"
+  for t in "${instance_targets[@]}"; do
+    echo "$prog: target-account role to $t" >&2
+    instances_cmd "$t"
+    "${instances[@]}"
+  done
+  echo "$prog: the target-account role reaches every account of ${target_ous:-no OU}${target_accounts:+ and $target_accounts}, and every account that joins those OUs later" >&2
+fi

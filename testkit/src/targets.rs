@@ -119,12 +119,7 @@ impl FakeAws {
     }
 
     /// The target parameter's versions, oldest first: (value, labels).
-    pub fn target_parameter(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-    ) -> Vec<Version> {
+    pub fn target_parameter(&self, account: &str, region: &str, name: &str) -> Vec<Version> {
         self.world()
             .targets
             .parameters

@@ -5,12 +5,15 @@
 //!   JSON path and exits 1 when the policy would be refused at start, or when a rule publishes
 //!   a parameter outside the deployment's `ParameterPathPrefix` (its IAM policy's limit);
 //! - `ami-share-policy event-bus <file>` prints the policy's `events.event_bus_arn` (nothing
-//!   when it names none), for the template's `DistributionEventBusArn`.
+//!   when it names none), for the template's `DistributionEventBusArn`;
+//! - `ami-share-policy install-plan <file>` prints what installing the policy takes beyond the
+//!   build Regions (`key=value…` lines: `copy-regions`, `target-ous`, `target-accounts`,
+//!   `organizations`, `roots`), for the Regions and the target-account StackSet.
 
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: ami-share-policy check <policy.json> [--parameter-prefix <prefix>]\n       ami-share-policy event-bus <policy.json>";
+    "usage: ami-share-policy check <policy.json> [--parameter-prefix <prefix>]\n       ami-share-policy event-bus <policy.json>\n       ami-share-policy install-plan <policy.json>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,7 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cmd != "check" && !(cmd == "event-bus" && prefix.is_none()) {
+    if cmd != "check" && !(matches!(cmd, "event-bus" | "install-plan") && prefix.is_none()) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
@@ -35,6 +38,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if cmd == "install-plan" {
+        print!("{}", amishare::config::InstallPlan::of(&policy).lines());
+        return ExitCode::SUCCESS;
+    }
     if cmd == "event-bus" {
         if let Some(arn) = &policy.events.event_bus_arn {
             println!("{arn}");

@@ -11,6 +11,7 @@
 
 mod copy_into;
 mod ids;
+mod install;
 mod publish;
 mod rates;
 mod retire;
@@ -28,6 +29,7 @@ use ids::check_key;
 
 pub use copy_into::{CopyInto, CopyIntoRegion};
 pub use ids::{is_account_id, is_region, parse_key_ref, parse_org_arn, parse_ou_arn, KeyRef};
+pub use install::InstallPlan;
 pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
 pub use rates::RateLimitConfig;
 pub use retire::{Retire, RetireMode};
