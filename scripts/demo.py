@@ -18,7 +18,11 @@ What it does:
      and, per Region, the rule's latest-image parameter (/golden/demo/latest), its RAM share and
      the "AMI Distributed" events; then resolves the parameter by ARN as a consumer account does
      (`resolve:ssm:<ARN>`), and checks an account outside the rule cannot;
-  6. exits non-zero if the after-state is not what each step claims.
+  6. shows the copy owned by a consumer account (copy_into): made in that account by
+     on-image-available through the target-account role, encrypted with the consumer's own key,
+     tagged with its provenance, and finished by the night: the consumer's own parameter
+     (/golden/demo/latest in its account) names it;
+  7. exits non-zero if the after-state is not what each step claims.
 Everything it starts is stopped at the end, also on failure or Ctrl-C.
 """
 
@@ -51,6 +55,8 @@ KEY_ALIAS = "alias/ami-share"
 EXTERNAL_ACCOUNT = "111122223333"  # shared with directly, outside the organization
 FUNCTIONS = ["on-image-available", "on-copy-complete", "nightly-sweeper"]
 PARAMETER = "/golden/demo/latest"
+TARGET_ROLE = "ami-share-target"  # the role copy_into assumes in a target account
+CONSUMER_KEY_ALIAS = "alias/consumer-ami"  # the consumer's own key, in its account
 
 
 class StepFailed(Exception):
@@ -118,6 +124,22 @@ def client(url: str, service: str, region: str):
     )
 
 
+def as_account(url: str, account: str, service: str, region: str):
+    """A client acting as `account`: the target-account role assumed there, as the functions do
+    (moto gives an assumed role's keys to the role's account)."""
+    creds = client(url, "sts", region).assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/{TARGET_ROLE}", RoleSessionName="demo")["Credentials"]
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=Config(retries={"max_attempts": 2}),
+    )
+
+
 def post_json(url: str, body: dict) -> dict:
     req = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -156,6 +178,12 @@ def seed(url: str) -> dict:
     if status != "SUSPENDED":
         raise StepFailed(f"closed account {closed} is {status}, not SUSPENDED")
 
+    # The consumer account under the root owns its copies of the golden image, encrypted with a
+    # key of its own.
+    consumer_key = as_account(url, root_acct, "kms", HOME_REGION).create_key(
+        Description="the consumer's own key")["KeyMetadata"]["Arn"]
+    as_account(url, root_acct, "kms", HOME_REGION).create_alias(AliasName=CONSUMER_KEY_ALIAS, TargetKeyId=consumer_key)
+
     keys = {}
     for region in REGIONS:
         kms = client(url, "kms", region)
@@ -192,6 +220,7 @@ def seed(url: str) -> dict:
         "suspended": closed,
         "root_account": root_acct,
         "keys": keys,
+        "consumer_key": consumer_key,
         "golden": golden,
         "golden_name": f"golden-{stamp}",
         "scratch": scratch,
@@ -228,7 +257,12 @@ def demo_policy(world: dict) -> dict:
                     {"region": r, "kms_key_id": f"arn:aws:kms:{r}:{ACCOUNT}:{KEY_ALIAS}"}
                     for r in COPY_REGIONS
                 ],
-                "publish": {"parameter": PARAMETER},
+                # The consumer under the root also gets a copy of its own, in its account.
+                "copy_into": {
+                    "accounts": [world["root_account"]],
+                    "regions": [{"region": HOME_REGION, "kms_key_id": CONSUMER_KEY_ALIAS}],
+                },
+                "publish": {"parameter": PARAMETER, "in_target_accounts": True},
             },
             legacy_rule("report"),
         ],
@@ -393,6 +427,8 @@ def start_watch(url: str, policy_vars: dict, port: int, workdir: Path) -> tuple[
         "AWS_DEFAULT_REGION": HOME_REGION,
         # cargo lambda's function ARN names no account (in Lambda the ARN does)
         "AMI_SHARE_ACCOUNT_ID": ACCOUNT,
+        # what the stack's TargetAccountRoleName sets (copy_into)
+        "AMI_SHARE_TARGET_ROLE_NAME": TARGET_ROLE,
         **policy_vars,
         "RUST_LOG": "info",
     }
@@ -581,6 +617,11 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             == sorted(COPY_REGIONS),
             f"copies started in {', '.join(COPY_REGIONS)}",
         )
+        owner_acct = w["root_account"]
+        into = s.get("target_copies", [])
+        check(len(into) == 1 and into[0].get("status") == "started" and into[0].get("account") == owner_acct,
+              f"copy_into: a copy started in consumer account {owner_acct}, {HOME_REGION} ({into})")
+        target_copy = (into[0].get("image_id") if into else None) or ""
 
         for key in ("legacy_old", "legacy_new"):
             s = call("on-image-available", ami_event("image-available.json", HOME_REGION, w[key]), key)
@@ -746,7 +787,27 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                     check(kept == live_snaps, "sweeper (delete): every live image's snapshot kept")
 
         if not args.skip_sweeper:
-            say("== 6. retirement of rule legacy in act mode (the policy redeployed: the functions restarted)")
+            say(f"== 6. the copy owned by consumer account {owner_acct} (copy_into), after a night")
+            ec2_there = as_account(url, owner_acct, "ec2", HOME_REGION)
+            owned = ec2_there.describe_images(Owners=["self"])["Images"]
+            mine = [i for i in owned if i["ImageId"] == target_copy]
+            tags = {t["Key"]: t["Value"] for t in (mine[0].get("Tags") or [])} if mine else {}
+            with urllib.request.urlopen(f"{url}/_harness/target-copies", timeout=10) as resp:
+                made = [c for c in json.load(resp)["copies"] if c["image_id"] == target_copy]
+            value = as_account(url, owner_acct, "ssm", HOME_REGION).get_parameter(Name=PARAMETER)["Parameter"]["Value"]
+            say(f"  {owner_acct} owns {target_copy} ({mine[0]['Name'] if mine else '?'})")
+            say(f"  encrypted with its own key {made[0]['kms_key_id'] if made else '?'}; tags {tags}")
+            say(f"  its own {PARAMETER} names {value}")
+            check(bool(mine) and mine[0]["OwnerId"] == owner_acct, f"the copy {target_copy} is owned by {owner_acct}")
+            check(bool(made) and made[0]["encrypted"] and made[0]["kms_key_id"] == w["consumer_key"],
+                  "the copy is encrypted with the consumer's own key")
+            check(tags.get("ami-share:copied-from-image") == f"{HOME_REGION}/{w['golden']}"
+                  and tags.get("ami-share:copied-from-account") == ACCOUNT,
+                  "the copy carries its provenance (source image and account) from its creation")
+            check(value == target_copy, f"the consumer's own {PARAMETER} names its copy, not the publisher's image")
+
+        if not args.skip_sweeper:
+            say("== 7. retirement of rule legacy in act mode (the policy redeployed: the functions restarted)")
             act_policy = json.loads(json.dumps(policy))
             act_policy["rules"] = [legacy_rule("act") if r["name"] == "legacy" else r for r in act_policy["rules"]]
             stop_watch(watch)
