@@ -50,24 +50,16 @@ impl FakeAws {
     /// A target account with a customer managed key `alias/consumer-ami` in each Region, also
     /// its default EBS key. Returns the key ARNs by Region.
     pub fn add_target_account(&self, account: &str, regions: &[&str]) -> BTreeMap<String, String> {
-        let mut w = self.world();
         let mut out = BTreeMap::new();
         for region in regions {
             let arn = format!("arn:aws:kms:{region}:{account}:key/target-{account}-{region}");
-            let at = (account.to_string(), region.to_string());
-            w.targets
-                .keys
-                .entry(at.clone())
-                .or_default()
-                .push(TargetKey {
-                    info: KeyInfo {
-                        arn: arn.clone(),
-                        manager: KeyManager::Customer,
-                        enabled: true,
-                    },
-                    aliases: vec!["alias/consumer-ami".into()],
-                });
-            w.targets.default_keys.insert(at, arn.clone());
+            self.add_target_key(
+                account,
+                region,
+                &arn,
+                KeyManager::Customer,
+                "alias/consumer-ami",
+            );
             out.insert(region.to_string(), arn);
         }
         out
@@ -75,6 +67,19 @@ impl FakeAws {
 
     /// The account's default EBS key in the Region becomes the AWS managed `aws/ebs`.
     pub fn target_default_key_aws_managed(&self, account: &str, region: &str) {
+        let arn = format!("arn:aws:kms:{region}:{account}:key/aws-ebs");
+        self.add_target_key(account, region, &arn, KeyManager::Aws, "alias/aws/ebs");
+    }
+
+    /// A key of the target account, which becomes its default EBS key in the Region.
+    fn add_target_key(
+        &self,
+        account: &str,
+        region: &str,
+        arn: &str,
+        manager: KeyManager,
+        alias: &str,
+    ) {
         let mut w = self.world();
         let at = (account.to_string(), region.to_string());
         w.targets
@@ -83,13 +88,13 @@ impl FakeAws {
             .or_default()
             .push(TargetKey {
                 info: KeyInfo {
-                    arn: format!("arn:aws:kms:{region}:{account}:key/aws-ebs"),
-                    manager: KeyManager::Aws,
+                    arn: arn.to_string(),
+                    manager,
                     enabled: true,
                 },
-                aliases: vec!["alias/aws/ebs".into()],
+                aliases: vec![alias.to_string()],
             });
-        w.targets.default_keys.insert(at, "alias/aws/ebs".into());
+        w.targets.default_keys.insert(at, arn.to_string());
     }
 
     /// The role in `account` can no longer be assumed.

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ids::{check_key, is_account_id, is_region, parse_ou_arn};
+use super::ids::{check_key, check_listed_region, is_account_id, parse_ou_arn};
 use super::Problems;
 
 /// Copy the rule's newest image *into* each target account and Region: the target account
@@ -88,17 +88,13 @@ impl CopyInto {
         for (j, r) in self.regions.iter().enumerate() {
             let rat = format!("{at}.regions[{j}]");
             p.unknown(&rat, &r.unknown);
-            if !is_region(&r.region) {
-                p.add(
-                    format!("{rat}.region"),
-                    format!("{:?} is not a Region code (like \"eu-west-1\")", r.region),
-                );
-            } else if !seen.insert(r.region.as_str()) {
-                p.add(
-                    format!("{rat}.region"),
-                    format!("{:?} is listed twice in this copy_into", r.region),
-                );
-            }
+            check_listed_region(
+                &format!("{rat}.region"),
+                &r.region,
+                &mut seen,
+                "copy_into",
+                p,
+            );
             if let Some(key) = &r.kms_key_id {
                 check_key(&format!("{rat}.kms_key_id"), key, Some(&r.region), p);
                 let one_account = self.accounts.len() == 1 && self.organizational_units.is_empty();

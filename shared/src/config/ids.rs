@@ -21,6 +21,24 @@ pub(crate) fn check_key(at: &str, key: &str, region: Option<&str>, p: &mut Probl
     }
 }
 
+/// A Region of a list (`copy_to`, `copy_into.regions`): a Region code, listed once.
+pub(crate) fn check_listed_region<'a>(
+    at: &str,
+    region: &'a str,
+    seen: &mut std::collections::BTreeSet<&'a str>,
+    list: &str,
+    p: &mut Problems,
+) {
+    if !is_region(region) {
+        p.add(
+            at,
+            format!("{region:?} is not a Region code (like \"us-west-2\")"),
+        );
+    } else if !seen.insert(region) {
+        p.add(at, format!("{region:?} is listed twice in this {list}"));
+    }
+}
+
 /// `123456789012`.
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())

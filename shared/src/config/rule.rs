@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ids::{check_key, is_account_id, is_region, parse_org_arn, parse_ou_arn};
+use super::ids::{check_key, check_listed_region, is_account_id, parse_org_arn, parse_ou_arn};
 use super::{yes, CopyInto, Problems, Publish, Retire};
 
 /// One sharing rule.
@@ -224,17 +224,7 @@ impl Rule {
         for (j, c) in self.copy_to.iter().enumerate() {
             let cat = format!("{at}.copy_to[{j}]");
             p.unknown(&cat, &c.unknown);
-            if !is_region(&c.region) {
-                p.add(
-                    format!("{cat}.region"),
-                    format!("{:?} is not a Region code (like \"us-west-2\")", c.region),
-                );
-            } else if !regions.insert(c.region.as_str()) {
-                p.add(
-                    format!("{cat}.region"),
-                    format!("{:?} is listed twice in this rule", c.region),
-                );
-            }
+            check_listed_region(&format!("{cat}.region"), &c.region, &mut regions, "rule", p);
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
             }
