@@ -734,3 +734,71 @@ mod inventory {
         assert_eq!(versions.num_calls(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_target_copy_request_is_encrypted_with_the_targets_key_and_tagged_at_creation() {
+    use amishare::names::{COPIED_BY_RULE_TAG, COPIED_FROM_ACCOUNT_TAG, COPIED_FROM_IMAGE_TAG};
+    use amishare::ports::{Image, ImageState};
+    use amishare::target_copies::target_copy_request;
+    // Into the target's us-east-1 (the Region the mocked client serves).
+    let key = "arn:aws:kms:us-east-1:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let source = Image {
+        id: "ami-1".into(),
+        region: "us-east-1".into(),
+        name: "golden-1".into(),
+        owner_id: "111122223333".into(),
+        state: ImageState::Available,
+        tags: Default::default(),
+        volumes: Vec::new(),
+        source_image_id: None,
+        source_image_region: None,
+        deprecation_time: None,
+        creation_date: Some("2026-12-01T10:00:00.000Z".into()),
+        last_launched_time: None,
+        deregistration_protection: None,
+    };
+    let req = target_copy_request(&source, "111122223333", "golden", "us-east-1", key, 0);
+    let token = req.client_token.clone();
+    let rule = mock!(aws_sdk_ec2::Client::copy_image)
+        .match_requests(move |r| {
+            let tag = |k: &str| {
+                r.tag_specifications()
+                    .iter()
+                    .filter(|t| t.resource_type() == Some(&ResourceType::Image))
+                    .flat_map(|t| t.tags())
+                    .find(|x| x.key() == Some(k))
+                    .and_then(|x| x.value().map(str::to_string))
+            };
+            r.source_region() == Some("us-east-1")
+                && r.source_image_id() == Some("ami-1")
+                && r.client_token() == Some(token.as_str())
+                && r.encrypted() == Some(true)
+                && r.kms_key_id() == Some(key)
+                // another account's tags are not the target's to read
+                && r.copy_image_tags() == Some(false)
+                && tag(COPIED_FROM_IMAGE_TAG).as_deref() == Some("us-east-1/ami-1")
+                && tag(COPIED_FROM_ACCOUNT_TAG).as_deref() == Some("111122223333")
+                && tag(COPIED_BY_RULE_TAG).as_deref() == Some("golden")
+                && tag("ami-share:managed").is_none()
+        })
+        .then_output(|| CopyImageOutput::builder().image_id("ami-9").build());
+    let p = ports(&[&rule], &[], &[]);
+    assert_eq!(p.copy_image(&req).await.unwrap(), "ami-9");
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn without_a_target_role_name_every_target_call_fails_naming_the_setting() {
+    use amishare::target_copies::TargetAccounts;
+    let p = ports(&[], &[], &[]);
+    let e = p
+        .target_key("222233334444", "eu-west-1", None)
+        .await
+        .unwrap_err();
+    assert_eq!((e.service, e.operation), ("sts", "AssumeRole"));
+    assert_eq!(e.code, "TargetRoleNotConfigured");
+    assert!(
+        e.message.contains("AMI_SHARE_TARGET_ROLE_NAME")
+            && e.message.contains("TargetAccountRoleName")
+    );
+}

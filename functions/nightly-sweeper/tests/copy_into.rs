@@ -51,8 +51,14 @@ fn world() -> (Deps<FakeAws>, Image) {
 }
 
 async fn night(d: &Deps<FakeAws>) -> SweepReport {
+    night_in(d, R).await
+}
+
+async fn night_in(d: &Deps<FakeAws>, region: &str) -> SweepReport {
     let now = Utc.with_ymd_and_hms(2026, 12, 6, 3, 30, 0).unwrap();
-    handle(d, json!({}), &Run::new(R, now, None)).await.unwrap()
+    handle(d, json!({}), &Run::new(region, now, None))
+        .await
+        .unwrap()
 }
 
 fn the_copy(d: &Deps<FakeAws>, account: &str, region: &str, source: &str) -> Image {
@@ -243,4 +249,45 @@ async fn a_role_that_cannot_be_assumed_is_failed_counted_and_named() {
     let p = &r.target_copies.problems[0];
     assert_eq!(p.account, LONE);
     assert_eq!(p.error_code.as_deref(), Some("AccessDenied"));
+}
+
+#[tokio::test]
+async fn the_targets_parameter_never_moves_back_when_two_regions_build_the_rules_images() {
+    // The rule's images are built in two Regions; each Region's night follows its own newest
+    // into the same targets. The newer one wins everywhere, whichever night runs last.
+    let (d, old) = world();
+    let elsewhere = "us-west-2";
+    let new = d
+        .aws
+        .create_image(ImageSpec::new(elsewhere, "golden-2").created("2026-12-01T10:00:00.000Z"));
+    night_in(&d, elsewhere).await;
+    d.aws.finish_target_copies();
+    let r = night_in(&d, elsewhere).await;
+    assert_eq!(r.target_copies.parameters_written, 6);
+
+    // us-east-1's newest is the older image: copied too, but the parameter stays on the newer.
+    night(&d).await;
+    d.aws.finish_target_copies();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.finished, 6);
+    assert_eq!(
+        r.target_copies.parameters_written, 0,
+        "{:?}",
+        r.target_copies
+    );
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        for region in REGIONS {
+            let n = the_copy(&d, account, region, &new.id);
+            let versions = d.aws.target_parameter(account, region, PARAM);
+            assert_eq!(versions.len(), 1, "never written back");
+            assert_eq!(versions[0].0, n.id);
+            // The older image's copy exists (the target owns it), superseded once the newer
+            // Region's night runs again.
+            assert!(!the_copy(&d, account, region, &old.id)
+                .tags
+                .contains_key(SUPERSEDED_BY_TAG));
+        }
+    }
+    let r = night_in(&d, elsewhere).await;
+    assert_eq!(r.target_copies.superseded, 6);
 }
