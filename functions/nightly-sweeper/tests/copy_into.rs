@@ -291,3 +291,50 @@ async fn the_targets_parameter_never_moves_back_when_two_regions_build_the_rules
     let r = night_in(&d, elsewhere).await;
     assert_eq!(r.target_copies.superseded, 6);
 }
+
+#[tokio::test]
+async fn a_night_cut_by_its_deadline_follows_the_targets_in_the_next_invocation() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, SystemTime};
+    // A clock that moves one second every time it is read.
+    let ticking = || {
+        let t = Arc::new(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ));
+        nightly_sweeper::Clock(Arc::new(move || {
+            let mut t = t.lock().unwrap();
+            *t += Duration::from_secs(1);
+            *t
+        }))
+    };
+    let (d, src) = world();
+    let now = Utc.with_ymd_and_hms(2026, 12, 6, 3, 30, 0).unwrap();
+    let mut left_targets = false;
+    for round in 1.. {
+        assert!(round <= 20, "the continuation never finished");
+        let clock = ticking();
+        let deadline = clock.now() + nightly_sweeper::DEFAULT_MARGIN + Duration::from_secs(4);
+        let r = handle(
+            &d,
+            json!({}),
+            &Run::new(R, now, Some(deadline)).with_clock(clock),
+        )
+        .await
+        .unwrap();
+        left_targets |= r.not_reached.iter().any(|w| w.contains("target accounts"));
+        if !r.more {
+            break;
+        }
+    }
+    assert!(
+        left_targets,
+        "the deadline should have left the targets to a later invocation"
+    );
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        for region in REGIONS {
+            let copies = d.aws.target_images(account, region);
+            assert_eq!(copies.len(), 1, "one copy, however many invocations");
+            assert_eq!(copies[0].source_image_id.as_deref(), Some(src.id.as_str()));
+        }
+    }
+}

@@ -52,7 +52,22 @@ pub async fn finish_target_copies<P: Aws + TargetAccounts>(
         };
         let plan = SharePlan::from_rules(deps.policy.kms_access, [rule]);
         for into in &plan.into {
-            match copier.finish(newest, into).await {
+            // Every step is idempotent: a pass cut at the deadline is gone over again by the
+            // follow-up invocation.
+            let pass = match run.time_left() {
+                None => copier.finish(newest, into).await,
+                Some(left) => match tokio::time::timeout(left, copier.finish(newest, into)).await {
+                    Ok(pass) => pass,
+                    Err(_) => {
+                        report.left_for_next(format!(
+                            "copies into the target accounts of rule {}: cut at the deadline",
+                            rule.name
+                        ));
+                        return;
+                    }
+                },
+            };
+            match pass {
                 Ok(reports) => {
                     report.target_copies.rules += 1;
                     for r in reports {
