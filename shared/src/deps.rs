@@ -31,6 +31,10 @@ pub struct Settings {
     /// Most `CreateGrant` calls in flight for one key: KMS allows 50 a second per account
     /// and Region, so the grants of a 50-account share go out at once.
     pub grant_concurrency: usize,
+    /// Most copies into target accounts (`copy_into`: account × Region) one event starts; the
+    /// rest are `deferred` to the night, which follows every target. Bounds an event's work
+    /// (three calls a target) well inside the functions' timeout however large the OUs.
+    pub target_copies_per_event: usize,
 }
 
 impl Default for Settings {
@@ -44,6 +48,7 @@ impl Default for Settings {
             concurrency: 8,
             org_cache_ttl: Duration::from_secs(300),
             grant_concurrency: 50,
+            target_copies_per_event: 500,
         }
     }
 }

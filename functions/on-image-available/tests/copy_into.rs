@@ -285,3 +285,27 @@ async fn a_copy_of_ours_or_someone_elses_is_never_copied_into_targets() {
         .organizational_units
         .is_empty());
 }
+
+#[tokio::test]
+async fn an_event_starts_a_bounded_number_of_target_copies_and_leaves_the_rest_to_the_night() {
+    let (mut d, id) = world(json!({}));
+    d.settings.target_copies_per_event = 4;
+    let s = handle(&d, event(&id)).await.unwrap();
+    let started = s
+        .target_copies
+        .iter()
+        .filter(|t| t.status == TargetStatus::Started)
+        .count();
+    let deferred: Vec<_> = s
+        .target_copies
+        .iter()
+        .filter(|t| t.status == TargetStatus::Deferred)
+        .collect();
+    assert_eq!((started, deferred.len()), (4, 2));
+    assert!(deferred[0].detail.as_deref().unwrap().contains("at most 4"));
+    let made: usize = targets()
+        .iter()
+        .flat_map(|a| REGIONS.map(|r| d.aws.target_images(a, r).len()))
+        .sum();
+    assert_eq!(made, 4, "the deferred targets were not started");
+}

@@ -72,11 +72,25 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     /// the whole (the event is then retried).
     pub async fn start(&self, source: &Image, into: &[IntoPlan]) -> Result<Vec<TargetCopyReport>> {
         let targets = self.targets(into).await?;
-        Ok(stream::iter(targets.iter())
+        let cap = self.deps.settings.target_copies_per_event;
+        let (now, later) = targets.split_at(targets.len().min(cap));
+        let mut out: Vec<TargetCopyReport> = stream::iter(now.iter())
             .map(|t| self.start_one(source, t, 0))
             .buffered(self.deps.settings.concurrency)
             .collect()
-            .await)
+            .await;
+        out.extend(later.iter().map(|t| {
+            let mut r = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Deferred);
+            r.detail = Some(format!(
+                "an event starts at most {cap} copies into target accounts ({} asked); the nightly sweeper starts this one",
+                targets.len()
+            ));
+            r
+        }));
+        if !later.is_empty() {
+            tracing::warn!(source_image = %source.id, started = now.len(), deferred = later.len(), "more target copies than one event starts; the rest are the night's");
+        }
+        Ok(out)
     }
 
     /// The night: confirm and finish the copies of `newest` (the rule's newest source image
