@@ -13,7 +13,12 @@ What moto does not model and this does (aws-facts §7, §8):
   `ListGrants` 100/s, `TagResource` 10/s, ...; over the limit, `ThrottlingException`;
   `ListGrants` pages (`Limit` up to 100, 50 by default; `Marker`); key tags and key policies;
 - Organizations pages (`ListAccountsForParent` / `ListChildren`: 20 a page, `NextToken`) and
-  suspended accounts.
+  suspended accounts;
+- other accounts (`copy_into`): STS `AssumeRole` hands out keys that name the role's account; a
+  request signed with them acts in that account, with its own EC2 buckets: its own images
+  (`DescribeImages` by owner and tag), `CopyImage` of the publisher's image (shared by account
+  or OU, and its snapshots by account), `CreateTags`, `EnableImageDeprecation`,
+  `GetEbsDefaultKmsKeyId`, KMS `DescribeKey` of its own key.
 
 It keeps a call log (per action: calls, throttled) and the ground truth (which snapshots are
 orphans, which are in use) so the driver can check the product's verdicts.
@@ -65,6 +70,8 @@ class Image:
     state: str = "available"
     region: str = "us-east-1"
     source: tuple[str, str] | None = None  # (Region, image id) of a copy
+    owner: str = ACCOUNT
+    deprecation: str | None = None
 
 
 @dataclass
@@ -110,6 +117,9 @@ class World:
         self.copy_tokens: dict[str, str] = {}
         # Every request: (service:Action, Region, start, end) in monotonic seconds.
         self.log: list[tuple[str, str, float, float]] = []
+        # Other accounts (copy_into): (account, Region) -> their images; their client tokens.
+        self.targets: dict[tuple[str, str], list[Image]] = {}
+        self.target_tokens: dict[tuple[str, str, str], str] = {}
 
     def add_key(self, region: str, alias: str | None = None) -> str:
         arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}"
@@ -150,9 +160,13 @@ class World:
         self.throttled["kms:" + op] = self.throttled.get("kms:" + op, 0) + 1
         return False
 
-    def admit(self, action: str, paginated_or_filtered: bool, region: str = "us-east-1") -> bool:
-        """Count the call; False when EC2 would throttle it (buckets per Region and action)."""
+    def admit(self, action: str, paginated_or_filtered: bool, region: str = "us-east-1",
+              account: str = ACCOUNT) -> bool:
+        """Count the call; False when EC2 would throttle it (buckets per account, Region and
+        action; another account's calls are counted as `<action>@target`)."""
         with self.lock:
+            if account != ACCOUNT:
+                action += "@target"
             self.calls[action] = self.calls.get(action, 0) + 1
             self.calls_by_region[(region, action)] = self.calls_by_region.get((region, action), 0) + 1
             if not self.throttling:
@@ -165,7 +179,7 @@ class World:
                 key, cap, rate = action + "/unpaginated", 50, 10
             if action in self.raised:
                 cap, rate = self.raised[action]
-            b = self.buckets.setdefault(f"{region}:{key}", Bucket(cap, rate))
+            b = self.buckets.setdefault(f"{account}:{region}:{key}", Bucket(cap, rate))
             if b.take():
                 return True
             self.throttled[action] = self.throttled.get(action, 0) + 1
@@ -200,9 +214,10 @@ def image_xml(i: Image, encrypted: set[str] = frozenset()) -> str:
         f"<sourceImageId>{i.source[1]}</sourceImageId><sourceImageRegion>{i.source[0]}</sourceImageRegion>"
         if i.source else ""
     )
+    deprecation = f"<deprecationTime>{i.deprecation}</deprecationTime>" if i.deprecation else ""
     return (
-        f"<item><imageId>{i.id}</imageId><imageLocation>{ACCOUNT}/{escape(i.name)}</imageLocation>"
-        f"<imageState>{i.state}</imageState><imageOwnerId>{ACCOUNT}</imageOwnerId>"
+        f"<item><imageId>{i.id}</imageId><imageLocation>{i.owner}/{escape(i.name)}</imageLocation>"
+        f"<imageState>{i.state}</imageState><imageOwnerId>{i.owner}</imageOwnerId>{deprecation}"
         f"<creationDate>2026-10-01T00:00:00.000Z</creationDate><isPublic>false</isPublic>"
         f"<architecture>x86_64</architecture><imageType>machine</imageType><name>{escape(i.name)}</name>"
         f"<rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/sda</rootDeviceName>"
@@ -292,6 +307,16 @@ class Handler(BaseHTTPRequestHandler):
         except IndexError:
             return "us-east-1"
 
+    def account(self) -> str:
+        """The account a request acts in: the one its access key names (`AssumeRole` hands out
+        `ASIA<account>`), else the publisher's."""
+        auth = self.headers.get("Authorization", "")
+        try:
+            key = auth.split("Credential=")[1].split("/")[0]
+        except IndexError:
+            return ACCOUNT
+        return key[4:] if key.startswith("ASIA") and len(key) == 16 else ACCOUNT
+
     def do_POST(self) -> None:  # noqa: N802
         start = time.monotonic()
         length = int(self.headers.get("Content-Length", "0"))
@@ -326,6 +351,20 @@ class Handler(BaseHTTPRequestHandler):
                 f"<Arn>arn:aws:iam::{ACCOUNT}:user/bench</Arn><UserId>AIDABENCH</UserId><Account>{ACCOUNT}</Account>"
                 "</GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
             )
+        if action == "AssumeRole":
+            role = q.get("RoleArn", [""])[0]
+            account = role.split(":")[4] if role.count(":") >= 5 else ""
+            with w.lock:
+                w.calls["sts:AssumeRole"] = w.calls.get("sts:AssumeRole", 0) + 1
+            return self.reply(
+                200,
+                '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>'
+                f"<Credentials><AccessKeyId>ASIA{account}</AccessKeyId><SecretAccessKey>bench</SecretAccessKey>"
+                "<SessionToken>bench</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>"
+                f"<AssumedRoleUser><Arn>arn:aws:sts::{account}:assumed-role/r/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId>"
+                "</AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>"
+                "</AssumeRoleResponse>",
+            )
         if action == "DescribeLaunchConfigurations":
             return self.reply(
                 200,
@@ -334,9 +373,12 @@ class Handler(BaseHTTPRequestHandler):
                 "<ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></DescribeLaunchConfigurationsResponse>",
             )
         paginated = "MaxResults" in q or any(k.startswith(("Filter.", "ImageId.", "SnapshotId.")) for k in q) or "ImageId" in q or "SnapshotId" in q
-        if not w.admit(action, paginated, self.region()):
+        caller = self.account()
+        if not w.admit(action, paginated, self.region(), caller):
             return self.error(503, "RequestLimitExceeded", "Request limit exceeded.")
-        handler = getattr(self, "ec2_" + action, None)
+        prefix = "ec2_" if caller == ACCOUNT else "target_"
+        self.caller = caller
+        handler = getattr(self, prefix + action, None)
         if handler is None:
             return self.error(400, "InvalidAction", f"the stand-in does not answer {action}")
         self.q_region = self.region()
@@ -353,6 +395,13 @@ class Handler(BaseHTTPRequestHandler):
             if not w.admit_kms(region, op):
                 data = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
                 return self.reply(400, data, "application/x-amz-json-1.1")
+            caller = self.account()
+            if caller != ACCOUNT and op == "DescribeKey":
+                # Every target account has its own key, alias/consumer-ami, its default EBS key.
+                arn = f"arn:aws:kms:{region}:{caller}:key/consumer"
+                out = {"KeyMetadata": {"KeyId": "consumer", "Arn": arn, "AWSAccountId": caller,
+                                       "KeyManager": "CUSTOMER", "KeyState": "Enabled", "Enabled": True}}
+                return self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
             arn = w.key(region, body.get("KeyId", ""))
             if arn is None:
                 data = json.dumps({"__type": "NotFoundException", "message": f"no key {body.get('KeyId')}"})
@@ -558,6 +607,75 @@ class Handler(BaseHTTPRequestHandler):
             return 400, ("InvalidSnapshot.InUse", f"{sid} is in use by an image")
         del w.snapshots[sid]
         w.deleted.append(sid)
+        return 200, "<return>true</return>"
+
+
+    # --- EC2 in another account (copy_into's targets) ---------------------------------------------
+
+    def target_DescribeImages(self, q):
+        w = self.world
+        mine = w.targets.get((self.caller, self.q_region), [])
+        filters = {}
+        n = 1
+        while f"Filter.{n}.Name" in q:
+            filters[q[f"Filter.{n}.Name"][0]] = members(q, f"Filter.{n}.Value")
+            n += 1
+        for name, values in filters.items():
+            if name.startswith("tag:"):
+                mine = [i for i in mine if i.tags.get(name[4:]) in values]
+        order = [i.id for i in mine]
+        by_id = {i.id: i for i in mine}
+        ids, nxt = page(order, q, 1000)
+        body = "<imagesSet>" + "".join(image_xml(by_id[i]) for i in ids) + "</imagesSet>"
+        return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
+
+    def target_GetEbsDefaultKmsKeyId(self, q):
+        return 200, "<kmsKeyId>alias/consumer-ami</kmsKeyId>"
+
+    def target_CopyImage(self, q):
+        w = self.world
+        at = (self.caller, self.q_region)
+        token = q.get("ClientToken", [""])[0]
+        if token and (self.caller, self.q_region, token) in w.target_tokens:
+            return 200, f"<imageId>{w.target_tokens[(self.caller, self.q_region, token)]}</imageId>"
+        src = w.images.get(q["SourceImageId"][0])
+        if src is None or src.region != q["SourceRegion"][0] or not (self.caller in src.launch or src.launch_ous):
+            return 400, ("InvalidAMIID.NotFound", "no such source image (or not shared with this account)")
+        if any(self.caller not in w.snapshots[s].permissions for s in src.snapshots if s in w.snapshots):
+            return 400, ("InvalidSnapshot.NotFound", "the source's snapshot is not shared with this account")
+        tags = {}
+        t = 1
+        while f"TagSpecification.1.Tag.{t}.Key" in q:
+            tags[q[f"TagSpecification.1.Tag.{t}.Key"][0]] = q.get(f"TagSpecification.1.Tag.{t}.Value", [""])[0]
+            t += 1
+        n = sum(len(v) for v in w.targets.values())
+        copy = Image(f"ami-{0x700000000 + n:017x}", q["Name"][0], [], tags=tags, state="pending",
+                     region=self.q_region, source=(src.region, src.id), owner=self.caller)
+        w.targets.setdefault(at, []).append(copy)
+        if token:
+            w.target_tokens[(self.caller, self.q_region, token)] = copy.id
+        return 200, f"<imageId>{copy.id}</imageId>"
+
+    def _target_image(self, image_id):
+        return next((i for i in self.world.targets.get((self.caller, self.q_region), []) if i.id == image_id), None)
+
+    def target_CreateTags(self, q):
+        tags = {}
+        n = 1
+        while f"Tag.{n}.Key" in q:
+            tags[q[f"Tag.{n}.Key"][0]] = q.get(f"Tag.{n}.Value", [""])[0]
+            n += 1
+        for rid in members(q, "ResourceId"):
+            i = self._target_image(rid)
+            if i is not None:
+                i.tags.update(tags)
+        return 200, "<return>true</return>"
+
+    def target_EnableImageDeprecation(self, q):
+        i = self._target_image(q["ImageId"][0])
+        if i is None:
+            return 400, ("InvalidAMIID.NotFound", "no such image")
+        i.deprecation = q["DeprecateAt"][0]
         return 200, "<return>true</return>"
 
 

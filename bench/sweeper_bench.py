@@ -189,6 +189,8 @@ def run_sweeper(binary: str, world: standin.World, policy: dict, payload: dict, 
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_EC2_METADATA_DISABLED": "true",
         "AMI_SHARE_POLICY": json.dumps(policy),
+        # copy_into's role in the target accounts (bench/targets_bench.py)
+        "AMI_SHARE_TARGET_ROLE_NAME": "ami-share-target",
         "RUST_LOG": "warn",
     }
     with open(log_path, "wb") as log:

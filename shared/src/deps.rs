@@ -35,6 +35,9 @@ pub struct Settings {
     /// rest are `deferred` to the night, which follows every target. Bounds an event's work
     /// (three calls a target) well inside the functions' timeout however large the OUs.
     pub target_copies_per_event: usize,
+    /// Most calls in flight into target accounts (`copy_into`): each target account has its
+    /// own EC2 request buckets, so these run wider than the publisher's own calls.
+    pub target_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             org_cache_ttl: Duration::from_secs(300),
             grant_concurrency: 50,
             target_copies_per_event: 500,
+            target_concurrency: 32,
         }
     }
 }

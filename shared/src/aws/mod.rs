@@ -24,6 +24,9 @@ use crate::error::AwsError;
 pub use rate::RateLimits;
 
 /// The real AWS behind all four ports.
+/// The adapters acting in one target account, once its role is assumed.
+type TargetSession = std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<AwsPorts>>>;
+
 pub struct AwsPorts {
     base: SdkConfig,
     /// Client-side caps on EC2's per-API request rates (every request and every page).
@@ -38,7 +41,7 @@ pub struct AwsPorts {
     /// The role `copy_into` assumes in each target account (its name), and the adapters
     /// acting in each account assumed so far.
     target_role: Option<String>,
-    targets: Mutex<HashMap<String, (std::time::Instant, std::sync::Arc<AwsPorts>)>>,
+    targets: Mutex<HashMap<String, (std::time::Instant, TargetSession)>>,
 }
 
 fn put_client<C>(map: &Mutex<HashMap<String, C>>, region: &str, client: C) {

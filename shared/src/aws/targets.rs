@@ -49,18 +49,25 @@ impl AwsPorts {
         Ok(format!("arn:{partition}:iam::{account}:role/{name}"))
     }
 
-    /// The adapters acting in `account`, through its target-account role.
+    /// The adapters acting in `account`, through its target-account role: assumed once per
+    /// account (the targets of one account in several Regions wait for the same `AssumeRole`).
     async fn in_account(&self, account: &str) -> AwsResult<Arc<AwsPorts>> {
-        if let Some((at, ports)) = self
-            .targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(account)
-        {
-            if at.elapsed() < SESSION_REUSE {
-                return Ok(ports.clone());
+        let cell = {
+            let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(account) {
+                Some((at, cell)) if at.elapsed() < SESSION_REUSE => cell.clone(),
+                _ => {
+                    let cell = Arc::new(tokio::sync::OnceCell::new());
+                    map.insert(account.to_string(), (Instant::now(), cell.clone()));
+                    cell
+                }
             }
-        }
+        };
+        cell.get_or_try_init(|| self.assume(account)).await.cloned()
+    }
+
+    /// `AssumeRole` of the target-account role in `account`, and the adapters acting there.
+    async fn assume(&self, account: &str) -> AwsResult<Arc<AwsPorts>> {
         let arn = self.target_role_arn(account)?;
         let out = aws_sdk_sts::Client::new(&self.base)
             .assume_role()
@@ -92,12 +99,9 @@ impl AwsPorts {
             .into_builder()
             .credentials_provider(SharedCredentialsProvider::new(creds))
             .build();
-        let ports = Arc::new(AwsPorts::new(base, None, RateLimits::unlimited()).await);
-        self.targets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(account.to_string(), (Instant::now(), ports.clone()));
-        Ok(ports)
+        Ok(Arc::new(
+            AwsPorts::new(base, None, RateLimits::unlimited()).await,
+        ))
     }
 }
 

@@ -76,7 +76,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         let (now, later) = targets.split_at(targets.len().min(cap));
         let mut out: Vec<TargetCopyReport> = stream::iter(now.iter())
             .map(|t| self.start_one(source, t, 0))
-            .buffered(self.deps.settings.concurrency)
+            .buffered(self.deps.settings.target_concurrency)
             .collect()
             .await;
         out.extend(later.iter().map(|t| {
@@ -99,7 +99,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         let targets = self.targets(std::slice::from_ref(into)).await?;
         Ok(stream::iter(targets.iter())
             .map(|t| self.finish_one(newest, t))
-            .buffered(self.deps.settings.concurrency)
+            .buffered(self.deps.settings.target_concurrency)
             .collect()
             .await)
     }
