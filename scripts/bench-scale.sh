@@ -5,8 +5,10 @@
 #   accounts  bench/accounts_bench.py: 50 and 5,000 consumer accounts, key_policy and grants
 #   burst     bench/burst_bench.py: 200 images within 10 s through the queues' concurrency bound
 #   night     bench/sweeper_bench.py --scenario k: the steady night of a 5,000-account organization
+#   targets   bench/targets_bench.py: copy_into over 5,000 accounts x 2 Regions, every event lost,
+#             10,000 managed images alongside, 100 ms per call (not in `all`: ~10 minutes)
 #
-#   bash scripts/bench-scale.sh            # all three
+#   bash scripts/bench-scale.sh            # the first three
 #   bash scripts/bench-scale.sh burst      # one of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +27,9 @@ fi
 if [ "$which" = all ] || [ "$which" = night ]; then
   echo "== (c) the steady night of a 5,000-account organization"
   python3 bench/sweeper_bench.py --binary target/release/nightly-sweeper --scenario k --latency 0.03 || status=1
+fi
+if [ "$which" = targets ]; then
+  echo "== (d) copy_into: 5,000 target accounts x 2 Regions, three nights"
+  python3 bench/targets_bench.py --binary target/release/nightly-sweeper --accounts 5000 --images 10000 --latency 0.1 || status=1
 fi
 exit "$status"

@@ -42,6 +42,8 @@ pub struct AwsPorts {
     /// acting in each account assumed so far.
     target_role: Option<String>,
     targets: Mutex<HashMap<String, (std::time::Instant, TargetSession)>>,
+    /// The HTTP client (one connection pool) every target account's adapters share.
+    target_http: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
 fn put_client<C>(map: &Mutex<HashMap<String, C>>, region: &str, client: C) {
@@ -100,6 +102,7 @@ impl AwsPorts {
             events: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
+            target_http: std::sync::OnceLock::new(),
         }
     }
 
@@ -127,6 +130,7 @@ impl AwsPorts {
             events: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
+            target_http: std::sync::OnceLock::new(),
         }
     }
 

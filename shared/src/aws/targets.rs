@@ -93,16 +93,30 @@ impl AwsPorts {
             expiry,
             "ami-share-target-account",
         );
-        let base = self
+        let mut base = self
             .base
             .clone()
             .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(creds))
-            .build();
+            .credentials_provider(SharedCredentialsProvider::new(creds));
+        // One connection pool for every target account: the endpoints are the same hosts, only
+        // the credentials differ (a client per account would mean its own connections and TLS
+        // handshakes, 20,000 of them a night over 5,000 accounts).
+        if self.base.http_client().is_none() {
+            base = base.http_client(self.target_http.get_or_init(shared_https_client).clone());
+        }
+        let base = base.build();
         Ok(Arc::new(
             AwsPorts::new(base, None, RateLimits::unlimited()).await,
         ))
     }
+}
+
+/// The SDK's default HTTPS client (hyper 1.x, rustls with aws-lc), built once.
+fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https()
 }
 
 #[async_trait]
