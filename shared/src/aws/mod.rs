@@ -24,8 +24,8 @@ use crate::error::AwsError;
 pub use rate::RateLimits;
 
 /// The real AWS behind all four ports.
-/// The adapters acting in one target account, once its role is assumed.
-type TargetSession = std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<AwsPorts>>>;
+/// The credentials of one target account's role, once assumed.
+type TargetSession = std::sync::Arc<tokio::sync::OnceCell<aws_sdk_ec2::config::Credentials>>;
 
 pub struct AwsPorts {
     base: SdkConfig,
@@ -38,8 +38,8 @@ pub struct AwsPorts {
     ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
     ram: Mutex<HashMap<String, aws_sdk_ram::Client>>,
     events: Mutex<HashMap<String, aws_sdk_eventbridge::Client>>,
-    /// The role `copy_into` assumes in each target account (its name), and the adapters
-    /// acting in each account assumed so far.
+    /// The role `copy_into` assumes in each target account (its name), and the credentials of
+    /// each account assumed so far.
     target_role: Option<String>,
     targets: Mutex<HashMap<String, (std::time::Instant, TargetSession)>>,
     /// The HTTP client (one connection pool) every target account's adapters share.

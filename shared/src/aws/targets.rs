@@ -51,7 +51,10 @@ impl AwsPorts {
 
     /// The adapters acting in `account`, through its target-account role: assumed once per
     /// account (the targets of one account in several Regions wait for the same `AssumeRole`).
-    async fn in_account(&self, account: &str) -> AwsResult<Arc<AwsPorts>> {
+    /// Only the credentials are kept (a few hundred bytes an account): the adapters are built
+    /// for each call on the shared connection pool and dropped after it, so 5,000 accounts do
+    /// not hold 5,000 sets of SDK clients.
+    async fn in_account(&self, account: &str) -> AwsResult<AwsPorts> {
         let cell = {
             let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(account) {
@@ -63,11 +66,23 @@ impl AwsPorts {
                 }
             }
         };
-        cell.get_or_try_init(|| self.assume(account)).await.cloned()
+        let creds = cell.get_or_try_init(|| self.assume(account)).await?.clone();
+        let mut base = self
+            .base
+            .clone()
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds));
+        // One connection pool for every target account: the endpoints are the same hosts, only
+        // the credentials differ (a client per account would mean its own connections and TLS
+        // handshakes, 20,000 of them a night over 5,000 accounts).
+        if self.base.http_client().is_none() {
+            base = base.http_client(self.target_http.get_or_init(shared_https_client).clone());
+        }
+        Ok(AwsPorts::new(base.build(), None, RateLimits::unlimited()).await)
     }
 
-    /// `AssumeRole` of the target-account role in `account`, and the adapters acting there.
-    async fn assume(&self, account: &str) -> AwsResult<Arc<AwsPorts>> {
+    /// `AssumeRole` of the target-account role in `account`: its credentials.
+    async fn assume(&self, account: &str) -> AwsResult<Credentials> {
         let arn = self.target_role_arn(account)?;
         let out = aws_sdk_sts::Client::new(&self.base)
             .assume_role()
@@ -86,27 +101,12 @@ impl AwsPorts {
             ));
         };
         let expiry = SystemTime::try_from(*c.expiration()).ok();
-        let creds = Credentials::new(
+        Ok(Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
             Some(c.session_token().to_string()),
             expiry,
             "ami-share-target-account",
-        );
-        let mut base = self
-            .base
-            .clone()
-            .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(creds));
-        // One connection pool for every target account: the endpoints are the same hosts, only
-        // the credentials differ (a client per account would mean its own connections and TLS
-        // handshakes, 20,000 of them a night over 5,000 accounts).
-        if self.base.http_client().is_none() {
-            base = base.http_client(self.target_http.get_or_init(shared_https_client).clone());
-        }
-        let base = base.build();
-        Ok(Arc::new(
-            AwsPorts::new(base, None, RateLimits::unlimited()).await,
         ))
     }
 }
