@@ -166,11 +166,7 @@ pub fn copy_name(
     kind: CopyKind,
     attempt: usize,
 ) -> String {
-    let retry = if attempt == 0 {
-        String::new()
-    } else {
-        format!("-r{attempt}")
-    };
+    let retry = retry_suffix(attempt);
     let suffix = format!(
         "{}{}-{}{retry}",
         kind.name_marker(),
@@ -234,11 +230,7 @@ pub fn target_copy_name(
     source_image_id: &str,
     attempt: usize,
 ) -> String {
-    let retry = if attempt == 0 {
-        String::new()
-    } else {
-        format!("-r{attempt}")
-    };
+    let retry = retry_suffix(attempt);
     let suffix = format!("--from-{publisher}-{source_region}-{source_image_id}{retry}");
     ami_name(source_name, &suffix)
 }
@@ -259,4 +251,13 @@ fn ami_name(base: &str, suffix: &str) -> String {
         .take(room)
         .collect();
     format!("{base}{suffix}")
+}
+
+/// `-r<attempt>` on the name of a copy started again after a failed one; nothing on the first.
+fn retry_suffix(attempt: usize) -> String {
+    if attempt == 0 {
+        String::new()
+    } else {
+        format!("-r{attempt}")
+    }
 }

@@ -85,6 +85,10 @@ fn writes_in_targets(d: &Deps<FakeAws>) -> Vec<String> {
         .collect()
 }
 
+fn assert_only_reads_in_targets(d: &Deps<FakeAws>) {
+    assert!(writes_in_targets(d).is_empty(), "{:?}", d.aws.call_counts());
+}
+
 /// Night 1 starts every copy (no event ever came); EC2 finishes them; night 2 finishes them.
 async fn copied_and_finished(d: &Deps<FakeAws>) {
     let r = night(d).await;
@@ -142,11 +146,7 @@ async fn with_every_event_lost_the_night_starts_then_finishes_each_copy() {
     let r = night(&d).await;
     assert_eq!(r.target_copies.finished, 6);
     assert_eq!(r.target_copies.parameters_written, 0);
-    assert!(
-        writes_in_targets(&d).is_empty(),
-        "{:?}",
-        d.aws.call_counts()
-    );
+    assert_only_reads_in_targets(&d);
 }
 
 #[tokio::test]
@@ -183,11 +183,7 @@ async fn a_newer_image_supersedes_the_older_copies_which_stay_with_their_owner()
     d.aws.reset_calls();
     let r = night(&d).await;
     assert_eq!(r.target_copies.superseded, 0);
-    assert!(
-        writes_in_targets(&d).is_empty(),
-        "{:?}",
-        d.aws.call_counts()
-    );
+    assert_only_reads_in_targets(&d);
 }
 
 #[tokio::test]
