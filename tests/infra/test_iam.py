@@ -310,6 +310,14 @@ def test_org_read_role(org_role_template):
     assert "ManagedPolicyArns" not in res
 
 
+def assert_pattern(spec: dict, param: str, good: list[str], bad: list[str]) -> None:
+    """A template parameter's AllowedPattern accepts `good` (and its default), refuses `bad`."""
+    for value in good + ([spec["Default"]] if "Default" in spec else []):
+        assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
+    for value in bad:
+        assert not re.fullmatch(spec["AllowedPattern"], value), f"{param} should refuse {value!r}"
+
+
 ORG_PARAMETER_SAMPLES = {
     "OrganizationId": (["o-a1b2c3d4e5"], ["", "o-", "a1b2c3d4e5", "o-A1B2C3D4E5"]),
     "TrustedAccountIds": (["111122223333", "111122223333,444455556666"],
@@ -321,12 +329,7 @@ ORG_PARAMETER_SAMPLES = {
 
 @pytest.mark.parametrize("param", sorted(ORG_PARAMETER_SAMPLES))
 def test_org_role_parameters_are_validated(org_role_template, param):
-    spec = org_role_template["Parameters"][param]
-    good, bad = ORG_PARAMETER_SAMPLES[param]
-    for value in good + ([spec["Default"]] if "Default" in spec else []):
-        assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
-    for value in bad:
-        assert not re.fullmatch(spec["AllowedPattern"], value), f"{param} should refuse {value!r}"
+    assert_pattern(org_role_template["Parameters"][param], param, *ORG_PARAMETER_SAMPLES[param])
 
 
 def test_target_account_role(target_role_template):
@@ -377,9 +380,4 @@ TARGET_PARAMETER_SAMPLES = {
 
 @pytest.mark.parametrize("param", sorted(TARGET_PARAMETER_SAMPLES))
 def test_target_role_parameters_are_validated(target_role_template, param):
-    spec = target_role_template["Parameters"][param]
-    good, bad = TARGET_PARAMETER_SAMPLES[param]
-    for value in good + ([spec["Default"]] if "Default" in spec else []):
-        assert re.fullmatch(spec["AllowedPattern"], value), f"{param} should accept {value!r}"
-    for value in bad:
-        assert not re.fullmatch(spec["AllowedPattern"], value), f"{param} should refuse {value!r}"
+    assert_pattern(target_role_template["Parameters"][param], param, *TARGET_PARAMETER_SAMPLES[param])
