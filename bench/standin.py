@@ -463,6 +463,8 @@ class Handler(BaseHTTPRequestHandler):
             filters[q[f"Filter.{n}.Name"][0]] = members(q, f"Filter.{n}.Value")
             n += 1
         order = w.image_order
+        if "image-id" in filters:
+            order = [i for i in filters["image-id"] if i in w.images and w.images[i].region == self.q_region]
         if "name" in filters:
             pat = filters["name"][0].rstrip("*")
             order = [i for i in order if w.images[i].name.startswith(pat)]

@@ -17,6 +17,10 @@ pub const NAMESPACE: &str = "AmiShare";
 /// Images that did not reach their consumers: `failed` or `refused` outcomes. The template's
 /// `UndistributedImagesAlarm` watches it.
 pub const UNDISTRIBUTED: &str = "Undistributed";
+/// Images refused because they carry the product's copy tags or name without EC2's lineage
+/// to back them (`forged-provenance`): someone should look.
+pub const FORGED_PROVENANCE: &str = "ForgedProvenance";
+const FORGED_PROVENANCE_CODE: &str = "forged-provenance";
 /// The dimension naming the function (its physical name, unique per account and Region).
 pub const FUNCTION_DIMENSION: &str = "Function";
 
@@ -66,7 +70,8 @@ pub fn event_record(
                 .count()
         })
         .unwrap_or(0);
-    let metrics: [(&str, &str, f64); 10] = [
+    let forged = summary.is_some_and(|s| s.reason_code == Some(FORGED_PROVENANCE_CODE));
+    let metrics: [(&str, &str, f64); 11] = [
         ("Invocations", "Count", 1.0),
         (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
         (
@@ -99,6 +104,7 @@ pub fn event_record(
                 .count() as f64,
         ),
         ("TargetCopiesFailed", "Count", target_failures as f64),
+        (FORGED_PROVENANCE, "Count", f64::from(u8::from(forged))),
         ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
     ];
     let mut record = json!({

@@ -46,6 +46,9 @@ pub struct Summary {
     pub region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The reason's short code where it has one (`forged-provenance`, `source-gone`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +73,7 @@ impl Summary {
             image_id: None,
             region: None,
             reason: None,
+            reason_code: None,
             rules: Vec::new(),
             share: None,
             copies: Vec::new(),
@@ -109,6 +113,28 @@ impl Summary {
 
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
+        self
+    }
+
+    /// Left alone for `reason`, with its code. An image whose provenance is forged is
+    /// `refused` (it counts as undistributed, so the alarm fires) and logged at WARN with who
+    /// should look; everything else is `skipped`.
+    pub fn not_acted_on(mut self, reason: &crate::plan::SkipReason) -> Self {
+        let code = reason.code();
+        self.outcome = if matches!(reason, crate::plan::SkipReason::ForgedProvenance(_)) {
+            tracing::warn!(
+                image_id = self.image_id.as_deref().unwrap_or(""),
+                region = self.region.as_deref().unwrap_or(""),
+                reason_code = code,
+                "forged provenance: {reason}; refused, nothing shared, published or retired. \
+                 The account's security team should find who tagged, named or made this image (CloudTrail)"
+            );
+            Outcome::Refused
+        } else {
+            Outcome::Skipped
+        };
+        self.reason = Some(reason.to_string());
+        self.reason_code = Some(code);
         self
     }
 

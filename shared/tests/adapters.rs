@@ -122,6 +122,72 @@ async fn describe_image_asks_for_disabled_images_and_converts_everything() {
 }
 
 #[tokio::test]
+async fn describe_images_reads_ids_200_a_call_through_the_image_id_filter_and_pages() {
+    // 250 ids: two calls of the filter (200 + 50), the first answered in two pages.
+    let ids: Vec<String> = (0..250).map(|i| format!("ami-{i:017x}")).collect();
+    let image = |id: &str| -> aws_sdk_ec2::types::Image {
+        aws_sdk_ec2::types::Image::builder()
+            .image_id(id)
+            .owner_id("123456789012")
+            .state(aws_sdk_ec2::types::ImageState::Available)
+            .creation_date("2026-12-01T00:00:00.000Z")
+            .build()
+    };
+    let filter_of = |r: &aws_sdk_ec2::operation::describe_images::DescribeImagesInput| {
+        r.filters()
+            .iter()
+            .find(|f| f.name() == Some("image-id"))
+            .map(|f| f.values().to_vec())
+            .unwrap_or_default()
+    };
+    let (first, second) = (ids[..200].to_vec(), ids[200..].to_vec());
+    let (f1, f2, f3) = (first.clone(), first.clone(), second.clone());
+    let page1 = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(move |r| {
+            filter_of(r) == f1
+                && r.next_token().is_none()
+                && r.max_results() == Some(1000)
+                && r.include_disabled() == Some(true)
+                && r.image_ids().is_empty()
+                && r.owners().is_empty()
+        })
+        .then_output(move || {
+            DescribeImagesOutput::builder()
+                .images(image("ami-00000000000000000"))
+                .next_token("t2")
+                .build()
+        });
+    let page2 = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(move |r| filter_of(r) == f2 && r.next_token() == Some("t2"))
+        .then_output(move || {
+            DescribeImagesOutput::builder()
+                .images(image("ami-00000000000000001"))
+                .build()
+        });
+    let call2 = mock!(aws_sdk_ec2::Client::describe_images)
+        .match_requests(move |r| filter_of(r) == f3)
+        .then_output(move || {
+            DescribeImagesOutput::builder()
+                .images(image("ami-000000000000000c8"))
+                .build()
+        });
+    let p = ports(&[&page1, &page2, &call2], &[], &[]);
+    let got = p.describe_images("us-east-1", &ids).await.unwrap();
+    assert_eq!(
+        got.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [
+            "ami-00000000000000000",
+            "ami-00000000000000001",
+            "ami-000000000000000c8"
+        ]
+    );
+    assert_eq!(
+        (page1.num_calls(), page2.num_calls(), call2.num_calls()),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
 async fn describe_image_not_found_is_none_malformed_is_a_permanent_error() {
     let nf = mock!(aws_sdk_ec2::Client::describe_images)
         .match_requests(|r| r.image_ids() == ["ami-0aaaaaaa"])
@@ -756,6 +822,7 @@ async fn a_target_copy_request_is_encrypted_with_the_targets_key_and_tagged_at_c
         creation_date: Some("2026-12-01T10:00:00.000Z".into()),
         last_launched_time: None,
         deregistration_protection: None,
+        verified_source_created: None,
     };
     let req = target_copy_request(&source, "111122223333", "golden", "us-east-1", key, 0);
     let token = req.client_token.clone();

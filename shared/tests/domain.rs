@@ -28,6 +28,7 @@ fn image(name: &str, tags: &[(&str, &str)]) -> Image {
         creation_date: None,
         last_launched_time: None,
         deregistration_protection: None,
+        verified_source_created: None,
     }
 }
 
@@ -261,6 +262,8 @@ fn classification_of_every_kind_of_image() {
 
     let mut ours = image("golden-1--copy-of-us-east-1-ami-0abcdef1234567890", &[]);
     ours.region = "us-west-2".into();
+    ours.source_image_id = Some("ami-0abcdef1234567890".into());
+    ours.source_image_region = Some("us-east-1".into());
     ours.tags = BTreeMap::from([
         (
             SOURCE_IMAGE_TAG.to_string(),
@@ -277,6 +280,34 @@ fn classification_of_every_kind_of_image() {
     tags_dropped.tags.clear();
     assert!(
         matches!(classify(&tags_dropped), ImageKind::OurCopy(p) if p.source_image_id == "ami-0abcdef1234567890" && p.rules.is_empty())
+    );
+
+    // Our tags or name without EC2's lineage behind them: forged, whatever they say.
+    let mut no_lineage = ours.clone();
+    no_lineage.source_image_id = None;
+    no_lineage.source_image_region = None;
+    assert!(
+        matches!(classify(&no_lineage), ImageKind::Forged { ref why, .. } if why.contains("no source image")),
+        "{:?}",
+        classify(&no_lineage)
+    );
+    let mut other_lineage = ours.clone();
+    other_lineage.source_image_id = Some("ami-0fffffffffffffff0".into());
+    assert!(
+        matches!(classify(&other_lineage), ImageKind::Forged { ref why, .. } if why.contains("ami-0fffffffffffffff0")),
+        "{:?}",
+        classify(&other_lineage)
+    );
+    let mut same_region = ours.clone();
+    same_region.source_image_region = Some("us-west-2".into());
+    same_region.tags.insert(
+        SOURCE_IMAGE_TAG.to_string(),
+        "us-west-2/ami-0abcdef1234567890".into(),
+    );
+    assert!(
+        matches!(classify(&same_region), ImageKind::Forged { .. }),
+        "a Region copy's source is in another Region: {:?}",
+        classify(&same_region)
     );
 
     let mut packer_copy = image("golden-1", &[]);
@@ -300,7 +331,11 @@ fn classification_of_every_kind_of_image() {
         }
     );
 
-    let reenc = image("g--reenc-of-us-east-1-ami-0abcdef1234567890", &[]);
+    let mut reenc = image("g--reenc-of-us-east-1-ami-0abcdef1234567890", &[]);
+    reenc.id = "ami-0000000000000beef".into();
+    assert!(matches!(classify(&reenc), ImageKind::Forged { .. }));
+    reenc.source_image_id = Some("ami-0abcdef1234567890".into());
+    reenc.source_image_region = Some("us-east-1".into());
     assert!(matches!(classify(&reenc), ImageKind::OurCopy(p) if p.kind == CopyKind::Reencrypt));
 }
 
@@ -366,4 +401,115 @@ fn copy_into_opens_a_source_to_its_targets_and_nothing_else() {
         ["999988887777"]
     );
     assert!(copy.launch.organizational_units.is_empty());
+}
+
+/// A copy of `source` in us-west-2 as the product makes it: lineage and provenance tags.
+fn copy_of(source: &Image) -> Image {
+    let mut c = image("golden-1--copy-of-us-east-1-ami-0abcdef1234567890", &[]);
+    c.id = "ami-0000000000000c0py".into();
+    c.region = "us-west-2".into();
+    c.source_image_id = Some(source.id.clone());
+    c.source_image_region = Some(source.region.clone());
+    c.creation_date = Some("2026-12-02T00:00:00.000Z".into());
+    c.tags.insert(
+        SOURCE_IMAGE_TAG.into(),
+        format!("{}/{}", source.region, source.id),
+    );
+    c
+}
+
+#[test]
+fn a_copy_is_verified_against_its_source_never_its_tags() {
+    use amishare::plan::{copy_rules, verify_copy};
+    let p = policy(
+        r#"{"rules":[
+            {"name":"golden","match":{"name":"golden-*"},"share_with":{"accounts":["111122223333"]}},
+            {"name":"wide","match":{"tags":{"Team":"other"}},"share_with":{"accounts":["444455556666"]}}]}"#,
+    );
+    let own = "123456789012";
+    let mut source = image("golden-1", &[]);
+    source.creation_date = Some("2026-12-01T00:00:00.000Z".into());
+    let ImageKind::OurCopy(claim) = classify(&copy_of(&source)) else {
+        panic!()
+    };
+
+    // Verified: the source's rules, the source's date.
+    let mut copy = copy_of(&source);
+    copy.tags.insert(SOURCE_RULE_TAG.into(), "wide".into());
+    let rules = copy_rules(&p, &mut copy, &claim, Some(&source), own).unwrap();
+    assert_eq!(
+        rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["golden"]
+    );
+    assert_eq!(
+        copy.verified_source_created.as_deref(),
+        Some("2026-12-01T00:00:00.000Z")
+    );
+
+    // Table: what is read of the source decides.
+    let mut foreign = source.clone();
+    foreign.owner_id = "999999999999".into();
+    let mut deregistered = source.clone();
+    deregistered.state = ImageState::Deregistered;
+    let mut disabled = source.clone();
+    disabled.state = ImageState::Disabled;
+    let mut unmatched = source.clone();
+    unmatched.name = "silver-1".into();
+    let mut skipped = source.clone();
+    skipped.tags.insert("ami-share:skip".into(), "true".into());
+    let cases: [(Option<&Image>, &str); 6] = [
+        (None, "source-gone"),
+        (Some(&deregistered), "source-gone"),
+        (Some(&disabled), "source-gone"),
+        (Some(&foreign), "forged-provenance"),
+        (Some(&unmatched), "no-rule-matches"),
+        (Some(&skipped), "skip-tag"),
+    ];
+    for (read, code) in cases {
+        let mut copy = copy_of(&source);
+        let got = copy_rules(&p, &mut copy, &claim, read, own).unwrap_err();
+        assert_eq!(got.code(), code, "{read:?}");
+    }
+    // The copy's own skip tag is honoured.
+    let mut copy = copy_of(&source);
+    copy.tags.insert("ami-share:skip".into(), "true".into());
+    assert_eq!(
+        copy_rules(&p, &mut copy, &claim, Some(&source), own).unwrap_err(),
+        SkipReason::SkipTag
+    );
+    // verify_copy alone: nothing is filled in when the check fails.
+    let mut copy = copy_of(&source);
+    assert!(verify_copy(&mut copy, &claim, Some(&foreign), own).is_err());
+    assert_eq!(copy.verified_source_created, None);
+}
+
+#[test]
+fn publication_order_reads_no_tag() {
+    use amishare::publish::publication_order;
+    let mut source = image(
+        "golden-1",
+        &[(SOURCE_CREATED_TAG, "2099-01-01T00:00:00.000Z")],
+    );
+    source.creation_date = Some("2026-12-01T00:00:00.000Z".into());
+    assert_eq!(
+        publication_order(&source),
+        ("2026-12-01T00:00:00.000Z".to_string(), source.id.clone()),
+        "a source's order is EC2's CreationDate"
+    );
+    let mut copy = copy_of(&source);
+    copy.tags
+        .insert(SOURCE_CREATED_TAG.into(), "2099-01-01T00:00:00.000Z".into());
+    assert_eq!(
+        publication_order(&copy),
+        (String::new(), source.id.clone()),
+        "an unverified copy is the oldest of all, whatever its tag says"
+    );
+    copy.verified_source_created = source.creation_date.clone();
+    assert_eq!(
+        publication_order(&copy),
+        ("2026-12-01T00:00:00.000Z".to_string(), source.id.clone())
+    );
+    let mut forged = copy.clone();
+    forged.source_image_id = None;
+    assert_eq!(publication_order(&forged), (String::new(), String::new()));
 }

@@ -25,6 +25,21 @@ impl Images for FakeAws {
             .map(|i| i.image.clone()))
     }
 
+    async fn describe_images(&self, region: &str, image_ids: &[String]) -> AwsResult<Vec<Image>> {
+        let mut found = Vec::new();
+        for ids in image_ids.chunks(200) {
+            let w = self.world();
+            let part: Vec<Image> = ids
+                .iter()
+                .filter_map(|id| w.images.get(&(region.to_string(), id.clone())))
+                .map(|i| i.image.clone())
+                .collect();
+            drop(w);
+            found.extend(self.list("ec2:DescribeImages", part)?);
+        }
+        Ok(found)
+    }
+
     async fn launch_permissions(
         &self,
         region: &str,
@@ -131,6 +146,7 @@ impl Images for FakeAws {
             creation_date: Some("2026-11-21T11:00:00.000Z".into()),
             last_launched_time: None,
             deregistration_protection: None,
+            verified_source_created: None,
         };
         w.images.insert(
             (r.destination_region.clone(), id.clone()),

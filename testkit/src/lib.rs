@@ -340,6 +340,7 @@ impl FakeAws {
             ),
             last_launched_time: None,
             deregistration_protection: None,
+            verified_source_created: None,
         };
         w.images.insert(
             (image.region.clone(), image.id.clone()),

@@ -339,6 +339,7 @@ impl TargetAccounts for FakeAws {
             creation_date: Some("2026-12-06T00:00:00.000Z".into()),
             last_launched_time: None,
             deregistration_protection: None,
+            verified_source_created: None,
         };
         w.targets
             .images

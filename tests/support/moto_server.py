@@ -934,6 +934,26 @@ def _report_snapshot_encryption():
     Ami.block_device_mappings = property(block_device_mappings)
 
 
+def _record_lineage():
+    """EC2 records where a copy came from (DescribeImages `SourceImageId` / `SourceImageRegion`,
+    which the product trusts instead of tags and names); moto leaves them empty. Every image
+    moto makes from a source image (CopyImage, in one account or across accounts) gets both."""
+    from moto.ec2.models.amis import Ami
+
+    plain = Ami.__init__
+
+    def init(self, ec2_backend, ami_id, *args, **kwargs):
+        plain(self, ec2_backend, ami_id, *args, **kwargs)
+        source = kwargs.get("source_ami")
+        if source is None and len(args) >= 2:
+            source = args[1]
+        if source is not None:
+            self.source_image_id = source.id
+            self.source_image_region = source.ec2_backend.region_name
+
+    Ami.__init__ = init
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
@@ -962,6 +982,7 @@ def main():
     )
 
     _report_snapshot_encryption()
+    _record_lineage()
     moto_app = DomainDispatcherApplication(create_backend_app)
     app = HarnessMiddleware(moto_app, HarnessState())
     # make_server binds and listens: from here on connections queue until serve_forever runs.

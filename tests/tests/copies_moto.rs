@@ -128,4 +128,42 @@ async fn copies_to_two_regions_are_shared_there_like_the_source() {
             c.region
         );
     }
+
+    // The harness records EC2's lineage on copies, as EC2 does (moto leaves it empty).
+    let west = &s.copies.iter().find(|c| c.region == "us-west-2").unwrap();
+    let ec2_west = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&config)
+            .region(aws_config::Region::new("us-west-2"))
+            .build(),
+    );
+    let copy = ec2_west
+        .describe_images()
+        .image_ids(west.image_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(copy.images()[0].source_image_id(), Some(golden.as_str()));
+    assert_eq!(copy.images()[0].source_image_region(), Some("us-east-1"));
+
+    // An image made by CreateImage, named and tagged like a copy of the golden image: refused
+    // as forged, nothing shared.
+    let (forged, _) = seed::image(
+        &config,
+        &format!("golden-2026-11--copy-of-us-west-2-{golden}"),
+        &[
+            ("ami-share:source-image", &format!("us-west-2/{golden}")),
+            ("ami-share:source-rule", "golden"),
+        ],
+    )
+    .await;
+    let refused = on_copy_complete::handle(
+        &deps,
+        seed::ami_event("copy-available.json", "us-east-1", &forged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.outcome, Outcome::Refused, "{refused:#?}");
+    assert_eq!(refused.reason_code, Some("forged-provenance"));
+    let (accounts, ous, snaps) = permissions(&config, "us-east-1", &forged).await;
+    assert!(accounts.is_empty() && ous.is_empty() && snaps.is_empty());
 }

@@ -14,8 +14,9 @@
 //! [`amishare::retire`].
 
 use amishare::config::SweepMode;
-use amishare::deps::Deps;
-use amishare::night::Ledger;
+use amishare::deps::{CopyChecks, Deps};
+use amishare::night::{Ledger, LISTED};
+use amishare::plan::SkipReason;
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::retire::{self, RetireReport, Retirement};
@@ -33,6 +34,25 @@ pub use amishare::sweep::report;
 pub use amishare::sweep::SweepReport;
 
 pub const FUNCTION: &str = "nightly-sweeper";
+/// Count, list and log (WARN) the images whose claim to be our copies failed tonight.
+fn report_copy_checks(checks: &CopyChecks, report: &mut SweepReport) {
+    let mut refused: Vec<(&String, &SkipReason)> = checks.refused.iter().collect();
+    refused.sort_by_key(|(id, _)| *id);
+    for (image_id, reason) in refused {
+        match reason {
+            SkipReason::ForgedProvenance(_) => {
+                report.drift.forged_provenance += 1;
+                if report.drift.forged.len() < LISTED {
+                    tracing::warn!(image_id = %image_id, region = %report.region, reason_code = reason.code(),
+                        "forged provenance: {reason}; not shared, published or retired");
+                    report.drift.forged.push(format!("{image_id}: {reason}"));
+                }
+            }
+            _ => report.drift.source_gone += 1,
+        }
+    }
+}
+
 /// The schedule's input: `{}` (the policy's mode) or `{"mode": "report" | "delete"}`.
 pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
     let obj = payload.as_object().ok_or_else(|| {
@@ -125,10 +145,27 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
         async {
             match &listings.images {
                 Ok(images) => {
+                    // Which images are our copies is EC2's lineage's word, checked against
+                    // the sources tonight (never the tags'): one read per 200 sources.
+                    let mut images = images.clone();
+                    let checks = match deps.verify_copies(&mut images).await {
+                        Ok(checks) => checks,
+                        Err(e) => {
+                            drift_half.drift.status = "aborted".into();
+                            drift_half.error(
+                                "drift repair not started: the copies' sources could not be read",
+                                &e,
+                            );
+                            return;
+                        }
+                    };
+                    report_copy_checks(&checks, &mut drift_half);
+                    let images = images.as_slice();
                     drift::repair(
                         deps,
                         run,
                         images,
+                        &checks,
                         listings.snapshots.as_deref().ok(),
                         &mut drift_half,
                     )
@@ -141,8 +178,16 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
                         .map(|p| p.current_image_id.clone())
                         .collect();
                     let unpublished = drift_half.drift.publications_failed.clone();
-                    retire::retire(deps, run, images, &published, &unpublished, &mut drift_half)
-                        .await;
+                    retire::retire(
+                        deps,
+                        run,
+                        images,
+                        &checks,
+                        &published,
+                        &unpublished,
+                        &mut drift_half,
+                    )
+                    .await;
                     // Each copy_into rule's newest image, followed into its target accounts.
                     finish_target_copies(deps, run, images, &mut drift_half).await;
                 }

@@ -222,17 +222,13 @@ async fn a_copy_whose_event_was_lost_is_pruned_consistently() {
     let fake = FakeAws::new();
     let west = "us-west-2";
     let key = fake.create_key(west, KeyManager::Customer);
-    let name = copy_name(
-        "golden-1",
-        R,
-        "ami-0123456789abcdef0",
-        CopyKind::RegionCopy,
-        0,
-    );
+    let source = fake.create_image(ImageSpec::new(R, "golden-1"));
+    let name = copy_name("golden-1", R, &source.id, CopyKind::RegionCopy, 0);
     // Tags at creation (provenance), but no managed tag and no fingerprint: the event was lost.
     let copy = fake.create_image(
         ImageSpec::new(west, &name)
-            .tag(SOURCE_IMAGE_TAG, &format!("{R}/ami-0123456789abcdef0"))
+            .copied_from(R, &source.id)
+            .tag(SOURCE_IMAGE_TAG, &format!("{R}/{}", source.id))
             .tag(SOURCE_RULE_TAG, "golden")
             .snapshots(1)
             .encrypted_with(&[&key]),

@@ -477,10 +477,13 @@ async fn images_that_are_not_ours_to_share_are_skipped_with_a_reason_and_no_writ
     let nomatch = fake.create_image(ImageSpec::new("us-east-1", "silver-1"));
     let pending =
         fake.create_image(ImageSpec::new("us-east-1", "golden-z").state(ImageState::Pending));
-    let copy = fake.create_image(ImageSpec::new(
-        "us-east-1",
-        "golden-1--copy-of-eu-west-1-ami-0abcdef1234567890",
-    ));
+    let copy = fake.create_image(
+        ImageSpec::new(
+            "us-east-1",
+            "golden-1--copy-of-eu-west-1-ami-0abcdef1234567890",
+        )
+        .copied_from("eu-west-1", "ami-0abcdef1234567890"),
+    );
     let d = deps(fake, policy(""));
     let cases = [
         (other.id, "owned by account 999999999999"),

@@ -48,6 +48,7 @@ pub(super) fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Imag
         creation_date: i.creation_date().map(str::to_string),
         last_launched_time: i.last_launched_time().map(str::to_string),
         deregistration_protection: i.deregistration_protection().map(str::to_string),
+        verified_source_created: None,
     }
 }
 
@@ -154,8 +155,38 @@ impl AwsPorts {
     }
 }
 
+/// Most values EC2 takes in one filter.
+const FILTER_VALUES: usize = 200;
+
 #[async_trait]
 impl Images for AwsPorts {
+    async fn describe_images(&self, region: &str, image_ids: &[String]) -> AwsResult<Vec<Image>> {
+        let mut out = Vec::new();
+        for ids in image_ids.chunks(FILTER_VALUES) {
+            let what = format!("{} images in {region} from {}", ids.len(), ids[0]);
+            let filter = Filter::builder()
+                .name("image-id")
+                .set_values(Some(ids.to_vec()))
+                .build();
+            let mut pages = self
+                .ec2(region)
+                .describe_images()
+                .include_disabled(true)
+                .filters(filter)
+                .max_results(1000)
+                .into_paginator()
+                .send();
+            while let Some(page) = {
+                self.limit(region, "DescribeImages").await;
+                pages.next().await
+            } {
+                let page = page.map_err(|e| aws_error("ec2", "DescribeImages", &what, e))?;
+                out.extend(page.images().iter().map(|i| convert_image(region, i)));
+            }
+        }
+        Ok(out)
+    }
+
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<Image>> {
         self.limit(region, "DescribeImages").await;
         let result = self

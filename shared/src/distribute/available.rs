@@ -10,7 +10,7 @@ use crate::copy::CopyReport;
 use crate::deps::Deps;
 use crate::error::Error;
 use crate::event::{AmiState, AmiStateChange};
-use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::plan::{classify, matching_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
@@ -45,6 +45,10 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
                 p.source_region, p.source_image_id
             )))
         }
+        ImageKind::Forged { why, .. } if image.owner_id == deps.account_id => {
+            return Ok(summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why)))
+        }
+        ImageKind::Forged { .. } => false, // another account's: matching_rules says so
         ImageKind::Source { is_foreign_copy } => is_foreign_copy,
     };
     let rules = match matching_rules(&deps.policy, &image, &deps.account_id) {

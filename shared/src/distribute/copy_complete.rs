@@ -16,7 +16,7 @@ use crate::names::{
     source_image_tag, Provenance, COPY_KIND_TAG, MANAGED_TAG, SOURCE_CREATED_TAG, SOURCE_IMAGE_TAG,
     SOURCE_RULE_TAG,
 };
-use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::plan::{classify, copy_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
@@ -40,7 +40,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
         return Ok(summary(Outcome::Ignored)
             .because(format!("state {}: nothing to do", change.state.as_str())));
     }
-    let Some(copy) = deps.describe_image_eventually(region, image_id).await? else {
+    let Some(mut copy) = deps.describe_image_eventually(region, image_id).await? else {
         let why = match change.state {
             AmiState::Failed => {
                 "image not found; if it was one of our copies, the nightly run starts it again"
@@ -49,9 +49,15 @@ pub async fn copy_complete<P: Aws + Publishing>(
         };
         return Ok(summary(Outcome::Skipped).because(why));
     };
-    let ImageKind::OurCopy(provenance) = classify(&copy) else {
-        return Ok(summary(Outcome::Ignored)
-            .because("not a copy made by ami-share; on-image-available handles it"));
+    let provenance = match classify(&copy) {
+        ImageKind::OurCopy(p) => p,
+        ImageKind::Forged { why, .. } if copy.owner_id == deps.account_id => {
+            return Ok(summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why)))
+        }
+        _ => {
+            return Ok(summary(Outcome::Ignored)
+                .because("not a copy made by ami-share; on-image-available handles it"))
+        }
     };
     if copy.owner_id != deps.account_id {
         return Ok(summary(Outcome::Skipped).because(format!(
@@ -63,50 +69,40 @@ pub async fn copy_complete<P: Aws + Publishing>(
         // The source's recorded state included this copy: clear its fingerprint, so the next
         // night converges the source again and starts a new copy.
         stale_source(deps, &provenance).await?;
-        let mut s =
-            summary(Outcome::CopyFailed).because(format!(
+        return Ok(summary(Outcome::CopyFailed).because(format!(
             "copy of {}/{} failed: {}; the source's fingerprint was cleared, so the nightly run starts the copy again (nothing was deregistered)",
             provenance.source_region,
             provenance.source_image_id,
             change.error_message.as_deref().unwrap_or("no error message in the event")
-        ));
-        s.rules = provenance.rules.clone();
-        return Ok(s);
+        )));
     }
 
-    // The source is read for its deprecation time, and for the rules only when the copy's tag
-    // names none that still exist: then first; otherwise alongside the convergence.
-    let read_source = || async {
-        Ok::<_, Error>(
-            deps.aws
-                .describe_image(&provenance.source_region, &provenance.source_image_id)
-                .await?,
-        )
-    };
-    let named = named_rules(deps, &provenance);
-    let conv = Convergence::for_event(deps, Utc::now(), keys.clone());
-    let (source, plan, done) = if named.is_empty() {
-        let source = read_source().await?;
-        let rules = source
-            .as_ref()
-            .map(|s| matching_rules(&deps.policy, s, &deps.account_id).unwrap_or_default())
-            .unwrap_or_default();
-        let Some(plan) = copy_plan(deps.policy.kms_access, &rules) else {
-            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
-        };
-        let done = match conv.converge(&copy, &plan, false, None).await {
-            Ok(done) => done,
-            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
-        };
-        (source, plan, done)
-    } else {
-        let Some(plan) = copy_plan(deps.policy.kms_access, &named) else {
-            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
-        };
-        match tokio::try_join!(read_source(), conv.converge(&copy, &plan, false, None)) {
-            Ok((source, done)) => (source, plan, done),
-            Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
+    // The copy's rules are those its source, named by EC2's lineage, matches now: the source
+    // is read first (never the rule names in the copy's tags).
+    let source = deps
+        .aws
+        .describe_image(&provenance.source_region, &provenance.source_image_id)
+        .await?;
+    let rules = match copy_rules(
+        &deps.policy,
+        &mut copy,
+        &provenance,
+        source.as_ref(),
+        &deps.account_id,
+    ) {
+        Ok(rules) => rules,
+        Err(SkipReason::NoRuleMatches) => {
+            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance))
         }
+        Err(reason) => return Ok(summary(Outcome::Skipped).not_acted_on(&reason)),
+    };
+    let Some(plan) = copy_plan(deps.policy.kms_access, &rules) else {
+        return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+    };
+    let conv = Convergence::for_event(deps, Utc::now(), keys.clone());
+    let done = match conv.converge(&copy, &plan, false, None).await {
+        Ok(done) => done,
+        Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
     };
     let mut out = summary(Outcome::Shared);
     out.rules = plan.rules.clone();
@@ -115,14 +111,9 @@ pub async fn copy_complete<P: Aws + Publishing>(
     if already_recorded(&copy, &done) {
         record.remove(CONVERGED_AT_TAG);
     }
-    // A copy counts, among its rule's images, with its source's creation date (recorded at
-    // the copy; restored here where tags were dropped).
-    let source_created = copy
-        .tags
-        .get(SOURCE_CREATED_TAG)
-        .cloned()
-        .or_else(|| source.as_ref().and_then(|s| s.creation_date.clone()));
-    if let Some(created) = &source_created {
+    // A copy counts, among its rule's images, with its source's creation date, read through
+    // EC2's lineage; the tag is a note for people, never read back.
+    if let Some(created) = &copy.verified_source_created {
         record.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
     }
     // Recorded before the late steps: a copy that was shared is managed, whatever fails next.
@@ -146,15 +137,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
     if !done.shared {
         return Ok(out);
     }
-    let mut published = copy;
-    if let Some(created) = source_created {
-        published
-            .tags
-            .insert(SOURCE_CREATED_TAG.to_string(), created);
-    }
-    let result = Publisher::new(deps)
-        .publish_for(&plan.rules, &published)
-        .await;
+    let result = Publisher::new(deps).publish_for(&plan.rules, &copy).await;
     out.with_publications(result)
 }
 
@@ -173,11 +156,6 @@ async fn stale_source<P: Aws>(deps: &Deps<P>, p: &Provenance) -> Result<(), Erro
         Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()), // the source is gone
         Err(e) => Err(e.into()),
     }
-}
-
-/// The rules named in the copy's `ami-share:source-rule` tag that still exist.
-fn named_rules<'p, P: Aws>(deps: &'p Deps<P>, p: &Provenance) -> Vec<&'p Rule> {
-    p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect()
 }
 
 /// The plan for a copy under `rules` (a copy is never copied again); `None` without rules.

@@ -9,4 +9,6 @@ pub mod matching;
 pub use desired::{
     batches, AccountTargets, CopyDestination, Desired, IntoPlan, Members, SharePlan,
 };
-pub use matching::{classify, matching_rules, ImageKind, SkipReason};
+pub use matching::{
+    classify, copy_rules, has_skip_tag, matching_rules, verify_copy, ImageKind, SkipReason,
+};

@@ -69,6 +69,11 @@ pub struct Image {
     /// `enabled`, `enabled-with-cooldown`, `disabled` (or absent): while enabled the image
     /// cannot be deregistered.
     pub deregistration_protection: Option<String>,
+    /// For one of the product's copies, the creation date of its source as read through EC2's
+    /// lineage (`SourceImageId` / `SourceImageRegion`) once the copy was verified
+    /// ([`crate::plan::verify_copy`]); never read from a tag. `None` for every other image and
+    /// for a copy not (yet) verified. Not part of `DescribeImages`: adapters leave it `None`.
+    pub verified_source_created: Option<String>,
 }
 
 impl Image {
@@ -156,6 +161,9 @@ pub struct CopyRequest {
 pub trait Images: Send + Sync {
     /// `DescribeImages` of one image (including disabled ones); `None` when it does not exist.
     async fn describe_image(&self, region: &str, image_id: &str) -> AwsResult<Option<Image>>;
+    /// `DescribeImages` of these images (any owner, disabled ones too), paged, at most 200 ids a
+    /// call (the `image-id` filter's limit); those that do not exist are left out.
+    async fn describe_images(&self, region: &str, image_ids: &[String]) -> AwsResult<Vec<Image>>;
     /// `DescribeImageAttribute launchPermission`, the owner's view (includes org/OU shares).
     async fn launch_permissions(
         &self,

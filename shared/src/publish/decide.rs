@@ -19,24 +19,54 @@ pub const VERSION_LIMIT_CODE: &str = "ParameterMaxVersionLimitExceeded";
 
 /// The order of a rule's images: creation date (a copy's source's, the same in every
 /// Region), then image id (the source's for a copy). The greatest is the newest.
+///
+/// Never read from a tag: a source's date is EC2's `CreationDate`; a copy's is its source's,
+/// read through EC2's lineage when the copy was verified
+/// ([`Image::verified_source_created`]). A copy not verified, and an image whose provenance
+/// is forged, order as the oldest of all: they never win a publication.
 pub fn publication_order(image: &Image) -> (String, String) {
-    let created = image
+    match classify(image) {
+        ImageKind::Source { .. } => (
+            image.creation_date.clone().unwrap_or_default(),
+            image.id.clone(),
+        ),
+        ImageKind::OurCopy(p) => (
+            image.verified_source_created.clone().unwrap_or_default(),
+            p.source_image_id,
+        ),
+        ImageKind::Forged { .. } => (String::new(), String::new()),
+    }
+}
+
+/// The order of a copy owned by a target account (`copy_into`): its source's creation date,
+/// recorded at the copy by the product, taken only where it is not later than the copy's own
+/// creation (a source is always older than its copy), then the source's id.
+pub fn target_copy_order(copy: &Image) -> (String, String) {
+    let own = copy.creation_date.clone().unwrap_or_default();
+    let created = copy
         .tags
         .get(SOURCE_CREATED_TAG)
-        .or(image.creation_date.as_ref())
+        .filter(|c| own.is_empty() || **c <= own)
         .cloned()
-        .unwrap_or_default();
-    let id = match classify(image) {
-        ImageKind::OurCopy(p) => p.source_image_id,
-        ImageKind::Source { .. } => image.id.clone(),
-    };
+        .unwrap_or(own);
+    let id = copy
+        .tags
+        .get(crate::names::COPIED_FROM_IMAGE_TAG)
+        .and_then(|v| v.split_once('/'))
+        .map(|(_, id)| id.to_string())
+        .unwrap_or_else(|| copy.id.clone());
     (created, id)
 }
 
 /// The label a publication puts on its version: `created-<date>` (labels take letters,
 /// digits, `.`, `-`, `_`; not `:`).
 pub fn label_for(image: &Image) -> String {
-    let (created, id) = publication_order(image);
+    label_of(&publication_order(image))
+}
+
+/// The label of a version naming an image of this order ([`publication_order`],
+/// [`target_copy_order`]).
+pub fn label_of((created, id): &(String, String)) -> String {
     if created.is_empty() {
         return format!("image-{id}");
     }

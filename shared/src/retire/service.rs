@@ -27,11 +27,11 @@ use super::report::{RetireItem, RetireLog};
 use super::stage::{next_step, reached, select, Next, Stage, STAGE_AT_TAG, STAGE_TAG};
 use super::usage::{consumer_use, own_protection, read_references, Usage};
 use crate::config::{RetireMode, Rule};
-use crate::deps::Deps;
+use crate::deps::{CopyChecks, Deps};
 use crate::error::Error;
 use crate::names::MANAGED_TAG;
 use crate::night::{Run, LISTED};
-use crate::plan::{classify, ImageKind};
+use crate::plan::{classify, has_skip_tag, ImageKind, SkipReason};
 use crate::ports::{Aws, Image, ImageState};
 
 /// Images checked for use per stage of the night's budget.
@@ -49,6 +49,7 @@ pub async fn retire<P: Aws + Retirement>(
     deps: &Deps<P>,
     run: &Run,
     images: &[Image],
+    checks: &CopyChecks,
     published: &BTreeSet<String>,
     unpublished: &[String],
     report: &mut impl RetireLog,
@@ -63,22 +64,17 @@ pub async fn retire<P: Aws + Retirement>(
         return;
     }
     report.retirement().status = "complete".into();
-    // The rules' images in this Region: the product's, by the rules their managed tag names.
+    // The rules' images in this Region: those the rule's match selects now, and the copies of
+    // them verified through EC2's lineage. A copy whose source is gone keeps the rules it
+    // was managed under (its source can no longer be matched); an image whose provenance is
+    // forged, or that no rule selects, is never retired.
     let mut by_rule: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
     for image in images.iter().filter(|i| {
         matches!(i.state, ImageState::Available | ImageState::Disabled)
             && i.owner_id == deps.account_id
-            && !i
-                .tags
-                .get("ami-share:skip")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            && !has_skip_tag(i)
     }) {
-        for name in image
-            .tags
-            .get(MANAGED_TAG)
-            .map(|v| v.split(',').collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
+        for name in retiring_rules(&rules, image, checks) {
             by_rule.entry(name).or_default().push(image);
         }
     }
@@ -179,7 +175,7 @@ pub async fn retire<P: Aws + Retirement>(
         }
         let copy = match classify(image) {
             ImageKind::OurCopy(p) => Some(p),
-            ImageKind::Source { .. } => None,
+            ImageKind::Source { .. } | ImageKind::Forged { .. } => None,
         };
         if budget == 0 || ((stage.needs_protection_check() || copy.is_some()) && checks == 0) {
             report.retirement().not_reached += 1;
@@ -279,6 +275,39 @@ pub async fn retire<P: Aws + Retirement>(
                 &e,
             ),
         }
+    }
+}
+
+/// The names of the retiring `rules` that take `image` through retirement tonight: a source's
+/// rules are those whose match selects it now; a verified copy's, those its source's; a copy
+/// whose source is gone, the rules its managed tag names (the only record left).
+fn retiring_rules<'r>(rules: &[&'r Rule], image: &Image, checks: &CopyChecks) -> Vec<&'r str> {
+    let selects = |img: &Image| -> Vec<&'r str> {
+        rules
+            .iter()
+            .filter(|r| r.matcher.matches(img))
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    match classify(image) {
+        ImageKind::Source { .. } => selects(image),
+        ImageKind::Forged { .. } => Vec::new(),
+        ImageKind::OurCopy(p) => match checks.refused.get(&image.id) {
+            Some(SkipReason::SourceGone { .. }) => {
+                let managed: Vec<&str> = image
+                    .tags
+                    .get(MANAGED_TAG)
+                    .map(|v| v.split(',').collect())
+                    .unwrap_or_default();
+                rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .filter(|n| managed.contains(n))
+                    .collect()
+            }
+            Some(_) => Vec::new(),
+            None => checks.source_of(&p).map(selects).unwrap_or_default(),
+        },
     }
 }
 

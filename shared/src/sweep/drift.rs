@@ -18,10 +18,10 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use crate::config::Rule;
-use crate::deps::{Deps, Encryption};
+use crate::deps::{CopyChecks, Deps, Encryption};
 use crate::error::Error;
 use crate::night::{Ledger, Run, LISTED};
-use crate::plan::{classify, matching_rules, ImageKind, SharePlan, SkipReason};
+use crate::plan::{classify, copy_rules, matching_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image, ImageState};
 use crate::publish::{publication_order, PublishStatus, Publisher, Publishing};
 use crate::share::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
@@ -52,6 +52,7 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
     deps: &Deps<P>,
     run: &Run,
     images: &[Image],
+    checks: &CopyChecks,
     snapshots: Option<&[OwnSnapshot]>,
     report: &mut SweepReport,
 ) {
@@ -80,8 +81,8 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
             }
             continue;
         }
-        match rules_for(deps, image).await {
-            Ok(Some((rules, may_copy))) => {
+        match rules_for(deps, image, checks) {
+            Some((rules, may_copy)) => {
                 if rules.is_empty() && !is_managed(image) {
                     continue; // not ours, and nothing asks for it
                 }
@@ -98,14 +99,9 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
                         .unwrap_or(""),
                 });
             }
-            Ok(None) => {
-                // Left alone (skip tag): its keys' grants are not ours to judge this run.
-                for k in image_keys {
-                    needs.insert(k, None);
-                }
-            }
-            Err(e) => {
-                report.error(&format!("drift repair of {}", image.id), &e);
+            None => {
+                // Left alone (skip tag, a copy whose check failed): its keys' grants are not
+                // ours to judge this run.
                 for k in image_keys {
                     needs.insert(k, None);
                 }
@@ -403,31 +399,38 @@ async fn known_encryption<P: Aws>(
 }
 
 /// The rules for an image of ours, or `None` when it is not ours to share. A managed image no
-/// rule matches any more gets an empty plan (everything on it is unlisted).
-async fn rules_for<'p, P: Aws>(
+/// rule matches any more gets an empty plan (everything on it is unlisted). A copy's rules are
+/// those its source (named by EC2's lineage, read tonight) matches now; a copy whose check
+/// failed (`forged-provenance`, `source-gone`) is left as it is.
+fn rules_for<'p, P: Aws>(
     deps: &'p Deps<P>,
     image: &Image,
-) -> Result<Option<(Vec<&'p Rule>, bool)>, Error> {
+    checks: &CopyChecks,
+) -> Option<(Vec<&'p Rule>, bool)> {
     match classify(image) {
         ImageKind::OurCopy(p) => {
-            let named: Vec<&Rule> = p.rules.iter().filter_map(|n| deps.policy.rule(n)).collect();
-            if !named.is_empty() {
-                return Ok(Some((named, false)));
+            if checks.refused.contains_key(&image.id) {
+                return None;
             }
-            let source = deps
-                .aws
-                .describe_image(&p.source_region, &p.source_image_id)
-                .await?;
-            let rules = source
-                .map(|s| matching_rules(&deps.policy, &s, &deps.account_id).unwrap_or_default())
-                .unwrap_or_default();
-            Ok(Some((rules, false)))
+            let mut copy = image.clone();
+            match copy_rules(
+                &deps.policy,
+                &mut copy,
+                &p,
+                checks.source_of(&p),
+                &deps.account_id,
+            ) {
+                Ok(rules) => Some((rules, false)),
+                Err(SkipReason::NoRuleMatches) => Some((Vec::new(), false)),
+                Err(_) => None,
+            }
         }
+        ImageKind::Forged { .. } => None,
         ImageKind::Source { is_foreign_copy } => {
             match matching_rules(&deps.policy, image, &deps.account_id) {
-                Ok(rules) => Ok(Some((rules, !is_foreign_copy))),
-                Err(SkipReason::NoRuleMatches) => Ok(Some((Vec::new(), false))),
-                Err(_) => Ok(None),
+                Ok(rules) => Some((rules, !is_foreign_copy)),
+                Err(SkipReason::NoRuleMatches) => Some((Vec::new(), false)),
+                Err(_) => None,
             }
         }
     }

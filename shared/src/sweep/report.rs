@@ -78,6 +78,14 @@ pub struct DriftReport {
     pub images_in_scope: usize,
     /// In sync by their fingerprint: no call made for them (but for the audited ones).
     pub in_sync: usize,
+    /// Images that carry the product's copy tags or name without EC2's lineage to back them:
+    /// never shared, published or retired (each also logged at WARN).
+    pub forged_provenance: usize,
+    /// The first of them, `<image>: <why>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forged: Vec<String>,
+    /// Copies whose source is gone: they keep what they were shared with, nothing more.
+    pub source_gone: usize,
     /// Images whose fingerprint was missing or differed, per reason.
     pub stale: BTreeMap<String, usize>,
     /// Stale images brought to their desired state.
@@ -212,7 +220,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 11] = [
+        let metrics: [(&str, &str, u64); 12] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -239,6 +247,11 @@ impl SweepReport {
                 self.target_copies.failed as u64,
             ),
             ("ImagesProtected", "Count", self.retirement.protected as u64),
+            (
+                crate::metrics::FORGED_PROVENANCE,
+                "Count",
+                self.drift.forged_provenance as u64,
+            ),
             (
                 "Errors",
                 "Count",

@@ -68,6 +68,7 @@ mod tests {
             creation_date: Some("2026-12-01T10:00:00.000Z".into()),
             last_launched_time: None,
             deregistration_protection: None,
+            verified_source_created: None,
         }
     }
 

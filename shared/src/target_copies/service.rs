@@ -16,7 +16,7 @@ use crate::names::{
 };
 use crate::plan::IntoPlan;
 use crate::ports::{Aws, Image, ImageState, KeyManager};
-use crate::publish::decide::{label_for, publication_order};
+use crate::publish::decide::{label_of, target_copy_order};
 
 /// One target: a rule's copy into one account and Region.
 struct Target<'a> {
@@ -226,11 +226,11 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
                     .await?,
             );
         }
-        let order = publication_order(copy);
+        let order = target_copy_order(copy);
         for old in of_rule.iter().filter(|i| {
             i.id != copy.id
                 && !matches!(i.state, ImageState::Failed | ImageState::Deregistered)
-                && publication_order(i) < order
+                && target_copy_order(i) < order
         }) {
             if old.tags.get(SUPERSEDED_BY_TAG) != Some(&copy.id) {
                 let tags = [(SUPERSEDED_BY_TAG.to_string(), copy.id.clone())].into();
@@ -259,7 +259,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         of_rule: &[&Image],
     ) -> std::result::Result<String, AwsError> {
         let aws = &self.deps.aws;
-        let label = label_for(copy);
+        let label = label_of(&target_copy_order(copy));
         let labelled = format!("{name}:{label}");
         let got = aws
             .target_parameters(account, region, &[name.to_string(), labelled.clone()])
@@ -273,10 +273,10 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
                     .await?;
                 return Ok(format!("finished v{}", current.version));
             }
-            let order = publication_order(copy);
+            let order = target_copy_order(copy);
             if let Some(newer) = of_rule
                 .iter()
-                .find(|i| i.id == current.value && publication_order(i) > order)
+                .find(|i| i.id == current.value && target_copy_order(i) > order)
             {
                 return Ok(format!("newer-kept {}", newer.id));
             }

@@ -53,6 +53,7 @@ fn image(id: &str, state: ImageState, snapshot: &str) -> Image {
         creation_date: None,
         last_launched_time: None,
         deregistration_protection: None,
+        verified_source_created: None,
     }
 }
 
