@@ -266,7 +266,7 @@ def demo_policy(world: dict) -> dict:
             },
             legacy_rule("report"),
         ],
-        "sweeper": {"mode": "report", "min_age_days": 0, "grace_days": 0},
+        "sweeper": {"mode": "delete", "min_age_days": 0, "grace_days": 0},
     }
 
 

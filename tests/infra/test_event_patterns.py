@@ -65,18 +65,34 @@ def sqs_sources(template: dict) -> dict[str, list[dict]]:
     return out
 
 
-def rules(template: dict) -> dict[str, list[dict]]:
+# The account the stack is deployed in (the fixtures' `account`): `!Ref AWS::AccountId` in a
+# pattern resolves to it.
+DEPLOYED_ACCOUNT = "123456789012"
+
+
+def resolve(pattern, account: str = DEPLOYED_ACCOUNT):
+    """The pattern as deployed in `account`: {"Ref": "AWS::AccountId"} replaced."""
+    if pattern == {"Ref": "AWS::AccountId"}:
+        return account
+    if isinstance(pattern, dict):
+        return {k: resolve(v, account) for k, v in pattern.items()}
+    if isinstance(pattern, list):
+        return [resolve(v, account) for v in pattern]
+    return pattern
+
+
+def rules(template: dict, account: str = DEPLOYED_ACCOUNT) -> dict[str, list[dict]]:
     """{function: [event pattern, ...]}: rules on the function itself, and the rules that feed
-    the queues it reads."""
+    the queues it reads, as deployed in `account`."""
     out: dict[str, list[dict]] = {}
     by_queue = queue_rules(template)
     for name, (_, res) in cfn.functions(template).items():
         for event in res["Properties"].get("Events", {}).values():
             if event["Type"] in ("EventBridgeRule", "CloudWatchEvent"):
-                out.setdefault(name, []).append(event["Properties"]["Pattern"])
+                out.setdefault(name, []).append(resolve(event["Properties"]["Pattern"], account))
             if event["Type"] == "SQS":
                 queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
-                out.setdefault(name, []).extend(p for _, p in by_queue.get(queue, []))
+                out.setdefault(name, []).extend(resolve(p, account) for _, p in by_queue.get(queue, []))
     return out
 
 
@@ -102,11 +118,22 @@ def test_rule_matrix(template, name):
 
 def test_patterns_are_exactly_the_documented_ones(template):
     # The patterns, spelled out: source, detail-type and the case-sensitive detail.State.
-    base = {"source": ["aws.ec2"], "detail-type": ["EC2 AMI State Change"]}
+    base = {"source": ["aws.ec2"], "account": [DEPLOYED_ACCOUNT], "detail-type": ["EC2 AMI State Change"]}
     assert rules(template) == {
         OIA: [{**base, "detail": {"State": ["available"]}}],
         OCC: [{**base, "detail": {"State": ["available", "failed"]}}],
     }
+
+
+@pytest.mark.parametrize("name", sorted(n for n, fns in EXPECTED.items() if fns))
+def test_another_accounts_events_reach_no_function(template, name):
+    # Forwarded from another account (an organization bus, a forwarding rule): the rules
+    # match this account's events only (issue 25).
+    event = load_event(name)
+    event["account"] = "999999999999"
+    assert receivers(rules(template), event) == set()
+    # Deployed in that account, the same rule takes that account's events.
+    assert receivers(rules(template, "999999999999"), event) == EXPECTED[name]
 
 
 def test_lowercase_state_event_reaches_no_rule(template):
@@ -174,7 +201,7 @@ def test_each_event_function_reads_its_own_queue_bounded_and_with_partial_batch_
         # Only that rule may send to the queues.
         (policy,) = [r["Properties"] for r in template["Resources"].values()
                      if r["Type"] == "AWS::SQS::QueuePolicy" and {"Ref": queue} in r["Properties"]["Queues"]]
-        (st,) = policy["PolicyDocument"]["Statement"]
+        (st,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
         assert st["Principal"] == {"Service": "events.amazonaws.com"} and st["Action"] == "sqs:SendMessage"
         assert st["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
     assert len(queues) == 2

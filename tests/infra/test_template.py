@@ -223,3 +223,40 @@ def test_choice_parameters(template):
     assert params["Policy"]["MaxLength"] <= 3800  # Lambda: 4 KB of environment in total
     for name in ("OrgRoleArn", "AlarmEmail"):
         assert params[name]["Default"] == ""  # optional
+
+
+def _queue_policies(template):
+    """{queue logical id: [statements of the queue policies naming it]}."""
+    out = {}
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::SQS::QueuePolicy":
+            continue
+        for q in res["Properties"]["Queues"]:
+            out.setdefault(q["Ref"], []).extend(res["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
+def test_every_queue_denies_requests_without_tls(template):
+    # Issue 25: every queue refuses plain HTTP, for every principal and action.
+    queues = [rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"]
+    policies = _queue_policies(template)
+    assert len(queues) == 5
+    for q in queues:
+        denies = [
+            s for s in policies.get(q, [])
+            if s["Effect"] == "Deny" and s["Principal"] == "*" and s["Action"] == "sqs:*"
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert len(denies) == 1, q
+        resources = denies[0]["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        assert {"Fn::GetAtt": [q, "Arn"]} in resources, q
+
+
+def test_the_sweepers_failure_queue_takes_no_redrive(template):
+    # The event queues' failure queues are their redrive targets (a RedriveAllowPolicy naming
+    # the source queue would make the two queues depend on each other); the sweeper's takes
+    # only Lambda's failure destination, never a redrive.
+    _, res = cfn.functions(template)["nightly-sweeper"]
+    queue = cfn.failure_queue(template, res)
+    assert template["Resources"][queue]["Properties"]["RedriveAllowPolicy"] == {"redrivePermission": "denyAll"}

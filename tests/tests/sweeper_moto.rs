@@ -55,13 +55,16 @@ async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_
 
     let policy = Policy::from_json(
         r#"{"rules":[{"name":"golden","match":{"name":"golden-*"},"share_with":{"accounts":["111122223333"]},"share_snapshots":false}],
-            "sweeper":{"mode":"report","min_age_days":0,"grace_days":0}}"#,
+            "sweeper":{"mode":"delete","min_age_days":0,"grace_days":0}}"#,
     )
     .unwrap();
     let deps = seed::deps(&config, policy).await;
     let run = || Run::new("us-east-1", chrono::Utc::now(), None);
 
-    let report = handle(&deps, json!({}), &run()).await.unwrap();
+    // The input lowers the policy's delete mode to report for this run.
+    let report = handle(&deps, json!({"mode": "report"}), &run())
+        .await
+        .unwrap();
     let text = serde_json::to_string(&report).unwrap();
     assert_eq!(report.orphans.status, "complete", "{text}");
     assert_eq!(report.orphans.orphans_found, 1, "{text}");

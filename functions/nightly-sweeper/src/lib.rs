@@ -53,7 +53,8 @@ fn report_copy_checks(checks: &CopyChecks, report: &mut SweepReport) {
     }
 }
 
-/// The schedule's input: `{}` (the policy's mode) or `{"mode": "report" | "delete"}`.
+/// The schedule's input: `{}` (the policy's mode) or `{"mode": "report" | "delete"}`. The input
+/// may lower the policy's mode (`report` under a `delete` policy), never raise it ([`sweep`]).
 pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
     let obj = payload.as_object().ok_or_else(|| {
         Error::bad_event("input", format!("must be a JSON object ({{}} or {{\"mode\": \"report\"|\"delete\"}}), got {payload}"))
@@ -85,6 +86,17 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
 ) -> Result<SweepReport, Error> {
     let override_mode =
         parse_input(&payload).inspect_err(|e| tracing::error!(error = %e, "rejected input"))?;
+    if let (Some(SweepMode::Delete), SweepMode::Report) = (override_mode, deps.policy.sweeper.mode)
+    {
+        let e = Error::bad_event(
+            "mode",
+            "the input may lower the policy's sweeper.mode, never raise it: the policy says \"report\", \
+             so nothing is deleted on an input's word. To delete, set \"sweeper\": {\"mode\": \"delete\"} \
+             in the policy (reviewed and deployed like any policy change)",
+        );
+        tracing::error!(error = %e, "rejected input");
+        return Err(e);
+    }
     let mode = override_mode.unwrap_or(deps.policy.sweeper.mode);
     let mut report = SweepReport {
         function: FUNCTION,

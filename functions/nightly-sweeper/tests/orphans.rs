@@ -363,15 +363,27 @@ async fn default_mode_is_report() {
 }
 
 #[tokio::test]
-async fn input_may_force_delete_mode_for_one_run() {
+async fn input_may_not_raise_the_policys_mode() {
     let fake = FakeAws::new();
     let c = control(&fake);
-    let d = deps(fake, json!({}));
-    let r = sweep(
-        &d,
-        serde_json::from_str(include_str!("../../../events/sweeper-delete.json")).unwrap(),
-    )
-    .await;
+    let d = deps(fake, json!({"grace_days": 0}));
+    let input: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/sweeper-delete.json")).unwrap();
+    let err = nightly_sweeper::sweep(&d, input.clone(), &run())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("never raise it"), "{err}");
+    assert!(d.aws.snapshot_exists(R, &c));
+    assert_eq!(d.aws.call_counts().get("ec2:DeleteSnapshot"), None);
+    assert_eq!(
+        d.aws.call_counts().get("ec2:CreateTags"),
+        None,
+        "nothing written"
+    );
+    // Under a delete policy the same input is the policy's own mode.
+    let d = deps(FakeAws::new(), json!({"mode": "delete", "grace_days": 0}));
+    let c = control(&d.aws);
+    let r = sweep(&d, input).await;
     assert_eq!((r.mode, r.mode_from), (SweepMode::Delete, "input"));
     assert_eq!(r.orphans.deleted, vec![c]);
 }
@@ -564,10 +576,12 @@ async fn inputs_other_than_mode_report_or_delete_are_bad_events() {
         assert_eq!(e.error_type(), "BadEvent", "{bad}");
     }
     assert!(d.aws.world().calls.is_empty());
+    // Every fixture input is understood (under a delete policy, so that none raises the mode).
+    let d = deps(FakeAws::new(), json!({"mode": "delete"}));
     for (file, mode) in [
         (
             include_str!("../../../events/sweeper-scheduled.json"),
-            SweepMode::Report,
+            SweepMode::Delete,
         ),
         (
             include_str!("../../../events/sweeper-report-only.json"),
