@@ -83,6 +83,8 @@ pub struct Caches {
     org: Mutex<HashMap<String, (Instant, BTreeSet<String>)>>,
     /// The caller's organization id.
     org_id: Mutex<Option<(Instant, String)>>,
+    /// Account → (when checked, whether it is a member of this account's organization).
+    membership: Mutex<HashMap<String, (Instant, bool)>>,
     /// (Region, key id as referenced) → key metadata. Who manages a key never changes.
     keys: Mutex<HashMap<(String, String), KeyInfo>>,
 }
@@ -299,6 +301,71 @@ impl<P: Aws> Deps<P> {
         };
         self.remember_members(arn, &accounts);
         Ok(accounts)
+    }
+
+    /// The accounts among `accounts` that are not members of this account's organization
+    /// (Organizations `DescribeAccount`, each account checked once per warm Lambda and
+    /// [`Settings::org_cache_ttl`]; this account itself is never checked).
+    pub async fn outside_organization<'a>(
+        &self,
+        accounts: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeSet<String>> {
+        let distinct: BTreeSet<&String> = accounts
+            .into_iter()
+            .filter(|a| **a != self.account_id)
+            .collect();
+        let cached = |a: &str| -> Option<bool> {
+            let guard = self.caches.membership.lock().ok()?;
+            let (at, member) = guard.get(a)?;
+            (at.elapsed() < self.settings.org_cache_ttl).then_some(*member)
+        };
+        let checked: Vec<(String, bool)> = stream::iter(distinct)
+            .map(|a| async move {
+                if let Some(member) = cached(a) {
+                    return Ok::<_, Error>((a.clone(), member));
+                }
+                let member = self.aws.describe_account(a).await?.is_some();
+                if let Ok(mut guard) = self.caches.membership.lock() {
+                    guard.insert(a.clone(), (Instant::now(), member));
+                }
+                Ok((a.clone(), member))
+            })
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await?;
+        Ok(checked
+            .into_iter()
+            .filter(|(_, member)| !member)
+            .map(|(a, _)| a)
+            .collect())
+    }
+
+    /// Refuse plain accounts outside the organization unless the policy allows them
+    /// (`allow_external_accounts`): checked before anything is shared, naming the accounts.
+    pub async fn check_inside_organization<'a>(
+        &self,
+        subject: &str,
+        accounts: impl IntoIterator<Item = &'a String>,
+    ) -> Result<()> {
+        if self.policy.allow_external_accounts {
+            return Ok(());
+        }
+        let outside = self.outside_organization(accounts).await?;
+        if outside.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<&str> = outside.iter().map(String::as_str).collect();
+        Err(Error::refused(
+            subject,
+            format!(
+                "account{} {} {} not a member of this account's organization, so nothing was shared: \
+                 correct share_with.accounts / copy_into.accounts, or set \"allow_external_accounts\": true \
+                 at the top of the policy to share outside the organization on purpose",
+                if list.len() == 1 { "" } else { "s" },
+                list.join(", "),
+                if list.len() == 1 { "is" } else { "are" },
+            ),
+        ))
     }
 
     /// The members of each organization / OU ARN, each listed once, the ARNs concurrently

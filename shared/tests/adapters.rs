@@ -610,6 +610,52 @@ async fn organizations_errors_keep_their_codes() {
     );
 }
 
+#[tokio::test]
+async fn describe_account_finds_a_member_and_takes_account_not_found_for_an_outsider() {
+    use aws_sdk_organizations::operation::describe_account::{
+        DescribeAccountError, DescribeAccountOutput,
+    };
+    let member = mock!(aws_sdk_organizations::Client::describe_account)
+        .match_requests(|r| r.account_id() == Some("111122223333"))
+        .then_output(|| {
+            DescribeAccountOutput::builder()
+                .account(
+                    Account::builder()
+                        .id("111122223333")
+                        .state(AccountState::Active)
+                        .build(),
+                )
+                .build()
+        });
+    let outsider = mock!(aws_sdk_organizations::Client::describe_account)
+        .match_requests(|r| r.account_id() == Some("999988887777"))
+        .then_error(|| {
+            DescribeAccountError::AccountNotFoundException(
+                aws_sdk_organizations::types::error::AccountNotFoundException::builder()
+                    .meta(meta("AccountNotFoundException"))
+                    .build(),
+            )
+        });
+    let denied = mock!(aws_sdk_organizations::Client::describe_account)
+        .match_requests(|r| r.account_id() == Some("444455556666"))
+        .then_error(|| {
+            DescribeAccountError::AccessDeniedException(
+                aws_sdk_organizations::types::error::AccessDeniedException::builder()
+                    .meta(meta("AccessDeniedException"))
+                    .build(),
+            )
+        });
+    let p = ports(&[], &[], &[&member, &outsider, &denied]);
+    let found = p.describe_account("111122223333").await.unwrap().unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.is_active()),
+        ("111122223333", true)
+    );
+    assert_eq!(p.describe_account("999988887777").await.unwrap(), None);
+    let e = Error::from(p.describe_account("444455556666").await.unwrap_err());
+    assert_eq!(e.error_type(), "Permanent.AccessDeniedException");
+}
+
 // ---- the sweeper's inventory adapter ---------------------------------------------------------
 
 mod inventory {

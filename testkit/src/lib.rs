@@ -80,6 +80,11 @@ pub struct World {
     /// key ARN → key.
     pub keys: BTreeMap<String, FakeKey>,
     pub org: Option<FakeOrg>,
+    /// Accounts outside the organization (`DescribeAccount` does not find them). Every other
+    /// account a test names but does not place with [`FakeAws::add_account`] is taken for a
+    /// member in a part of the organization the test does not model: `DescribeAccount` finds
+    /// it (ACTIVE), the listings do not show it.
+    pub outside_org: BTreeSet<String>,
     /// Regions where image block public access is on.
     pub public_blocked: BTreeSet<String>,
     /// Every call made, in order, as `service:Operation`.
@@ -378,6 +383,13 @@ impl FakeAws {
             ..FakeOrg::default()
         });
         root
+    }
+
+    /// Declare accounts outside the organization (see [`World::outside_org`]).
+    pub fn set_outside_organization(&self, accounts: &[&str]) {
+        self.world()
+            .outside_org
+            .extend(accounts.iter().map(|a| a.to_string()));
     }
 
     pub fn add_ou(&self, parent: &str, ou_id: &str) {

@@ -25,6 +25,23 @@ impl Org for FakeAws {
             })
     }
 
+    async fn describe_account(&self, account_id: &str) -> AwsResult<Option<OrgAccount>> {
+        self.call("organizations:DescribeAccount")?;
+        let w = self.world();
+        if w.outside_org.contains(account_id) {
+            return Ok(None);
+        }
+        let status = w
+            .org
+            .as_ref()
+            .and_then(|o| o.accounts.get(account_id))
+            .map_or_else(|| "ACTIVE".to_string(), |(_, st)| st.clone());
+        Ok(Some(OrgAccount {
+            id: account_id.to_string(),
+            status,
+        }))
+    }
+
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>> {
         let accounts: Vec<OrgAccount> = self
             .world()

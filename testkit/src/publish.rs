@@ -415,6 +415,20 @@ impl ResourceShares for FakeAws {
         self.check_principals("CreateResourceShare", &share.principals)?;
         self.check_resources("CreateResourceShare", &share.resource_arns)?;
         let mut w = self.world();
+        if !share.allow_external_principals
+            && share
+                .principals
+                .iter()
+                .any(|p| !org_principal(p) && w.outside_org.contains(p))
+        {
+            return Err(err(
+                "ram",
+                "CreateResourceShare",
+                "OperationNotPermittedException",
+                "the share does not allow external principals",
+                &share.name,
+            ));
+        }
         w.next_id += 1;
         let arn = format!(
             "arn:aws:ram:{region}:{}:resource-share/{:08x}-0000-4000-8000-000000000000",
@@ -466,6 +480,9 @@ impl ResourceShares for FakeAws {
         self.check_principals("AssociateResourceShare", principals)?;
         self.check_resources("AssociateResourceShare", resource_arns)?;
         let mut w = self.world();
+        // RAM's external principals: accounts outside the organization (members need no
+        // AllowExternalPrincipals).
+        let outside = w.outside_org.clone();
         let share = w
             .publishing
             .shares
@@ -483,7 +500,7 @@ impl ResourceShares for FakeAws {
         if !share.allow_external_principals
             && principals
                 .iter()
-                .any(|p| !org_principal(p) && !p.is_empty())
+                .any(|p| !org_principal(p) && outside.contains(p))
         {
             return Err(err(
                 "ram",

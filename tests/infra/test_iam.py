@@ -22,7 +22,9 @@ KMS_GRANTS = {"kms:DescribeKey", "kms:GetKeyPolicy", "kms:ListGrants", "kms:Crea
 KMS_RECEIPTS = {"kms:ListResourceTags", "kms:TagResource"}
 # CopyImage with a KMS key: EC2 re-encrypts on the caller's behalf.
 KMS_VIA_EC2 = {"kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"}
+# DescribeAccount: a plain account of share_with / copy_into must be a member (issue 25).
 ORG_READS = {
+    "organizations:DescribeAccount",
     "organizations:DescribeOrganization", "organizations:ListAccounts",
     "organizations:ListAccountsForParent", "organizations:ListChildren",
 }

@@ -211,6 +211,17 @@ impl Moto {
         );
     }
 
+    /// Make `account` a member of the organization (under its root, or `parent`): moto's
+    /// CreateAccount draws random ids, and the policies name fixed ones.
+    pub fn add_org_member(&self, account: &str, parent: Option<&str>) {
+        let body = serde_json::json!({ "account": account, "parent": parent });
+        self.control(
+            "/_harness/org-member",
+            "application/json",
+            &body.to_string(),
+        );
+    }
+
     /// What `GetEbsDefaultKmsKeyId` answers in `account` and `region`.
     pub fn set_ebs_default_key(&self, account: &str, region: &str, key_id: &str) {
         let body = serde_json::json!({ "account": account, "region": region, "key_id": key_id });

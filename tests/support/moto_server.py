@@ -864,6 +864,24 @@ class HarnessMiddleware:
                     bin_[item["ImageId"]] = item
                 count = len(bin_)
             return _json_response(start_response, "200 OK", {"region": region, "count": count})
+        if path == "/_harness/org-member":
+            # An account of the given id in the caller's organization (moto's CreateAccount
+            # draws random ids): the consumer accounts the tests name are members.
+            try:
+                doc = json.loads(_read_body(environ) or b"{}")
+                from moto.organizations.models import FakeAccount, organizations_backends
+
+                backend = organizations_backends[ACCOUNT_ID]["aws"]
+                org = backend.org
+                account = FakeAccount(org, AccountName=f"member-{doc['account']}",
+                                      Email=f"{doc['account']}@example.com")
+                account.id = str(doc["account"])
+                account.parent_id = doc.get("parent") or org.root_id
+                backend.accounts.append(account)
+                organizations_backends.master_accounts[account.id] = (ACCOUNT_ID, "aws")
+            except Exception as err:  # noqa: BLE001 - report any failure to the test
+                return _json_response(start_response, "400 Bad Request", {"error": repr(err)})
+            return _json_response(start_response, "200 OK", {"account": account.id})
         if path == "/_harness/image-references":
             try:
                 doc = json.loads(_read_body(environ) or b"{}")

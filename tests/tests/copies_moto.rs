@@ -70,6 +70,7 @@ async fn copies_to_two_regions_are_shared_there_like_the_source() {
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
     let org = seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let (golden, _) = seed::image(&config, "golden-2026-11", &[]).await;
     let policy = Policy::from_json(&format!(
         r#"{{"rules":[{{"name":"golden","match":{{"name":"golden-*"}},

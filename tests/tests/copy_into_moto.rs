@@ -38,6 +38,7 @@ async fn world() -> World {
     let moto = Moto::start().unwrap();
     let config = moto.sdk_config(R).await;
     let org = seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let mut targets = org.team_accounts.clone();
     targets.push(org.root_account.clone());
     for account in &targets {

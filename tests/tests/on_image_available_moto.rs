@@ -20,6 +20,7 @@ async fn golden_image_is_shared_with_accounts_ous_snapshots_and_keys_and_others_
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
     let org = seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let key = seed::key(&config, "alias/ami-share").await;
     let (golden, golden_snap) = seed::image(&config, "golden-2026-11", &[("Share", "org")]).await;
     let (other, other_snap) = seed::image(&config, "scratch-1", &[]).await;

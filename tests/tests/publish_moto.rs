@@ -63,6 +63,7 @@ async fn the_newest_image_is_published_shared_and_announced_in_three_regions() {
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
     let org = seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let (golden, _) = seed::image(&config, "golden-2026-11", &[]).await;
     let policy = Policy::from_json(&format!(
         r#"{{"rules":[{{"name":"golden","match":{{"name":"golden-*"}},
@@ -231,6 +232,7 @@ async fn organization_sharing_off_is_refused_with_the_fix_and_finished_once_on()
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
     let org = seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let (golden, _) = seed::image(&config, "golden-2026-11", &[]).await;
     let policy = Policy::from_json(&format!(
         r#"{{"rules":[{{"name":"golden","match":{{"name":"golden-*"}},

@@ -27,6 +27,8 @@ async fn snapshot_exists(ec2: &aws_sdk_ec2::Client, id: &str) -> bool {
 async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_drift_repaired() {
     let moto = Moto::start().expect("moto");
     let config = moto.sdk_config("us-east-1").await;
+    seed::organization(&config).await;
+    moto.add_org_member("111122223333", None);
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let (live, live_snap) = seed::image(&config, "golden-live", &[]).await;
     let (old, old_snap) = seed::image(&config, "golden-old", &[]).await;

@@ -184,3 +184,45 @@ async fn retirement_takes_only_images_the_rule_selects_never_a_managed_tag_alone
     assert!(r.retirement.items.iter().any(|i| i.image_id == older.id));
     assert!(r.retirement.items.iter().all(|i| i.image_id != newest.id));
 }
+
+/// The organization's boundary at night: a plain account outside the organization is refused
+/// before anything is shared (issue 25).
+#[tokio::test]
+async fn the_night_refuses_the_outsider_too() {
+    let (d, id) = boundary_world(
+        json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+        "share_with": {"accounts": [OUTSIDER]}}]}),
+    );
+    let now = now();
+    let r = handle(&d, json!({}), &Run::new(SRC, now, None))
+        .await
+        .unwrap();
+    assert!(
+        r.errors.iter().any(|e| e.message.contains(OUTSIDER)),
+        "{:#?}",
+        r.errors
+    );
+    assert!(d.aws.image(SRC, &id).unwrap().launch.is_empty());
+    let calls = d.aws.world().calls.clone();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c == "ec2:ModifyImageAttribute" || c == "kms:CreateGrant"),
+        "{calls:?}"
+    );
+}
+
+fn boundary_world(policy: serde_json::Value) -> (Deps<FakeAws>, String) {
+    let fake = FakeAws::new();
+    fake.create_org("o-a1b2c3d4e5");
+    fake.set_outside_organization(&[OUTSIDER]);
+    let img = fake.create_image(ImageSpec::new(SRC, "golden-1"));
+    let d = Deps::new(
+        fake,
+        Policy::from_json(&policy.to_string()).unwrap(),
+        OWN_ACCOUNT,
+    );
+    (d, img.id)
+}
+
+const OUTSIDER: &str = "999988887777";

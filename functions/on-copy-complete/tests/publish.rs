@@ -109,7 +109,10 @@ async fn a_shared_image_is_published_as_an_image_parameter_shared_with_the_rules
         share.principals,
         BTreeSet::from([ACCOUNT.to_string(), OU_ARN.to_string()])
     );
-    assert!(share.allow_external_principals, "an account is named");
+    assert!(
+        !share.allow_external_principals,
+        "the account is a member of the organization: no external principals (issue 25)"
+    );
     assert_eq!(
         share.tags.get("ami-share:rule").map(String::as_str),
         Some("golden")

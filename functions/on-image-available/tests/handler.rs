@@ -133,6 +133,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         ("kms:TagResource", 2),       // the receipt: these accounts hold their grants
         ("organizations:ListAccountsForParent", 1),
         ("organizations:ListChildren", 1),
+        ("organizations:DescribeAccount", 1), // the plain account is a member
     ];
     assert_eq!(
         counts,
@@ -141,7 +142,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
     );
     assert_eq!(
         d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"),
-        33
+        34
     );
 }
 
@@ -204,7 +205,8 @@ async fn org_cache_expires() {
     handle(&d, event("us-east-1", &id, "available"))
         .await
         .unwrap();
-    assert_eq!(d.aws.calls_to("organizations"), 2);
+    // The OU's two listings, and the plain account's membership (DescribeAccount) again.
+    assert_eq!(d.aws.calls_to("organizations"), 3);
 }
 
 #[tokio::test]

@@ -39,6 +39,26 @@ impl Org for AwsPorts {
             })
     }
 
+    async fn describe_account(&self, account_id: &str) -> AwsResult<Option<OrgAccount>> {
+        match self
+            .org
+            .describe_account()
+            .account_id(account_id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.account().map(convert)),
+            Err(e) => {
+                let err = aws_error("organizations", "DescribeAccount", account_id, e);
+                if err.code == "AccountNotFoundException" {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>> {
         let mut pages = self.org.list_accounts().into_paginator().send();
         let mut out = Vec::new();

@@ -66,6 +66,12 @@ pub struct Policy {
     /// Must be `true` for any rule to use `share_with.public: true`.
     #[serde(default)]
     pub allow_public: bool,
+    /// Must be `true` for `share_with.accounts` or `copy_into.accounts` to name accounts outside
+    /// this account's organization. Without it such an account is refused before anything is
+    /// shared (each plain account is checked with Organizations `DescribeAccount`), and the
+    /// rules' resource shares never allow external principals.
+    #[serde(default)]
+    pub allow_external_accounts: bool,
     /// Region → customer managed KMS key. An image in that Region whose snapshots are
     /// encrypted with the AWS managed key `aws/ebs` (which cannot be shared) is copied in
     /// the same Region, re-encrypted with this key, and the copy is shared instead.

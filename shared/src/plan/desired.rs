@@ -72,6 +72,18 @@ pub struct SharePlan {
 }
 
 impl SharePlan {
+    /// Every plain account the plan shares with or copies into (launch permissions, snapshot
+    /// permissions, grants, `copy_into` targets).
+    pub fn plain_accounts(&self) -> BTreeSet<&String> {
+        self.launch
+            .accounts
+            .iter()
+            .chain(&self.snapshots.accounts)
+            .chain(&self.kms.accounts)
+            .chain(self.into.iter().flat_map(|i| &i.targets.accounts))
+            .collect()
+    }
+
     /// The union of the given rules; `kms_default` is the policy's `kms_access`, for rules
     /// that do not say.
     pub fn from_rules<'a>(

@@ -24,6 +24,9 @@ impl OrgAccount {
 pub trait Org: Send + Sync {
     /// `DescribeOrganization`: the id (`o-…`) of the caller's organization.
     async fn organization_id(&self) -> AwsResult<String>;
+    /// `DescribeAccount`: the account when it is a member of the caller's organization, `None`
+    /// when it is not (`AccountNotFoundException`).
+    async fn describe_account(&self, account_id: &str) -> AwsResult<Option<OrgAccount>>;
     /// `ListAccounts`: every account of the organization.
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>>;
     /// `ListAccountsForParent`: accounts directly under a root or OU.

@@ -57,11 +57,14 @@ impl<P: Aws + Publishing> Publisher<'_, P> {
         };
         let want = share_principals(rule, &self.deps.account_id);
         let name = share_name(&rule.name);
-        let external = rule
-            .share_with
-            .accounts
-            .iter()
-            .any(|a| *a != self.deps.account_id);
+        // External principals only for accounts outside the organization, and only when the
+        // policy allows them (otherwise the sharing was refused before this).
+        let external = self.deps.policy.allow_external_accounts
+            && !self
+                .deps
+                .outside_organization(&rule.share_with.accounts)
+                .await?
+                .is_empty();
         let Some(share) = &state.share else {
             let token = hex::encode(
                 &Sha256::digest(format!(

@@ -151,6 +151,11 @@ impl<'d, P: Aws> Convergence<'d, P> {
         may_copy: bool,
         enc: Option<Encryption>,
     ) -> Result<Converged> {
+        // The organization's boundary first: a plain account outside it is refused before
+        // anything is written (copies included).
+        self.deps
+            .check_inside_organization(&image.id, plan.plain_accounts())
+            .await?;
         // Copies need no organization listing: their destinations come from the plan alone.
         let copies_wanted = Desired::new(
             image,

@@ -41,6 +41,15 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     async fn targets<'a>(&self, into: &'a [IntoPlan]) -> Result<Vec<Target<'a>>> {
         let mut out = Vec::new();
         for ip in into {
+            // Plain target accounts inside the organization only, unless the policy allows
+            // others (the source was refused before any share otherwise; checked again here
+            // for the night's pass).
+            self.deps
+                .check_inside_organization(
+                    &format!("copy_into of rule {}", ip.rule),
+                    &ip.targets.accounts,
+                )
+                .await?;
             let members = self
                 .deps
                 .members_of(ip.targets.organizational_units.iter())
