@@ -267,6 +267,8 @@ def demo_policy(world: dict) -> dict:
             legacy_rule("report"),
         ],
         "sweeper": {"mode": "delete", "min_age_days": 0, "grace_days": 0},
+        # EXTERNAL_ACCOUNT is outside the organization: sharing with it is an explicit opt-in.
+        "allow_external_accounts": True,
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 import cfn
+from conftest import REPO
 
 # Convergence reads the image's snapshots (keys, permissions) before writing what is missing.
 EC2_SHARE = {
@@ -53,13 +54,15 @@ CALLS = {
         "kms:UntagResource",
         "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
-        "autoscaling:DescribeLaunchConfigurations", "kms:RetireGrant", "kms:RevokeGrant",
+        "autoscaling:DescribeLaunchConfigurations", "kms:RevokeGrant",
         # retirement: what uses an image, and the stages past sharing
         "ec2:DescribeImageReferences", "ec2:DescribeImageUsageReports", "ec2:DescribeImageUsageReportEntries",
         "ec2:CreateImageUsageReport", "ec2:EnableImageDeprecation", "ec2:DisableImage", "ec2:DeregisterImage",
     },
 }
 BRANCHES = {"without an Organizations role": False, "with an Organizations role": True}
+# The functions that assume the target accounts' role (copy_into).
+COPY_INTO_FUNCTIONS = {"on-image-available", "nightly-sweeper"}
 
 
 def as_list(v: Any) -> list:
@@ -101,7 +104,9 @@ def test_one_inline_policy_and_no_managed_policies(template, name):
     props = role_of(template, name)["Properties"]
     assert len(props["Policies"]) == 1
     assert "ManagedPolicyArns" not in props and "PermissionsBoundary" not in props
-    assert props["Path"] == "/ami-share/"  # templates/org-read-role.yaml trusts this path
+    # templates/org-read-role.yaml trusts /ami-share/ (and below); the target accounts' role
+    # trusts only /ami-share/copy-into/, the path of the two functions that assume it.
+    assert props["Path"] == ("/ami-share/copy-into/" if name in COPY_INTO_FUNCTIONS else "/ami-share/")
     trust = props["AssumeRolePolicyDocument"]["Statement"]
     assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
@@ -176,7 +181,43 @@ def test_writes_are_scoped_to_images_snapshots_and_keys_of_this_account(template
                                        "Null": {"aws:TagKeys": "false"}}, st["Sid"]
         if any(a.split(":")[1] in {"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo"}
                for a in acts):
-            assert st["Condition"] == {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}
+            assert st["Condition"] == {"StringLike": {"kms:ViaService": {"Fn::Sub": "ec2.*.${AWS::URLSuffix}"}}}
+        if "kms:CreateGrant" in acts:
+            assert acts == ["kms:CreateGrant"], st["Sid"]
+            assert st["Condition"] in (CONSUMER_GRANTS, EC2_OWN_GRANT), st["Sid"]
+
+
+# Issue 25: CreateGrant only to account roots with exactly the operations consumers need, or
+# EC2's own grant while it copies (GrantIsForAWSResource, through EC2).
+GRANT_OPERATIONS = [
+    "Decrypt", "DescribeKey", "CreateGrant", "ReEncryptFrom", "ReEncryptTo",
+    "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+]
+CONSUMER_GRANTS = {
+    "ForAllValues:StringEquals": {"kms:GrantOperations": GRANT_OPERATIONS},
+    "Null": {"kms:GrantOperations": "false"},
+    "StringLike": {"kms:GranteePrincipal": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:root"}},
+}
+EC2_OWN_GRANT = {
+    "Bool": {"kms:GrantIsForAWSResource": "true"},
+    "StringLike": {"kms:ViaService": {"Fn::Sub": "ec2.*.${AWS::URLSuffix}"}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_create_grant_has_one_statement_for_consumers_and_one_for_ec2(template, name):
+    sts = grants(template, name, "kms:CreateGrant")
+    assert sorted(st["Sid"] for st in sts) == ["GrantConsumersLaunchAndCopy", "LetEc2GrantItselfDuringCopies"]
+    by_sid = {st["Sid"]: st for st in sts}
+    assert by_sid["GrantConsumersLaunchAndCopy"]["Condition"] == CONSUMER_GRANTS
+    assert by_sid["LetEc2GrantItselfDuringCopies"]["Condition"] == EC2_OWN_GRANT
+
+
+def test_the_grant_operations_are_the_ones_the_code_asks_for():
+    # names.rs GRANT_OPERATIONS, as the IAM condition lists them.
+    src = (REPO / "shared" / "src" / "names.rs").read_text()
+    block = re.search(r"GRANT_OPERATIONS: \[&str; \d+\] = \[(.*?)\];", src, re.S).group(1)
+    assert re.findall(r'"([A-Za-z]+)"', block) == GRANT_OPERATIONS
 
 
 @pytest.mark.parametrize("bus", [False, True])
@@ -271,8 +312,13 @@ def test_retirement_acts_only_on_the_products_images(template):
 
 
 def test_tags_are_removed_only_under_the_products_keys(template):
+    # The sweeper removes one tag, from snapshots only: the orphan mark (issue 25).
     (st,) = grants(template, "nightly-sweeper", "ec2:DeleteTags")
-    assert st["Condition"] == OWN_TAG_KEYS
+    assert st["Condition"] == {
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["ami-share:orphaned-since"]},
+        "Null": {"aws:TagKeys": "false"},
+    }
+    assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ec2:*::snapshot/*"}
     # on-copy-complete removes one tag only: the source's fingerprint
     (st,) = grants(template, "on-copy-complete", "ec2:DeleteTags")
     assert st["Condition"] == {
@@ -345,6 +391,9 @@ def test_target_account_role(target_role_template):
     assert trust["Condition"]["ArnLike"] == {
         "aws:PrincipalArn": {"Fn::Sub": "arn:${AWS::Partition}:iam::${PublisherAccountId}:role${TrustedRolePath}*"}
     }
+    # Issue 25: only the two functions that copy into target accounts have that path; the
+    # publisher's other /ami-share/ roles (on-copy-complete, the state machine) do not.
+    assert target_role_template["Parameters"]["TrustedRolePath"]["Default"] == "/ami-share/copy-into/"
     (policy,) = res["Policies"]
     by_sid = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
     actions = {a for st in by_sid.values() for a in as_list(st["Action"])}
@@ -383,3 +432,54 @@ TARGET_PARAMETER_SAMPLES = {
 @pytest.mark.parametrize("param", sorted(TARGET_PARAMETER_SAMPLES))
 def test_target_role_parameters_are_validated(target_role_template, param):
     assert_pattern(target_role_template["Parameters"][param], param, *TARGET_PARAMETER_SAMPLES[param])
+
+
+# --- granted vs called (issue 25) ------------------------------------------------------------------
+# Actions authorised for a call the code makes without naming them: EC2 uses the keys on the
+# caller's behalf during CopyImage; RAM tags a share created with tags (CreateResourceShare).
+IMPLICIT = {
+    "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
+    "ram:TagResource",
+}
+# What Lambda needs of an execution role, not called by the code.
+LAMBDA_PLUMBING = PLUMBING | SWEEPER_PLUMBING | QUEUE_PLUMBING
+
+
+def called_actions() -> set[str]:
+    """Every AWS operation the adapters (shared/src/aws/) call, as `service:Operation`: each
+    call maps its SDK error with `aws_error("service", "Operation", ...)`."""
+    out = set()
+    for path in (REPO / "shared" / "src" / "aws").glob("*.rs"):
+        text = path.read_text()
+        text = text.split("#[cfg(test)]")[0]
+        for svc, op in re.findall(r'(?:aws_error|AwsError::new)\(\s*"([a-z0-9-]+)",\s*"([A-Za-z]+)"', text, re.S):
+            out.add(f"{svc}:{op}")
+    return out
+
+
+def granted_actions(template, target_role_template) -> set[str]:
+    acts = set()
+    for name in CALLS:
+        for has_role in (False, True):
+            acts |= {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
+    role = target_role_template["Resources"]["TargetAccountRole"]["Properties"]
+    for policy in role["Policies"]:
+        acts |= {a for st in policy["PolicyDocument"]["Statement"] for a in as_list(st["Action"])}
+    return acts - LAMBDA_PLUMBING
+
+
+def test_every_granted_action_is_called_and_every_called_action_granted(template, target_role_template):
+    called = called_actions()
+    assert len(called) > 40, sorted(called)
+    granted = granted_actions(template, target_role_template)
+    assert sorted(granted - IMPLICIT - called) == [], "granted but never called"
+    assert sorted(called - granted) == [], "called but never granted"
+    assert IMPLICIT <= granted
+
+
+def test_only_the_two_copying_functions_have_the_path_the_target_role_trusts(template):
+    under = sorted(
+        rid for rid, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("Path", "").startswith("/ami-share/copy-into/")
+    )
+    assert under == ["NightlySweeperRole", "OnImageAvailableRole"]
