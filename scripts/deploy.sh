@@ -207,12 +207,17 @@ org_role_cmd=("$aws" cloudformation deploy --stack-name "$stack_name-org-read"
   --parameter-overrides "OrganizationId=$organization_id" "TrustedAccountIds=$publisher_account"
   "RoleName=$org_read_role_name" "${mgmt[@]}")
 
-stack_set=$stack_name-target-accounts
-stack_set_cmd() { # create-stack-set | update-stack-set
-  stack_set_args=("$aws" cloudformation "$1" --stack-set-name "$stack_set"
+# Two StackSets of the target-account role: one for copy_into's OUs with automatic deployment
+# (accounts that join those OUs later get the role), one for its plain accounts without it (the
+# root, filtered to those accounts: with automatic deployment on, accounts joining the
+# organization later might get the role too, as AWS does not say the filter persists).
+stack_set_ous=$stack_name-target-accounts
+stack_set_listed=$stack_name-target-accounts-listed
+stack_set_cmd() { # create-stack-set | update-stack-set, stack set name, automatic deployment
+  stack_set_args=("$aws" cloudformation "$1" --stack-set-name "$2"
     --template-body "file://$repo/templates/target-account-role.yaml"
     --permission-model SERVICE_MANAGED
-    --auto-deployment Enabled=true,RetainStacksOnAccountRemoval=false
+    --auto-deployment "$3"
     --capabilities CAPABILITY_NAMED_IAM
     --parameters "ParameterKey=RoleName,ParameterValue=$target_role_name"
     "ParameterKey=PublisherAccountId,ParameterValue=$publisher_account"
@@ -222,19 +227,21 @@ stack_set_cmd() { # create-stack-set | update-stack-set
 }
 # IAM is global: the role is one stack per account, in the home Region.
 instances=()
-instances_cmd() { # deployment targets
-  instances=("$aws" cloudformation create-stack-instances --stack-set-name "$stack_set"
-    --deployment-targets "$1" --regions "$home"
+instances_cmd() { # stack set name, deployment targets
+  instances=("$aws" cloudformation create-stack-instances --stack-set-name "$1"
+    --deployment-targets "$2" --regions "$home"
     --operation-preferences FailureTolerancePercentage=10,MaxConcurrentPercentage=25
     ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}")
 }
 join_comma() { local IFS=,; echo "$*"; }
-instance_targets=()
+# Each StackSet: its name, automatic deployment, deployment targets.
+stack_sets=()
 # shellcheck disable=SC2086 # word splitting of the space-separated lists is intended
 {
-  [ -n "$target_ous" ] && instance_targets+=("OrganizationalUnitIds=$(join_comma $target_ous)")
+  [ -n "$target_ous" ] &&
+    stack_sets+=("$stack_set_ous|Enabled=true,RetainStacksOnAccountRemoval=false|OrganizationalUnitIds=$(join_comma $target_ous)")
   [ -n "$target_accounts" ] &&
-    instance_targets+=("OrganizationalUnitIds=$org_root_id,Accounts=$(join_comma $target_accounts),AccountFilterType=INTERSECTION")
+    stack_sets+=("$stack_set_listed|Enabled=false|OrganizationalUnitIds=$org_root_id,Accounts=$(join_comma $target_accounts),AccountFilterType=INTERSECTION")
 }
 
 # one shell word, quoted only when it needs to be
@@ -258,9 +265,12 @@ if $dry_run; then
   show "${build_cmd[@]}"
   for r in "${region_list[@]}"; do deploy_cmd "$r"; show "${deploy[@]}"; done
   if $has_targets; then
-    echo "$prog: would create the StackSet $stack_set (update-stack-set with the same arguments when it exists)" >&2
-    stack_set_cmd create-stack-set; show "${stack_set_args[@]}"
-    for t in "${instance_targets[@]}"; do instances_cmd "$t"; show "${instances[@]}"; done
+    for set_spec in "${stack_sets[@]}"; do
+      IFS='|' read -r set_name set_auto set_targets <<<"$set_spec"
+      echo "$prog: would create the StackSet $set_name (update-stack-set with the same arguments when it exists)" >&2
+      stack_set_cmd create-stack-set "$set_name" "$set_auto"; show "${stack_set_args[@]}"
+      instances_cmd "$set_name" "$set_targets"; show "${instances[@]}"
+    done
   fi
   exit 0
 fi
@@ -286,19 +296,20 @@ for r in "${region_list[@]}"; do
 done
 echo "$prog: deployed $stack_name to ${region_list[*]}" >&2
 if $has_targets; then
-  if "$aws" cloudformation describe-stack-set --stack-set-name "$stack_set" \
-      ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}" >/dev/null 2>&1; then
-    echo "$prog: updating the StackSet $stack_set" >&2
-    stack_set_cmd update-stack-set
-  else
-    echo "$prog: creating the StackSet $stack_set" >&2
-    stack_set_cmd create-stack-set
-  fi
-  "${stack_set_args[@]}"
-  for t in "${instance_targets[@]}"; do
-    echo "$prog: target-account role to $t" >&2
-    instances_cmd "$t"
+  for set_spec in "${stack_sets[@]}"; do
+    IFS='|' read -r set_name set_auto set_targets <<<"$set_spec"
+    if "$aws" cloudformation describe-stack-set --stack-set-name "$set_name" \
+        ${stackset_as[@]+"${stackset_as[@]}"} "${mgmt[@]}" >/dev/null 2>&1; then
+      echo "$prog: updating the StackSet $set_name" >&2
+      stack_set_cmd update-stack-set "$set_name" "$set_auto"
+    else
+      echo "$prog: creating the StackSet $set_name" >&2
+      stack_set_cmd create-stack-set "$set_name" "$set_auto"
+    fi
+    "${stack_set_args[@]}"
+    echo "$prog: target-account role to $set_targets" >&2
+    instances_cmd "$set_name" "$set_targets"
     "${instances[@]}"
   done
-  echo "$prog: the target-account role reaches every account of ${target_ous:-no OU}${target_accounts:+ and $target_accounts}, and every account that joins those OUs later" >&2
+  echo "$prog: the target-account role reaches every account of ${target_ous:-no OU} (and every account that joins those OUs later)${target_accounts:+, and exactly the accounts $target_accounts}" >&2
 fi

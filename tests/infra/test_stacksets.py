@@ -2,8 +2,9 @@
 
 The stack in every build Region and every Region the policy copies to; the organization read
 role in the management account (with --management-account); the target-account role through a
-StackSet with service-managed permissions and automatic deployment to the policy's OUs (plain
-accounts through the root, filtered to them). `sam` and `aws` are recorders (SAM=..., AWS=...),
+StackSet with service-managed permissions and automatic deployment to the policy's OUs, and a
+second one without automatic deployment for its plain accounts (through the root, filtered to
+them). `sam` and `aws` are recorders (SAM=..., AWS=...),
 so these tests pin every operation, prove --dry-run runs nothing and that a real run runs
 exactly what --dry-run printed.
 """
@@ -95,7 +96,7 @@ def printed(env, policy_file, *extra):
 
 
 def test_one_command_installs_every_region_the_org_read_role_and_the_target_role_stack_set(env, policy_file):
-    org_role, build, east, west, stack_set, by_ou, by_account = printed(env, policy_file)
+    org_role, build, east, west, set_ous, by_ou, set_listed, by_account = printed(env, policy_file)
     aws, sam = env["AWS"], env["SAM"]
 
     # The organization read role, in the management account, trusting the publisher.
@@ -112,22 +113,29 @@ def test_one_command_installs_every_region_the_org_read_role_and_the_target_role
         assert f"OrgRoleArn=arn:aws:iam::{MANAGEMENT}:role/ami-share-organizations-read" in o
         assert "TargetAccountRoleName=ami-share-target" in o
 
-    # The target-account role: a service-managed StackSet, deployed automatically to the OUs.
-    assert stack_set[:3] == [aws, "cloudformation", "create-stack-set"]
-    assert option(stack_set, "--template-body") == f"file://{REPO / 'templates' / 'target-account-role.yaml'}"
-    assert option(stack_set, "--permission-model") == "SERVICE_MANAGED"
-    assert option(stack_set, "--auto-deployment") == "Enabled=true,RetainStacksOnAccountRemoval=false"
-    assert option(stack_set, "--capabilities") == "CAPABILITY_NAMED_IAM"
-    params = stack_set[stack_set.index("--parameters") + 1:stack_set.index("--parameters") + 5]
-    assert params == [
-        "ParameterKey=RoleName,ParameterValue=ami-share-target",
-        f"ParameterKey=PublisherAccountId,ParameterValue={PUBLISHER}",
-        "ParameterKey=OrganizationId,ParameterValue=o-a1b2c3d4e5",
-        "ParameterKey=ParameterPathPrefix,ParameterValue=/golden/",
-    ]
-    for inst in (by_ou, by_account):
+    # The target-account role: two service-managed StackSets of the same template.
+    for stack_set in (set_ous, set_listed):
+        assert stack_set[:3] == [aws, "cloudformation", "create-stack-set"]
+        assert option(stack_set, "--template-body") == f"file://{REPO / 'templates' / 'target-account-role.yaml'}"
+        assert option(stack_set, "--permission-model") == "SERVICE_MANAGED"
+        assert option(stack_set, "--capabilities") == "CAPABILITY_NAMED_IAM"
+        params = stack_set[stack_set.index("--parameters") + 1:stack_set.index("--parameters") + 5]
+        assert params == [
+            "ParameterKey=RoleName,ParameterValue=ami-share-target",
+            f"ParameterKey=PublisherAccountId,ParameterValue={PUBLISHER}",
+            "ParameterKey=OrganizationId,ParameterValue=o-a1b2c3d4e5",
+            "ParameterKey=ParameterPathPrefix,ParameterValue=/golden/",
+        ]
+    # copy_into's OUs: automatic deployment, so accounts that join the OU get the role.
+    assert option(set_ous, "--stack-set-name") == "ami-share-target-accounts"
+    assert option(set_ous, "--auto-deployment") == "Enabled=true,RetainStacksOnAccountRemoval=false"
+    # copy_into's plain accounts: no automatic deployment (issue 25), so an account that joins
+    # the organization later never gets the role through the root they are reached by.
+    assert option(set_listed, "--stack-set-name") == "ami-share-target-accounts-listed"
+    assert option(set_listed, "--auto-deployment") == "Enabled=false"
+    for inst, name in ((by_ou, "ami-share-target-accounts"), (by_account, "ami-share-target-accounts-listed")):
         assert inst[:3] == [aws, "cloudformation", "create-stack-instances"]
-        assert option(inst, "--stack-set-name") == "ami-share-target-accounts"
+        assert option(inst, "--stack-set-name") == name
         assert option(inst, "--regions") == "us-east-1"  # IAM is global: one Region
         assert option(inst, "--profile") == "org-admin"
     # copy_into's OU only (not share_with's): the role goes where copies go.
@@ -136,12 +144,24 @@ def test_one_command_installs_every_region_the_org_read_role_and_the_target_role
         "OrganizationalUnitIds=r-ab12,Accounts=111122223333,777788889999,AccountFilterType=INTERSECTION")
 
 
+def test_only_plain_accounts_make_only_the_stack_set_without_automatic_deployment(env, tmp_path):
+    policy = json.loads(json.dumps(POLICY))
+    del policy["rules"][0]["copy_into"]["organizational_units"]
+    p = tmp_path / "accounts-only.json"
+    p.write_text(json.dumps(policy))
+    lines = printed(env, p)
+    sets = [argv for argv in lines if argv[1:3] == ["cloudformation", "create-stack-set"]]
+    assert [(option(a, "--stack-set-name"), option(a, "--auto-deployment")) for a in sets] == [
+        ("ami-share-target-accounts-listed", "Enabled=false")]
+
+
 def test_a_delegated_administrator_and_another_role_name(env, policy_file):
     lines = printed(env, policy_file, "--delegated-admin", "--target-role-name", "images-in")
-    stack_set, *instances = lines[-3:]
-    for argv in (stack_set, *instances):
+    stack_sets_and_instances = lines[-4:]
+    for argv in stack_sets_and_instances:
         assert option(argv, "--call-as") == "DELEGATED_ADMIN"
-    assert "ParameterKey=RoleName,ParameterValue=images-in" in stack_set
+    for stack_set in (stack_sets_and_instances[0], stack_sets_and_instances[2]):
+        assert "ParameterKey=RoleName,ParameterValue=images-in" in stack_set
     deploys = [argv for argv in lines if argv[1:2] == ["deploy"] and argv[0] == env["SAM"]]
     assert all("TargetAccountRoleName=images-in" in d for d in deploys)
 
@@ -152,11 +172,12 @@ def test_a_real_run_runs_exactly_what_the_dry_run_printed(env, policy_file, exis
     if exists:
         env["FAKE_STACKSET_EXISTS"] = "1"
         expected[4][2] = "update-stack-set"
+        expected[6][2] = "update-stack-set"
     r = deploy(env, *ARGS, "--policy-file", policy_file)
     assert r.returncode == 0, r.stderr
     ran = calls(env)
     assert [[env[a[0].upper()], *a[1:]] for a in ran] == expected
-    assert ran[4][2] == op
+    assert ran[4][2] == op and ran[6][2] == op
 
 
 def test_without_copy_into_no_stack_set_and_no_target_role(env, tmp_path):
