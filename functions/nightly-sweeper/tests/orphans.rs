@@ -731,3 +731,76 @@ async fn marks_are_batched_at_most_1000_ids_per_call() {
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.len() < 64 * 1024, "report is {} bytes", json.len());
 }
+
+/// Issue 25: `sweeper.orphan_scope: managed` judges only the snapshots the product marked (a
+/// source's, when it was first shared) or made (a copy's, tagged at creation); every other
+/// team's leftovers are kept and counted `not_managed`. The default scope is the account.
+#[tokio::test]
+async fn orphan_scope_managed_judges_only_the_products_snapshots() {
+    let fake = FakeAws::new();
+    // Shared by the product (on-image-available marks its snapshots), then deregistered.
+    let ours = fake.create_image(ImageSpec::new(R, "golden-1"));
+    let d = deps(
+        fake,
+        json!({"orphan_scope": "managed", "mode": "delete", "grace_days": 0}),
+    );
+    on_image_available_like_share(&d, &ours.id).await;
+    let our_snap = ours.volumes[0].snapshot_id.clone();
+    assert!(
+        d.aws
+            .snapshot_tags(R, &our_snap)
+            .contains_key("ami-share:managed"),
+        "the first share marks the source's snapshots"
+    );
+    d.aws.deregister_image(R, &ours.id);
+    // A copy's snapshot (provenance at creation), left behind.
+    let copy_snap = d.aws.add_snapshot(
+        SnapshotSpec::made_for(R, "ami-0000000000000c0de")
+            .tag("ami-share:source-image", "us-west-2/ami-0000000000000beef"),
+    );
+    // Another team's leftover: a proven orphan, but never the product's.
+    let (theirs, _) = leftover(&d.aws, "team-b-build");
+
+    let r = sweep(&d, json!({})).await;
+    let mut found: Vec<String> = r
+        .orphans
+        .orphans
+        .iter()
+        .map(|o| o.snapshot_id.clone())
+        .collect();
+    found.sort();
+    let mut want = vec![our_snap.clone(), copy_snap.clone()];
+    want.sort();
+    assert_eq!(found, want, "{r:#?}");
+    assert_eq!(
+        r.orphans.kept.get("not_managed"),
+        Some(&1),
+        "{:?}",
+        r.orphans.kept
+    );
+    assert!(d.aws.snapshot_exists(R, &theirs));
+    assert!(!d
+        .aws
+        .snapshot_tags(R, &theirs)
+        .contains_key(ORPHANED_SINCE_TAG));
+
+    // The default scope is the account: the same leftover is an orphan there.
+    let fake = FakeAws::new();
+    let (theirs, _) = leftover(&fake, "team-b-build");
+    let d = deps(fake, json!({}));
+    let r = sweep(&d, json!({})).await;
+    assert_eq!(r.orphans.orphans[0].snapshot_id, theirs);
+}
+
+/// The first share of `id` through the same convergence on-image-available runs (its record
+/// marks the snapshots).
+async fn on_image_available_like_share(d: &Deps<FakeAws>, id: &str) {
+    use amishare::plan::SharePlan;
+    use amishare::share::{Convergence, KeyState};
+    let image = d.aws.image(R, id).unwrap().image;
+    let rules: Vec<_> = d.policy.rules.iter().collect();
+    let plan = SharePlan::from_rules(d.policy.kms_access, rules).for_source(false);
+    let conv = Convergence::for_event(d, now(), std::sync::Arc::new(KeyState::default()));
+    let done = conv.converge(&image, &plan, false, None).await.unwrap();
+    conv.record(R, &[&done]).await.unwrap();
+}

@@ -116,6 +116,19 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         img.image.tags.get("ami-share:managed").map(String::as_str),
         Some("golden")
     );
+    // Its snapshots carry the mark too, in the same CreateTags call (what
+    // sweeper.orphan_scope: managed recognises once the image is gone).
+    for v in &img.image.volumes {
+        assert_eq!(
+            d.aws
+                .snapshot_tags("us-east-1", &v.snapshot_id)
+                .get("ami-share:managed")
+                .map(String::as_str),
+            Some("golden"),
+            "{}",
+            v.snapshot_id
+        );
+    }
 
     let counts = d.aws.call_counts();
     let expected = [

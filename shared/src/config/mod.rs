@@ -34,7 +34,7 @@ pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
 pub use rates::RateLimitConfig;
 pub use retire::{Retire, RetireMode};
 pub use rule::{compile_glob, CopyTarget, KmsAccess, Match, Rule, ShareWith};
-pub use sweeper::{SweepMode, SweeperConfig};
+pub use sweeper::{OrphanScope, SweepMode, SweeperConfig};
 
 /// Environment variable holding the policy JSON.
 pub const POLICY_ENV: &str = "AMI_SHARE_POLICY";

@@ -19,12 +19,29 @@ pub enum SweepMode {
     Delete,
 }
 
+/// Which snapshots the orphan sweep judges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanScope {
+    /// Every snapshot of the account (the default): any snapshot whose description proves it
+    /// was made for an image that no longer exists, whoever made that image.
+    #[default]
+    Account,
+    /// Only snapshots of images the product made or shared: those carrying its mark
+    /// (`ami-share:managed`, put on a source's snapshots when it is first shared) or its copy
+    /// provenance (`ami-share:source-image`, put on a copy's snapshots at creation).
+    Managed,
+}
+
 /// Settings of the nightly sweeper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct SweeperConfig {
     #[serde(default)]
     pub mode: SweepMode,
+    /// Which snapshots are judged: `account` (default) or `managed`.
+    #[serde(default)]
+    pub orphan_scope: OrphanScope,
     /// Snapshots younger than this are never orphans. Default 7.
     #[serde(default = "seven")]
     pub min_age_days: u32,
@@ -66,6 +83,7 @@ impl Default for SweeperConfig {
     fn default() -> Self {
         Self {
             mode: SweepMode::Report,
+            orphan_scope: OrphanScope::Account,
             min_age_days: 7,
             grace_days: 7,
             prune_unlisted_shares: false,

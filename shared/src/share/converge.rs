@@ -178,6 +178,12 @@ impl<'d, P: Aws> Convergence<'d, P> {
         out.copies.extend(copies?);
         out.complete &= out.copies.iter().all(|c| c.status != "deferred");
         out.record = self.record_tags(image, &plan.rules, &out);
+        if !image.tags.contains_key(MANAGED_TAG)
+            && out.record.contains_key(MANAGED_TAG)
+            && matches!(classify(image), ImageKind::Source { .. })
+        {
+            out.record_snapshots = snapshot_ids(image);
+        }
         Ok(out)
     }
 
@@ -241,6 +247,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             would_prune: Unlisted::default(),
             copies: Vec::new(),
             record: BTreeMap::new(),
+            record_snapshots: Vec::new(),
         };
 
         // aws/ebs cannot be shared: a same-Region copy re-encrypted with a customer managed
@@ -405,10 +412,9 @@ impl<'d, P: Aws> Convergence<'d, P> {
     pub async fn record(&self, region: &str, done: &[&Converged]) -> Result<usize> {
         let mut groups: BTreeMap<&BTreeMap<String, String>, Vec<String>> = BTreeMap::new();
         for c in done.iter().filter(|c| !c.record.is_empty()) {
-            groups
-                .entry(&c.record)
-                .or_default()
-                .push(c.image_id.clone());
+            let ids = groups.entry(&c.record).or_default();
+            ids.push(c.image_id.clone());
+            ids.extend(c.record_snapshots.iter().cloned());
         }
         let mut calls = 0;
         for (tags, ids) in groups {

@@ -85,6 +85,9 @@ pub struct Converged {
     pub copies: Vec<CopyReport>,
     /// The tags that record this convergence (managed, plan, converged-at).
     pub record: BTreeMap<String, String>,
+    /// Snapshots that get the record too: a source's, when it is first marked managed (what
+    /// `sweeper.orphan_scope: managed` recognises after the image is gone).
+    pub record_snapshots: Vec<String>,
 }
 
 impl Converged {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::names::SOURCE_IMAGE_TAG;
+use crate::names::{MANAGED_TAG, SOURCE_IMAGE_TAG};
 use crate::ports::{AwsResult, Image};
 
 /// Tag the sweeper puts on a snapshot it found orphaned: the date (`YYYY-MM-DD`, UTC) it was
@@ -62,6 +62,8 @@ pub struct SnapshotTags {
     pub dlm: bool,
     /// Value of [`SOURCE_IMAGE_TAG`] (our copies' snapshots carry it).
     pub source_image: Option<Box<str>>,
+    /// [`MANAGED_TAG`] is present (the snapshots of a source the product shared).
+    pub managed: bool,
 }
 
 impl SnapshotTags {
@@ -73,6 +75,7 @@ impl SnapshotTags {
                 ORPHANED_SINCE_TAG => t.orphaned_since = Some(v.into()),
                 KEEP_TAG => t.keep = true,
                 SOURCE_IMAGE_TAG => t.source_image = Some(v.into()),
+                MANAGED_TAG => t.managed = true,
                 _ if k.starts_with(BACKUP_TAG_PREFIX) => t.backup = true,
                 _ if k.starts_with(DLM_TAG_PREFIX) => t.dlm = true,
                 _ => {}

@@ -119,6 +119,9 @@ pub enum KeepReason {
     ImageReferenced { image_id: String, by: String },
     /// Younger than `min_age_days`.
     TooYoung { min_age_days: u32 },
+    /// `sweeper.orphan_scope: managed`, and it carries neither the product's mark nor its
+    /// copy provenance: not the product's to judge.
+    NotManaged,
 }
 
 impl KeepReason {
@@ -126,6 +129,7 @@ impl KeepReason {
     pub fn code(&self) -> &'static str {
         match self {
             KeepReason::NoProofOfOrigin => "no_proof_of_origin",
+            KeepReason::NotManaged => "not_managed",
             KeepReason::ImageNotNamed => "image_not_named",
             KeepReason::NotCompleted { .. } => "not_completed",
             KeepReason::KeepTag => "keep_tag",
@@ -165,6 +169,10 @@ impl std::fmt::Display for KeepReason {
                 write!(f, "its image {image_id} is referenced by {by}")
             }
             KeepReason::TooYoung { min_age_days } => write!(f, "younger than {min_age_days} days"),
+            KeepReason::NotManaged => write!(
+                f,
+                "sweeper.orphan_scope is managed and it carries no ami-share mark or copy provenance"
+            ),
         }
     }
 }
@@ -185,6 +193,15 @@ pub enum Verdict {
 }
 
 /// Judge one snapshot against the Region's inventory.
+/// Whether the snapshot is in the orphan sweep's scope: every snapshot (`account`), or those
+/// the product marked or made (`managed`).
+pub fn in_scope(s: &OwnSnapshot, scope: crate::config::OrphanScope) -> bool {
+    match scope {
+        crate::config::OrphanScope::Account => true,
+        crate::config::OrphanScope::Managed => s.tags.managed || s.tags.source_image.is_some(),
+    }
+}
+
 pub fn judge(s: &OwnSnapshot, in_use: &InUse, now: DateTime<Utc>, min_age_days: u32) -> Verdict {
     let keep = Verdict::Keep;
     let Some(image_id) = image_named_in(&s.description) else {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::stream::{self, StreamExt};
 
-use super::judge::{decide, judge, mark_value, Action, InUse, Verdict};
+use super::judge::{decide, in_scope, judge, mark_value, Action, InUse, KeepReason, Verdict};
 use crate::config::SweepMode;
 use crate::deps::Deps;
 use crate::error::Error;
@@ -88,7 +88,11 @@ pub async fn sweep<P: Aws + Inventory>(
     let mut due: Vec<(chrono::NaiveDate, &OwnSnapshot)> = Vec::new();
     r.snapshots_checked = snapshots.len();
     for s in snapshots {
-        let verdict = judge(s, &in_use, run.now, cfg.min_age_days);
+        let verdict = if in_scope(s, cfg.orphan_scope) {
+            judge(s, &in_use, run.now, cfg.min_age_days)
+        } else {
+            Verdict::Keep(KeepReason::NotManaged)
+        };
         let action = decide(
             matches!(verdict, Verdict::Orphan(_)),
             s.tags.orphaned_since.as_deref(),
