@@ -190,6 +190,11 @@ def seed(url: str) -> dict:
         arn = kms.create_key(Description="ami-share demo key")["KeyMetadata"]["Arn"]
         kms.create_alias(AliasName=KEY_ALIAS, TargetKeyId=arn)
         keys[region] = arn
+        # The HMAC key the sweeper signs its marks with (the stack's MarkKey), under the alias
+        # a local run uses when AMI_SHARE_MARK_KEY_ID is not set.
+        mark_key = kms.create_key(Description="ami-share marks", KeySpec="HMAC_256",
+                                  KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+        kms.create_alias(AliasName="alias/ami-share-marks", TargetKeyId=mark_key)
 
     ec2 = client(url, "ec2", HOME_REGION)
 

@@ -12,10 +12,10 @@ use aws_config::BehaviorVersion;
 use crate::aws::AwsPorts;
 use crate::aws::RateLimits;
 use crate::config::{
-    Policy, ACCOUNT_ENV, EVENT_CONCURRENCY_ENV, ORG_ROLE_ENV, POLICY_ENV, POLICY_FILE_ENV,
-    TARGET_ROLE_ENV,
+    Policy, ACCOUNT_ENV, EVENT_CONCURRENCY_ENV, MARK_KEY_ENV, ORG_ROLE_ENV, POLICY_ENV,
+    POLICY_FILE_ENV, TARGET_ROLE_ENV,
 };
-use crate::deps::{Deps, Settings};
+use crate::deps::{Deps, Settings, DEFAULT_MARK_KEY};
 use crate::error::Error;
 use crate::ports::Aws;
 
@@ -171,7 +171,10 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
         }
         Workload::Batch => (
             RateLimits::new(policy.rate_limits.clone()),
-            Settings::default(),
+            Settings {
+                mark_key_id: var(MARK_KEY_ENV).unwrap_or_else(|| DEFAULT_MARK_KEY.to_string()),
+                ..Settings::default()
+            },
             1,
         ),
     };

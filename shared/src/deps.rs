@@ -38,7 +38,14 @@ pub struct Settings {
     /// Most calls in flight into target accounts (`copy_into`): each target account has its
     /// own EC2 request buckets, so these run wider than the publisher's own calls.
     pub target_concurrency: usize,
+    /// The KMS HMAC key the sweeper's marks are signed with ([`crate::marks`]): the stack's
+    /// `MarkKey` (`AMI_SHARE_MARK_KEY_ID`); locally the alias [`DEFAULT_MARK_KEY`].
+    pub mark_key_id: String,
 }
+
+/// The marks' key where `AMI_SHARE_MARK_KEY_ID` is not set (local runs against an emulator
+/// that holds an HMAC key under this alias).
+pub const DEFAULT_MARK_KEY: &str = "alias/ami-share-marks";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -53,26 +60,8 @@ impl Default for Settings {
             grant_concurrency: 50,
             target_copies_per_event: 500,
             target_concurrency: 32,
+            mark_key_id: DEFAULT_MARK_KEY.to_string(),
         }
-    }
-}
-
-/// What the night found of the images that claim to be the product's copies
-/// ([`Deps::verify_copies`]).
-#[derive(Debug, Default)]
-pub struct CopyChecks {
-    /// The sources EC2's lineage names, by (Region, image id), as read tonight.
-    pub sources: HashMap<(String, String), Image>,
-    /// Copies (by image id) that failed the check, with why: `forged-provenance` or
-    /// `source-gone`.
-    pub refused: HashMap<String, crate::plan::SkipReason>,
-}
-
-impl CopyChecks {
-    /// The source of one of our copies, as read tonight.
-    pub fn source_of(&self, claim: &crate::names::Provenance) -> Option<&Image> {
-        self.sources
-            .get(&(claim.source_region.clone(), claim.source_image_id.clone()))
     }
 }
 
@@ -85,6 +74,8 @@ pub struct Caches {
     org_id: Mutex<Option<(Instant, String)>>,
     /// Account → (when checked, whether it is a member of this account's organization).
     membership: Mutex<HashMap<String, (Instant, bool)>>,
+    /// The secret the marks are signed with, derived once (one `GenerateMac`).
+    mark_key: Mutex<Option<crate::marks::MarkKey>>,
     /// (Region, key id as referenced) → key metadata. Who manages a key never changes.
     keys: Mutex<HashMap<(String, String), KeyInfo>>,
 }
@@ -137,87 +128,34 @@ impl<P: Aws> Deps<P> {
         }
     }
 
-    /// `DescribeImages` of one image, and for one of our copies the check of its claim against
-    /// the source EC2's lineage names ([`crate::plan::verify_copy`]): a verified copy carries
-    /// its source's creation date, which orders it among its rule's images.
-    pub async fn describe_verified(&self, region: &str, image_id: &str) -> Result<Option<Image>> {
-        let Some(mut image) = self.aws.describe_image(region, image_id).await? else {
-            return Ok(None);
-        };
-        if let crate::plan::ImageKind::OurCopy(claim) = crate::plan::classify(&image) {
-            let source = self
-                .aws
-                .describe_image(&claim.source_region, &claim.source_image_id)
-                .await?;
-            let _unverified =
-                crate::plan::verify_copy(&mut image, &claim, source.as_ref(), &self.account_id);
+    /// The secret the sweeper's marks are signed with: the MAC the marks' KMS HMAC key gives
+    /// for [`crate::marks::DERIVATION_MESSAGE`], asked once per warm Lambda. Without it no mark
+    /// is written or trusted (the caller reports the error and leaves its marks alone).
+    pub async fn mark_key(&self, region: &str) -> Result<crate::marks::MarkKey> {
+        if let Some(k) = self.caches.mark_key.lock().ok().and_then(|g| g.clone()) {
+            return Ok(k);
         }
-        Ok(Some(image))
-    }
-
-    /// Check every image that claims to be one of our copies against the source EC2's lineage
-    /// names: the sources are read together, one `DescribeImages` per 200 of a Region (those in
-    /// `images` itself are not read again). Returns the copies that failed the check, with why;
-    /// the verified ones carry their source's creation date.
-    pub async fn verify_copies(&self, images: &mut [Image]) -> Result<CopyChecks> {
-        use crate::plan::{classify, verify_copy, ImageKind, SkipReason};
-        let mut known: HashMap<(String, String), Image> = HashMap::new();
-        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let claims: Vec<(usize, ImageKind)> = images
-            .iter()
-            .enumerate()
-            .filter_map(|(i, img)| match classify(img) {
-                ImageKind::Source { .. } => None,
-                kind => Some((i, kind)),
-            })
-            .collect();
-        let here: HashMap<(&str, &str), usize> = images
-            .iter()
-            .enumerate()
-            .map(|(i, img)| ((img.region.as_str(), img.id.as_str()), i))
-            .collect();
-        for (_, kind) in &claims {
-            if let ImageKind::OurCopy(p) = kind {
-                match here.get(&(p.source_region.as_str(), p.source_image_id.as_str())) {
-                    Some(&i) => {
-                        known.insert(
-                            (p.source_region.clone(), p.source_image_id.clone()),
-                            images[i].clone(),
-                        );
-                    }
-                    None => {
-                        wanted
-                            .entry(p.source_region.clone())
-                            .or_default()
-                            .insert(p.source_image_id.clone());
-                    }
-                }
-            }
+        let secret = self
+            .aws
+            .generate_mac(
+                region,
+                &self.settings.mark_key_id,
+                crate::marks::DERIVATION_MESSAGE,
+            )
+            .await
+            .map_err(|mut e| {
+                e.message = format!(
+                    "{}; the sweeper signs its marks with the KMS HMAC key {} (the stack's \
+                     MarkKey, AMI_SHARE_MARK_KEY_ID) and needs kms:GenerateMac on it",
+                    e.message, self.settings.mark_key_id
+                );
+                Error::from(e)
+            })?;
+        let key = crate::marks::MarkKey::from_secret(&secret);
+        if let Ok(mut g) = self.caches.mark_key.lock() {
+            *g = Some(key.clone());
         }
-        for (region, ids) in wanted {
-            let ids: Vec<String> = ids.into_iter().collect();
-            for source in self.aws.describe_images(&region, &ids).await? {
-                known.insert((source.region.clone(), source.id.clone()), source);
-            }
-        }
-        let mut refused = HashMap::new();
-        for (i, kind) in claims {
-            let outcome = match kind {
-                ImageKind::OurCopy(p) => {
-                    let source = known.get(&(p.source_region.clone(), p.source_image_id.clone()));
-                    verify_copy(&mut images[i], &p, source, &self.account_id)
-                }
-                ImageKind::Forged { why, .. } => Err(SkipReason::ForgedProvenance(why)),
-                ImageKind::Source { .. } => Ok(()),
-            };
-            if let Err(reason) = outcome {
-                refused.insert(images[i].id.clone(), reason);
-            }
-        }
-        Ok(CopyChecks {
-            sources: known,
-            refused,
-        })
+        Ok(key)
     }
 
     async fn organization_id(&self) -> Result<String> {

@@ -22,6 +22,8 @@ pub mod deps;
 pub mod distribute;
 pub mod error;
 pub mod event;
+pub mod lineage;
+pub mod marks;
 pub mod metrics;
 pub mod names;
 pub mod night;

@@ -21,6 +21,9 @@ pub const UNDISTRIBUTED: &str = "Undistributed";
 /// to back them (`forged-provenance`): someone should look.
 pub const FORGED_PROVENANCE: &str = "ForgedProvenance";
 const FORGED_PROVENANCE_CODE: &str = "forged-provenance";
+/// Marks of the sweeper (orphaned-since, retirement stage) whose proof did not hold: someone
+/// wrote or changed them (the night's record, dimension `Region`).
+pub const MARKS_TAMPERED: &str = "MarksTampered";
 /// The dimension naming the function (its physical name, unique per account and Region).
 pub const FUNCTION_DIMENSION: &str = "Function";
 

@@ -9,6 +9,32 @@ use amishare::config::parse_key_ref;
 
 #[async_trait]
 impl Keys for FakeAws {
+    /// Any key id is an HMAC key of the double's (the MAC is a hash of the key id and the
+    /// message), unless it is one of the double's customer keys (symmetric: KMS refuses).
+    async fn generate_mac(
+        &self,
+        _region: &str,
+        key_id: &str,
+        message: &[u8],
+    ) -> AwsResult<Vec<u8>> {
+        use sha2::Digest;
+        self.call("kms:GenerateMac")?;
+        if self.world().keys.contains_key(key_id) {
+            return Err(err(
+                "kms",
+                "GenerateMac",
+                "InvalidKeyUsageException",
+                "the key is not an HMAC key",
+                key_id,
+            ));
+        }
+        let mut h = sha2::Sha256::new();
+        h.update(key_id.as_bytes());
+        h.update([0]);
+        h.update(message);
+        Ok(h.finalize().to_vec())
+    }
+
     async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
         self.call("kms:DescribeKey")?;
         let w = self.world();
@@ -168,5 +194,23 @@ impl Keys for FakeAws {
         })?;
         k.grants.retain(|g| g.grant_id != grant_id);
         Ok(())
+    }
+}
+
+impl FakeAws {
+    /// The marks' key the sweeper derives from the double (its `GenerateMac` of the default
+    /// marks' key): what tests sign their marks with, as the product would.
+    pub fn mark_key(&self) -> amishare::marks::MarkKey {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(amishare::deps::DEFAULT_MARK_KEY.as_bytes());
+        h.update([0]);
+        h.update(amishare::marks::DERIVATION_MESSAGE);
+        amishare::marks::MarkKey::from_secret(&h.finalize())
+    }
+
+    /// A mark as the product writes it: `value` signed for `kind` and `resource`.
+    pub fn signed_mark(&self, kind: &str, resource: &str, value: &str) -> String {
+        self.mark_key().sign(kind, resource, value)
     }
 }

@@ -52,6 +52,8 @@ CALLS = {
     # The night never trusts a receipt; it removes those of a key whose grants it revokes.
     "nightly-sweeper": ON_IMAGE_AVAILABLE | {
         "kms:UntagResource",
+        # the marks' secret, derived once per cold start (issue 25)
+        "kms:GenerateMac",
         "ec2:DeleteSnapshot", "ec2:DeleteTags",
         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:ListImagesInRecycleBin",
         "autoscaling:DescribeLaunchConfigurations", "kms:RevokeGrant",
@@ -483,3 +485,23 @@ def test_only_the_two_copying_functions_have_the_path_the_target_role_trusts(tem
         if r["Type"] == "AWS::IAM::Role" and r["Properties"].get("Path", "").startswith("/ami-share/copy-into/")
     )
     assert under == ["NightlySweeperRole", "OnImageAvailableRole"]
+
+
+def test_the_marks_key_signs_for_the_sweeper_alone(template):
+    key = template["Resources"]["MarkKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("HMAC_256", "GENERATE_VERIFY_MAC")
+    sts = {st["Sid"]: st for st in key["KeyPolicy"]["Statement"]}
+    admin = sts["AccountAdministersTheKey"]
+    assert not any(a in admin["Action"] for a in ("kms:GenerateMac", "kms:VerifyMac", "kms:*"))
+    use = sts["OnlyTheSweeperDerivesTheMarksSecret"]
+    assert use["Principal"] == {"AWS": {"Fn::GetAtt": ["NightlySweeperRole", "Arn"]}}
+    assert use["Action"] == "kms:GenerateMac"
+    assert use["Condition"] == {"StringEquals": {"kms:MacAlgorithm": "HMAC_SHA_256"}}
+    assert {"Key": "ami-share:key", "Value": "marks"} in key["Tags"]
+    # The sweeper's own statement reaches only a key with that tag.
+    (st,) = grants(template, "nightly-sweeper", "kms:GenerateMac")
+    assert st["Condition"]["StringEquals"]["aws:ResourceTag/ami-share:key"] == "marks"
+    for other in ("on-image-available", "on-copy-complete"):
+        assert grants(template, other, "kms:GenerateMac") == []
+    _, fn = cfn.functions(template)["nightly-sweeper"]
+    assert fn["Properties"]["Environment"]["Variables"]["AMI_SHARE_MARK_KEY_ID"] == {"Fn::GetAtt": ["MarkKey", "Arn"]}

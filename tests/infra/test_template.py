@@ -63,6 +63,9 @@ def test_environment_is_the_functions_contract(template, name):
     # The event functions' concurrency bound (tests/infra/test_event_patterns.py pins it).
     if name != "nightly-sweeper":
         assert env.pop("AMI_SHARE_EVENT_CONCURRENCY") == {"Ref": "EventConcurrency"}
+    else:
+        # The HMAC key its marks are signed with (issue 25; tests/infra/test_iam.py).
+        assert env.pop("AMI_SHARE_MARK_KEY_ID") == {"Fn::GetAtt": ["MarkKey", "Arn"]}
     assert env == {
         "AMI_SHARE_POLICY": {"Fn::If": ["PolicyInLayer", {"Ref": "AWS::NoValue"}, {"Ref": "Policy"}]},
         "AMI_SHARE_POLICY_FILE": {"Fn::If": ["PolicyInLayer", "/opt/ami-share/policy.json", {"Ref": "AWS::NoValue"}]},

@@ -159,6 +159,27 @@ pub async fn key(config: &SdkConfig, alias: &str) -> String {
     arn
 }
 
+/// The HMAC key the sweeper signs its marks with (the stack's `MarkKey`), under the alias a
+/// local run uses (`amishare::deps::DEFAULT_MARK_KEY`).
+pub async fn mark_key(config: &SdkConfig) {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let kms = aws_sdk_kms::Client::new(config);
+    let k = kms
+        .create_key()
+        .key_spec(KeySpec::Hmac256)
+        .key_usage(KeyUsageType::GenerateVerifyMac)
+        .send()
+        .await
+        .expect("CreateKey HMAC_256");
+    let arn = k.key_metadata().and_then(|m| m.arn()).expect("arn");
+    kms.create_alias()
+        .alias_name(amishare::deps::DEFAULT_MARK_KEY)
+        .target_key_id(arn)
+        .send()
+        .await
+        .expect("CreateAlias");
+}
+
 /// An image made the way people make them (RunInstances + CreateImage), with tags; returns
 /// (image id, snapshot id).
 pub async fn image(config: &SdkConfig, name: &str, tags: &[(&str, &str)]) -> (String, String) {

@@ -29,6 +29,7 @@ async fn orphan_reported_then_deleted_template_snapshot_and_live_snapshots_kept_
     let config = moto.sdk_config("us-east-1").await;
     seed::organization(&config).await;
     moto.add_org_member("111122223333", None);
+    seed::mark_key(&config).await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let (live, live_snap) = seed::image(&config, "golden-live", &[]).await;
     let (old, old_snap) = seed::image(&config, "golden-old", &[]).await;

@@ -14,7 +14,8 @@
 //! [`amishare::retire`].
 
 use amishare::config::SweepMode;
-use amishare::deps::{CopyChecks, Deps};
+use amishare::deps::Deps;
+use amishare::lineage::{verify_copies, CopyChecks};
 use amishare::night::{Ledger, LISTED};
 use amishare::plan::SkipReason;
 use amishare::ports::Aws;
@@ -160,7 +161,7 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
                     // Which images are our copies is EC2's lineage's word, checked against
                     // the sources tonight (never the tags'): one read per 200 sources.
                     let mut images = images.clone();
-                    let checks = match deps.verify_copies(&mut images).await {
+                    let checks = match verify_copies(deps, &mut images).await {
                         Ok(checks) => checks,
                         Err(e) => {
                             drift_half.drift.status = "aborted".into();

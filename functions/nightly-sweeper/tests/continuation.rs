@@ -47,7 +47,8 @@ async fn a_continued_run_resumes_where_the_last_stopped_without_repeating_a_writ
         let img = fake.create_image(ImageSpec::new(R, &format!("old-{i}")));
         fake.deregister_image(R, &img.id);
         let s = img.volumes[0].snapshot_id.clone();
-        fake.tag_snapshot_directly(R, &s, ORPHANED_SINCE_TAG, "2025-01-01");
+        let mark = fake.signed_mark(amishare::marks::ORPHANED_SINCE, &s, "2026-02-01");
+        fake.tag_snapshot_directly(R, &s, ORPHANED_SINCE_TAG, &mark);
         orphans.push(s);
     }
     let policy = Policy::from_json(

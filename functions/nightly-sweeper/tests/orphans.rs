@@ -22,7 +22,8 @@ use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::{json, Value};
 
 const R: &str = "us-east-1";
-const LONG_AGO: &str = "2025-01-01";
+// After the double's snapshots start (2026-01-01): a mark before that would be tampering.
+const LONG_AGO: &str = "2026-02-01";
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0).unwrap()
@@ -48,7 +49,8 @@ fn leftover(fake: &FakeAws, name: &str) -> (String, String) {
 }
 
 fn marked(fake: &FakeAws, snapshot: &str, since: &str) {
-    fake.tag_snapshot_directly(R, snapshot, ORPHANED_SINCE_TAG, since);
+    let mark = fake.signed_mark(amishare::marks::ORPHANED_SINCE, snapshot, since);
+    fake.tag_snapshot_directly(R, snapshot, ORPHANED_SINCE_TAG, &mark);
 }
 
 /// The control: a true orphan marked long ago.
@@ -261,7 +263,8 @@ async fn orphan_marked_yesterday_waits_out_its_grace_days() {
     assert_eq!(serde_json::to_value(entry).unwrap()["days_left"], json!(6));
     assert_eq!(
         d.aws.snapshot_tags(R, &s)[ORPHANED_SINCE_TAG],
-        "2026-11-20",
+        d.aws
+            .signed_mark(amishare::marks::ORPHANED_SINCE, &s, "2026-11-20"),
         "the mark is not moved"
     );
 }
@@ -324,7 +327,8 @@ async fn orphan_marked_long_ago_is_the_only_one_deleted_from_the_whole_corpus() 
     assert_eq!(r.orphans.marked, 1);
     assert_eq!(
         d.aws.snapshot_tags(R, &unmarked)[ORPHANED_SINCE_TAG],
-        "2026-11-21"
+        d.aws
+            .signed_mark(amishare::marks::ORPHANED_SINCE, &unmarked, "2026-11-21")
     );
     assert!(d.aws.snapshot_exists(R, &yesterday));
     for s in &protected {
@@ -348,7 +352,8 @@ async fn report_mode_never_deletes_even_what_is_due() {
     assert_eq!(r.orphans.marked, 1);
     assert_eq!(
         d.aws.snapshot_tags(R, &fresh)[ORPHANED_SINCE_TAG],
-        "2026-11-21"
+        d.aws
+            .signed_mark(amishare::marks::ORPHANED_SINCE, &fresh, "2026-11-21")
     );
 }
 
@@ -399,7 +404,11 @@ async fn orphans_are_marked_only_once() {
     assert_eq!(r.orphans.marked, 0);
     assert_eq!(r.orphans.waiting, 1);
     assert_eq!(d.aws.call_counts().get("ec2:CreateTags"), None);
-    assert_eq!(d.aws.snapshot_tags(R, &s)[ORPHANED_SINCE_TAG], "2026-11-21");
+    assert_eq!(
+        d.aws.snapshot_tags(R, &s)[ORPHANED_SINCE_TAG],
+        d.aws
+            .signed_mark(amishare::marks::ORPHANED_SINCE, &s, "2026-11-21")
+    );
 }
 
 /// Every listing, failing on its third page: nothing marked, unmarked or deleted.
@@ -484,7 +493,7 @@ async fn a_listing_that_fails_on_its_third_page_aborts_all_marking_and_deleting(
 async fn max_deletions_is_respected_oldest_marks_first() {
     let fake = FakeAws::new();
     let mut due = Vec::new();
-    for (i, since) in ["2025-03-01", "2025-01-01", "2025-02-01", "2025-04-01"]
+    for (i, since) in ["2026-03-01", "2026-01-01", "2026-02-01", "2026-04-01"]
         .iter()
         .enumerate()
     {
@@ -712,7 +721,10 @@ async fn an_inventory_still_incomplete_after_the_reruns_fails_the_invocation_so_
 
 /// Marks and unmarks are batched: at most 1,000 snapshot ids per `CreateTags`/`DeleteTags`.
 #[tokio::test]
-async fn marks_are_batched_at_most_1000_ids_per_call() {
+async fn each_mark_is_signed_for_its_own_snapshot_one_call_each() {
+    // Issue 25: a mark is an HMAC over the snapshot, the kind and the date, so no two marks
+    // are alike: one CreateTags per orphan (marking happens once per orphan; deleting it costs
+    // one DeleteSnapshot as well). The report stays small however many.
     let fake = FakeAws::new();
     fake.world().page_size = 1000;
     for i in 0..2500 {
@@ -725,8 +737,25 @@ async fn marks_are_batched_at_most_1000_ids_per_call() {
     let r = sweep(&d, json!({})).await;
     assert_eq!(r.orphans.orphans_found, 2500);
     assert_eq!(r.orphans.marked, 2500);
-    assert_eq!(d.aws.call_counts()["ec2:CreateTags"], 3);
-    assert_eq!(d.aws.world().largest_tag_batch, 1000);
+    assert_eq!(d.aws.call_counts()["ec2:CreateTags"], 2500);
+    assert_eq!(d.aws.world().largest_tag_batch, 1);
+    let key = d.aws.mark_key();
+    let ids: Vec<String> = d
+        .aws
+        .world()
+        .snapshots
+        .keys()
+        .map(|(_, id)| id.clone())
+        .take(20)
+        .collect();
+    for id in ids {
+        let tag = d.aws.snapshot_tags(R, &id)[ORPHANED_SINCE_TAG].clone();
+        assert_eq!(
+            key.verify(amishare::marks::ORPHANED_SINCE, &id, &tag),
+            Ok("2026-11-21"),
+            "{id}: {tag}"
+        );
+    }
     assert!(r.orphans.orphans.len() <= nightly_sweeper::report::LISTED_ORPHANS);
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.len() < 64 * 1024, "report is {} bytes", json.len());
@@ -803,4 +832,55 @@ async fn on_image_available_like_share(d: &Deps<FakeAws>, id: &str) {
     let conv = Convergence::for_event(d, now(), std::sync::Arc::new(KeyState::default()));
     let done = conv.converge(&image, &plan, false, None).await.unwrap();
     conv.record(R, &[&done]).await.unwrap();
+}
+
+/// Issue 25: a mark that starts the grace period must carry the product's proof. A back-dated
+/// mark without it (an earlier version's, or a forger's), one copied from another snapshot,
+/// one dated before its snapshot or in the future: none deletes anything early; each is
+/// reported (tampering: counted, listed, metric) and the grace period starts again from now.
+#[tokio::test]
+async fn forged_or_copied_orphan_marks_delete_nothing_early() {
+    let fake = FakeAws::new();
+    let (genuine, _) = leftover(&fake, "genuine"); // properly marked long ago: the control
+    marked(&fake, &genuine, LONG_AGO);
+    let (unsigned, _) = leftover(&fake, "unsigned");
+    fake.tag_snapshot_directly(R, &unsigned, ORPHANED_SINCE_TAG, "2000-01-01");
+    let (copied, _) = leftover(&fake, "copied");
+    let genuine_mark = fake.snapshot_tags(R, &genuine)[ORPHANED_SINCE_TAG].clone();
+    fake.tag_snapshot_directly(R, &copied, ORPHANED_SINCE_TAG, &genuine_mark);
+    let (before, _) = leftover(&fake, "before-start");
+    marked(&fake, &before, "2025-06-01"); // signed, but before the snapshot started (2026-01-01)
+    let (future, _) = leftover(&fake, "future");
+    marked(&fake, &future, "2027-01-01");
+    let d = deps(fake, json!({"mode": "delete", "grace_days": 7}));
+
+    let r = sweep(&d, json!({})).await;
+    assert_eq!(r.orphans.deleted, vec![genuine.clone()], "{:#?}", r.orphans);
+    for s in [&unsigned, &copied, &before, &future] {
+        assert!(d.aws.snapshot_exists(R, s), "{s}");
+        // Marked again from now, with the product's proof.
+        assert_eq!(
+            d.aws.snapshot_tags(R, s)[ORPHANED_SINCE_TAG],
+            d.aws
+                .signed_mark(amishare::marks::ORPHANED_SINCE, s, "2026-11-21"),
+            "{s}"
+        );
+    }
+    assert_eq!(r.orphans.marks_unsigned, 1);
+    assert_eq!(r.orphans.marks_tampered, 3, "{:?}", r.orphans.tampered);
+    let listed = r.orphans.tampered.join("\n");
+    assert!(
+        listed.contains(&copied) && listed.contains("bad-proof"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&before) && listed.contains("before the snapshot"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&future) && listed.contains("future"),
+        "{listed}"
+    );
+    assert_eq!(r.emf(now())["MarksTampered"], json!(3));
+    assert_eq!(r.orphans.marked, 4);
 }

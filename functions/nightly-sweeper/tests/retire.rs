@@ -170,13 +170,18 @@ async fn each_stage_waits_its_days_and_the_usage_report_is_read_the_night_after(
     let day = |n: i64| start() + Duration::days(n);
     sweep_at(&d, R, day(0)).await;
     assert_eq!(stage(&d, R, &old).as_deref(), Some("deprecated"));
+    // The stage's time, signed for this image and stage (issue 25).
     assert_eq!(
         image(&d, R, &old)
             .unwrap()
             .tags
             .get(STAGE_AT_TAG)
             .map(String::as_str),
-        Some("2030-06-01T03:30:00Z")
+        Some(
+            d.aws
+                .signed_mark("retire-stage:deprecated", &old, "2030-06-01T03:30:00Z")
+                .as_str()
+        )
     );
 
     let r = sweep_at(&d, R, day(3)).await;
@@ -621,4 +626,63 @@ async fn images_beyond_the_nights_check_budget_are_not_even_checked() {
     assert_eq!(calls.get("ec2:DescribeImageUsageReports"), Some(&5));
     assert_eq!(r.retirement.protected, 5, "{:#?}", r.retirement);
     assert_eq!(r.retirement.not_reached, 2, "{:#?}", r.retirement);
+}
+
+/// Issue 25: a stage and its time start the wait for the next stage only with the product's
+/// proof. A back-dated stage written by hand, a proof copied from another image, a stage
+/// changed under a genuine time: none moves the image on; each is reported (tampering:
+/// counted, listed, metric) and the image's own state decides, its wait starting from now.
+#[tokio::test]
+async fn forged_stage_marks_move_nothing_on() {
+    let fake = FakeAws::new();
+    let imgs = images(&fake, R, 4); // the newest is kept; three are retired
+    let (hand, copied, changed) = (imgs[0].id.clone(), imgs[1].id.clone(), imgs[2].id.clone());
+    let set = |id: &str, stage: &str, at: &str| {
+        let mut w = fake.world();
+        let img = &mut w
+            .images
+            .get_mut(&(R.to_string(), id.to_string()))
+            .unwrap()
+            .image;
+        img.tags.insert(STAGE_TAG.into(), stage.into());
+        img.tags.insert(STAGE_AT_TAG.into(), at.into());
+    };
+    // Written by hand: disabled long ago, no proof.
+    set(&hand, "disabled", "2000-01-01T00:00:00Z");
+    // A genuine proof of another image, copied.
+    let other = fake.signed_mark("retire-stage:disabled", &hand, "2030-01-01T00:00:00Z");
+    set(&copied, "disabled", &other);
+    // A genuine time of this image's deprecation, under a stage changed to disabled.
+    let genuine = fake.signed_mark("retire-stage:deprecated", &changed, "2030-01-01T00:00:00Z");
+    set(&changed, "disabled", &genuine);
+    let d = Deps::new(
+        fake,
+        policy(
+            json!({"keep": 1, "disable_after_days": 7, "deregister_after_days": 14, "mode": "act"}),
+            20,
+        ),
+        OWN_ACCOUNT,
+    );
+    let r = sweep_at(&d, R, start()).await;
+    for id in [&hand, &copied, &changed] {
+        let img = image(&d, R, id).expect("never deregistered");
+        assert_eq!(img.state, ImageState::Available, "{id}: never disabled");
+        // The image's own state (not deprecated) decided: the first stage, from now.
+        assert_eq!(stage(&d, R, id).as_deref(), Some("deprecated"), "{id}");
+        assert!(img.deprecation_time.is_some(), "{id}");
+    }
+    assert_eq!(r.retirement.marks_unsigned, 1, "{:?}", r.retirement);
+    assert_eq!(
+        r.retirement.marks_tampered, 2,
+        "{:?}",
+        r.retirement.tampered
+    );
+    let listed = r.retirement.tampered.join("\n");
+    assert!(
+        listed.contains(&copied) && listed.contains(&changed),
+        "{listed}"
+    );
+    assert_eq!(r.emf(start())["MarksTampered"], json!(2));
+    assert_eq!(d.aws.call_counts().get("ec2:DisableImage"), None);
+    assert_eq!(d.aws.call_counts().get("ec2:DeregisterImage"), None);
 }

@@ -11,6 +11,30 @@ pub const LIST_GRANTS_PAGE: i32 = 100;
 
 #[async_trait]
 impl Keys for AwsPorts {
+    async fn generate_mac(&self, region: &str, key_id: &str, message: &[u8]) -> AwsResult<Vec<u8>> {
+        let out = self
+            .kms(region)
+            .generate_mac()
+            .key_id(key_id)
+            .mac_algorithm(aws_sdk_kms::types::MacAlgorithmSpec::HmacSha256)
+            .message(aws_smithy_types::Blob::new(message))
+            .send()
+            .await
+            .map_err(|e| aws_error("kms", "GenerateMac", key_id, e))?;
+        out.mac()
+            .map(|m| m.as_ref().to_vec())
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                AwsError::new(
+                    "kms",
+                    "GenerateMac",
+                    "MissingMac",
+                    "no Mac in the response",
+                    key_id,
+                )
+            })
+    }
+
     async fn describe_key(&self, region: &str, key_id: &str) -> AwsResult<KeyInfo> {
         let out = self
             .kms(region)

@@ -50,6 +50,9 @@ pub const ORG_ROLE_ENV: &str = "AMI_SHARE_ORG_ROLE_ARN";
 /// `TargetAccountRoleName`; the role is `templates/target-account-role.yaml`). Unset: rules
 /// with `copy_into` report each target copy `failed`, naming this variable.
 pub const TARGET_ROLE_ENV: &str = "AMI_SHARE_TARGET_ROLE_NAME";
+/// The KMS HMAC key the sweeper signs its marks with (the stack's `MarkKey`); unset (a local
+/// run): `alias/ami-share-marks`.
+pub const MARK_KEY_ENV: &str = "AMI_SHARE_MARK_KEY_ID";
 /// The event functions' concurrency bound (their queue's maximum concurrency, the template's
 /// `EventConcurrency`): each invocation paces itself to its part of `rate_limits.events_share`.
 /// Unset (a local run): 1.

@@ -63,4 +63,6 @@ pub trait Keys: Send + Sync {
     async fn create_grant(&self, region: &str, grant: &GrantRequest) -> AwsResult<()>;
     /// `RevokeGrant` (the key owner's way to delete a grant).
     async fn revoke_grant(&self, region: &str, key_arn: &str, grant_id: &str) -> AwsResult<()>;
+    /// `GenerateMac` (`HMAC_SHA_256`) of `message` with an HMAC key: the MAC.
+    async fn generate_mac(&self, region: &str, key_id: &str, message: &[u8]) -> AwsResult<Vec<u8>>;
 }

@@ -179,7 +179,8 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
         let mut best: Option<(Image, (String, String))> = None;
         let unique: BTreeSet<&str> = ids.into_iter().filter(|i| *i != image.id).collect();
         for id in unique {
-            let Some(other) = self.deps.describe_verified(region, id).await? else {
+            let Some(other) = crate::lineage::describe_verified(self.deps, region, id).await?
+            else {
                 continue; // deregistered: not a newer image
             };
             if other.state != ImageState::Available {

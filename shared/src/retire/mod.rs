@@ -7,8 +7,10 @@
 //! - [`usage`]: what still uses an image (references, launches, consumer usage reports);
 //! - [`ports`]: image references, usage reports, disable and deregister, which only
 //!   retirement uses;
-//! - [`report`]: its part of the night's report.
+//! - [`report`]: its part of the night's report;
+//! - [`marks`]: the stage marks' proof (issue 25).
 
+pub mod marks;
 pub mod ports;
 pub mod report;
 pub mod service;

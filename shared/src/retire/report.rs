@@ -32,6 +32,14 @@ pub struct RetireReport {
     pub not_reached: usize,
     /// The first images, with what happened or would happen.
     pub items: Vec<RetireItem>,
+    /// Stage marks whose proof did not hold (a stage or time changed or copied by hand, or a
+    /// time before the image or in the future): tampering, reported, the wait started again.
+    pub marks_tampered: usize,
+    /// Stage marks without proof (an earlier version's): the wait started again from now.
+    pub marks_unsigned: usize,
+    /// The first tampered marks, `<image>: <why>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tampered: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

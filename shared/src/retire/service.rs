@@ -22,13 +22,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
+use super::marks::{stage_mark_kind, verified_view, Quiet};
 use super::ports::{ImageReference, Retirement, MAX_REFERENCE_IMAGES};
 use super::report::{RetireItem, RetireLog};
 use super::stage::{next_step, reached, select, Next, Stage, STAGE_AT_TAG, STAGE_TAG};
 use super::usage::{consumer_use, own_protection, read_references, Usage};
 use crate::config::{RetireMode, Rule};
-use crate::deps::{CopyChecks, Deps};
+use crate::deps::Deps;
 use crate::error::Error;
+use crate::lineage::CopyChecks;
 use crate::names::MANAGED_TAG;
 use crate::night::{Run, LISTED};
 use crate::plan::{classify, has_skip_tag, ImageKind, SkipReason};
@@ -64,6 +66,22 @@ pub async fn retire<P: Aws + Retirement>(
         return;
     }
     report.retirement().status = "complete".into();
+    // The stage marks are signed: without the key no stage moves tonight.
+    let mark_key = match deps.mark_key(&run.region).await {
+        Ok(k) => k,
+        Err(e) => {
+            report.retirement().status = "aborted".into();
+            report.error("retirement: the stage marks' key", &e);
+            return;
+        }
+    };
+    // What each image's marks prove: a mark whose proof does not hold is read as absent (the
+    // image's own state says what was done; the wait starts again from now).
+    let verified: Vec<Image> = images
+        .iter()
+        .map(|i| verified_view(&mark_key, i, run.now, report))
+        .collect();
+    let images = verified.as_slice();
     // The rules' images in this Region: those the rule's match selects now, and the copies of
     // them verified through EC2's lineage. A copy whose source is gone keeps the rules it
     // was managed under (its source can no longer be matched); an image whose provenance is
@@ -201,6 +219,7 @@ pub async fn retire<P: Aws + Retirement>(
             if !sources.contains_key(&key) {
                 match deps.aws.describe_image(&key.0, &key.1).await {
                     Ok(s) => {
+                        let s = s.map(|s| verified_view(&mark_key, &s, run.now, &mut Quiet));
                         sources.insert(key.clone(), s);
                     }
                     Err(e) => {
@@ -390,11 +409,13 @@ async fn record<P: Aws + Retirement>(
     image: &Image,
     stage: Stage,
 ) -> Result<(), Error> {
+    let key = deps.mark_key(&run.region).await?;
+    let at = run.now.to_rfc3339_opts(SecondsFormat::Secs, true);
     let tags = BTreeMap::from([
         (STAGE_TAG.to_string(), stage.as_str().to_string()),
         (
             STAGE_AT_TAG.to_string(),
-            run.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            key.sign(&stage_mark_kind(stage.as_str()), &image.id, &at),
         ),
     ]);
     deps.aws

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 
 use crate::config::Rule;
-use crate::deps::{CopyChecks, Deps, Encryption};
+use crate::deps::{Deps, Encryption};
 use crate::error::Error;
+use crate::lineage::CopyChecks;
 use crate::night::{Ledger, Run, LISTED};
 use crate::plan::{classify, copy_rules, matching_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image, ImageState};

@@ -67,6 +67,14 @@ pub struct OrphanReport {
     pub deletions_stopped: Option<String>,
     /// Snapshots kept, per reason.
     pub kept: BTreeMap<String, usize>,
+    /// Orphan marks whose proof did not hold (copied, back-dated, dated before the snapshot
+    /// or in the future): tampering, reported and started again from now.
+    pub marks_tampered: usize,
+    /// Marks without proof (an earlier version's, or written by hand): started again from now.
+    pub marks_unsigned: usize,
+    /// The first tampered marks, `<snapshot>: <why>`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tampered: Vec<String>,
 }
 
 /// The drift half of a run.
@@ -220,7 +228,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 12] = [
+        let metrics: [(&str, &str, u64); 13] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -251,6 +259,11 @@ impl SweepReport {
                 crate::metrics::FORGED_PROVENANCE,
                 "Count",
                 self.drift.forged_provenance as u64,
+            ),
+            (
+                crate::metrics::MARKS_TAMPERED,
+                "Count",
+                (self.orphans.marks_tampered + self.retirement.marks_tampered) as u64,
             ),
             (
                 "Errors",

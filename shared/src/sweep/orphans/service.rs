@@ -10,6 +10,7 @@ use super::judge::{decide, in_scope, judge, mark_value, Action, InUse, KeepReaso
 use crate::config::SweepMode;
 use crate::deps::Deps;
 use crate::error::Error;
+use crate::marks as mark;
 use crate::night::{Ledger, Run};
 use crate::ports::{Aws, MAX_TAG_RESOURCES};
 use crate::sweep::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
@@ -80,6 +81,18 @@ pub async fn sweep<P: Aws + Inventory>(
         .chain(configurations.iter())
         .cloned()
         .collect();
+    // The marks are signed: without the key nothing is marked, unmarked or deleted.
+    let key = match deps.mark_key(&run.region).await {
+        Ok(k) => k,
+        Err(e) => {
+            r.status = "aborted".into();
+            r.aborted_because = Some(format!(
+                "the marks' key could not be read ({e}): nothing was marked, unmarked or deleted"
+            ));
+            report.error("the orphan marks' key", &e);
+            return;
+        }
+    };
     let in_use = InUse::new(images, recycled, &references);
     let cfg = &deps.policy.sweeper;
     let today = run.now.date_naive();
@@ -93,9 +106,10 @@ pub async fn sweep<P: Aws + Inventory>(
         } else {
             Verdict::Keep(KeepReason::NotManaged)
         };
+        let since = trusted_mark(&key, s, run, r);
         let action = decide(
             matches!(verdict, Verdict::Orphan(_)),
-            s.tags.orphaned_since.as_deref(),
+            since.as_deref(),
             today,
             mode,
             cfg.grace_days,
@@ -125,24 +139,44 @@ pub async fn sweep<P: Aws + Inventory>(
         }
     }
 
-    // Marks and unmarks: one `CreateTags` / `DeleteTags` per 1,000 snapshots.
+    // Marks: one `CreateTags` per snapshot (each mark is signed for its own snapshot, so no
+    // two carry the same value), paced by CreateTags' rate; unmarks: one `DeleteTags` per
+    // 1,000 snapshots.
     let value = mark_value(run.now);
-    let mark_tags = BTreeMap::from([(ORPHANED_SINCE_TAG.to_string(), value)]);
-    for (i, chunk) in marks.chunks(MAX_TAG_RESOURCES).enumerate() {
-        if !run.may_start() {
-            report.left_for_next(format!(
-                "marking {} orphans",
-                marks.len() - i * MAX_TAG_RESOURCES
-            ));
-            break;
-        }
-        let ids: Vec<String> = chunk.iter().map(|s| s.id.to_string()).collect();
-        match deps.aws.tag_resources(&run.region, &ids, &mark_tags).await {
-            Ok(()) => report.orphans.marked += ids.len(),
-            Err(e) => report.push_error(error_summary(
-                &format!("marking {} orphans ({}…)", ids.len(), ids[0]),
-                e,
-            )),
+    let stop = AtomicBool::new(false);
+    let marked: Vec<Option<Result<(), crate::error::AwsError>>> = stream::iter(marks.iter())
+        .map(|s| {
+            let (key, value, stop) = (&key, &value, &stop);
+            async move {
+                if stop.load(Ordering::Relaxed) || !run.may_start() {
+                    stop.store(true, Ordering::Relaxed);
+                    return None;
+                }
+                let tags = BTreeMap::from([(
+                    ORPHANED_SINCE_TAG.to_string(),
+                    key.sign(mark::ORPHANED_SINCE, &s.id, value),
+                )]);
+                Some(
+                    deps.aws
+                        .tag_resources(&run.region, &[s.id.to_string()], &tags)
+                        .await,
+                )
+            }
+        })
+        .buffered(DELETE_CONCURRENCY)
+        .collect()
+        .await;
+    let not_reached = marked.iter().filter(|m| m.is_none()).count();
+    if not_reached > 0 {
+        report.left_for_next(format!("marking {not_reached} orphans"));
+    }
+    for (s, m) in marks.iter().zip(marked) {
+        match m {
+            Some(Ok(())) => report.orphans.marked += 1,
+            Some(Err(e)) => {
+                report.push_error(error_summary(&format!("marking orphan {}", s.id), e))
+            }
+            None => {}
         }
     }
     for (i, chunk) in unmarks.chunks(MAX_TAG_RESOURCES).enumerate() {
@@ -261,4 +295,50 @@ fn error_summary(context: &str, e: crate::error::AwsError) -> crate::report::Err
         error_type: e.error_type(),
         message: format!("{context}: {e}"),
     }
+}
+
+/// The date of a snapshot's orphan mark when its proof holds: signed for this snapshot, not
+/// before the snapshot started, not in the future. Otherwise `None` (an orphan is marked
+/// again from now), with the mark counted: unsigned (an earlier version's) or tampered
+/// (logged at WARN, naming the snapshot). A mark on a snapshot that is no orphan any more is
+/// returned as it is, so it is removed whatever it says.
+fn trusted_mark(
+    key: &mark::MarkKey,
+    s: &OwnSnapshot,
+    run: &Run,
+    r: &mut crate::sweep::report::OrphanReport,
+) -> Option<String> {
+    let raw = s.tags.orphaned_since.as_deref()?;
+    let why = match key.verify(mark::ORPHANED_SINCE, &s.id, raw) {
+        Ok(value) => match super::judge::parse_mark(value) {
+            Some(date) if date > run.now.date_naive() => "dated in the future".to_string(),
+            Some(date)
+                if s.start_time
+                    .is_some_and(|started| date < started.date_naive()) =>
+            {
+                "dated before the snapshot was made".to_string()
+            }
+            Some(_) => return Some(value.to_string()),
+            None => "not a date".to_string(),
+        },
+        Err(mark::MarkProblem::Unsigned) => {
+            r.marks_unsigned += 1;
+            return untrusted(raw);
+        }
+        Err(problem) => format!("its proof does not hold ({})", problem.code()),
+    };
+    r.marks_tampered += 1;
+    if r.tampered.len() < LISTED_ORPHANS {
+        tracing::warn!(snapshot_id = %s.id, region = %run.region, mark = raw,
+            "tampered orphan mark: {why}; ignored, the grace period starts again from now");
+        r.tampered.push(format!("{}: {raw}: {why}", s.id));
+    }
+    untrusted(raw)
+}
+
+/// An untrusted mark: for an orphan, as if unmarked (marked again from now); for a snapshot
+/// that is no orphan, still there to remove. `decide` gets a value it cannot parse as a date
+/// only in the second case.
+fn untrusted(raw: &str) -> Option<String> {
+    Some(format!("untrusted:{raw}"))
 }
