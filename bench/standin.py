@@ -26,6 +26,9 @@ orphans, which are in use) so the driver can check the product's verdicts.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -201,6 +204,25 @@ def tags_xml(tags: dict[str, str]) -> str:
         return "<tagSet/>"
     items = "".join(f"<item><key>{escape(k)}</key><value>{escape(v)}</value></item>" for k, v in tags.items())
     return f"<tagSet>{items}</tagSet>"
+
+
+MARK_KEY = "alias/ami-share-marks"
+
+
+def mark_secret(key_id: str, message: bytes) -> bytes:
+    """What the stand-in's GenerateMac answers (an HMAC of the message under the key id)."""
+    return hmac.new(key_id.encode(), message, hashlib.sha256).digest()
+
+
+def signed_mark(kind: str, resource: str, value: str, secret: bytes | None = None) -> str:
+    """A mark as the sweeper signs it (shared/src/marks.rs): `<value>/<32 hex digits>`, the
+    HMAC-SHA256 of kind, resource and value (each followed by a zero byte) under the SHA-256 of
+    the secret GenerateMac gives for the derivation message (the stand-in's, unless given)."""
+    if secret is None:
+        secret = mark_secret(MARK_KEY, b"ami-share marks v1")
+    key = hashlib.sha256(secret).digest()
+    mac = hmac.new(key, b"".join(p.encode() + b"\0" for p in (kind, resource, value)), hashlib.sha256)
+    return f"{value}/{mac.hexdigest()[:32]}"
 
 
 def image_xml(i: Image, encrypted: set[str] = frozenset()) -> str:
@@ -401,6 +423,13 @@ class Handler(BaseHTTPRequestHandler):
                 arn = f"arn:aws:kms:{region}:{caller}:key/consumer"
                 out = {"KeyMetadata": {"KeyId": "consumer", "Arn": arn, "AWSAccountId": caller,
                                        "KeyManager": "CUSTOMER", "KeyState": "Enabled", "Enabled": True}}
+                return self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
+            if op == "GenerateMac":
+                # The marks' HMAC key (alias/ami-share-marks, the sweeper's default): a MAC that
+                # depends on the key id and the message only, like a real HMAC key.
+                mac = mark_secret(body.get("KeyId", ""), base64.b64decode(body.get("Message", "")))
+                out = {"Mac": base64.b64encode(mac).decode(), "KeyId": body.get("KeyId", ""),
+                       "MacAlgorithm": body.get("MacAlgorithm", "HMAC_SHA_256")}
                 return self.reply(200, json.dumps(out), "application/x-amz-json-1.1")
             arn = w.key(region, body.get("KeyId", ""))
             if arn is None:

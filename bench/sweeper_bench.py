@@ -8,7 +8,8 @@ is missed.
 
 Scenarios (issue: reconciliation part 1), 100 ms per call, EC2 throttling on:
   a  first night: 1,000 managed images without a fingerprint, 100,000 snapshots of which
-     5,000 orphans, report mode: every image converged and every orphan marked, <= 180 s.
+     5,000 orphans, report mode: every image converged and every orphan marked, <= 180 s plus
+     the signed marks' floor (one CreateTags per orphan at 4/s, issue 25).
   b  steady night: 10,000 managed images, 100,000 snapshots, nothing changed (a first night
      already recorded the fingerprints, seeded at no latency): <= 180 s, and calls <= listing
      pages + the audit slice's reads + the tag calls that record it.
@@ -232,7 +233,12 @@ def scenario_a(binary: str, latency: float, images: int, snapshots: int, orphans
     w, orphan_ids, in_use = build_world(images, snapshots, orphans)
     w.latency, w.throttling = latency, True
     out = run_sweeper(binary, w, POLICY, {}, "target/bench-a.log")
-    return summarise("a", out, w, orphan_ids, in_use, images, expect_converged=images)
+    # Issue 25: each orphan mark is signed for its own snapshot, so marking costs one CreateTags
+    # per orphan at the night's CreateTags rate (4 a second: 0.8 of EC2's 5): the floor it sets
+    # is added to the 180 s of the rest.
+    floor = orphans / 4.0
+    print(f"a: the marks' floor: {orphans} CreateTags at 4/s = {floor:.0f} s", flush=True)
+    return summarise("a", out, w, orphan_ids, in_use, images, expect_converged=images, time_target=180 + floor)
 
 
 def scenario_t(binary: str, latency: float, images: int, snapshots: int, orphans: int) -> list[str]:
@@ -332,7 +338,8 @@ def scenario_d(binary: str, latency: float, images: int, snapshots: int, orphans
           f"{delete_rate}/s, {latency * 1000:.0f} ms per call, throttling on, {deadline_s:.0f} s invocations", flush=True)
     w, orphan_ids, in_use = build_world(images, snapshots, orphans)
     for sid in orphan_ids:
-        w.snapshots[sid].tags["ami-share:orphaned-since"] = "2026-01-01"
+        # Marked by an earlier night: signed, as the sweeper writes its marks (issue 25).
+        w.snapshots[sid].tags["ami-share:orphaned-since"] = standin.signed_mark("orphaned-since", sid, "2026-01-01")
     for i in w.images.values():
         i.tags["ami-share:plan"] = "seeded-by-the-benchmark"
     w.raised["DeleteSnapshot"] = (max(50.0, delete_rate * 10), delete_rate)

@@ -110,6 +110,17 @@ impl MarkKey {
 mod tests {
     use super::*;
 
+    /// The bench stand-in signs marks the same way (bench/standin.py `signed_mark`, checked
+    /// against the same value by tests/infra/test_tools.py).
+    #[test]
+    fn the_signature_is_pinned() {
+        let key = MarkKey::from_secret(b"fixed-secret");
+        assert_eq!(
+            key.sign(ORPHANED_SINCE, "snap-1", "2026-12-01"),
+            "2026-12-01/4531f7bc32e4459e3a9b887278fc2366"
+        );
+    }
+
     #[test]
     fn a_signed_mark_verifies_only_for_its_kind_resource_and_value() {
         let key = MarkKey::from_secret(b"secret");

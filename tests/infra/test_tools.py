@@ -168,3 +168,12 @@ def test_every_checkov_skip_is_justified_and_needed(scan, tmp_path):
     path.write_text(json.dumps(stripped))
     failed = {(c["resource"].split(".", 1)[1], c["check_id"]) for c in results(checkov([path], tmp_path), "failed_checks")}
     assert failed == set(declared)
+
+
+def test_the_bench_stand_in_signs_marks_as_the_sweeper_does():
+    # shared/src/marks.rs `the_signature_is_pinned` pins the same value on the Rust side.
+    import sys
+    sys.path.insert(0, str(REPO / "bench"))
+    import standin
+    assert standin.signed_mark("orphaned-since", "snap-1", "2026-12-01", b"fixed-secret") == (
+        "2026-12-01/4531f7bc32e4459e3a9b887278fc2366")
