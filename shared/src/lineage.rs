@@ -40,12 +40,14 @@ pub async fn describe_verified<P: Aws>(
         return Ok(None);
     };
     if let crate::plan::ImageKind::OurCopy(claim) = crate::plan::classify(&image) {
-        let source = deps
-            .aws
-            .describe_image(&claim.source_region, &claim.source_image_id)
-            .await?;
-        let _unverified =
-            crate::plan::verify_copy(&mut image, &claim, source.as_ref(), &deps.account_id);
+        if unproven_reencryption(deps, &image, &claim).await?.is_none() {
+            let source = deps
+                .aws
+                .describe_image(&claim.source_region, &claim.source_image_id)
+                .await?;
+            let _unverified =
+                crate::plan::verify_copy(&mut image, &claim, source.as_ref(), &deps.account_id);
+        }
     }
     Ok(Some(image))
 }
@@ -98,10 +100,13 @@ pub async fn verify_copies<P: Aws>(deps: &Deps<P>, images: &mut [Image]) -> Resu
     let mut refused = HashMap::new();
     for (i, kind) in claims {
         let outcome = match kind {
-            ImageKind::OurCopy(p) => {
-                let source = known.get(&(p.source_region.clone(), p.source_image_id.clone()));
-                verify_copy(&mut images[i], &p, source, &deps.account_id)
-            }
+            ImageKind::OurCopy(p) => match unproven_reencryption(deps, &images[i], &p).await? {
+                Some(forged) => Err(forged),
+                None => {
+                    let source = known.get(&(p.source_region.clone(), p.source_image_id.clone()));
+                    verify_copy(&mut images[i], &p, source, &deps.account_id)
+                }
+            },
             ImageKind::Forged { why, .. } => Err(SkipReason::ForgedProvenance(why)),
             ImageKind::Source { .. } => Ok(()),
         };
@@ -113,4 +118,37 @@ pub async fn verify_copies<P: Aws>(deps: &Deps<P>, images: &mut [Image]) -> Resu
         sources: known,
         refused,
     })
+}
+
+/// For a same-Region (re-encrypted) copy, the proof its lineage alone cannot give: EC2's
+/// descriptions of its snapshots ([`crate::plan::snapshots_copied_from`]), read with one
+/// `DescribeSnapshots`. `None` when the claim holds (or is not a re-encryption);
+/// `forged-provenance` otherwise.
+pub async fn unproven_reencryption<P: Aws>(
+    deps: &Deps<P>,
+    copy: &Image,
+    claim: &crate::names::Provenance,
+) -> Result<Option<crate::plan::SkipReason>> {
+    if claim.kind != crate::names::CopyKind::Reencrypt {
+        return Ok(None);
+    }
+    let ids = crate::deps::snapshot_ids(copy);
+    let descriptions: BTreeMap<String, String> = if ids.is_empty() {
+        BTreeMap::new()
+    } else {
+        deps.aws
+            .describe_snapshots(&copy.region, &ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.description))
+            .collect()
+    };
+    if crate::plan::snapshots_copied_from(copy, &claim.source_image_id, &descriptions) {
+        return Ok(None);
+    }
+    Ok(Some(crate::plan::SkipReason::ForgedProvenance(format!(
+        "it claims to be a re-encrypted copy of {}/{}, but EC2 does not record its snapshots as copied from it \
+         (an image made from an instance launched from the source records the same lineage)",
+        claim.source_region, claim.source_image_id
+    ))))
 }

@@ -121,7 +121,7 @@ fn err(service: &'static str, op: &'static str, code: &str, msg: &str, resource:
 }
 
 /// The metadata of a snapshot, as EC2 would report it.
-fn meta_of(w: &World, region: &str, snapshot_id: &str) -> SnapshotMeta {
+pub(crate) fn meta_of(w: &World, region: &str, snapshot_id: &str) -> SnapshotMeta {
     if let Some(m) = w.inventory.snapshot_meta.get(&key(region, snapshot_id)) {
         return m.clone();
     }
@@ -187,6 +187,7 @@ impl FakeAws {
                     id: id.clone(),
                     encrypted: false,
                     kms_key_id: None,
+                    description: String::new(),
                 },
                 permissions: BTreeSet::new(),
             },

@@ -22,7 +22,10 @@ impl Snapshots for FakeAws {
             .map(|id| {
                 w.snapshots
                     .get(&(region.to_string(), id.clone()))
-                    .map(|s| s.snapshot.clone())
+                    .map(|s| Snapshot {
+                        description: crate::inventory::meta_of(&w, region, id).description,
+                        ..s.snapshot.clone()
+                    })
                     .ok_or_else(|| {
                         err(
                             "ec2",

@@ -226,3 +226,21 @@ fn boundary_world(policy: serde_json::Value) -> (Deps<FakeAws>, String) {
 }
 
 const OUTSIDER: &str = "999988887777";
+
+#[tokio::test]
+async fn the_night_refuses_a_derivative_posing_as_a_re_encrypted_copy() {
+    let d = deps(false);
+    let golden = source(&d, "2030-05-01T00:00:00.000Z");
+    let derivative = d.aws.create_image(
+        ImageSpec::new(SRC, &format!("golden-x--reenc-of-{SRC}-{}", golden.id))
+            .copied_from(SRC, &golden.id)
+            .tag(SOURCE_IMAGE_TAG, &format!("{SRC}/{}", golden.id))
+            .tag("ami-share:copy-kind", "reencrypt"),
+    );
+    let r = night(&d, SRC).await;
+    assert_eq!(r.drift.forged_provenance, 1, "{:#?}", r.drift);
+    assert!(r.drift.forged[0].starts_with(&derivative.id));
+    assert!(d.aws.image(SRC, &derivative.id).unwrap().launch.is_empty());
+    // The golden image itself is shared and published as usual.
+    assert_eq!(d.aws.parameter(SRC, PARAM).unwrap().value, golden.id);
+}

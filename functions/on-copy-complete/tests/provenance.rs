@@ -263,3 +263,26 @@ async fn a_far_future_source_created_tag_does_not_move_the_parameter() {
     assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
     assert_eq!(d.aws.parameter(DST, PARAM).unwrap().value, new_copy);
 }
+
+#[tokio::test]
+async fn an_image_made_from_an_instance_of_the_source_is_not_its_re_encrypted_copy() {
+    // CreateImage of an instance launched from the golden image records the same lineage as a
+    // same-Region re-encrypted copy (SourceImageId = the source, same Region); only EC2's
+    // descriptions of its snapshots tell them apart.
+    let d = deps();
+    let source = d
+        .aws
+        .create_image(ImageSpec::new(SRC, "golden-1").created("2026-11-21T10:00:00.000Z"));
+    let derivative = d.aws.create_image(
+        ImageSpec::new(SRC, &format!("golden-1--reenc-of-{SRC}-{}", source.id))
+            .copied_from(SRC, &source.id)
+            .tag("ami-share:source-image", &format!("{SRC}/{}", source.id))
+            .tag("ami-share:copy-kind", "reencrypt"),
+    );
+    d.aws.reset_calls();
+    let s = copy_complete(&d, SRC, &derivative.id).await;
+    assert_forged(&s);
+    assert!(s.reason.as_deref().unwrap().contains("snapshots"), "{s:?}");
+    assert_eq!(writes(&d), Vec::<String>::new());
+    assert_eq!(d.aws.call_counts()["ec2:DescribeSnapshots"], 1);
+}

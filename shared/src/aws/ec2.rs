@@ -445,6 +445,7 @@ impl Snapshots for AwsPorts {
                 id: s.snapshot_id().unwrap_or_default().to_string(),
                 encrypted: s.encrypted().unwrap_or(false),
                 kms_key_id: s.kms_key_id().map(str::to_string),
+                description: s.description().unwrap_or_default().to_string(),
             })
             .collect())
     }

@@ -77,6 +77,11 @@ pub async fn copy_complete<P: Aws + Publishing>(
         )));
     }
 
+    // A same-Region copy proves itself by its snapshots (its lineage is also a CreateImage
+    // derivative's).
+    if let Some(forged) = crate::lineage::unproven_reencryption(deps, &copy, &provenance).await? {
+        return Ok(summary(Outcome::Skipped).not_acted_on(&forged));
+    }
     // The copy's rules are those its source, named by EC2's lineage, matches now: the source
     // is read first (never the rule names in the copy's tags).
     let source = deps

@@ -258,3 +258,24 @@ pub fn copy_rules<'p>(
         None => Err(SkipReason::NoRuleMatches),
     }
 }
+
+/// Whether EC2 records every snapshot of a same-Region copy as copied for it from its source
+/// (`Copied for DestinationAmi <copy> from SourceAmi <source> …`, which EC2 writes and no one
+/// can change). It tells the product's re-encrypted copy from an image made by `CreateImage` of
+/// an instance launched from the source, whose lineage names the same source in the same Region.
+pub fn snapshots_copied_from(
+    copy: &Image,
+    source_image_id: &str,
+    descriptions: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let want = format!(
+        "Copied for DestinationAmi {} from SourceAmi {source_image_id}",
+        copy.id
+    );
+    !copy.volumes.is_empty()
+        && copy.volumes.iter().all(|v| {
+            descriptions
+                .get(&v.snapshot_id)
+                .is_some_and(|d| d.starts_with(&want))
+        })
+}

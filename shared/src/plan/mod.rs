@@ -10,5 +10,6 @@ pub use desired::{
     batches, AccountTargets, CopyDestination, Desired, IntoPlan, Members, SharePlan,
 };
 pub use matching::{
-    classify, copy_rules, has_skip_tag, matching_rules, verify_copy, ImageKind, SkipReason,
+    classify, copy_rules, has_skip_tag, matching_rules, snapshots_copied_from, verify_copy,
+    ImageKind, SkipReason,
 };

@@ -137,6 +137,9 @@ pub struct Snapshot {
     pub encrypted: bool,
     /// The key ARN, for encrypted snapshots.
     pub kms_key_id: Option<String>,
+    /// EC2's description (`Copied for DestinationAmi … from SourceAmi …` on a copy's snapshot,
+    /// which EC2 writes and no one can change).
+    pub description: String,
 }
 
 /// A `CopyImage` call, made in the destination Region.
