@@ -304,3 +304,16 @@ impl Images for FakeAws {
         Ok(())
     }
 }
+
+impl FakeAws {
+    /// Set a tag on an image by hand (as anyone who may `CreateTags` in the account can).
+    pub fn tag_image_directly(&self, region: &str, image_id: &str, k: &str, v: &str) {
+        if let Some(i) = self
+            .world()
+            .images
+            .get_mut(&(region.to_string(), image_id.to_string()))
+        {
+            i.image.tags.insert(k.into(), v.into());
+        }
+    }
+}

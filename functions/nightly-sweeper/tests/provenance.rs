@@ -110,13 +110,7 @@ async fn the_night_shares_a_copy_under_its_sources_rules_and_reads_sources_toget
         .collect();
     // One copy's rule tag rewritten to the other rule.
     d.aws
-        .world()
-        .images
-        .get_mut(&(DST.to_string(), copies[0].id.clone()))
-        .unwrap()
-        .image
-        .tags
-        .insert(SOURCE_RULE_TAG.into(), "wide".into());
+        .tag_image_directly(DST, &copies[0].id, SOURCE_RULE_TAG, "wide");
     d.aws.reset_calls();
     let r = night(&d, DST).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -140,14 +134,12 @@ async fn a_forged_future_date_on_an_old_copy_does_not_win_the_night() {
     let new = source(&d, "2030-05-01T00:00:00.000Z");
     let old_copy = copy(&d, &old, "2030-05-20T00:00:00.000Z");
     let new_copy = copy(&d, &new, "2030-05-02T00:00:00.000Z");
-    d.aws
-        .world()
-        .images
-        .get_mut(&(DST.to_string(), old_copy.id.clone()))
-        .unwrap()
-        .image
-        .tags
-        .insert(SOURCE_CREATED_TAG.into(), "2099-01-01T00:00:00.000Z".into());
+    d.aws.tag_image_directly(
+        DST,
+        &old_copy.id,
+        SOURCE_CREATED_TAG,
+        "2099-01-01T00:00:00.000Z",
+    );
     let r = night(&d, DST).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(

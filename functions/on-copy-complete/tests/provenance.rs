@@ -166,13 +166,7 @@ async fn a_copy_is_shared_under_the_rules_its_source_matches_never_its_tags() {
     let (_, copy) = source_and_copy(&d, "2026-11-21T10:00:00.000Z").await;
     // Someone rewrites the copy's rule tag to a rule with other consumers.
     d.aws
-        .world()
-        .images
-        .get_mut(&(DST.to_string(), copy.clone()))
-        .unwrap()
-        .image
-        .tags
-        .insert("ami-share:source-rule".into(), "wide".into());
+        .tag_image_directly(DST, &copy, "ami-share:source-rule", "wide");
     let s = copy_complete(&d, DST, &copy).await;
     assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
     assert_eq!(s.rules, ["golden"]);
@@ -204,13 +198,7 @@ async fn the_skip_tag_on_a_copy_is_honoured() {
     let d = deps();
     let (_, copy) = source_and_copy(&d, "2026-11-21T10:00:00.000Z").await;
     d.aws
-        .world()
-        .images
-        .get_mut(&(DST.to_string(), copy.clone()))
-        .unwrap()
-        .image
-        .tags
-        .insert("ami-share:skip".into(), "true".into());
+        .tag_image_directly(DST, &copy, "ami-share:skip", "true");
     d.aws.reset_calls();
     let s = copy_complete(&d, DST, &copy).await;
     assert_eq!(s.outcome, Outcome::Skipped, "{s:#?}");
@@ -241,17 +229,12 @@ async fn a_far_future_source_created_tag_does_not_move_the_parameter() {
     assert_eq!(s.outcome, Outcome::Shared, "{s:#?}");
     assert_eq!(d.aws.parameter(DST, PARAM).unwrap().value, old_copy);
     // The old copy claims a source created in 2099.
-    d.aws
-        .world()
-        .images
-        .get_mut(&(DST.to_string(), old_copy.clone()))
-        .unwrap()
-        .image
-        .tags
-        .insert(
-            "ami-share:source-created".into(),
-            "2099-01-01T00:00:00.000Z".into(),
-        );
+    d.aws.tag_image_directly(
+        DST,
+        &old_copy,
+        "ami-share:source-created",
+        "2099-01-01T00:00:00.000Z",
+    );
     // A newer golden image's copy completes: it is published, the forged date counts for
     // nothing (the order is the sources' own CreationDate, read through the lineage).
     let (_, new_copy) = source_and_copy(&d, "2026-12-01T10:00:00.000Z").await;
