@@ -151,6 +151,26 @@ async fn a_malformed_record_is_reported_once_not_retried_and_does_not_stop_the_o
     assert!(shared(&d, &ids[0]));
 }
 
+/// Issue 27 (12): an SQS batch that does not deserialise is not acknowledged as one malformed
+/// event (its records would be lost): the invocation fails, so SQS delivers them again and the
+/// redrive policy keeps them.
+#[tokio::test]
+async fn a_batch_that_does_not_deserialise_fails_the_invocation_and_loses_nothing() {
+    let d = deps();
+    let ids = images(&d, 1);
+    let mut b = batch(&[event_body(&ids[0])]);
+    b["Records"][0]["messageAttributes"] = json!("not an object");
+    let e = handle_invocation(&d, b).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(e.aws_code(), Some("MalformedBatch"));
+    assert!(e.to_string().contains("delivers them again"), "{e}");
+    assert!(
+        !shared(&d, &ids[0]),
+        "nothing done: the batch comes back whole"
+    );
+    assert!(d.aws.world().calls.is_empty());
+}
+
 #[tokio::test]
 async fn the_same_event_twice_in_a_batch_shares_once() {
     let d = deps();

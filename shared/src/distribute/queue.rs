@@ -30,16 +30,34 @@ pub enum Response {
     Batch(SqsBatchResponse),
 }
 
-/// The records of an SQS batch, when the payload is one (`Records` of `aws:sqs` messages).
-pub fn as_batch(payload: &Value) -> Option<SqsEvent> {
-    let records = payload.get("Records")?.as_array()?;
+/// The records of an SQS batch, when the payload is one (`Records` of `aws:sqs` messages);
+/// `Ok(None)` when it is not (one event). A payload that is an SQS batch but does not
+/// deserialise is an error: the invocation fails, so SQS delivers the records again (and the
+/// redrive policy keeps them in the failure queue), instead of acknowledging them as one
+/// malformed event and losing them.
+pub fn as_batch(payload: &Value) -> Result<Option<SqsEvent>, Error> {
+    let Some(records) = payload.get("Records").and_then(Value::as_array) else {
+        return Ok(None);
+    };
     let from_sqs = records
         .iter()
         .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"));
     if records.is_empty() || !from_sqs {
-        return None;
+        return Ok(None);
     }
-    serde_json::from_value(payload.clone()).ok()
+    serde_json::from_value(payload.clone()).map(Some).map_err(|e| {
+        Error::Transient(crate::error::AwsError::new(
+            "sqs",
+            "ReceiveMessage",
+            "MalformedBatch",
+            format!(
+                "an SQS batch of {} records that does not deserialise ({e}): the invocation fails so \
+                 that SQS delivers them again and, after maxReceiveCount, moves them to the failure queue",
+                records.len()
+            ),
+            "batch",
+        ))
+    })
 }
 
 /// Run every record of `batch` through the frame, concurrently; the records to deliver again
@@ -97,7 +115,9 @@ where
     F: Fn(AmiStateChange) -> Fut,
     Fut: std::future::Future<Output = Result<Summary, Error>>,
 {
-    match as_batch(&payload) {
+    let batch =
+        as_batch(&payload).inspect_err(|e| tracing::error!(error = %e, "malformed batch"))?;
+    match batch {
         Some(batch) => Ok(Response::Batch(
             on_queue_batch(function, batch, process).await,
         )),
