@@ -59,8 +59,14 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Publication>,
     /// Copies into target accounts (`copy_into`) started, or why not, per account and Region.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Serialised (the log line, the invocation's result) as the first [`crate::night::LISTED`]:
+    /// an event may reach thousands of targets, and CloudWatch Logs cuts an event at 256 KB;
+    /// [`Summary::target_copy_counts`] counts them all.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "first_listed")]
     pub target_copies: Vec<TargetCopyReport>,
+    /// How many target copies, and how many of each status (all of them, listed or not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_copy_counts: Option<TargetCopyCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
 }
@@ -79,6 +85,7 @@ impl Summary {
             copies: Vec::new(),
             published: Vec::new(),
             target_copies: Vec::new(),
+            target_copy_counts: None,
             error: None,
         }
     }
@@ -103,6 +110,25 @@ impl Summary {
                 Ok(self)
             }
         }
+    }
+
+    /// The copies into target accounts, counted (the list is serialised only in part).
+    pub fn with_target_copies(mut self, reports: Vec<TargetCopyReport>) -> Self {
+        let mut by_status = std::collections::BTreeMap::new();
+        for r in &reports {
+            let status = serde_json::to_value(r.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            *by_status.entry(status).or_insert(0) += 1;
+        }
+        self.target_copy_counts = (!reports.is_empty()).then(|| TargetCopyCounts {
+            total: reports.len(),
+            listed: reports.len().min(crate::night::LISTED),
+            by_status,
+        });
+        self.target_copies = reports;
+        self
     }
 
     pub fn about(mut self, region: &str, image_id: &str) -> Self {
@@ -191,4 +217,21 @@ impl Summary {
             ),
         }
     }
+}
+
+/// The count of an event's copies into target accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetCopyCounts {
+    pub total: usize,
+    /// How many of them the summary lists one by one.
+    pub listed: usize,
+    pub by_status: std::collections::BTreeMap<String, usize>,
+}
+
+fn first_listed<S: serde::Serializer>(
+    reports: &[TargetCopyReport],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    reports[..reports.len().min(crate::night::LISTED)].serialize(serializer)
 }

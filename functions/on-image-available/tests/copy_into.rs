@@ -309,3 +309,36 @@ async fn an_event_starts_a_bounded_number_of_target_copies_and_leaves_the_rest_t
         .sum();
     assert_eq!(made, 4, "the deferred targets were not started");
 }
+
+/// Issue 27 (8): an event reaching many targets keeps its summary small: the first 50 target
+/// copies listed, every one counted (by status); the metrics count them all.
+#[tokio::test]
+async fn an_event_summary_lists_the_first_targets_and_counts_them_all() {
+    let fake = FakeAws::new();
+    let root = fake.create_org("o-a1b2c3d4e5");
+    fake.add_ou(&root, OU);
+    let accounts: Vec<String> = (0..120).map(|i| format!("3{:011}", i)).collect();
+    for a in &accounts {
+        fake.add_account(OU, a, "ACTIVE");
+        fake.add_target_account(a, &REGIONS[..1]);
+    }
+    let img = fake.create_image(ImageSpec::new(R, "golden-2026"));
+    let policy = Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "copy_into": {"organizational_units": [OU_ARN], "regions": [{"region": REGIONS[0]}]}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Deps::new(fake, policy, OWN_ACCOUNT);
+    let s = handle(&d, event(&img.id)).await.unwrap();
+    assert_eq!(s.target_copies.len(), 120, "all of them, in the process");
+    let counts = s.target_copy_counts.as_ref().unwrap();
+    assert_eq!((counts.total, counts.listed), (120, 50));
+    assert_eq!(counts.by_status.get("started"), Some(&120));
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["target_copies"].as_array().unwrap().len(), 50);
+    assert_eq!(json["target_copy_counts"]["total"], json!(120));
+    let record = event_record("on-image-available", Some(&s), Duration::ZERO, Utc::now());
+    assert_eq!(record["TargetCopiesStarted"], json!(120.0));
+    assert!(serde_json::to_string(&s).unwrap().len() < 32 * 1024);
+}

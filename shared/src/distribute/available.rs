@@ -97,7 +97,7 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
             .start(&image, &plan.into)
             .await
         {
-            Ok(reports) => out.target_copies = reports,
+            Ok(reports) => out = out.with_target_copies(reports),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {
                 let failed = Summary::failed(FUNCTION, &e);
