@@ -375,6 +375,27 @@ impl TargetAccounts for FakeAws {
         deprecate_at: &str,
     ) -> AwsResult<()> {
         self.assume(account, "EnableImageDeprecation")?;
+        // EC2 refuses a deprecation time in the past.
+        let at = chrono::DateTime::parse_from_rfc3339(deprecate_at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                err(
+                    "ec2",
+                    "EnableImageDeprecation",
+                    "InvalidParameterValue",
+                    &e.to_string(),
+                    image_id,
+                )
+            })?;
+        if at < chrono::Utc::now() {
+            return Err(err(
+                "ec2",
+                "EnableImageDeprecation",
+                "InvalidParameterCombination",
+                "the deprecation time must be in the future",
+                image_id,
+            ));
+        }
         let mut w = self.world();
         target_image(&mut w, account, region, image_id)?.deprecation_time =
             Some(deprecate_at.to_string());

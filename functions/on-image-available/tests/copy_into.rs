@@ -156,7 +156,7 @@ async fn the_targets_need_the_shares_the_source_side_makes() {
     let src = d.aws.image(R, &id).unwrap().image;
     let into =
         amishare::plan::SharePlan::from_rules(d.policy.kms_access, d.policy.rules.iter()).into;
-    let reports = amishare::target_copies::TargetCopier::new(&d, Utc::now())
+    let reports = amishare::target_copies::TargetCopier::new(&d)
         .start(&src, &into)
         .await
         .unwrap();

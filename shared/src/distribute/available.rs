@@ -93,10 +93,7 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
     let mut out = out.with_publications(published)?;
     // Shared with its targets: they can copy it now.
     if !plan.into.is_empty() {
-        match TargetCopier::new(deps, Utc::now())
-            .start(&image, &plan.into)
-            .await
-        {
+        match TargetCopier::new(deps).start(&image, &plan.into).await {
             Ok(reports) => out = out.with_target_copies(reports),
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => {

@@ -38,7 +38,7 @@ pub async fn finish_target_copies<P: Aws + TargetAccounts>(
     images: &[Image],
     report: &mut SweepReport,
 ) {
-    let copier = TargetCopier::new(deps, run.now);
+    let copier = TargetCopier::new(deps);
     for rule in deps.policy.rules.iter().filter(|r| r.copy_into.is_some()) {
         if !run.may_start() {
             report.left_for_next(format!(

@@ -2,7 +2,7 @@
 //! finishes them (the night). Each (rule, account, Region) is one [`TargetCopyReport`]: an
 //! AWS error in one target account is that target's `failed` outcome, never the others'.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::stream::{self, StreamExt};
 
 use super::ports::TargetAccounts;
@@ -26,14 +26,15 @@ struct Target<'a> {
     key: Option<&'a str>,
 }
 
+/// Deprecation times are computed from the clock at each call, never a "now" taken earlier:
+/// EC2 refuses a deprecation time in the past.
 pub struct TargetCopier<'d, P> {
     deps: &'d Deps<P>,
-    now: DateTime<Utc>,
 }
 
 impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
-    pub fn new(deps: &'d Deps<P>, now: DateTime<Utc>) -> Self {
-        Self { deps, now }
+    pub fn new(deps: &'d Deps<P>) -> Self {
+        Self { deps }
     }
 
     /// Every target of `into`: its accounts and the active accounts of its OUs (the publisher
@@ -225,7 +226,9 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         let aws = &self.deps.aws;
         let (account, region) = (t.account.as_str(), t.region);
         if let (Some(at), None) = (&newest.deprecation_time, &copy.deprecation_time) {
-            let (when, _) = deprecation_for_copy(at, self.now);
+            // The clock is read at the call: a night's pass runs minutes after its start, and
+            // EC2 refuses a deprecation time in the past.
+            let (when, _) = deprecation_for_copy(at, Utc::now());
             aws.deprecate_target_image(account, region, &copy.id, &when)
                 .await?;
         }
@@ -248,7 +251,8 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
                 out.superseded.push(old.id.clone());
             }
             if t.into.deprecate_superseded && old.deprecation_time.is_none() {
-                let (now, _) = deprecation_for_copy(&self.now.to_rfc3339(), self.now);
+                let at_call = Utc::now();
+                let (now, _) = deprecation_for_copy(&at_call.to_rfc3339(), at_call);
                 aws.deprecate_target_image(account, region, &old.id, &now)
                     .await?;
             }
