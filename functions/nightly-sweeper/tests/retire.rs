@@ -686,3 +686,60 @@ async fn forged_stage_marks_move_nothing_on() {
     assert_eq!(d.aws.call_counts().get("ec2:DisableImage"), None);
     assert_eq!(d.aws.call_counts().get("ec2:DeregisterImage"), None);
 }
+
+/// Issue 27 (2): the night's `max_retirements` goes to the oldest images first, whatever their
+/// rule (docs/retirement.md), not rule by rule.
+#[tokio::test]
+async fn the_nights_budget_goes_to_the_oldest_images_of_every_rule() {
+    let fake = FakeAws::new();
+    let day = |n: i64| {
+        (start() - Duration::days(n))
+            .format("%Y-%m-%dT%H:%M:%S.000Z")
+            .to_string()
+    };
+    // Rule "alpha" (first in the policy): younger images; rule "beta": older ones.
+    let mut alpha = Vec::new();
+    for (i, age) in [30, 20, 10, 1].iter().enumerate() {
+        alpha.push(fake.create_image(ImageSpec::new(R, &format!("alpha-{i}")).created(&day(*age))));
+    }
+    let mut beta = Vec::new();
+    for (i, age) in [90, 62, 2].iter().enumerate() {
+        beta.push(fake.create_image(ImageSpec::new(R, &format!("beta-{i}")).created(&day(*age))));
+    }
+    let retire = json!({"keep": 1, "mode": "act"});
+    let policy = Policy::from_json(
+        &json!({"rules": [
+            {"name": "alpha", "match": {"name": "alpha-*"}, "share_with": {"accounts": [ACCOUNT]}, "retire": retire},
+            {"name": "beta", "match": {"name": "beta-*"}, "share_with": {"accounts": [ACCOUNT]}, "retire": retire}],
+            "sweeper": {"max_retirements": 4}})
+        .to_string(),
+    )
+    .unwrap();
+    let d = Deps::new(fake, policy, OWN_ACCOUNT);
+    let r = sweep_at(&d, R, start()).await;
+    let done: Vec<&str> = r
+        .retirement
+        .items
+        .iter()
+        .filter(|i| i.status == "done")
+        .map(|i| i.image_id.as_str())
+        .collect();
+    // The four oldest of the five selected: beta's 90 and 62 days, alpha's 30 and 20.
+    let want = [&beta[0].id, &beta[1].id, &alpha[0].id, &alpha[1].id];
+    assert_eq!(done.len(), 4, "{:#?}", r.retirement.items);
+    for id in want {
+        assert!(done.contains(&id.as_str()), "{id} not retired: {done:?}");
+    }
+    let limited: Vec<&str> = r
+        .retirement
+        .items
+        .iter()
+        .filter(|i| i.status == "limit")
+        .map(|i| i.image_id.as_str())
+        .collect();
+    assert_eq!(
+        limited,
+        [alpha[2].id.as_str()],
+        "the youngest waits for the next night"
+    );
+}

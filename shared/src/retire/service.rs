@@ -158,6 +158,10 @@ pub async fn retire<P: Aws + Retirement>(
         }
     }
 
+    // The night's budget goes to the oldest images first, whatever their rule (the list was
+    // built rule by rule); a stable sort keeps each rule's order among equals.
+    due.sort_by_key(|step| crate::publish::publication_order(step.image));
+
     // Own-account references are read 10 images a call, as the night reaches them; checks stop
     // with the night's budget, so a large backlog costs no more calls than the stages taken.
     let mut references: BTreeMap<String, Vec<ImageReference>> = BTreeMap::new();
