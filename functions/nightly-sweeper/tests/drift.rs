@@ -427,3 +427,42 @@ async fn a_failing_image_does_not_stop_the_others_and_is_reported() {
         "the other image is still repaired"
     );
 }
+
+/// Issue 27 (3): with `prune_unlisted_shares`, an image shared by its event needs no work at
+/// night. The fingerprint records the policy's pruning setting, not whether the image was
+/// managed yet, so the event (image not managed before it) and the night (managed by then)
+/// agree: no "fingerprint differs" and no re-convergence after every release. The first share
+/// never prunes (the image was not the product's); a share made by hand before is removed by
+/// the audit (within `audit_days` nights), as any change by hand is.
+#[tokio::test]
+async fn an_image_shared_by_its_event_is_in_sync_at_night_with_pruning_on() {
+    use amishare::plan::{matching_rules, SharePlan};
+    use amishare::share::{Convergence, KeyState};
+    let fake = FakeAws::new();
+    org(&fake, &["200000000001"]);
+    let img = fake.create_image(ImageSpec::new(R, "golden-7"));
+    let d = Deps::new(
+        fake,
+        policy(json!({}), json!({"prune_unlisted_shares": true})),
+        OWN_ACCOUNT,
+    );
+    // The event's path (on-image-available's convergence and record).
+    let rules = matching_rules(&d.policy, &img, OWN_ACCOUNT).unwrap();
+    let plan = SharePlan::from_rules(d.policy.kms_access, rules).for_source(true);
+    let now = Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).unwrap();
+    let conv = Convergence::for_event(&d, now, std::sync::Arc::new(KeyState::default()));
+    let done = conv.converge(&img, &plan, true, None).await.unwrap();
+    conv.record(R, &[&done]).await.unwrap();
+    // The night: in sync by its fingerprint, nothing to converge.
+    d.aws.reset_calls();
+    let r = sweep(&d).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.drift.stale, Default::default(), "{:#?}", r.drift);
+    assert_eq!(r.drift.converged, 0);
+    assert_eq!(r.drift.in_sync, 1);
+    assert_eq!(
+        d.aws.call_counts().get("ec2:ModifyImageAttribute"),
+        None,
+        "no work at night"
+    );
+}

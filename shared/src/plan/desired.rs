@@ -270,6 +270,11 @@ pub struct Desired {
     pub copies: Vec<CopyDestination>,
     /// Shares no rule asks for are removed (managed images, `prune_unlisted_shares`).
     pub prune: bool,
+    /// What the fingerprint records of pruning: the policy's `prune_unlisted_shares`, not
+    /// whether this image is managed yet — the event that first shares an image (not managed
+    /// before it) and the night after (managed by then) must agree, or every new image is
+    /// converged again on its first night.
+    pub prune_policy: bool,
 }
 
 impl Desired {
@@ -312,7 +317,14 @@ impl Desired {
                 Vec::new()
             },
             prune,
+            prune_policy: prune,
         }
+    }
+
+    /// The same desired state, its fingerprint recording the policy's pruning setting.
+    pub fn with_prune_policy(mut self, prune_unlisted_shares: bool) -> Desired {
+        self.prune_policy = prune_unlisted_shares;
+        self
     }
 
     /// Whether anything is to be shared in the image's own Region.
@@ -365,7 +377,7 @@ impl Desired {
                 .iter()
                 .map(|c| format!("{}:{}", c.region, c.kms_key_id.as_deref().unwrap_or("-"))),
         );
-        part("prune", &mut std::iter::once(self.prune.to_string()));
+        part("prune", &mut std::iter::once(self.prune_policy.to_string()));
         hex::encode(h.finalize())[..16].to_string()
     }
 }

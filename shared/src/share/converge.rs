@@ -136,6 +136,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             may_copy,
             self.prunes(image),
         )
+        .with_prune_policy(self.deps.policy.sweeper.prune_unlisted_shares)
     }
 
     /// Bring `image` to its desired state under `plan`. `enc`: the image's keys when already
