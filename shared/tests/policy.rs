@@ -542,3 +542,35 @@ fn copy_into_is_checked_path_by_path() {
     ));
     assert!(msg.contains("rules[0].publish.in_target_accounts"), "{msg}");
 }
+
+/// Issue 27 (1): every problem of a policy in one message, type errors and checks alike (the
+/// same message `ami-share-policy check` prints).
+#[test]
+fn every_problem_of_every_kind_in_one_message() {
+    let text = r#"{"rules":[
+        {"name":"golden","match":{"name":"golden-*"},"share_with":{"accounts":["111122223333"]},
+         "retire":{"keep":-1,"mode":"sometimes"}},
+        {"name":"golden","match":{"name":"x-*"},"share_with":{"accounts":["1234"]}}],
+        "sweeper":{"grace_days":"seven"}}"#;
+    let msg = Policy::from_json(text).unwrap_err().to_string();
+    for want in [
+        "rules[0].retire.keep: invalid value: integer `-1`",
+        "rules[0].retire.mode: unknown variant `sometimes`",
+        "sweeper.grace_days: invalid type: string \"seven\"",
+        "rules[1].name: \"golden\" is used by an earlier rule",
+        "rules[1].share_with.accounts[0]",
+    ] {
+        assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+    }
+    assert!(msg.contains("has 5 problems"), "{msg}");
+    // Not an artefact of leaving the bad values out: retire's keep was given.
+    assert!(!msg.contains("names neither"), "{msg}");
+    // A required value of the wrong type is reported once, not again as missing.
+    let msg = Policy::from_json(
+        r#"{"rules":[{"name":7,"match":{"all":true},"share_with":{"accounts":["111122223333"]}}]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("rules[0].name: invalid type"), "{msg}");
+    assert!(!msg.contains("missing field"), "{msg}");
+}

@@ -58,6 +58,40 @@ pub const MARK_KEY_ENV: &str = "AMI_SHARE_MARK_KEY_ID";
 /// Unset (a local run): 1.
 pub const EVENT_CONCURRENCY_ENV: &str = "AMI_SHARE_EVENT_CONCURRENCY";
 
+/// Most type errors reported in one message (each costs one more pass over the policy).
+pub const MAX_TYPE_PROBLEMS: usize = 50;
+
+/// Remove the value at `path` from the policy (a field of an object): what a type error names,
+/// so the rest can be read. `false` when it cannot be (the root, or an element of a list: the
+/// paths of the elements after it would move).
+fn leave_out(value: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for seg in parents {
+        at = match seg {
+            Segment::Map { key } => match at.get_mut(key.as_str()) {
+                Some(v) => v,
+                None => return false,
+            },
+            Segment::Seq { index } => match at.get_mut(*index) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match last {
+        Segment::Map { key } => at
+            .as_object_mut()
+            .is_some_and(|o| o.remove(key.as_str()).is_some()),
+        _ => false,
+    }
+}
+
 /// The whole policy (`AMI_SHARE_POLICY`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -107,30 +141,71 @@ impl Policy {
     }
 
     /// The same, naming `source` (the variable or file the policy came from) in the errors.
+    ///
+    /// Every problem of every kind is in the one message: a value of the wrong type is
+    /// reported and left out, and the rest is read again (up to [`MAX_TYPE_PROBLEMS`]), so
+    /// that further type errors and the checks of the rest are reported too.
     pub fn from_json_in(text: &str, source: &str) -> Result<Policy, Error> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let policy: Policy = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." {
-                "policy".to_string()
-            } else {
-                path
-            };
-            Error::Config(format!(
-                "{source} is not a valid policy:\n  {path}: {}",
-                e.inner()
-            ))
+        let mut value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::Config(format!("{source} is not a valid policy:\n  policy: {e}"))
         })?;
-        let problems = policy.problems();
-        if problems.is_empty() {
-            Ok(policy)
-        } else {
-            Err(Error::Config(format!(
+        let mut problems: Vec<String> = Vec::new();
+        let mut left_out: Vec<String> = Vec::new();
+        let parsed = loop {
+            match serde_path_to_error::deserialize::<_, Policy>(value.clone()) {
+                Ok(policy) => break Some(policy),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let message = e.inner().to_string();
+                    // A required value left out is missing now: reported already.
+                    let missing_left_out = message
+                        .strip_prefix("missing field `")
+                        .and_then(|m| m.split('`').next())
+                        .is_some_and(|field| {
+                            let at = if path == "." {
+                                field.to_string()
+                            } else {
+                                format!("{path}.{field}")
+                            };
+                            left_out.contains(&at)
+                        });
+                    if missing_left_out {
+                        break None;
+                    }
+                    let shown = if path == "." {
+                        "policy".to_string()
+                    } else {
+                        path.clone()
+                    };
+                    problems.push(format!("{shown}: {message}"));
+                    let removed = problems.len() < MAX_TYPE_PROBLEMS
+                        && !left_out.contains(&path)
+                        && leave_out(&mut value, e.path());
+                    if !removed {
+                        break None;
+                    }
+                    left_out.push(path);
+                }
+            }
+        };
+        if let Some(policy) = &parsed {
+            // The checks of what could be read; a problem of a value left out (or of what holds
+            // it) is an artefact of leaving it out.
+            problems.extend(policy.problems().into_iter().filter(|p| {
+                let at = p.split(": ").next().unwrap_or("");
+                !left_out
+                    .iter()
+                    .any(|l| l == at || l.starts_with(&format!("{at}.")))
+            }));
+        }
+        match parsed {
+            Some(policy) if problems.is_empty() => Ok(policy),
+            _ => Err(Error::Config(format!(
                 "{source} has {} problem{}:\n  {}",
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" },
                 problems.join("\n  ")
-            )))
+            ))),
         }
     }
 
