@@ -915,3 +915,39 @@ async fn without_a_target_role_name_every_target_call_fails_naming_the_setting()
             && e.message.contains("TargetAccountRoleName")
     );
 }
+
+/// Issue 27 (7): each target account's clients have a retry partition of their own (the retry
+/// quota and the adaptive limiter), so throttled target accounts never drain the publisher's
+/// retries or each other's; the publisher keeps the SDK's own.
+#[tokio::test]
+async fn each_target_account_has_its_own_retry_partition() {
+    use amishare::aws::RateLimits;
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_credential_types::Credentials;
+    let base = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .build();
+    let publisher = AwsPorts::new(base, None, RateLimits::unlimited()).await;
+    let creds = || Credentials::new("AKID", "SECRET", None, None, "test");
+    let a = publisher.target_adapters("111122223333", creds()).await;
+    let b = publisher.target_adapters("444455556666", creds()).await;
+    let partition = |p: &AwsPorts, region: &str| {
+        p.ec2_client(region)
+            .config()
+            .retry_partition()
+            .map(|r| r.to_string())
+    };
+    assert_eq!(
+        partition(&a, "eu-west-1").as_deref(),
+        Some("ami-share-target-111122223333-ec2-eu-west-1")
+    );
+    assert_eq!(
+        partition(&b, "eu-west-1").as_deref(),
+        Some("ami-share-target-444455556666-ec2-eu-west-1")
+    );
+    assert_ne!(
+        partition(&publisher, "eu-west-1"),
+        partition(&a, "eu-west-1")
+    );
+}

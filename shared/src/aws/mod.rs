@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::retry::RetryPartition;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -44,6 +45,11 @@ pub struct AwsPorts {
     targets: Mutex<HashMap<String, (std::time::Instant, TargetSession)>>,
     /// The HTTP client (one connection pool) every target account's adapters share.
     target_http: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+    /// The retry partition of these adapters' EC2, KMS and Parameter Store clients (the
+    /// retry quota and the adaptive rate limiter): `None`, the SDK's own per service and
+    /// Region; a target account's adapters have their own, so a throttled target account never
+    /// drains the publisher's retries or another target's.
+    retry_partition: Option<String>,
 }
 
 fn put_client<C>(map: &Mutex<HashMap<String, C>>, region: &str, client: C) {
@@ -103,6 +109,7 @@ impl AwsPorts {
             target_role: None,
             targets: Mutex::default(),
             target_http: std::sync::OnceLock::new(),
+            retry_partition: None,
         }
     }
 
@@ -131,6 +138,7 @@ impl AwsPorts {
             target_role: None,
             targets: Mutex::default(),
             target_http: std::sync::OnceLock::new(),
+            retry_partition: None,
         }
     }
 
@@ -147,6 +155,19 @@ impl AwsPorts {
         put_client(&self.ram, region, ram);
         put_client(&self.events, region, events);
         self
+    }
+
+    /// The same adapters in a retry partition of their own (`<name>-<service>-<region>`).
+    pub fn with_retry_partition(mut self, name: impl Into<String>) -> Self {
+        self.retry_partition = Some(name.into());
+        self
+    }
+
+    /// The retry partition of `service` in `region`, when these adapters have their own.
+    pub fn retry_partition(&self, service: &str, region: &str) -> Option<RetryPartition> {
+        self.retry_partition
+            .as_ref()
+            .map(|p| RetryPartition::new(format!("{p}-{service}-{region}")))
     }
 
     /// The Region of the function's own configuration (`AWS_REGION` in Lambda).
@@ -167,14 +188,24 @@ impl AwsPorts {
     }
 
     pub(crate) fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let partition = self.retry_partition("ec2", region);
         regional(&self.ec2, &self.base, region, |c| {
-            aws_sdk_ec2::Client::new(&c)
+            let mut b = aws_sdk_ec2::config::Builder::from(&c);
+            if let Some(p) = partition {
+                b = b.retry_partition(p);
+            }
+            aws_sdk_ec2::Client::from_conf(b.build())
         })
     }
 
     pub(crate) fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        let partition = self.retry_partition("kms", region);
         regional(&self.kms, &self.base, region, |c| {
-            aws_sdk_kms::Client::new(&c)
+            let mut b = aws_sdk_kms::config::Builder::from(&c);
+            if let Some(p) = partition {
+                b = b.retry_partition(p);
+            }
+            aws_sdk_kms::Client::from_conf(b.build())
         })
     }
 
@@ -185,9 +216,19 @@ impl AwsPorts {
     }
 
     pub(crate) fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        let partition = self.retry_partition("ssm", region);
         regional(&self.ssm, &self.base, region, |c| {
-            aws_sdk_ssm::Client::new(&c)
+            let mut b = aws_sdk_ssm::config::Builder::from(&c);
+            if let Some(p) = partition {
+                b = b.retry_partition(p);
+            }
+            aws_sdk_ssm::Client::from_conf(b.build())
         })
+    }
+
+    /// The EC2 client of `region` (tests: its retry partition).
+    pub fn ec2_client(&self, region: &str) -> aws_sdk_ec2::Client {
+        self.ec2(region)
     }
 
     pub(crate) fn ram(&self, region: &str) -> aws_sdk_ram::Client {

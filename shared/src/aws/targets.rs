@@ -67,6 +67,13 @@ impl AwsPorts {
             }
         };
         let creds = cell.get_or_try_init(|| self.assume(account)).await?.clone();
+        Ok(self.target_adapters(account, creds).await)
+    }
+
+    /// The adapters of a target account with its credentials: the shared connection pool, no
+    /// client-side rate caps (each account has its own EC2 buckets), and a retry partition of
+    /// its own.
+    pub async fn target_adapters(&self, account: &str, creds: Credentials) -> AwsPorts {
         let mut base = self
             .base
             .clone()
@@ -78,7 +85,11 @@ impl AwsPorts {
         if self.base.http_client().is_none() {
             base = base.http_client(self.target_http.get_or_init(shared_https_client).clone());
         }
-        Ok(AwsPorts::new(base.build(), None, RateLimits::unlimited()).await)
+        // Each target account in a retry partition of its own: a few throttled target accounts
+        // never drain the retries (or the adaptive limiter) of the publisher or of the others.
+        AwsPorts::new(base.build(), None, RateLimits::unlimited())
+            .await
+            .with_retry_partition(target_retry_partition(account))
     }
 
     /// `AssumeRole` of the target-account role in `account`: its credentials.
@@ -109,6 +120,11 @@ impl AwsPorts {
             "ami-share-target-account",
         ))
     }
+}
+
+/// The name of a target account's retry partition.
+pub fn target_retry_partition(account: &str) -> String {
+    format!("ami-share-target-{account}")
 }
 
 /// The SDK's default HTTPS client (hyper 1.x, rustls with aws-lc), built once.
