@@ -34,8 +34,12 @@ pub struct FakeTargets {
     pub default_keys: BTreeMap<(String, String), String>,
     /// Accounts whose target-account role cannot be assumed (not installed, or no trust).
     pub unassumable: BTreeSet<String>,
-    /// (account, Region, name) → versions, oldest first: (value, labels).
+    /// (account, Region, name) → versions, oldest first: (value, labels). Parameter Store
+    /// keeps 100: see `parameter_deleted`.
     pub parameters: BTreeMap<(String, String, String), Vec<Version>>,
+    /// (account, Region, name) → how many of its oldest versions Parameter Store deleted (the
+    /// version of `parameters[i]` is this + i + 1).
+    pub parameter_deleted: BTreeMap<(String, String, String), i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,11 +420,9 @@ impl TargetAccounts for FakeAws {
                 Some((n, l)) => (n, Some(l)),
                 None => (requested.as_str(), None),
             };
-            let Some(versions) = w.targets.parameters.get(&(
-                account.to_string(),
-                region.to_string(),
-                name.to_string(),
-            )) else {
+            let pkey = (account.to_string(), region.to_string(), name.to_string());
+            let base = w.targets.parameter_deleted.get(&pkey).copied().unwrap_or(0);
+            let Some(versions) = w.targets.parameters.get(&pkey) else {
                 continue;
             };
             let found = match label {
@@ -435,7 +437,7 @@ impl TargetAccounts for FakeAws {
                     ParameterVersion {
                         name: name.to_string(),
                         value: versions[i].0.clone(),
-                        version: i as i64 + 1,
+                        version: base + i as i64 + 1,
                     },
                 );
             }
@@ -453,13 +455,76 @@ impl TargetAccounts for FakeAws {
     ) -> AwsResult<i64> {
         self.assume(account, "PutParameter")?;
         let mut w = self.world();
-        let versions = w
+        let pkey = (account.to_string(), region.to_string(), name.to_string());
+        let versions = w.targets.parameters.entry(pkey.clone()).or_default();
+        // Parameter Store keeps 100 versions; it deletes the oldest only when it has no label.
+        let mut deleted = 0;
+        if versions.len() >= 100 {
+            if versions
+                .first()
+                .is_some_and(|(_, labels)| !labels.is_empty())
+            {
+                return Err(err(
+                    "ssm",
+                    "PutParameter",
+                    amishare::publish::VERSION_LIMIT_CODE,
+                    "the oldest version can't be deleted because it has a label",
+                    name,
+                ));
+            }
+            versions.remove(0);
+            deleted = 1;
+        }
+        versions.push((image_id.to_string(), Vec::new()));
+        let len = versions.len() as i64;
+        let base = w.targets.parameter_deleted.entry(pkey).or_insert(0);
+        *base += deleted;
+        Ok(*base + len)
+    }
+
+    async fn target_parameter_history(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> AwsResult<Vec<(i64, Vec<String>)>> {
+        self.assume(account, "GetParameterHistory")?;
+        let w = self.world();
+        let pkey = (account.to_string(), region.to_string(), name.to_string());
+        let base = w.targets.parameter_deleted.get(&pkey).copied().unwrap_or(0);
+        Ok(w.targets
+            .parameters
+            .get(&pkey)
+            .map(|v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, (_, labels))| (base + i as i64 + 1, labels.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn unlabel_target_parameter(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> AwsResult<()> {
+        self.assume(account, "UnlabelParameterVersion")?;
+        let mut w = self.world();
+        let pkey = (account.to_string(), region.to_string(), name.to_string());
+        let base = w.targets.parameter_deleted.get(&pkey).copied().unwrap_or(0);
+        if let Some((_, have)) = w
             .targets
             .parameters
-            .entry((account.to_string(), region.to_string(), name.to_string()))
-            .or_default();
-        versions.push((image_id.to_string(), Vec::new()));
-        Ok(versions.len() as i64)
+            .get_mut(&pkey)
+            .and_then(|v| v.get_mut((version - base - 1) as usize))
+        {
+            have.retain(|l| !labels.contains(l));
+        }
+        Ok(())
     }
 
     async fn label_target_parameter(
@@ -472,11 +537,9 @@ impl TargetAccounts for FakeAws {
     ) -> AwsResult<()> {
         self.assume(account, "LabelParameterVersion")?;
         let mut w = self.world();
-        let Some(versions) = w.targets.parameters.get_mut(&(
-            account.to_string(),
-            region.to_string(),
-            name.to_string(),
-        )) else {
+        let pkey = (account.to_string(), region.to_string(), name.to_string());
+        let base = w.targets.parameter_deleted.get(&pkey).copied().unwrap_or(0);
+        let Some(versions) = w.targets.parameters.get_mut(&pkey) else {
             return Err(err(
                 "ssm",
                 "LabelParameterVersion",
@@ -488,12 +551,12 @@ impl TargetAccounts for FakeAws {
         for (_, labels) in versions.iter_mut() {
             labels.retain(|l| l != label);
         }
-        match versions.get_mut(version as usize - 1) {
-            Some((_, labels)) => {
+        match versions.get_mut((version - base - 1).max(0) as usize) {
+            Some((_, labels)) if version > base => {
                 labels.push(label.to_string());
                 Ok(())
             }
-            None => Err(err(
+            _ => Err(err(
                 "ssm",
                 "LabelParameterVersion",
                 "ParameterVersionNotFound",

@@ -404,6 +404,7 @@ def test_target_account_role(target_role_template):
         "ec2:GetEbsDefaultKmsKeyId", "kms:DescribeKey", "kms:CreateGrant", "kms:Decrypt",
         "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
         "ssm:GetParameters", "ssm:PutParameter", "ssm:LabelParameterVersion",
+        "ssm:GetParameterHistory", "ssm:UnlabelParameterVersion",
     }
     # Never disables, deregisters or deletes anything: the copies are the target's.
     assert not any(a.split(":")[1].startswith(("Disable", "Deregister", "Delete")) for a in actions)

@@ -341,3 +341,71 @@ async fn a_night_cut_by_its_deadline_follows_the_targets_in_the_next_invocation(
         }
     }
 }
+
+/// Issue 27 (11): the target's own parameter is written the publisher's way. After 100
+/// labelled versions Parameter Store refuses a new one until the oldest label goes: the night
+/// removes it and writes, instead of failing every night.
+#[tokio::test]
+async fn a_target_parameter_with_100_labelled_versions_still_moves_forward() {
+    let (d, src) = world();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.started, 6);
+    d.aws.finish_target_copies();
+    // One target's parameter already holds 100 versions, the oldest labelled.
+    let key = (LONE.to_string(), R.to_string(), PARAM.to_string());
+    {
+        let mut w = d.aws.world();
+        let versions: Vec<(String, Vec<String>)> = (0..100)
+            .map(|i| (format!("ami-{i:017x}"), vec![format!("created-old-{i}")]))
+            .collect();
+        w.targets.parameters.insert(key.clone(), versions);
+    }
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.failed, 0, "{:?}", r.target_copies.problems);
+    assert_eq!(r.target_copies.finished, 6);
+    let copy = the_copy(&d, LONE, R, &src.id);
+    let versions = d.aws.target_parameter(LONE, R, PARAM);
+    assert_eq!(versions.len(), 100, "Parameter Store keeps 100");
+    assert_eq!(versions.last().unwrap().0, copy.id);
+    assert_eq!(
+        versions.last().unwrap().1,
+        ["created-2026-11-01T10-00-00.000Z"]
+    );
+    let calls = d.aws.call_counts();
+    assert_eq!(
+        calls.get("target:UnlabelParameterVersion"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(calls.get("target:GetParameterHistory"), Some(&1));
+}
+
+/// Issue 27 (11): a version not readable yet (Parameter Store validates an `aws:ec2:image`
+/// value first) is no failure: the value is written, and the next night labels it.
+#[tokio::test]
+async fn a_target_version_not_readable_yet_is_labelled_by_the_next_night() {
+    let (d, _) = world();
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.started, 6);
+    d.aws.finish_target_copies();
+    d.aws.fail(
+        "target:LabelParameterVersion",
+        "ParameterVersionNotFound",
+        0,
+        6,
+    );
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.failed, 0, "{:?}", r.target_copies.problems);
+    assert_eq!(r.target_copies.parameters_written, 6);
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        let versions = d.aws.target_parameter(account, R, PARAM);
+        assert!(versions[0].1.is_empty(), "not labelled yet");
+    }
+    let r = night(&d).await;
+    assert_eq!(r.target_copies.failed, 0);
+    for account in [LONE, IN_OU[0], IN_OU[1]] {
+        let versions = d.aws.target_parameter(account, R, PARAM);
+        assert_eq!(versions.len(), 1, "no second version");
+        assert_eq!(versions[0].1, ["created-2026-11-01T10-00-00.000Z"]);
+    }
+}

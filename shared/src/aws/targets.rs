@@ -227,6 +227,32 @@ impl TargetAccounts for AwsPorts {
             .await
     }
 
+    async fn target_parameter_history(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> AwsResult<Vec<(i64, Vec<String>)>> {
+        self.in_account(account)
+            .await?
+            .parameter_labels(region, name)
+            .await
+    }
+
+    async fn unlabel_target_parameter(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> AwsResult<()> {
+        self.in_account(account)
+            .await?
+            .unlabel_parameter_version(region, name, version, labels)
+            .await
+    }
+
     async fn label_target_parameter(
         &self,
         account: &str,

@@ -4,11 +4,14 @@
 //!
 //! - [`decide`]: pure decisions (which image is newest, the receipt label, names and ARNs);
 //! - [`service`]: the [`Publisher`], the one path for the event functions and the night;
+//! - [`params`]: the one way a latest-image parameter is written (publisher and target
+//!   accounts alike);
 //! - [`ram`]: the rule's resource share;
 //! - [`ports`]: Parameter Store, RAM and EventBridge, which only publication uses;
 //! - [`report`]: what a publication did.
 
 pub mod decide;
+pub mod params;
 pub mod ports;
 mod ram;
 pub mod report;

@@ -22,15 +22,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::decide::{
-    label_for, parameter_arn, publication_order, EVENT_DETAIL_TYPE, EVENT_SOURCE,
-    VERSION_LIMIT_CODE,
-};
+use super::decide::{label_for, parameter_arn, publication_order, EVENT_DETAIL_TYPE, EVENT_SOURCE};
 use super::ports::{EventEntry, ParameterVersion, Publishing};
 use super::report::{Publication, PublishStatus, ShareChange};
 use crate::config::{parse_event_bus_arn, Rule};
 use crate::deps::Deps;
-use crate::error::{AwsError, Error, Result};
+use crate::error::{Error, Result};
 use crate::ports::{Aws, Image, ImageState};
 
 pub struct Publisher<'d, P> {
@@ -195,8 +192,8 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
         Ok(best.map(|(i, _)| i))
     }
 
-    /// `PutParameter`, making room when Parameter Store keeps 100 versions and the oldest is
-    /// labelled (it then refuses a new version): that label is removed and the write retried.
+    /// `PutParameter` in `region`, making room when the oldest of 100 versions is labelled
+    /// ([`super::params::put_with_room`]).
     async fn put_with_room(
         &self,
         region: &str,
@@ -204,45 +201,20 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
         image_id: &str,
         description: &str,
     ) -> Result<i64> {
-        let aws = &self.deps.aws;
-        match aws
-            .put_image_parameter(region, name, image_id, description)
-            .await
-        {
-            Err(e) if e.code == VERSION_LIMIT_CODE => {
-                let history = aws.parameter_labels(region, name).await?;
-                if let Some((v, labels)) = history.into_iter().find(|(_, l)| !l.is_empty()) {
-                    tracing::info!(parameter = name, region, version = v, ?labels, "unlabelling the oldest version: Parameter Store keeps 100 versions and deletes the oldest only when it has no label");
-                    aws.unlabel_parameter_version(region, name, v, &labels)
-                        .await?;
-                }
-                Ok(aws
-                    .put_image_parameter(region, name, image_id, description)
-                    .await?)
-            }
-            Err(e) => Err(e.into()),
-            Ok(v) => Ok(v),
-        }
+        let store = PublisherStore {
+            aws: &self.deps.aws,
+            region,
+        };
+        super::params::put_with_room(&store, name, image_id, description).await
     }
 
-    /// Label the version; a version not found yet is transient (Parameter Store validates an
-    /// `aws:ec2:image` value asynchronously and creates the version only when it is valid).
+    /// Label the version in `region` ([`super::params::label_version`]).
     async fn label(&self, region: &str, name: &str, version: i64, label: &str) -> Result<()> {
-        match self
-            .deps
-            .aws
-            .label_parameter_version(region, name, version, label)
-            .await
-        {
-            Err(e) if e.code == "ParameterVersionNotFound" => Err(Error::Transient(AwsError {
-                message: format!(
-                    "{}; Parameter Store validates aws:ec2:image values asynchronously and creates the version only when the image is valid and available: the retry finishes the publication",
-                    e.message
-                ),
-                ..e
-            })),
-            other => Ok(other?),
-        }
+        let store = PublisherStore {
+            aws: &self.deps.aws,
+            region,
+        };
+        super::params::label_version(&store, name, version, label).await
     }
 
     async fn value_of_version(
@@ -321,5 +293,46 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
             sent += entries.len();
         }
         Ok(sent)
+    }
+}
+
+/// The publisher's Parameter Store in one Region.
+struct PublisherStore<'a, P> {
+    aws: &'a P,
+    region: &'a str,
+}
+
+#[async_trait::async_trait]
+impl<P: Publishing> super::params::ParameterStore for PublisherStore<'_, P> {
+    fn whereabouts(&self) -> String {
+        self.region.to_string()
+    }
+    async fn put(
+        &self,
+        name: &str,
+        image_id: &str,
+        description: &str,
+    ) -> crate::ports::AwsResult<i64> {
+        self.aws
+            .put_image_parameter(self.region, name, image_id, description)
+            .await
+    }
+    async fn label(&self, name: &str, version: i64, label: &str) -> crate::ports::AwsResult<()> {
+        self.aws
+            .label_parameter_version(self.region, name, version, label)
+            .await
+    }
+    async fn history(&self, name: &str) -> crate::ports::AwsResult<Vec<(i64, Vec<String>)>> {
+        self.aws.parameter_labels(self.region, name).await
+    }
+    async fn unlabel(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> crate::ports::AwsResult<()> {
+        self.aws
+            .unlabel_parameter_version(self.region, name, version, labels)
+            .await
     }
 }

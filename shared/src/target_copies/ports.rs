@@ -65,6 +65,22 @@ pub trait TargetAccounts: Send + Sync {
         image_id: &str,
         description: &str,
     ) -> AwsResult<i64>;
+    /// `GetParameterHistory` in the target account, oldest first: (version, labels).
+    async fn target_parameter_history(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> AwsResult<Vec<(i64, Vec<String>)>>;
+    /// `UnlabelParameterVersion` in the target account.
+    async fn unlabel_target_parameter(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> AwsResult<()>;
     /// `LabelParameterVersion` in the target account.
     async fn label_target_parameter(
         &self,

@@ -17,6 +17,7 @@ use crate::names::{
 use crate::plan::IntoPlan;
 use crate::ports::{Aws, Image, ImageState, KeyManager};
 use crate::publish::decide::{label_of, target_copy_order};
+use crate::publish::params::{label_version, put_with_room, ParameterStore};
 
 /// One target: a rule's copy into one account and Region.
 struct Target<'a> {
@@ -301,11 +302,27 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
                 .map(String::as_str)
                 .unwrap_or("?")
         );
-        let version = aws
-            .put_target_parameter(account, region, name, &copy.id, &description)
-            .await?;
-        aws.label_target_parameter(account, region, name, version, &label)
-            .await?;
+        // The publisher's own path for a parameter (100 versions, labels not yet readable).
+        let store = TargetStore {
+            aws,
+            account,
+            region,
+        };
+        let version = put_with_room(&store, name, &copy.id, &description)
+            .await
+            .map_err(as_aws_error)?;
+        match label_version(&store, name, version, &label).await {
+            Ok(()) => {}
+            // Not readable yet (Parameter Store validates the image first): the value is
+            // written; the next run finds it and labels it ("finished").
+            Err(e) if e.is_transient() => {
+                tracing::info!(account, region, parameter = name, version, error = %e, "target parameter written; its label waits for the next run");
+                return Ok(format!(
+                    "published v{version} (its label waits for the next run: the version is not readable yet)"
+                ));
+            }
+            Err(e) => return Err(as_aws_error(e)),
+        }
         tracing::info!(account, region, parameter = name, image_id = %copy.id, version, "target parameter published");
         Ok(format!("published v{version}"))
     }
@@ -334,4 +351,56 @@ fn failed(mut out: TargetCopyReport, t: &Target<'_>, e: &AwsError) -> TargetCopy
         t.account, t.region, e.service, e.operation, e.code, e.message
     ));
     out
+}
+
+/// A target account's Parameter Store in one Region.
+struct TargetStore<'a, P> {
+    aws: &'a P,
+    account: &'a str,
+    region: &'a str,
+}
+
+#[async_trait::async_trait]
+impl<P: TargetAccounts> ParameterStore for TargetStore<'_, P> {
+    fn whereabouts(&self) -> String {
+        format!("account {} in {}", self.account, self.region)
+    }
+    async fn put(
+        &self,
+        name: &str,
+        image_id: &str,
+        description: &str,
+    ) -> crate::ports::AwsResult<i64> {
+        self.aws
+            .put_target_parameter(self.account, self.region, name, image_id, description)
+            .await
+    }
+    async fn label(&self, name: &str, version: i64, label: &str) -> crate::ports::AwsResult<()> {
+        self.aws
+            .label_target_parameter(self.account, self.region, name, version, label)
+            .await
+    }
+    async fn history(&self, name: &str) -> crate::ports::AwsResult<Vec<(i64, Vec<String>)>> {
+        self.aws
+            .target_parameter_history(self.account, self.region, name)
+            .await
+    }
+    async fn unlabel(
+        &self,
+        name: &str,
+        version: i64,
+        labels: &[String],
+    ) -> crate::ports::AwsResult<()> {
+        self.aws
+            .unlabel_target_parameter(self.account, self.region, name, version, labels)
+            .await
+    }
+}
+
+/// The AWS error inside an error of a parameter write (what a target's report carries).
+fn as_aws_error(e: crate::error::Error) -> AwsError {
+    match e {
+        crate::error::Error::Permanent(a) | crate::error::Error::Transient(a) => a,
+        other => AwsError::new("ssm", "PutParameter", "Unexpected", other.to_string(), ""),
+    }
 }
