@@ -222,17 +222,41 @@ pub const COPIED_BY_RULE_TAG: &str = "ami-share:copied-by-rule";
 pub const SUPERSEDED_BY_TAG: &str = "ami-share:superseded-by";
 
 /// Deterministic name of a copy owned by a target account:
-/// `<source name>--from-<publisher>-<region>-<ami-id>`, shortened to AMI names' 128 characters.
+/// `<source name>--from-<publisher>-<region>-<ami-id>-<rule>`, shortened to AMI names' 128
+/// characters. The rule is part of it: two rules copying one image into one account and
+/// Region make two copies, each with its own name and token (one name would be refused as a
+/// duplicate, one token with other tags as a mismatch).
 pub fn target_copy_name(
     source_name: &str,
     publisher: &str,
     source_region: &str,
     source_image_id: &str,
+    rule: &str,
     attempt: usize,
 ) -> String {
     let retry = retry_suffix(attempt);
-    let suffix = format!("--from-{publisher}-{source_region}-{source_image_id}{retry}");
+    let suffix = format!("--from-{publisher}-{source_region}-{source_image_id}-{rule}{retry}");
     ami_name(source_name, &suffix)
+}
+
+/// Deterministic `ClientToken` of a copy owned by a target account: the copy's
+/// [`copy_client_token`] with the rule that asks for it (see [`target_copy_name`]).
+pub fn target_copy_token(
+    source_region: &str,
+    source_image_id: &str,
+    destination_region: &str,
+    kms_key: &str,
+    rule: &str,
+    attempt: usize,
+) -> String {
+    let keyed = format!("{kms_key}\0rule:{rule}");
+    copy_client_token(
+        source_region,
+        source_image_id,
+        destination_region,
+        Some(&keyed),
+        attempt,
+    )
 }
 
 /// `<base><suffix>` within AMI names' 128 characters: the base shortened, characters AMI names

@@ -288,7 +288,31 @@ impl TargetAccounts for FakeAws {
             .get(&at)
             .and_then(|v| v.iter().find(|i| i.client_token == r.client_token))
         {
+            // EC2: the same token with other parameters (another rule's tags) is refused.
+            if found.image.tags.get(amishare::names::COPIED_BY_RULE_TAG)
+                != r.tags.get(amishare::names::COPIED_BY_RULE_TAG)
+            {
+                return Err(err(
+                    "ec2",
+                    "CopyImage",
+                    "IdempotentParameterMismatch",
+                    "the client token was used with other parameters",
+                    &r.source_image_id,
+                ));
+            }
             return Ok(found.image.id.clone());
+        }
+        if w.targets.images.get(&at).is_some_and(|v| {
+            v.iter()
+                .any(|i| i.image.name == r.name && i.image.state != ImageState::Deregistered)
+        }) {
+            return Err(err(
+                "ec2",
+                "CopyImage",
+                "InvalidAMIName.Duplicate",
+                "an image with this name exists",
+                &r.name,
+            ));
         }
         if let Err(why) = may_copy(&w, account, r) {
             let code = why.split(':').next().unwrap_or("AuthFailure").to_string();

@@ -342,3 +342,32 @@ async fn an_event_summary_lists_the_first_targets_and_counts_them_all() {
     assert_eq!(record["TargetCopiesStarted"], json!(120.0));
     assert!(serde_json::to_string(&s).unwrap().len() < 32 * 1024);
 }
+
+/// Issue 27 (10): two rules copying the same image into the same account and Region with the
+/// same key each get their copy (their own token and name); one token with the other rule's
+/// tags would be refused by EC2 (IdempotentParameterMismatch), one name too.
+#[tokio::test]
+async fn two_rules_copying_one_image_into_one_account_each_get_their_copy() {
+    let fake = FakeAws::new();
+    fake.create_org("o-a1b2c3d4e5");
+    fake.add_target_account(LONE, &REGIONS[..1]);
+    let img = fake.create_image(ImageSpec::new(R, "golden-2026"));
+    let rule = |name: &str| {
+        json!({"name": name, "match": {"name": "golden-*"},
+            "copy_into": {"accounts": [LONE], "regions": [{"region": REGIONS[0]}]}})
+    };
+    let policy =
+        Policy::from_json(&json!({"rules": [rule("golden"), rule("silver")]}).to_string()).unwrap();
+    let d = Deps::new(fake, policy, OWN_ACCOUNT);
+    let s = handle(&d, event(&img.id)).await.unwrap();
+    assert_eq!(s.target_copies.len(), 2, "{:?}", s.target_copies);
+    assert!(
+        s.target_copies
+            .iter()
+            .all(|t| t.status == TargetStatus::Started),
+        "{:?}",
+        s.target_copies
+    );
+    let ids: BTreeSet<_> = s.target_copies.iter().map(|t| t.image_id.clone()).collect();
+    assert_eq!(ids.len(), 2, "two copies: {ids:?}");
+}

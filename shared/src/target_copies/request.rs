@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::names::{
-    copy_client_token, source_image_tag, target_copy_name, COPIED_BY_RULE_TAG,
+    source_image_tag, target_copy_name, target_copy_token, COPIED_BY_RULE_TAG,
     COPIED_FROM_ACCOUNT_TAG, COPIED_FROM_IMAGE_TAG, SOURCE_CREATED_TAG,
 };
 use crate::ports::{CopyRequest, Image};
@@ -36,12 +36,19 @@ pub fn target_copy_request(
         source_region: source.region.clone(),
         source_image_id: source.id.clone(),
         destination_region: region.to_string(),
-        name: target_copy_name(&source.name, publisher, &source.region, &source.id, attempt),
+        name: target_copy_name(
+            &source.name,
+            publisher,
+            &source.region,
+            &source.id,
+            rule,
+            attempt,
+        ),
         description: format!(
             "Copy of {} ({}, account {publisher}, {}) by ami-share rule {rule}",
             source.name, source.id, source.region
         ),
-        client_token: copy_client_token(&source.region, &source.id, region, Some(key_arn), attempt),
+        client_token: target_copy_token(&source.region, &source.id, region, key_arn, rule, attempt),
         kms_key_id: Some(key_arn.to_string()),
         tags,
         copy_image_tags: false,
@@ -89,7 +96,7 @@ mod tests {
         assert_eq!(a.tags[SOURCE_CREATED_TAG], "2026-12-01T10:00:00.000Z");
         assert!(a
             .name
-            .ends_with("--from-111111111111-us-east-1-ami-0123456789abcdef0"));
+            .ends_with("--from-111111111111-us-east-1-ami-0123456789abcdef0-golden"));
         assert!(a.client_token.len() <= 64);
         let retry = target_copy_request(&source(), "111111111111", "golden", "eu-west-1", key, 1);
         assert_ne!(retry.client_token, a.client_token);
@@ -97,6 +104,13 @@ mod tests {
         let other_region =
             target_copy_request(&source(), "111111111111", "golden", "eu-west-2", key, 0);
         assert_ne!(other_region.client_token, a.client_token);
+        // Issue 27 (10): another rule copying the same image into the same account, Region and
+        // key asks for its own copy: another token and name (the same token with other tags is
+        // refused by EC2, the same name too).
+        let other_rule =
+            target_copy_request(&source(), "111111111111", "silver", "eu-west-1", key, 0);
+        assert_ne!(other_rule.client_token, a.client_token);
+        assert_ne!(other_rule.name, a.name);
     }
 
     #[test]
