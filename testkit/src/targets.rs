@@ -48,6 +48,9 @@ pub struct FakeTargetImage {
     pub client_token: String,
     /// The key the copy was encrypted with.
     pub kms_key_id: Option<String>,
+    /// Deregistered long enough ago that `DescribeImages` no longer shows it; EC2 still
+    /// answers its client token with its id.
+    pub vanished: bool,
 }
 
 impl FakeAws {
@@ -112,8 +115,34 @@ impl FakeAws {
             .targets
             .images
             .get(&(account.to_string(), region.to_string()))
-            .map(|v| v.iter().map(|i| i.image.clone()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|i| !i.vanished)
+                    .map(|i| i.image.clone())
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// The target account deregisters its copy `image_id` (`vanished`: long enough ago that
+    /// `DescribeImages` no longer lists it).
+    pub fn deregister_target_image(
+        &self,
+        account: &str,
+        region: &str,
+        image_id: &str,
+        vanished: bool,
+    ) {
+        if let Some(i) = self
+            .world()
+            .targets
+            .images
+            .get_mut(&(account.to_string(), region.to_string()))
+            .and_then(|v| v.iter_mut().find(|i| i.image.id == image_id))
+        {
+            i.image.state = ImageState::Deregistered;
+            i.vanished = vanished;
+        }
     }
 
     /// Every pending target copy becomes available (EC2 finished copying).
@@ -374,6 +403,7 @@ impl TargetAccounts for FakeAws {
             .entry(at)
             .or_default()
             .push(FakeTargetImage {
+                vanished: false,
                 image,
                 client_token: r.client_token.clone(),
                 kms_key_id: r.kms_key_id.clone(),

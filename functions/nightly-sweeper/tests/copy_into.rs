@@ -409,3 +409,43 @@ async fn a_target_version_not_readable_yet_is_labelled_by_the_next_night() {
         assert_eq!(versions[0].1, ["created-2026-11-01T10-00-00.000Z"]);
     }
 }
+
+/// Issue 27 (5): a copy its owner deregistered is copied again by the next night
+/// (docs/consumers.md). EC2 answers a spent client token with the old copy's id, even once the
+/// deregistered copy is no longer listed: the night sees that answer for what it is and starts
+/// the copy with the next attempt's token and name.
+#[tokio::test]
+async fn a_copy_the_consumer_deregistered_is_copied_again() {
+    for vanished in [false, true] {
+        let (d, src) = world();
+        copied_and_finished(&d).await;
+        let old = the_copy(&d, LONE, R, &src.id);
+        d.aws.deregister_target_image(LONE, R, &old.id, vanished);
+        let r = night(&d).await;
+        assert_eq!(
+            r.target_copies.started, 1,
+            "vanished {vanished}: {:?}",
+            r.target_copies
+        );
+        assert_eq!(r.target_copies.failed, 0);
+        let live: Vec<Image> = d
+            .aws
+            .target_images(LONE, R)
+            .into_iter()
+            .filter(|i| i.source_image_id.as_deref() == Some(src.id.as_str()))
+            .filter(|i| i.state != ImageState::Deregistered)
+            .collect();
+        assert_eq!(live.len(), 1, "vanished {vanished}");
+        assert_ne!(live[0].id, old.id);
+        assert!(live[0].name.ends_with("-r1"), "{}", live[0].name);
+        // Finished like any copy: the parameter names the new one.
+        d.aws.finish_target_copies();
+        night(&d).await;
+        let versions = d.aws.target_parameter(LONE, R, PARAM);
+        assert_eq!(
+            versions.last().unwrap().0,
+            live[0].id,
+            "vanished {vanished}"
+        );
+    }
+}

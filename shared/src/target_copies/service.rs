@@ -29,6 +29,9 @@ struct Target<'a> {
 
 /// Deprecation times are computed from the clock at each call, never a "now" taken earlier:
 /// EC2 refuses a deprecation time in the past.
+/// Most spent tokens [`TargetCopier`] steps over when it starts a copy again.
+const MAX_SPENT_TOKENS: usize = 3;
+
 pub struct TargetCopier<'d, P> {
     deps: &'d Deps<P>,
 }
@@ -167,6 +170,42 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         }
     }
 
+    /// Start the copy after earlier attempts whose copies are gone (`dead`: failed or
+    /// deregistered, as still listed). Each attempt has its own token and name; EC2 answers a
+    /// spent token with its old copy, even one deregistered so long ago that it is no longer
+    /// listed: an answer naming a dead or unlisted copy means the token was spent, and the
+    /// next attempt is made (a few at most).
+    async fn start_again(&self, newest: &Image, t: &Target<'_>, dead: &[&str]) -> TargetCopyReport {
+        let mut attempt = dead.len();
+        loop {
+            let out = self.start_one(newest, t, attempt).await;
+            let Some(id) = out.image_id.as_deref() else {
+                return out;
+            };
+            if attempt >= dead.len() + MAX_SPENT_TOKENS {
+                return out;
+            }
+            let spent = dead.contains(&id)
+                || match self
+                    .deps
+                    .aws
+                    .target_copies(&t.account, t.region, &self.deps.account_id)
+                    .await
+                {
+                    Ok(listed) => listed
+                        .iter()
+                        .find(|i| i.id == id)
+                        .is_none_or(|i| i.state == ImageState::Deregistered),
+                    Err(e) => return failed(out, t, &e),
+                };
+            if !spent {
+                return out;
+            }
+            tracing::info!(account = %t.account, region = t.region, old_copy = id, attempt, "the copy's token was spent by a copy that is gone; starting it again with the next one");
+            attempt += 1;
+        }
+    }
+
     async fn finish_one(&self, newest: &Image, t: &Target<'_>) -> TargetCopyReport {
         let aws = &self.deps.aws;
         let out = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Finished);
@@ -187,16 +226,14 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             .copied()
             .filter(|i| i.tags.get(COPIED_FROM_IMAGE_TAG) == Some(&from_newest))
             .collect();
-        let failed_before = of_newest
-            .iter()
-            .filter(|i| i.state == ImageState::Failed)
-            .count();
         let Some(copy) = of_newest
             .iter()
             .find(|i| !matches!(i.state, ImageState::Failed | ImageState::Deregistered))
         else {
-            // Every event was lost (or the copy failed): start it now.
-            return self.start_one(newest, t, failed_before).await;
+            // Every event was lost, the copy failed, or its owner deregistered it: start it
+            // now, with a token no earlier attempt spent.
+            let dead: Vec<&str> = of_newest.iter().map(|i| i.id.as_str()).collect();
+            return self.start_again(newest, t, &dead).await;
         };
         let mut out = out;
         out.image_id = Some(copy.id.clone());
