@@ -325,6 +325,17 @@ async fn a_night_cut_by_its_deadline_follows_the_targets_in_the_next_invocation(
         .await
         .unwrap();
         left_targets |= r.not_reached.iter().any(|w| w.contains("target accounts"));
+        // Issue 27 (9): cut in the target pass, the night leaves where it stopped on the image.
+        if let Some(w) = r
+            .not_reached
+            .iter()
+            .find(|w| w.contains("going on from account"))
+        {
+            let at = w.rsplit(' ').next().unwrap();
+            let cursor =
+                d.aws.image(R, &src.id).unwrap().image.tags["ami-share:targets-cursor"].clone();
+            assert_eq!(cursor, format!("golden/{at}"));
+        }
         if !r.more {
             break;
         }
@@ -448,4 +459,70 @@ async fn a_copy_the_consumer_deregistered_is_copied_again() {
             "vanished {vanished}"
         );
     }
+}
+
+/// Issue 27 (9): a target pass cut at the deadline goes on where it stopped in the next
+/// invocation, instead of starting again from the first account (a pass longer than one
+/// invocation would never finish).
+#[tokio::test]
+async fn a_target_pass_cut_short_goes_on_where_it_stopped() {
+    use amishare::plan::SharePlan;
+    use amishare::target_copies::TargetCopier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (mut d, src) = world();
+    d.settings.target_concurrency = 2; // 6 targets: 3 batches
+    let plan = SharePlan::from_rules(d.policy.kms_access, d.policy.rules.iter());
+    let into = &plan.into[0];
+    let copier = TargetCopier::new(&d);
+    // One batch an invocation (the first always runs; the deadline stops the next).
+    let asked = AtomicUsize::new(0);
+    let mut from = String::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (reports, stopped) = copier
+            .finish_from(&src, into, &from, || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                false
+            })
+            .await
+            .unwrap();
+        assert_eq!(reports.len(), 2);
+        seen.extend(
+            reports
+                .iter()
+                .map(|r| (r.account.clone(), r.region.clone())),
+        );
+        match stopped {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    let reached = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        (reached, seen.len()),
+        (6, 6),
+        "every target reached, none twice: {seen:?}"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked before the 2nd batch of the first two invocations"
+    );
+    // The night writes its cursor on the image when it is cut, and clears it when it ends.
+    let r = night(&d).await;
+    assert!(r.target_copies.targets >= 6, "{:?}", r.target_copies);
+    let cursor = d
+        .aws
+        .image(R, &src.id)
+        .unwrap()
+        .image
+        .tags
+        .get("ami-share:targets-cursor")
+        .cloned();
+    assert!(
+        cursor.is_none() || cursor.as_deref() == Some("golden/"),
+        "{cursor:?}"
+    );
 }

@@ -110,12 +110,48 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     /// The night: confirm and finish the copies of `newest` (the rule's newest source image
     /// in this Region) in every target of `into`, starting those every event missed.
     pub async fn finish(&self, newest: &Image, into: &IntoPlan) -> Result<Vec<TargetCopyReport>> {
+        Ok(self.finish_from(newest, into, "", || true).await?.0)
+    }
+
+    /// The same, from the first target whose account is not before `from` (where an earlier
+    /// invocation of the pass stopped; `""`: from the first), a batch of
+    /// [`Settings::target_concurrency`] at a time: the first always, the next ones while
+    /// `may_go_on` says so. Returns the reports and, when it stopped early, the account to go
+    /// on from.
+    ///
+    /// [`Settings::target_concurrency`]: crate::deps::Settings::target_concurrency
+    pub async fn finish_from(
+        &self,
+        newest: &Image,
+        into: &IntoPlan,
+        from: &str,
+        may_go_on: impl Fn() -> bool,
+    ) -> Result<(Vec<TargetCopyReport>, Option<String>)> {
         let targets = self.targets(std::slice::from_ref(into)).await?;
-        Ok(stream::iter(targets.iter())
-            .map(|t| self.finish_one(newest, t))
-            .buffered(self.deps.settings.target_concurrency)
-            .collect()
-            .await)
+        let start = targets
+            .iter()
+            .position(|t| t.account.as_str() >= from)
+            .unwrap_or(0);
+        // The targets before `from` were gone over by the invocations before.
+        let order: Vec<&Target> = targets[start..].iter().collect();
+        let mut reports = Vec::with_capacity(order.len());
+        // The first batch always runs (the caller checked the deadline before the pass): every
+        // invocation makes progress.
+        for (i, batch) in order
+            .chunks(self.deps.settings.target_concurrency.max(1))
+            .enumerate()
+        {
+            if i > 0 && !may_go_on() {
+                return Ok((reports, Some(batch[0].account.clone())));
+            }
+            let done: Vec<TargetCopyReport> = stream::iter(batch.iter())
+                .map(|t| self.finish_one(newest, t))
+                .buffered(self.deps.settings.target_concurrency)
+                .collect()
+                .await;
+            reports.extend(done);
+        }
+        Ok((reports, None))
     }
 
     async fn start_one(&self, source: &Image, t: &Target<'_>, attempt: usize) -> TargetCopyReport {
