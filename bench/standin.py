@@ -316,6 +316,17 @@ class Handler(BaseHTTPRequestHandler):
                     out = {"Children": [{"Id": c, "Type": "ORGANIZATIONAL_UNIT"} for c in page]}
                 if start + size < len(items):
                     out["NextToken"] = str(start + size)
+            elif op == "DescribeAccount":
+                # Every account the benchmarks name is a member of the organization (the
+                # product checks plain accounts are, issue 25), unless listed outside it.
+                a = body.get("AccountId", "")
+                if a in getattr(w, "outside_org", set()):
+                    data = json.dumps({"__type": "AccountNotFoundException", "message": f"no account {a}"})
+                    return self.reply(400, data, "application/x-amz-json-1.1")
+                out = {"Account": {"Id": a, "Status": "SUSPENDED" if a in w.suspended else "ACTIVE",
+                                   "State": "SUSPENDED" if a in w.suspended else "ACTIVE",
+                                   "Arn": f"arn:aws:organizations::{ACCOUNT}:account/{w.org_id}/{a}",
+                                   "Name": a, "Email": f"{a}@example.com"}}
             else:
                 data = json.dumps({"__type": "InvalidInputException", "message": f"the stand-in does not answer {op}"})
                 return self.reply(400, data, "application/x-amz-json-1.1")

@@ -67,10 +67,17 @@ impl<'d, P: Aws> Convergence<'d, P> {
         now: DateTime<Utc>,
     ) -> Result<Self> {
         let mut arns: BTreeSet<&String> = BTreeSet::new();
+        let mut plain: BTreeSet<&String> = BTreeSet::new();
         for (image, plan) in needs {
             arns.extend(needed_groups(image, plan));
+            plain.extend(plan.plain_accounts());
         }
         let members = deps.members_of(arns).await?;
+        // Each plain account's membership, asked once for the run (the images converged at
+        // once would otherwise all miss the cache together); outsiders are refused per image.
+        if !deps.policy.allow_external_accounts {
+            deps.outside_organization(plain).await?;
+        }
         Ok(Self {
             deps,
             members: Mutex::new(members),
