@@ -59,7 +59,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Publication>,
     /// Copies into target accounts (`copy_into`) started, or why not, per account and Region.
-    /// Serialised (the log line, the invocation's result) as the first [`crate::night::LISTED`]:
+    /// Serialised (the log line, the invocation's result) as the first [`LISTED_TARGET_COPIES`]:
     /// an event may reach thousands of targets, and CloudWatch Logs cuts an event at 256 KB;
     /// [`Summary::target_copy_counts`] counts them all.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "first_listed")]
@@ -124,7 +124,7 @@ impl Summary {
         }
         self.target_copy_counts = (!reports.is_empty()).then(|| TargetCopyCounts {
             total: reports.len(),
-            listed: reports.len().min(crate::night::LISTED),
+            listed: reports.len().min(LISTED_TARGET_COPIES),
             by_status,
         });
         self.target_copies = reports;
@@ -219,6 +219,10 @@ impl Summary {
     }
 }
 
+/// At most this many target copies are in an event's summary one by one (all are counted),
+/// as the night's report lists at most 50 of each list.
+pub const LISTED_TARGET_COPIES: usize = 50;
+
 /// The count of an event's copies into target accounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetCopyCounts {
@@ -233,5 +237,5 @@ fn first_listed<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::Serialize;
-    reports[..reports.len().min(crate::night::LISTED)].serialize(serializer)
+    reports[..reports.len().min(LISTED_TARGET_COPIES)].serialize(serializer)
 }
