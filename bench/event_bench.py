@@ -45,6 +45,7 @@ ROOT_OU = "ou-ab12-00000001"
 CRITICAL = {
     "on-image-available": [
         "DescribeImages (the image)",
+        "DescribeAccount x2 (the plain accounts are members of the organization: before anything is written)",
         "OU level 1 | DescribeSnapshots | DescribeImageAttribute, DescribeSnapshotAttribute | CopyImage x3",
         "OU level 2 | DescribeKey",
         "OU level 3 | ListResourceTags (the key's grant receipt)",
@@ -55,7 +56,9 @@ CRITICAL = {
     ],
     "on-copy-complete": [
         "DescribeImages (the copy)",
-        "OU level 1 | DescribeSnapshots | DescribeImageAttribute, DescribeSnapshotAttribute | DescribeImages (the source)",
+        "DescribeImages (the source EC2's lineage names: verifies the copy, gives its rules)",
+        "DescribeAccount x2 (the plain accounts are members of the organization)",
+        "OU level 1 | DescribeSnapshots | DescribeImageAttribute, DescribeSnapshotAttribute",
         "OU level 2 | DescribeKey",
         "OU level 3 | ListResourceTags",
         "ListGrants",
@@ -64,7 +67,9 @@ CRITICAL = {
         "CreateTags",
     ],
 }
-OU_CALLS = {"organizations:ListAccountsForParent": 7, "organizations:ListChildren": 7}
+OU_CALLS = {"organizations:ListAccountsForParent": 7, "organizations:ListChildren": 7,
+            # each plain account's membership (issue 25), once per cold start
+            "organizations:DescribeAccount": 2}
 # KMS allows 50 CreateGrant a second per account and Region; the functions use 0.8 of it (one
 # second of that at once, then evenly spaced: shared/src/aws/rate.rs). 50 grants therefore
 # need (50 - 40) / 40 s beyond the chain of calls, whatever the scheduling.
