@@ -193,3 +193,44 @@ async fn an_unencrypted_image_needs_no_key_policy() {
     assert_eq!(s.outcome, Outcome::Shared, "{s:?}");
     assert_eq!(d.aws.calls_to("kms"), 0);
 }
+
+/// Copies wait for every check (issue: a copy started ~60 ms before `GetKeyPolicy` refused the
+/// source, and on-copy-complete then shared the copy with the OU in the other Region).
+#[tokio::test]
+async fn a_refused_key_policy_starts_no_copy_at_all() {
+    let (d, id, keys) = world(
+        5,
+        false,
+        json!({"copy_to": [{"region": "eu-west-1", "kms_key_id": "alias/golden-eu"}]}),
+    );
+    d.aws.set_key_policy(&keys[1], &admitting_policy()); // only the first key lacks it
+    let s = handle(&d, event(&id)).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Refused, "{s:?}");
+    let c = d.aws.call_counts();
+    assert_eq!(c.get("ec2:CopyImage"), None, "no copy: {c:#?}");
+    assert_eq!(writes(&d), 0, "{c:#?}");
+}
+
+/// The key a copy is encrypted with in its Region must admit the OU too: checked before the
+/// source is shared or any copy starts.
+#[tokio::test]
+async fn a_copy_key_that_does_not_admit_the_ou_refuses_before_anything_is_written() {
+    let (d, id, _) = world(5, true, json!({}));
+    let eu_key = d.aws.create_key("eu-west-1", KeyManager::Customer);
+    let rule = json!({"copy_to": [{"region": "eu-west-1", "kms_key_id": eu_key}]});
+    let mut d = d;
+    d.policy = policy(rule);
+    let s = handle(&d, event(&id)).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Refused, "{s:?}");
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(text.contains(&eu_key), "names the copy's key: {text}");
+    let c = d.aws.call_counts();
+    assert_eq!(c.get("ec2:CopyImage"), None, "no copy: {c:#?}");
+    assert_eq!(writes(&d), 0, "nothing shared either: {c:#?}");
+
+    // Once the copy's key admits the OU, the image is shared and copied.
+    d.aws.set_key_policy(&eu_key, &admitting_policy());
+    let s = handle(&d, event(&id)).await.unwrap();
+    assert_eq!(s.outcome, Outcome::Shared, "{s:?}");
+    assert_eq!(d.aws.call_counts().get("ec2:CopyImage"), Some(&1));
+}

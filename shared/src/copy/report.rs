@@ -14,3 +14,11 @@ pub struct CopyReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
+
+impl CopyReport {
+    /// Whether nothing is left to do for this copy now: it was started, exists, needs none, or
+    /// was refused (a waiting copy is not settled: the source's fingerprint stays unrecorded).
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.status.as_str(), "deferred" | "waiting")
+    }
+}

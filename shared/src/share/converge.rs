@@ -7,29 +7,29 @@
 //! [`Convergence::converge`]. An image whose recorded fingerprint equals the fingerprint of its
 //! desired state needs no work at night.
 //!
-//! Order of work for one image: read and check everything first (keys, current launch and
-//! snapshot permissions, grants) and refuse before writing anything when a step is impossible;
-//! then the missing snapshot permissions and grants (concurrently, bounded); launch permissions
-//! last, so an image only becomes visible to consumers once they can use it; then pruning
-//! (managed images, when the policy says so) and copies. The fingerprint is recorded only when
-//! every step succeeded (a deferred copy leaves it unrecorded, so the next night tries again).
+//! Order of work for one image: read and check everything first ([`super::check`]: keys and
+//! the key policies of every Region's key its copies use, current launch and snapshot
+//! permissions, grants, block public access) and refuse before writing anything when a step is
+//! impossible; then ([`super::write`]) the missing snapshot permissions and grants
+//! (concurrently, bounded), launch permissions last, so an image only becomes visible to
+//! consumers once they can use it, then pruning (managed images, when the policy says so);
+//! the copies start alongside those writes, never before the checks. The fingerprint is
+//! recorded only when every step succeeded (a copy still waiting for a slot leaves it
+//! unrecorded, so the next night looks again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::check::Checked;
 use super::grants::KeyState;
-use super::prune::describe_launch;
-use super::report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
-use crate::copy::{check_copy_plan, Copier};
-use crate::deps::{
-    aws_managed_message, snapshot_ids, Deps, Encryption, LAUNCH_PERMISSION_QUOTA, SNAPSHOT_BATCH,
-};
-use crate::error::{Error, Result};
+use super::report::{Converged, ShareReport, Unlisted};
+use crate::copy::{check_copy_plan, Copier, CopyReport};
+use crate::deps::{snapshot_ids, Deps, Encryption};
+use crate::error::Result;
 use crate::names::{CopyKind, MANAGED_TAG};
-use crate::plan::{batches, classify, Desired, ImageKind, Members, SharePlan};
+use crate::plan::{classify, CopyDestination, Desired, ImageKind, Members, SharePlan};
 use crate::ports::MAX_TAG_RESOURCES;
 use crate::ports::{Aws, Image};
 
@@ -103,7 +103,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
     }
 
     /// List the organizations and OUs `image` needs under `plan` that are not listed yet.
-    async fn ensure_members(&self, image: &Image, plan: &SharePlan) -> Result<()> {
+    pub(super) async fn ensure_members(&self, image: &Image, plan: &SharePlan) -> Result<()> {
         let missing: Vec<String> = {
             let have = self.members.lock().unwrap_or_else(|p| p.into_inner());
             needed_groups(image, plan)
@@ -149,9 +149,11 @@ impl<'d, P: Aws> Convergence<'d, P> {
     /// Bring `image` to its desired state under `plan`. `enc`: the image's keys when already
     /// known (the sweeper's snapshot listing); otherwise they are read.
     ///
-    /// The copies to other Regions start at once, all Regions concurrently, while the image is
-    /// shared in its own Region (they depend only on the image's description); a copy is shared
-    /// in its Region by on-copy-complete.
+    /// Every check first ([`super::check`]): the organization's boundary, the copy plan, the
+    /// image's reads and refusals and the key policies of the copies' keys. Only when they all
+    /// pass are the shares written ([`super::write`]) and, at the same time, the copies to
+    /// other Regions put in their Regions' waiting lines ([`crate::copy`]); a copy is shared
+    /// in its Region by on-copy-complete. A refused image starts no copy.
     pub async fn converge(
         &self,
         image: &Image,
@@ -177,14 +179,44 @@ impl<'d, P: Aws> Convergence<'d, P> {
         if !copies_wanted.is_empty() {
             check_copy_plan(image, plan)?;
         }
-        let (shared, copies) = futures::join!(
-            self.share(image, plan, may_copy, enc),
-            self.copier.copies(image, &copies_wanted)
-        );
-        let mut out = shared?;
+        let (checked, ()) = futures::try_join!(
+            self.check(image, plan, may_copy, enc),
+            self.check_copy_keys(image, plan, &copies_wanted)
+        )?;
+        let mut out = match checked {
+            Checked::Reencrypt { cmk } => {
+                let (reencrypted, copies) = futures::join!(
+                    self.copier.ensure_copy(
+                        image,
+                        &image.region,
+                        Some(&cmk),
+                        CopyKind::Reencrypt,
+                        &plan.rules
+                    ),
+                    self.copier.copies(image, &copies_wanted)
+                );
+                let mut out = self.converged(image, &self.desired(image, plan, may_copy));
+                out.reencrypt = true;
+                out.copies.push(reencrypted?);
+                out.copies.extend(copies?);
+                out
+            }
+            Checked::Share(checked) => {
+                let refused = checked.refused.clone();
+                let copies = async {
+                    match &refused {
+                        None => self.copier.copies(image, &copies_wanted).await,
+                        Some(why) => Ok(not_copied(&copies_wanted, why)),
+                    }
+                };
+                let (shared, copies) = futures::join!(self.write(image, *checked), copies);
+                let mut out = shared?;
+                out.copies.extend(copies?);
+                out
+            }
+        };
         out.shared = out.complete && !out.reencrypt;
-        out.copies.extend(copies?);
-        out.complete &= out.copies.iter().all(|c| c.status != "deferred");
+        out.complete &= out.copies.iter().all(|c| c.is_settled());
         out.record = self.record_tags(image, &plan.rules, &out);
         if !image.tags.contains_key(MANAGED_TAG)
             && out.record.contains_key(MANAGED_TAG)
@@ -195,56 +227,11 @@ impl<'d, P: Aws> Convergence<'d, P> {
         Ok(out)
     }
 
-    /// Everything but the copies: permissions, grants, pruning, in the image's own Region.
-    async fn share(
-        &self,
-        image: &Image,
-        plan: &SharePlan,
-        may_copy: bool,
-        enc: Option<Encryption>,
-    ) -> Result<Converged> {
-        let region = image.region.as_str();
-        let snapshots = snapshot_ids(image);
-
-        // Reads, all at once: the organization listings the image needs, its keys, its launch
-        // and snapshot permissions, and (for a public share) image block public access.
-        // The keys, then (still among the reads) what each customer managed key gives.
-        let keys = async {
-            let enc = match enc {
-                Some(e) => e,
-                None => self.deps.encryption(image).await?,
-            };
-            self.read_key_access(image, plan, &enc).await?;
-            Ok::<_, Error>(enc)
-        };
-        let read_snapshots = stream::iter(snapshots.iter())
-            .map(|s| async move {
-                let current = self.deps.aws.create_volume_permissions(region, s).await?;
-                Ok::<_, Error>((s.clone(), current))
-            })
-            .buffer_unordered(self.deps.settings.concurrency)
-            .try_collect::<Vec<_>>();
-        let read_launch =
-            async { Ok::<_, Error>(self.deps.aws.launch_permissions(region, &image.id).await?) };
-        let read_blocked = async {
-            if plan.launch.public && !image.is_encrypted() {
-                Ok::<_, Error>(self.deps.aws.public_sharing_blocked(region).await?)
-            } else {
-                Ok(false)
-            }
-        };
-        let ((), enc, current_launch, current_snaps, blocked) = futures::try_join!(
-            self.ensure_members(image, plan),
-            keys,
-            read_launch,
-            read_snapshots,
-            read_blocked
-        )?;
-
-        let desired = self.desired(image, plan, may_copy);
-        let mut out = Converged {
+    /// A convergence of `image` to `desired` with nothing done yet.
+    pub(super) fn converged(&self, image: &Image, desired: &Desired) -> Converged {
+        Converged {
             image_id: image.id.clone(),
-            region: region.to_string(),
+            region: image.region.clone(),
             fingerprint: desired.fingerprint(),
             complete: true,
             shared: false,
@@ -256,164 +243,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             copies: Vec::new(),
             record: BTreeMap::new(),
             record_snapshots: Vec::new(),
-        };
-
-        // aws/ebs cannot be shared: a same-Region copy re-encrypted with a customer managed
-        // key is made and shared instead.
-        if let Some(key) = enc.aws_managed.first() {
-            if desired.shares_anything() {
-                let Some(cmk) = self.deps.policy.reencrypt_with.get(region) else {
-                    return Err(Error::refused(
-                        &image.id,
-                        aws_managed_message(image, &key.arn),
-                    ));
-                };
-                let c = self
-                    .copier
-                    .ensure_copy(image, region, Some(cmk), CopyKind::Reencrypt, &plan.rules)
-                    .await?;
-                out.reencrypt = true;
-                out.copies.push(c);
-                return Ok(out);
-            }
         }
-
-        // A new public share that cannot be made is refused on its own: an image that is
-        // public already stays so (block public access blocks only new public shares), and
-        // the accounts, organizations, OUs and snapshots are shared all the same.
-        let mut want = desired.launch.clone();
-        if want.public && !current_launch.public {
-            let why = if image.is_encrypted() {
-                Some("encrypted images cannot be made public; remove share_with.public from the rule or share an unencrypted image".to_string())
-            } else if blocked {
-                Some(format!("image block public access is on in {region}, so a new public share is refused; turn it off (ec2 disable-image-block-public-access) or remove share_with.public from the rule"))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                want.public = false;
-                out.refused = Some(format!("public share of {}: {why}", image.id));
-                out.complete = false;
-            }
-        }
-        let add = want.missing_from(&current_launch);
-        let total = current_launch.len() + add.len();
-        if total > LAUNCH_PERMISSION_QUOTA {
-            return Err(Error::refused(
-                &image.id,
-                format!("sharing would give the image {total} launch permission entities, over the quota of {LAUNCH_PERMISSION_QUOTA} per image and Region; share with organizations or OUs instead of single accounts"),
-            ));
-        }
-
-        // Writes: missing snapshot permissions and grants first, launch permissions last.
-        let snapshot_work = async {
-            let calls: Vec<(String, Vec<String>)> = current_snaps
-                .iter()
-                .flat_map(|(s, current)| {
-                    let missing: BTreeSet<String> = desired
-                        .snapshot_accounts
-                        .difference(current)
-                        .cloned()
-                        .collect();
-                    batches(&missing, SNAPSHOT_BATCH)
-                        .into_iter()
-                        .map(move |b| (s.clone(), b))
-                })
-                .collect();
-            let added: usize = calls.iter().map(|(_, b)| b.len()).sum();
-            stream::iter(calls)
-                .map(|(snap, batch)| async move {
-                    self.deps
-                        .aws
-                        .add_create_volume_permission(region, &snap, &batch)
-                        .await?;
-                    Ok::<_, Error>(())
-                })
-                .buffer_unordered(self.deps.settings.concurrency)
-                .try_collect::<Vec<()>>()
-                .await?;
-            Ok::<_, Error>(added)
-        };
-        let grant_work = async {
-            let mut created = Vec::new();
-            let mut existing = 0usize;
-            let mut receipts = Vec::new();
-            for key in &enc.customer {
-                let e = self
-                    .ensure_grants(region, &key.arn, &desired.grant_accounts)
-                    .await?;
-                created.extend(e.created.into_iter().map(|account| GrantRecord {
-                    key_arn: key.arn.clone(),
-                    account,
-                }));
-                existing += e.existing;
-                receipts.extend(e.receipt.map(|r| (key.arn.as_str(), r)));
-            }
-            Ok::<_, Error>((created, existing, receipts))
-        };
-        let (snapshot_added, (grants_created, grants_existing, receipts)) =
-            futures::try_join!(snapshot_work, grant_work)?;
-        // Launch permissions last; the grant receipts (every grant is made) alongside.
-        let launch = async {
-            if !add.is_empty() {
-                self.deps
-                    .aws
-                    .add_launch_permissions(region, &image.id, &add)
-                    .await?;
-            }
-            Ok::<_, Error>(())
-        };
-        let receipts = stream::iter(&receipts)
-            .map(|(key, value)| self.leave_receipt(region, key, value))
-            .buffer_unordered(self.deps.settings.concurrency)
-            .try_collect::<Vec<()>>();
-        futures::try_join!(launch, receipts)?;
-        out.share = ShareReport {
-            launch_permissions_added: add,
-            snapshots_shared: snapshots
-                .iter()
-                .map(|s| SnapshotShare {
-                    snapshot_id: s.clone(),
-                    accounts: desired.snapshot_accounts.len(),
-                })
-                .filter(|s| s.accounts > 0)
-                .collect(),
-            snapshot_permissions_added: snapshot_added,
-            grants_created,
-            grants_existing,
-        };
-
-        // Shares no rule asks for: on the product's images only.
-        if is_managed(image) {
-            let unlisted_launch = current_launch.missing_from(&desired.launch);
-            let unlisted_snaps: Vec<(String, BTreeSet<String>)> = current_snaps
-                .into_iter()
-                .map(|(s, current)| {
-                    let extra: BTreeSet<String> = current
-                        .difference(&desired.snapshot_accounts)
-                        .cloned()
-                        .collect();
-                    (s, extra)
-                })
-                .filter(|(_, extra)| !extra.is_empty())
-                .collect();
-            let lines = Unlisted {
-                launch_permissions: describe_launch(&image.id, &unlisted_launch),
-                snapshot_permissions: unlisted_snaps
-                    .iter()
-                    .flat_map(|(s, a)| a.iter().map(move |a| format!("{s}: {a}")))
-                    .collect(),
-                grants: Vec::new(),
-            };
-            if desired.prune {
-                self.prune(image, &unlisted_launch, &unlisted_snaps).await?;
-                out.pruned = lines;
-            } else {
-                out.would_prune = lines;
-            }
-        }
-
-        Ok(out)
     }
 
     /// Record convergences: one `CreateTags` per distinct set of tags and up to 1,000 images.
@@ -488,4 +318,17 @@ pub fn already_recorded(image: &Image, done: &Converged) -> bool {
 /// managed from its creation, whether or not its `available` event arrived).
 pub fn is_managed(image: &Image) -> bool {
     image.tags.contains_key(MANAGED_TAG) || matches!(classify(image), ImageKind::OurCopy(_))
+}
+
+/// The copies a refused image does not get: none starts until the image passes every check.
+fn not_copied(copies: &[CopyDestination], why: &str) -> Vec<CopyReport> {
+    copies
+        .iter()
+        .map(|c| CopyReport {
+            region: c.region.clone(),
+            image_id: None,
+            status: "refused".into(),
+            detail: Some(format!("not copied: the source is refused here ({why})")),
+        })
+        .collect()
 }

@@ -4,6 +4,8 @@
 //!
 //! - [`converge`]: the [`Convergence`] service, the one path to that state for the event
 //!   functions and the nightly repair alike;
+//! - [`check`]: every read and refusal of an image, before anything is written;
+//! - [`write`]: the shares, once every check passed;
 //! - [`grants`]: the KMS grants of the keys an image uses;
 //! - [`key_policy`]: KMS access by key policy for organizations and OUs (checked, pure);
 //! - [`prune`]: removing shares no rule asks for, from the product's own images;
@@ -12,11 +14,13 @@
 //! What the policy asks for an image is decided in [`crate::plan`]; the copies are started by
 //! [`crate::copy`].
 
+mod check;
 pub mod converge;
 mod grants;
 pub mod key_policy;
 mod prune;
 pub mod report;
+mod write;
 
 pub use converge::{already_recorded, is_managed, Convergence, CONVERGED_AT_TAG, PLAN_TAG};
 pub use grants::KeyState;

@@ -1,0 +1,147 @@
+//! The second half of converging an image, once every check has passed
+//! ([`super::check`]): the missing snapshot permissions and grants (concurrently, bounded),
+//! launch permissions last, so an image only becomes visible to consumers once they can use
+//! it; then the shares no rule asks for (pruned on the product's images when the policy says
+//! so, reported otherwise).
+
+use std::collections::BTreeSet;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::check::ShareChecked;
+use super::converge::{is_managed, Convergence};
+use super::prune::describe_launch;
+use super::report::{Converged, GrantRecord, ShareReport, SnapshotShare, Unlisted};
+use crate::deps::{snapshot_ids, SNAPSHOT_BATCH};
+use crate::error::{Error, Result};
+use crate::plan::batches;
+use crate::ports::{Aws, Image};
+
+impl<P: Aws> Convergence<'_, P> {
+    /// Make the shares `checked` found missing, and prune or report the unlisted ones.
+    pub(super) async fn write(&self, image: &Image, checked: ShareChecked) -> Result<Converged> {
+        let region = image.region.as_str();
+        let snapshots = snapshot_ids(image);
+        let ShareChecked {
+            enc,
+            current_launch,
+            current_snaps,
+            desired,
+            add,
+            refused,
+        } = checked;
+        let mut out = self.converged(image, &desired);
+        out.complete = refused.is_none();
+        out.refused = refused;
+
+        // Writes: missing snapshot permissions and grants first, launch permissions last.
+        let snapshot_work = async {
+            let calls: Vec<(String, Vec<String>)> = current_snaps
+                .iter()
+                .flat_map(|(s, current)| {
+                    let missing: BTreeSet<String> = desired
+                        .snapshot_accounts
+                        .difference(current)
+                        .cloned()
+                        .collect();
+                    batches(&missing, SNAPSHOT_BATCH)
+                        .into_iter()
+                        .map(move |b| (s.clone(), b))
+                })
+                .collect();
+            let added: usize = calls.iter().map(|(_, b)| b.len()).sum();
+            stream::iter(calls)
+                .map(|(snap, batch)| async move {
+                    self.deps
+                        .aws
+                        .add_create_volume_permission(region, &snap, &batch)
+                        .await?;
+                    Ok::<_, Error>(())
+                })
+                .buffer_unordered(self.deps.settings.concurrency)
+                .try_collect::<Vec<()>>()
+                .await?;
+            Ok::<_, Error>(added)
+        };
+        let grant_work = async {
+            let mut created = Vec::new();
+            let mut existing = 0usize;
+            let mut receipts = Vec::new();
+            for key in &enc.customer {
+                let e = self
+                    .ensure_grants(region, &key.arn, &desired.grant_accounts)
+                    .await?;
+                created.extend(e.created.into_iter().map(|account| GrantRecord {
+                    key_arn: key.arn.clone(),
+                    account,
+                }));
+                existing += e.existing;
+                receipts.extend(e.receipt.map(|r| (key.arn.as_str(), r)));
+            }
+            Ok::<_, Error>((created, existing, receipts))
+        };
+        let (snapshot_added, (grants_created, grants_existing, receipts)) =
+            futures::try_join!(snapshot_work, grant_work)?;
+        // Launch permissions last; the grant receipts (every grant is made) alongside.
+        let launch = async {
+            if !add.is_empty() {
+                self.deps
+                    .aws
+                    .add_launch_permissions(region, &image.id, &add)
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        };
+        let receipts = stream::iter(&receipts)
+            .map(|(key, value)| self.leave_receipt(region, key, value))
+            .buffer_unordered(self.deps.settings.concurrency)
+            .try_collect::<Vec<()>>();
+        futures::try_join!(launch, receipts)?;
+        out.share = ShareReport {
+            launch_permissions_added: add,
+            snapshots_shared: snapshots
+                .iter()
+                .map(|s| SnapshotShare {
+                    snapshot_id: s.clone(),
+                    accounts: desired.snapshot_accounts.len(),
+                })
+                .filter(|s| s.accounts > 0)
+                .collect(),
+            snapshot_permissions_added: snapshot_added,
+            grants_created,
+            grants_existing,
+        };
+
+        // Shares no rule asks for: on the product's images only.
+        if is_managed(image) {
+            let unlisted_launch = current_launch.missing_from(&desired.launch);
+            let unlisted_snaps: Vec<(String, BTreeSet<String>)> = current_snaps
+                .into_iter()
+                .map(|(s, current)| {
+                    let extra: BTreeSet<String> = current
+                        .difference(&desired.snapshot_accounts)
+                        .cloned()
+                        .collect();
+                    (s, extra)
+                })
+                .filter(|(_, extra)| !extra.is_empty())
+                .collect();
+            let lines = Unlisted {
+                launch_permissions: describe_launch(&image.id, &unlisted_launch),
+                snapshot_permissions: unlisted_snaps
+                    .iter()
+                    .flat_map(|(s, a)| a.iter().map(move |a| format!("{s}: {a}")))
+                    .collect(),
+                grants: Vec::new(),
+            };
+            if desired.prune {
+                self.prune(image, &unlisted_launch, &unlisted_snaps).await?;
+                out.pruned = lines;
+            } else {
+                out.would_prune = lines;
+            }
+        }
+
+        Ok(out)
+    }
+}
