@@ -12,8 +12,8 @@ use aws_config::BehaviorVersion;
 use crate::aws::AwsPorts;
 use crate::aws::RateLimits;
 use crate::config::{
-    Policy, ACCOUNT_ENV, EVENT_CONCURRENCY_ENV, MARK_KEY_ENV, ORG_ROLE_ENV, POLICY_ENV,
-    POLICY_FILE_ENV, TARGET_ROLE_ENV,
+    Policy, ACCOUNT_ENV, COPY_LINE_ENV, EVENT_CONCURRENCY_ENV, MARK_KEY_ENV, ORG_ROLE_ENV,
+    POLICY_ENV, POLICY_FILE_ENV, TARGET_ROLE_ENV,
 };
 use crate::deps::{Deps, Settings, DEFAULT_MARK_KEY};
 use crate::error::Error;
@@ -178,9 +178,12 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
             1,
         ),
     };
-    let aws = AwsPorts::new(sdk, role.as_deref(), rate)
+    let mut aws = AwsPorts::new(sdk, role.as_deref(), rate)
         .await
         .with_target_role(target_role);
+    if let Some(line) = var(COPY_LINE_ENV) {
+        aws = aws.with_copy_line(line);
+    }
     tracing::info!(
         rules = policy.rules.len(),
         org_role = role.as_deref().unwrap_or(""),

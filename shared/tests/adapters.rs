@@ -326,6 +326,8 @@ async fn copy_image_request_carries_token_tags_and_encryption() {
                 && r.encrypted() == Some(true)
                 && r.kms_key_id() == Some("alias/k")
                 && r.copy_image_tags() == Some(true)
+                // a standard copy unless the rule opts in to a time-based one
+                && r.snapshot_copy_completion_duration_minutes().is_none()
                 && kinds == [ResourceType::Image, ResourceType::Snapshot]
                 && r.tag_specifications().iter().all(|t| {
                     t.tags().iter().any(|x| {
@@ -336,7 +338,13 @@ async fn copy_image_request_carries_token_tags_and_encryption() {
         })
         .then_output(|| CopyImageOutput::builder().image_id("ami-2").build());
     let p = ports(&[&rule], &[], &[]);
-    let req = CopyRequest {
+    assert_eq!(p.copy_image(&copy_request()).await.unwrap(), "ami-2");
+    assert_eq!(rule.num_calls(), 1);
+}
+
+/// A copy of `us-east-1/ami-1` within its Region, encrypted with `alias/k`, token `tok`.
+fn copy_request() -> CopyRequest {
+    CopyRequest {
         source_region: "us-east-1".into(),
         source_image_id: "ami-1".into(),
         destination_region: "us-east-1".into(),
@@ -350,8 +358,26 @@ async fn copy_image_request_carries_token_tags_and_encryption() {
         )]
         .into(),
         copy_image_tags: true,
+        completion_minutes: None,
+    }
+}
+
+#[tokio::test]
+async fn a_time_based_copy_asks_for_its_completion_duration() {
+    let rule = mock!(aws_sdk_ec2::Client::copy_image)
+        .match_requests(|r| {
+            r.snapshot_copy_completion_duration_minutes() == Some(120)
+                && r.client_token() == Some("tok")
+        })
+        .then_output(|| CopyImageOutput::builder().image_id("ami-3").build());
+    let p = ports(&[&rule], &[], &[]);
+    let req = CopyRequest {
+        kms_key_id: None,
+        tags: Default::default(),
+        completion_minutes: Some(120),
+        ..copy_request()
     };
-    assert_eq!(p.copy_image(&req).await.unwrap(), "ami-2");
+    assert_eq!(p.copy_image(&req).await.unwrap(), "ami-3");
     assert_eq!(rule.num_calls(), 1);
 }
 

@@ -111,6 +111,16 @@ impl Images for FakeAws {
                 ));
             }
         }
+        let slots = source.image.volumes.len().max(1);
+        if crate::line::over_cap(&w, &r.destination_region, slots) {
+            return Err(err(
+                "ec2",
+                "CopyImage",
+                "ResourceLimitExceeded",
+                "too many snapshot copies in flight to this Region",
+                &r.destination_region,
+            ));
+        }
         if w.images.values().any(|i| {
             i.image.region == r.destination_region
                 && i.image.name == r.name
@@ -177,6 +187,11 @@ impl Images for FakeAws {
             })
             .map(|i| i.image.clone())
             .collect();
+        self.list("ec2:DescribeImages", found)
+    }
+
+    async fn pending_images(&self, region: &str) -> AwsResult<Vec<Image>> {
+        let found = crate::line::pending_images(&self.world(), region);
         self.list("ec2:DescribeImages", found)
     }
 

@@ -16,6 +16,7 @@ use amishare::ports::*;
 mod images;
 pub mod inventory;
 mod keys;
+pub mod line;
 mod org;
 pub mod publish;
 pub mod retire;
@@ -104,6 +105,8 @@ pub struct World {
     pub retirement: crate::retire::FakeRetirement,
     /// The target accounts of `copy_into` (see `targets`).
     pub targets: crate::targets::FakeTargets,
+    /// The copies' waiting lines and EC2's copy cap (see `line`).
+    pub lines: crate::line::FakeLines,
     failures: Vec<Failure>,
     next_id: u64,
 }

@@ -298,6 +298,10 @@ def _read_body(environ):
     return body
 
 
+# The copy line's queue name the functions use where AMI_SHARE_COPY_LINE is not set.
+COPY_LINE = "ami-share-copy-line.fifo"
+
+
 class HarnessMiddleware:
     def __init__(self, app, state):
         self.app = app
@@ -333,6 +337,22 @@ class HarnessMiddleware:
                     entries = []
                 with self.state.lock:
                     self.state.events.extend({"region": region, **e} for e in entries)
+            return self.app(environ, start_response)
+        if service == "sqs":
+            # The stack's copy line exists in every Region it is deployed to: create it on
+            # first use, as the template would have.
+            if environ.get("HTTP_X_AMZ_TARGET", "") == "AmazonSQS.GetQueueUrl":
+                body = _read_body(environ)
+                try:
+                    name = json.loads(body or b"{}").get("QueueName", "")
+                except ValueError:
+                    name = ""
+                if name == COPY_LINE:
+                    from moto.sqs.models import sqs_backends
+
+                    backend = sqs_backends[_caller_account(environ)][region or DEFAULT_REGION]
+                    if name not in backend.queues:
+                        backend.create_queue(name, FifoQueue="true", VisibilityTimeout="120")
             return self.app(environ, start_response)
         if service == "sts":
             body = _read_body(environ)

@@ -303,32 +303,36 @@ async fn copies_the_sweeper_starts_are_managed_from_their_creation() {
         .contains_key(PLAN_TAG));
 }
 
-/// A deferred copy (too many in flight) leaves the fingerprint unrecorded: the next night
-/// converges the image again and starts the copy.
+/// A copy that waits (too many in flight) leaves the fingerprint unrecorded; it waits in its
+/// Region's line, and the next drain starts it: the next night joins it once more (the
+/// same first attempt) and starts the one copy, with no second `CopyImage` of it.
 #[tokio::test]
-async fn a_deferred_copy_leaves_the_image_stale_for_the_next_night() {
+async fn a_waiting_copy_leaves_the_image_stale_and_the_line_starts_it() {
     let fake = FakeAws::new();
     let src = fake.create_image(ImageSpec::new(R, "golden-1"));
     fake.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
     let p = policy_copying_to_us_west_2();
     let d = Deps::new(fake, p, OWN_ACCOUNT);
     let r = sweep_at(&d, night(0)).await;
-    assert_eq!(r.drift.copies[0].status, "deferred");
+    assert_eq!(r.drift.copies[0].status, "waiting");
+    assert_eq!(r.drift.copies_started, 0);
+    assert_eq!(
+        d.aws.line("us-west-2").len(),
+        1,
+        "it waits in us-west-2's line"
+    );
     let tags = d.aws.image(R, &src.id).unwrap().image.tags;
     assert!(!tags.contains_key(PLAN_TAG));
     assert_eq!(
         tags[MANAGED_TAG], "golden",
         "what was shared is the product's"
     );
-    // deferred again: the managed mark is there already, so nothing is recorded
-    d.aws.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
     d.aws.reset_calls();
     let r = sweep_at(&d, night(1)).await;
-    assert_eq!(r.drift.copies[0].status, "deferred");
-    assert_eq!(d.aws.call_counts().get("ec2:CreateTags"), None);
-    let r = sweep_at(&d, night(2)).await;
     assert_eq!(r.drift.stale["no fingerprint"], 1);
     assert_eq!(r.drift.copies_started, 1);
+    assert_eq!(d.aws.call_counts().get("ec2:CopyImage"), Some(&1));
+    assert!(d.aws.line("us-west-2").is_empty());
 }
 
 /// An image shared by its event needs no work at night.

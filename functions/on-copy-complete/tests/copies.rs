@@ -198,16 +198,22 @@ async fn redelivered_and_concurrent_events_start_exactly_one_copy_per_region() {
     );
     a.unwrap();
     b.unwrap();
-    // A redelivered event makes the same requests: the client token gives the same copies
-    // back, and no lookup by name precedes them (one call per Region, not two).
+    // A redelivered event joins the same first attempts to the lines (deduplicated) and
+    // finds its copies by their names (the line no longer holds them): no second copy, no
+    // second CopyImage.
     let first = copy_ids(&w.deps, ev()).await;
     let calls = describe_images(&w.deps);
+    let copies = w.deps.aws.call_counts().get("ec2:CopyImage").copied();
     let again = copy_ids(&w.deps, ev()).await;
     assert_eq!(first, again);
     assert_eq!(
         describe_images(&w.deps),
-        calls + 1,
-        "one DescribeImages (the image itself), no lookup of the copies by name"
+        calls + 3,
+        "the image itself, and its copy by name in each of the 2 Regions"
+    );
+    assert_eq!(
+        w.deps.aws.call_counts().get("ec2:CopyImage").copied(),
+        copies
     );
     let world = w.deps.aws.world();
     for r in ["us-west-2", "eu-west-1"] {
@@ -224,7 +230,7 @@ async fn redelivered_and_concurrent_events_start_exactly_one_copy_per_region() {
 }
 
 #[tokio::test]
-async fn resource_limit_exceeded_defers_the_copy_without_failing_the_image() {
+async fn resource_limit_exceeded_makes_the_copy_wait_without_failing_the_image() {
     let w = world(false, false);
     w.deps
         .aws
@@ -233,9 +239,14 @@ async fn resource_limit_exceeded_defers_the_copy_without_failing_the_image() {
         .await
         .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
-    let deferred: Vec<_> = s.copies.iter().filter(|c| c.status == "deferred").collect();
-    assert_eq!(deferred.len(), 1);
-    assert!(deferred[0].detail.as_deref().unwrap().contains("nightly"));
+    let waiting: Vec<_> = s.copies.iter().filter(|c| c.status == "waiting").collect();
+    assert_eq!(waiting.len(), 1);
+    let detail = waiting[0].detail.as_deref().unwrap();
+    assert!(
+        detail.contains("waiting for a free copy slot") && detail.contains("in the line"),
+        "{detail}"
+    );
+    assert_eq!(w.deps.aws.line(&waiting[0].region).len(), 1);
     assert_eq!(s.copies.iter().filter(|c| c.status == "started").count(), 1);
     assert_eq!(
         w.deps

@@ -281,7 +281,8 @@ impl Images for AwsPorts {
             .name(&r.name)
             .description(&r.description)
             .client_token(&r.client_token)
-            .copy_image_tags(r.copy_image_tags);
+            .copy_image_tags(r.copy_image_tags)
+            .set_snapshot_copy_completion_duration_minutes(r.completion_minutes.map(i64::from));
         if let Some(key) = &r.kms_key_id {
             req = req.encrypted(true).kms_key_id(key);
         }
@@ -320,6 +321,12 @@ impl Images for AwsPorts {
             .values(value)
             .build();
         self.describe_images_filtered(region, vec![f], &format!("tag {key}={value} in {region}"))
+            .await
+    }
+
+    async fn pending_images(&self, region: &str) -> AwsResult<Vec<Image>> {
+        let f = Filter::builder().name("state").values("pending").build();
+        self.describe_images_filtered(region, vec![f], &format!("pending images in {region}"))
             .await
     }
 

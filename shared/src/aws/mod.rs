@@ -7,6 +7,7 @@
 mod ec2;
 mod inventory;
 mod kms;
+mod line;
 mod org;
 mod publish;
 pub mod rate;
@@ -24,6 +25,10 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::error::AwsError;
 pub use rate::RateLimits;
 
+/// The copy line's queue name where `AMI_SHARE_COPY_LINE` is not set (local runs against an
+/// emulator; the stack sets `<stack>-copy-line.fifo`).
+pub const DEFAULT_COPY_LINE: &str = "ami-share-copy-line.fifo";
+
 /// The real AWS behind all four ports.
 /// The credentials of one target account's role, once assumed.
 type TargetSession = std::sync::Arc<tokio::sync::OnceCell<aws_sdk_ec2::config::Credentials>>;
@@ -39,6 +44,11 @@ pub struct AwsPorts {
     ssm: Mutex<HashMap<String, aws_sdk_ssm::Client>>,
     ram: Mutex<HashMap<String, aws_sdk_ram::Client>>,
     events: Mutex<HashMap<String, aws_sdk_eventbridge::Client>>,
+    sqs: Mutex<HashMap<String, aws_sdk_sqs::Client>>,
+    /// The copies' waiting line: its queue's name (the same in every Region) and, per Region,
+    /// its URL once looked up.
+    copy_line: Option<String>,
+    line_urls: Mutex<HashMap<String, String>>,
     /// The role `copy_into` assumes in each target account (its name), and the credentials of
     /// each account assumed so far.
     target_role: Option<String>,
@@ -106,6 +116,9 @@ impl AwsPorts {
             ssm: Mutex::default(),
             ram: Mutex::default(),
             events: Mutex::default(),
+            sqs: Mutex::default(),
+            copy_line: Some(DEFAULT_COPY_LINE.to_string()),
+            line_urls: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
             target_http: std::sync::OnceLock::new(),
@@ -135,6 +148,9 @@ impl AwsPorts {
             ssm: Mutex::default(),
             ram: Mutex::default(),
             events: Mutex::default(),
+            sqs: Mutex::default(),
+            copy_line: Some(DEFAULT_COPY_LINE.to_string()),
+            line_urls: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
             target_http: std::sync::OnceLock::new(),
@@ -154,6 +170,20 @@ impl AwsPorts {
         put_client(&self.ssm, region, ssm);
         put_client(&self.ram, region, ram);
         put_client(&self.events, region, events);
+        self
+    }
+
+    /// The same adapters with this SQS client for `region` (tests with aws-smithy-mocks).
+    pub fn with_sqs_client(self, region: &str, sqs: aws_sdk_sqs::Client) -> Self {
+        put_client(&self.sqs, region, sqs);
+        self
+    }
+
+    /// The same adapters with the copies' waiting line: the FIFO queue of this name in each
+    /// destination Region (`AMI_SHARE_COPY_LINE`, the stack's `<stack>-copy-line.fifo`;
+    /// [`DEFAULT_COPY_LINE`] where it is not set).
+    pub fn with_copy_line(mut self, queue_name: impl Into<String>) -> Self {
+        self.copy_line = Some(queue_name.into());
         self
     }
 
@@ -234,6 +264,12 @@ impl AwsPorts {
     pub(crate) fn ram(&self, region: &str) -> aws_sdk_ram::Client {
         regional(&self.ram, &self.base, region, |c| {
             aws_sdk_ram::Client::new(&c)
+        })
+    }
+
+    pub(crate) fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
+        regional(&self.sqs, &self.base, region, |c| {
+            aws_sdk_sqs::Client::new(&c)
         })
     }
 

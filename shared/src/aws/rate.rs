@@ -192,6 +192,7 @@ mod tests {
                 .iter()
                 .map(|(a, r)| (a.to_string(), *r))
                 .collect::<BTreeMap<_, _>>(),
+            copies_in_flight: 20,
             unknown: BTreeMap::new(),
         })
     }

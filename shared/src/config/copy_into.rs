@@ -48,6 +48,11 @@ pub struct CopyIntoRegion {
     /// encrypted with `aws/ebs` could never be shared on; the product refuses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Opt-in time-based copy into the target accounts (as `copy_to[].completion_minutes`):
+    /// 15 to 2,880 minutes, in steps of 15; the target account pays for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 15, max = 2880))]
+    pub completion_minutes: Option<u32>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -93,6 +98,11 @@ impl CopyInto {
                 &r.region,
                 &mut seen,
                 "copy_into",
+                p,
+            );
+            super::rule::check_completion_minutes(
+                &format!("{rat}.completion_minutes"),
+                r.completion_minutes,
                 p,
             );
             if let Some(key) = &r.kms_key_id {

@@ -53,6 +53,8 @@ pub const TARGET_ROLE_ENV: &str = "AMI_SHARE_TARGET_ROLE_NAME";
 /// The KMS HMAC key the sweeper signs its marks with (the stack's `MarkKey`); unset (a local
 /// run): `alias/ami-share-marks`.
 pub const MARK_KEY_ENV: &str = "AMI_SHARE_MARK_KEY_ID";
+/// The copies' waiting line: the name of the FIFO queue the stack has in each Region.
+pub const COPY_LINE_ENV: &str = "AMI_SHARE_COPY_LINE";
 /// The event functions' concurrency bound (their queue's maximum concurrency, the template's
 /// `EventConcurrency`): each invocation paces itself to its part of `rate_limits.events_share`.
 /// Unset (a local run): 1.

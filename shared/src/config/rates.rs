@@ -26,6 +26,13 @@ pub struct RateLimitConfig {
     /// documented rates: 20 a second for `Describe*`/`List*`/`Get*`, 5 for the mutating ones.
     #[serde(default)]
     pub requests_per_second: BTreeMap<String, f64>,
+    /// Most snapshot copies in flight into one destination Region (each account's own, in
+    /// `copy_into` target accounts): an image of two snapshots takes two. EBS allows 20
+    /// concurrent snapshot copies per destination Region; copies past this wait in the
+    /// Region's line and start as slots free. 1 to 1000. Default 20.
+    #[serde(default = "default_copies_in_flight")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub copies_in_flight: usize,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -35,12 +42,17 @@ fn default_share() -> f64 {
     0.8
 }
 
+fn default_copies_in_flight() -> usize {
+    20
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             share: default_share(),
             events_share: default_share(),
             requests_per_second: BTreeMap::new(),
+            copies_in_flight: default_copies_in_flight(),
             unknown: BTreeMap::new(),
         }
     }
@@ -62,6 +74,15 @@ impl RateLimitConfig {
                 format!(
                     "{} is not a share between 0 (exclusive) and 1",
                     r.events_share
+                ),
+            );
+        }
+        if !(1..=1000).contains(&r.copies_in_flight) {
+            p.add(
+                "rate_limits.copies_in_flight",
+                format!(
+                    "{} is not a number of copies in flight per Region from 1 to 1000 (EBS allows 20)",
+                    r.copies_in_flight
                 ),
             );
         }

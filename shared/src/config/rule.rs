@@ -118,9 +118,27 @@ pub struct CopyTarget {
     /// name or alias ARN). Required when the source is encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+    /// Opt-in time-based copy: EC2 completes the copy's snapshots within this many minutes
+    /// (`SnapshotCopyCompletionDurationMinutes`: 15 to 2,880, in steps of 15), for a fee per GiB
+    /// and within the account's time-based copy throughput quotas. Unset: a standard copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 15, max = 2880))]
+    pub completion_minutes: Option<u32>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
+}
+
+/// Refuse a `completion_minutes` EC2 would refuse: 15 to 2,880 minutes, in steps of 15.
+pub(crate) fn check_completion_minutes(at: &str, minutes: Option<u32>, p: &mut Problems) {
+    if let Some(m) = minutes {
+        if !(15..=2880).contains(&m) || m % 15 != 0 {
+            p.add(
+                at,
+                format!("{m} is not a time-based copy duration EC2 accepts: 15 to 2880 minutes, in steps of 15 (e.g. 15, 60, 120); leave it out for a standard copy"),
+            );
+        }
+    }
 }
 
 impl Rule {
@@ -228,6 +246,11 @@ impl Rule {
             if let Some(key) = &c.kms_key_id {
                 check_key(&format!("{cat}.kms_key_id"), key, Some(&c.region), p);
             }
+            check_completion_minutes(
+                &format!("{cat}.completion_minutes"),
+                c.completion_minutes,
+                p,
+            );
         }
         if self.kms_access.is_some() && !self.grant_kms {
             p.add(

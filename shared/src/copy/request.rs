@@ -59,6 +59,7 @@ pub fn copy_request(
         kms_key_id: kms_key_id.map(str::to_string),
         tags,
         copy_image_tags: true,
+        completion_minutes: None,
     }
 }
 

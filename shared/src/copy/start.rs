@@ -1,10 +1,13 @@
 //! Starting a copy: unless one exists already (found by its deterministic name, which a copy
-//! keeps even where tags are dropped), with a deterministic client token that makes a
-//! concurrent duplicate harmless too. A copy limit defers the copy to the night.
+//! keeps even where tags are dropped), the copy joins its destination Region's waiting line
+//! ([`super::line`]) and the line is drained at once: it starts now when a slot is free, and
+//! otherwise waits, at its place, for the next copy into that Region to end.
 
+use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::request::{copy_request, COPY_LIMIT_CODE};
+use super::line::{Drained, Line, WaitingCopy};
+use super::request::copy_request;
 use super::CopyReport;
 use crate::deps::Deps;
 use crate::error::Result;
@@ -26,6 +29,7 @@ impl<'d, P: Aws> Copier<'d, P> {
         Self { deps, look_up }
     }
 
+    /// Start (or queue) the copies of `image` to `wanted`, all Regions concurrently
     /// (bounded); reported in the order of the plan.
     pub async fn copies(
         &self,
@@ -40,6 +44,7 @@ impl<'d, P: Aws> Copier<'d, P> {
                     dest.kms_key_id.as_deref(),
                     CopyKind::RegionCopy,
                     &dest.rules,
+                    dest.completion_minutes,
                 )
             })
             .buffered(self.deps.settings.concurrency)
@@ -47,9 +52,8 @@ impl<'d, P: Aws> Copier<'d, P> {
             .await
     }
 
-    /// Start the copy unless one exists already (found by its deterministic name, which a copy
-    /// keeps even where tags are dropped); the deterministic client token makes a concurrent
-    /// duplicate harmless too.
+    /// Start the copy unless one exists already: it joins its Region's line, which is
+    /// drained at once.
     pub async fn ensure_copy(
         &self,
         source: &Image,
@@ -57,6 +61,7 @@ impl<'d, P: Aws> Copier<'d, P> {
         kms_key_id: Option<&str>,
         kind: CopyKind,
         rules: &[String],
+        completion_minutes: Option<u32>,
     ) -> Result<CopyReport> {
         let first = copy_request(source, dest_region, kms_key_id, kind, rules, 0);
         // One lookup finds the first attempt and every retry (`<name>-r<n>`).
@@ -67,15 +72,6 @@ impl<'d, P: Aws> Copier<'d, P> {
                 .await?
         } else {
             Vec::new()
-        };
-        let failed = existing
-            .iter()
-            .filter(|i| i.state == ImageState::Failed)
-            .count();
-        let req = if failed == 0 {
-            first
-        } else {
-            copy_request(source, dest_region, kms_key_id, kind, rules, failed)
         };
         if let Some(found) = existing
             .iter()
@@ -88,26 +84,76 @@ impl<'d, P: Aws> Copier<'d, P> {
                 detail: Some(format!("copy is {}", found.state.as_str())),
             });
         }
-        match self.deps.aws.copy_image(&req).await {
-            Ok(id) => {
-                tracing::info!(source_image = %source.id, region = dest_region, copy = %id, kind = kind.as_str(), "copy started");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: Some(id),
-                    status: "started".into(),
-                    detail: None,
-                })
+        let failed = existing
+            .iter()
+            .filter(|i| i.state == ImageState::Failed)
+            .count();
+        let mut req = if failed == 0 {
+            first
+        } else {
+            copy_request(source, dest_region, kms_key_id, kind, rules, failed)
+        };
+        req.completion_minutes = completion_minutes;
+        let (token, name) = (req.client_token.clone(), req.name.clone());
+        let line = Line::new(self.deps);
+        line.join(&WaitingCopy::new(req, source, Utc::now()))
+            .await?;
+        let drained = line.drain(dest_region).await?;
+        self.report(source, dest_region, kind, (&token, &name), &drained)
+            .await
+    }
+
+    /// What became of the copy with `token` after the drain.
+    async fn report(
+        &self,
+        source: &Image,
+        region: &str,
+        kind: CopyKind,
+        (token, name): (&str, &str),
+        drained: &Drained,
+    ) -> Result<CopyReport> {
+        let mut out = CopyReport {
+            region: region.to_string(),
+            image_id: None,
+            status: "started".into(),
+            detail: None,
+        };
+        if let Some(s) = drained.started(token) {
+            tracing::info!(source_image = %source.id, region, copy = ?s.image_id, kind = kind.as_str(), "copy started");
+            out.image_id = s.image_id.clone();
+            if s.image_id.is_none() {
+                out.status = "exists".into();
+                out.detail = Some("copy is pending".into());
             }
-            Err(e) if e.code == COPY_LIMIT_CODE => {
-                tracing::warn!(source_image = %source.id, region = dest_region, error = %e, "too many copies in flight; the nightly run will start this copy");
-                Ok(CopyReport {
-                    region: dest_region.to_string(),
-                    image_id: None,
-                    status: "deferred".into(),
-                    detail: Some(format!("{COPY_LIMIT_CODE}: too many copies in flight to {dest_region}; the nightly sweeper starts it later")),
-                })
-            }
-            Err(e) => Err(e.into()),
+            return Ok(out);
         }
+        if let Some(d) = drained.dropped.iter().find(|d| d.client_token == token) {
+            if let Some(e) = &d.error {
+                return Err(e.clone().into());
+            }
+            out.status = "failed".into();
+            out.detail = Some(d.why.clone());
+            return Ok(out);
+        }
+        let length = self.deps.aws.line_length(region).await?;
+        if length == 0 {
+            // Not in the line and not started by this drain: started already (an event
+            // delivered again, or another drain took it); the copy has its first name.
+            let found = self.deps.aws.find_own_images_by_name(region, name).await?;
+            if let Some(copy) = found.first() {
+                out.status = "exists".into();
+                out.image_id = Some(copy.id.clone());
+                out.detail = Some(format!("copy is {}", copy.state.as_str()));
+                return Ok(out);
+            }
+        }
+        out.status = "waiting".into();
+        out.detail = Some(format!(
+            "waiting for a free copy slot in {region}: {} of {} in flight, {length} in the line (position about {length}); it starts as soon as a copy into {region} ends",
+            drained.in_flight,
+            self.deps.policy.rate_limits.copies_in_flight
+        ));
+        tracing::info!(source_image = %source.id, region, in_line = length, "copy waits in the line");
+        Ok(out)
     }
 }

@@ -29,6 +29,8 @@ pub struct CopyDestination {
     pub region: String,
     pub kms_key_id: Option<String>,
     pub rules: Vec<String>,
+    /// A time-based copy's completion duration (the shortest the rules ask for).
+    pub completion_minutes: Option<u32>,
 }
 
 /// One rule's copies into target accounts (`copy_into`).
@@ -44,6 +46,8 @@ pub struct IntoPlan {
     pub deprecate_superseded: bool,
     /// The parameter written in each target account and Region (`publish.in_target_accounts`).
     pub parameter: Option<String>,
+    /// Time-based copies, per target Region (`copy_into.regions[].completion_minutes`).
+    pub completion_minutes: BTreeMap<String, u32>,
 }
 
 /// Everything the matching rules ask for one image.
@@ -139,6 +143,11 @@ impl SharePlan {
                         .region_keys()
                         .map(|(r, k)| (r.to_string(), k.map(str::to_string)))
                         .collect(),
+                    completion_minutes: ci
+                        .regions
+                        .iter()
+                        .filter_map(|r| Some((r.region.clone(), r.completion_minutes?)))
+                        .collect(),
                     kms_access: if rule.grant_kms {
                         rule.kms_access_or(kms_default)
                     } else {
@@ -160,8 +169,13 @@ impl SharePlan {
                         region: c.region.clone(),
                         kms_key_id: None,
                         rules: Vec::new(),
+                        completion_minutes: None,
                     });
                 dest.rules.push(rule.name.clone());
+                dest.completion_minutes = match (dest.completion_minutes, c.completion_minutes) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 match (&dest.kms_key_id, &c.kms_key_id) {
                     (None, Some(k)) => dest.kms_key_id = Some(k.clone()),
                     (Some(have), Some(k)) if have != k => {

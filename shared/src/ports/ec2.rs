@@ -143,7 +143,7 @@ pub struct Snapshot {
 }
 
 /// A `CopyImage` call, made in the destination Region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CopyRequest {
     pub source_region: String,
     pub source_image_id: String,
@@ -157,6 +157,9 @@ pub struct CopyRequest {
     pub tags: BTreeMap<String, String>,
     /// Carry the source's user tags too.
     pub copy_image_tags: bool,
+    /// A time-based copy: `SnapshotCopyCompletionDurationMinutes` (15 to 2,880, steps of 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_minutes: Option<u32>,
 }
 
 /// EC2 images.
@@ -192,6 +195,9 @@ pub trait Images: Send + Sync {
         key: &str,
         value: &str,
     ) -> AwsResult<Vec<Image>>;
+    /// Images owned by this account in the Region that are `pending` (copies in flight, and
+    /// images being created): what holds the Region's copy slots.
+    async fn pending_images(&self, region: &str) -> AwsResult<Vec<Image>>;
     /// Images owned by this account in the Region whose name matches (`*` and `?` are
     /// wildcards, as in EC2's `name` filter).
     async fn find_own_images_by_name(&self, region: &str, name: &str) -> AwsResult<Vec<Image>>;

@@ -12,6 +12,7 @@
 
 mod ec2;
 mod kms;
+mod line;
 mod org;
 
 use crate::error::AwsError;
@@ -21,11 +22,12 @@ pub use ec2::{
     MAX_TAG_RESOURCES,
 };
 pub use kms::{Grant, GrantRequest, KeyInfo, KeyManager, Keys};
+pub use line::{CopyLine, LineEntry};
 pub use org::{Org, OrgAccount};
 
 pub type AwsResult<T> = Result<T, AwsError>;
 
 /// The ports of sharing: what every capability needs (images, snapshots, keys, the
-/// organization).
-pub trait Aws: Images + Snapshots + Keys + Org {}
-impl<T: Images + Snapshots + Keys + Org> Aws for T {}
+/// organization, the copies' waiting line).
+pub trait Aws: Images + Snapshots + Keys + Org + CopyLine {}
+impl<T: Images + Snapshots + Keys + Org + CopyLine> Aws for T {}

@@ -191,7 +191,8 @@ impl<'d, P: Aws> Convergence<'d, P> {
                         &image.region,
                         Some(&cmk),
                         CopyKind::Reencrypt,
-                        &plan.rules
+                        &plan.rules,
+                        None
                     ),
                     self.copier.copies(image, &copies_wanted)
                 );

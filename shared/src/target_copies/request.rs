@@ -52,6 +52,7 @@ pub fn target_copy_request(
         kms_key_id: Some(key_arn.to_string()),
         tags,
         copy_image_tags: false,
+        completion_minutes: None,
     }
 }
 

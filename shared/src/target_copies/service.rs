@@ -179,7 +179,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             ));
             return out;
         }
-        let req = target_copy_request(
+        let mut req = target_copy_request(
             source,
             &self.deps.account_id,
             &t.into.rule,
@@ -187,6 +187,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             &key.arn,
             attempt,
         );
+        req.completion_minutes = t.into.completion_minutes.get(t.region).copied();
         match aws.copy_into_target(&t.account, &req).await {
             Ok(id) => {
                 tracing::info!(source_image = %source.id, account = %t.account, region = t.region, copy = %id, rule = %t.into.rule, "copy into target account started");
