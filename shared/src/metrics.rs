@@ -24,6 +24,47 @@ const FORGED_PROVENANCE_CODE: &str = "forged-provenance";
 /// Marks of the sweeper (orphaned-since, retirement stage) whose proof did not hold: someone
 /// wrote or changed them (the night's record, dimension `Region`).
 pub const MARKS_TAMPERED: &str = "MarksTampered";
+/// Copies waiting in a destination Region's line after a drain (dimension `Region`).
+pub const COPIES_WAITING: &str = "CopiesWaiting";
+/// How long the oldest waiting copy of a Region has waited: the template's
+/// `CopyWaitingAlarm` fires past `CopyWaitAlarmSeconds` (6 h by default).
+pub const OLDEST_COPY_WAIT: &str = "OldestCopyWaitSeconds";
+/// How long each copy the line started had waited.
+pub const COPY_WAIT: &str = "CopyWaitSeconds";
+/// The dimension naming the destination Region of the copy line metrics.
+pub const REGION_DIMENSION: &str = "Region";
+
+/// The EMF record of one drain of a Region's copy line: `waits`, how long each copy it
+/// started had waited (an EMF array: one value each).
+pub fn line_record(report: &crate::copy::LineReport, waits: &[i64], now: DateTime<Utc>) -> Value {
+    let mut metrics = vec![
+        json!({"Name": COPIES_WAITING, "Unit": "Count"}),
+        json!({"Name": OLDEST_COPY_WAIT, "Unit": "Seconds"}),
+        json!({"Name": "CopiesStartedFromLine", "Unit": "Count"}),
+    ];
+    let mut record = json!({
+        REGION_DIMENSION: report.region,
+        COPIES_WAITING: report.waiting,
+        OLDEST_COPY_WAIT: report.oldest_wait_seconds,
+        "CopiesStartedFromLine": report.started,
+        "in_flight": report.in_flight,
+        "cap": report.cap,
+    });
+    if !waits.is_empty() {
+        metrics.push(json!({"Name": COPY_WAIT, "Unit": "Seconds"}));
+        record[COPY_WAIT] = json!(waits.iter().take(100).collect::<Vec<_>>());
+    }
+    record["_aws"] = json!({
+        "Timestamp": now.timestamp_millis(),
+        "CloudWatchMetrics": [{
+            "Namespace": NAMESPACE,
+            "Dimensions": [[REGION_DIMENSION]],
+            "Metrics": metrics,
+        }],
+    });
+    record
+}
+
 /// The dimension naming the function (its physical name, unique per account and Region).
 pub const FUNCTION_DIMENSION: &str = "Function";
 

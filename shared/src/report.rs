@@ -69,6 +69,10 @@ pub struct Summary {
     pub target_copy_counts: Option<TargetCopyCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
+    /// What draining the copy line of the event's Region did (on-copy-complete: a copy
+    /// ending frees a slot there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<crate::copy::LineReport>,
 }
 
 impl Summary {
@@ -87,6 +91,7 @@ impl Summary {
             target_copies: Vec::new(),
             target_copy_counts: None,
             error: None,
+            line: None,
         }
     }
 

@@ -2,7 +2,9 @@
 //! Region. Share it there exactly like its source, with this Region's keys. The work is
 //! [`amishare::distribute::copy_complete`]; this crate is the Lambda's handler.
 
+use amishare::copy::Line;
 use amishare::deps::Deps;
+use amishare::distribute::queue::line_timer;
 use amishare::distribute::{copy_complete, on_ami_event, on_invocation, Response};
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
@@ -25,11 +27,16 @@ pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Resu
 }
 
 /// Handle one invocation: an SQS batch of events (the deployed path, behind the queue that
-/// bounds concurrency), answered with the records to deliver again; or one event.
+/// bounds concurrency), answered with the records to deliver again; one event; or the copy
+/// line's timer (a scheduled event: drain the Region's line).
 pub async fn handle_invocation<P: Aws + Publishing>(
     deps: &Deps<P>,
     payload: Value,
 ) -> Result<Response, Error> {
+    if let Some(region) = line_timer(&payload) {
+        let report = Line::new(deps).drain_and_report(&region).await?;
+        return Ok(Response::Line(report));
+    }
     // One invocation, one view of the keys: the events of a batch read a key's grants once.
     let keys = Arc::new(KeyState::default());
     let keys = &keys;

@@ -102,6 +102,29 @@ impl Drained {
     }
 }
 
+/// What a drain reports (the summary's `line`, the timer's answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LineReport {
+    pub region: String,
+    /// Copies it started (or found started).
+    pub started: usize,
+    /// Entries it dropped, with why (the first few).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
+    /// Copies still waiting in the line (SQS's approximate count; 0 when none was handed back).
+    pub waiting: usize,
+    /// Slots in use after the drain, and the cap.
+    pub in_flight: usize,
+    pub cap: usize,
+    /// How long the oldest waiting copy has waited.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub oldest_wait_seconds: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 /// The slots of one Region, as counted once per drain.
 struct Slots {
     in_flight: usize,
@@ -166,18 +189,43 @@ impl<'d, P: Aws> Line<'d, P> {
         }
         out.in_flight = slots.map_or(0, |s| s.in_flight);
         self.hand_back(region, held, now, &mut out).await?;
-        if !out.started.is_empty() || out.held > 0 || !out.dropped.is_empty() {
+        Ok(out)
+    }
+
+    /// Drain `region`'s line and say what it did: logged, and counted (EMF: `CopiesWaiting`,
+    /// `OldestCopyWaitSeconds`, `CopyWaitSeconds`, dimension `Region`) when anything started
+    /// or waits. The waiting count costs one `GetQueueAttributes`, only when something waits.
+    pub async fn drain_and_report(&self, region: &str) -> Result<LineReport> {
+        let d = self.drain(region).await?;
+        let waiting = if d.held > 0 {
+            self.deps.aws.line_length(region).await?
+        } else {
+            0
+        };
+        let report = LineReport {
+            region: region.to_string(),
+            started: d.started.len(),
+            dropped: d.dropped.iter().take(10).map(|x| x.why.clone()).collect(),
+            waiting,
+            in_flight: d.in_flight,
+            cap: self.cap(),
+            oldest_wait_seconds: d.oldest_wait_seconds,
+        };
+        if !d.started.is_empty() || d.held > 0 || !d.dropped.is_empty() {
             tracing::info!(
                 region,
-                started = out.started.len(),
-                waiting = out.held,
-                dropped = out.dropped.len(),
-                in_flight = out.in_flight,
-                cap = self.cap(),
+                started = report.started,
+                waiting,
+                dropped = d.dropped.len(),
+                in_flight = d.in_flight,
+                cap = report.cap,
+                oldest_wait_seconds = d.oldest_wait_seconds,
                 "copy line drained"
             );
+            let waits: Vec<i64> = d.started.iter().map(|s| s.waited_seconds).collect();
+            crate::metrics::emit(&crate::metrics::line_record(&report, &waits, Utc::now()));
         }
-        Ok(out)
+        Ok(report)
     }
 
     /// The Region's slots in use: a slot per snapshot of each pending image of the account.

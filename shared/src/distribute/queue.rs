@@ -28,6 +28,26 @@ use crate::report::Summary;
 pub enum Response {
     Event(Box<Summary>),
     Batch(SqsBatchResponse),
+    /// The copy line's timer: what draining the Region's line did.
+    Line(crate::copy::LineReport),
+}
+
+/// The Region whose copy line to drain, when the payload is the line's timer: an EventBridge
+/// `Scheduled Event` (its `region`), or `{"drain_copy_line": "<region>"}` (a hand-run drain).
+pub fn line_timer(payload: &Value) -> Option<String> {
+    if let Some(r) = payload.get("drain_copy_line").and_then(Value::as_str) {
+        return Some(r.to_string());
+    }
+    let scheduled = payload.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+        && payload.get("source").and_then(Value::as_str) == Some("aws.events");
+    scheduled
+        .then(|| {
+            payload
+                .get("region")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .flatten()
 }
 
 /// The records of an SQS batch, when the payload is one (`Records` of `aws:sqs` messages);

@@ -236,8 +236,10 @@ pub async fn repair<P: Aws + Publishing + Inventory>(
                 d.snapshot_permissions_added += conv_done.share.snapshot_permissions_added;
                 d.grants_created += conv_done.share.grants_created.len();
                 for cp in &conv_done.copies {
-                    if cp.status == "started" {
-                        d.copies_started += 1;
+                    match cp.status.as_str() {
+                        "started" => d.copies_started += 1,
+                        "waiting" => d.copies_waiting += 1,
+                        _ => {}
                     }
                     if d.copies.len() < LISTED {
                         d.copies.push(cp.clone());

@@ -123,6 +123,9 @@ pub struct DriftReport {
     /// The first copies started or checked.
     pub copies: Vec<CopyReport>,
     pub copies_started: usize,
+    /// Copies that wait in their destination Region's line for a free slot (started by the
+    /// line as copies end, not by the next night).
+    pub copies_waiting: usize,
     /// Removed (`prune_unlisted_shares: true`): the first of each kind.
     pub pruned: Unlisted,
     pub pruned_total: usize,
@@ -228,7 +231,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 13] = [
+        let metrics: [(&str, &str, u64); 14] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -243,6 +246,7 @@ impl SweepReport {
             ("GiBReclaimed", "Gigabytes", self.orphans.deleted_gib),
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
             ("CopiesStarted", "Count", self.drift.copies_started as u64),
+            ("CopiesWaiting", "Count", self.drift.copies_waiting as u64),
             ("RetirementStages", "Count", self.retirement.done as u64),
             (
                 "TargetCopiesStarted",
