@@ -34,37 +34,6 @@ pub const COPY_WAIT: &str = "CopyWaitSeconds";
 /// The dimension naming the destination Region of the copy line metrics.
 pub const REGION_DIMENSION: &str = "Region";
 
-/// The EMF record of one drain of a Region's copy line: `waits`, how long each copy it
-/// started had waited (an EMF array: one value each).
-pub fn line_record(report: &crate::copy::LineReport, waits: &[i64], now: DateTime<Utc>) -> Value {
-    let mut metrics = vec![
-        json!({"Name": COPIES_WAITING, "Unit": "Count"}),
-        json!({"Name": OLDEST_COPY_WAIT, "Unit": "Seconds"}),
-        json!({"Name": "CopiesStartedFromLine", "Unit": "Count"}),
-    ];
-    let mut record = json!({
-        REGION_DIMENSION: report.region,
-        COPIES_WAITING: report.waiting,
-        OLDEST_COPY_WAIT: report.oldest_wait_seconds,
-        "CopiesStartedFromLine": report.started,
-        "in_flight": report.in_flight,
-        "cap": report.cap,
-    });
-    if !waits.is_empty() {
-        metrics.push(json!({"Name": COPY_WAIT, "Unit": "Seconds"}));
-        record[COPY_WAIT] = json!(waits.iter().take(100).collect::<Vec<_>>());
-    }
-    record["_aws"] = json!({
-        "Timestamp": now.timestamp_millis(),
-        "CloudWatchMetrics": [{
-            "Namespace": NAMESPACE,
-            "Dimensions": [[REGION_DIMENSION]],
-            "Metrics": metrics,
-        }],
-    });
-    record
-}
-
 /// The dimension naming the function (its physical name, unique per account and Region).
 pub const FUNCTION_DIMENSION: &str = "Function";
 

@@ -46,8 +46,8 @@ def queue_rules(template: dict) -> dict[str, list[tuple[str, dict]]]:
     resources that target a queue."""
     out: dict[str, list[tuple[str, dict]]] = {}
     for rid, res in template["Resources"].items():
-        if res["Type"] != "AWS::Events::Rule":
-            continue
+        if res["Type"] != "AWS::Events::Rule" or "EventPattern" not in res["Properties"]:
+            continue  # a schedule (the copy line's timer) matches no event
         for target in res["Properties"]["Targets"]:
             arn = target["Arn"]
             if isinstance(arn, dict) and "Fn::GetAtt" in arn:
@@ -147,7 +147,7 @@ def test_a_rule_on_lowercase_state_would_be_caught(template):
     # The classic mistake: `state` instead of `State`. Such a template must fail the matrix.
     broken = copy.deepcopy(template)
     for res in broken["Resources"].values():
-        if res["Type"] == "AWS::Events::Rule":
+        if res["Type"] == "AWS::Events::Rule" and "EventPattern" in res["Properties"]:
             detail = res["Properties"]["EventPattern"]["detail"]
             detail["state"] = detail.pop("State")
     broken_rules = rules(broken)

@@ -72,6 +72,8 @@ def test_environment_is_the_functions_contract(template, name):
         "AMI_SHARE_ORG_ROLE_ARN": {"Fn::If": ["HasOrgRole", {"Ref": "OrgRoleArn"}, {"Ref": "AWS::NoValue"}]},
         "AMI_SHARE_TARGET_ROLE_NAME": {
             "Fn::If": ["HasTargetRole", {"Ref": "TargetAccountRoleName"}, {"Ref": "AWS::NoValue"}]},
+        # The copies' waiting line, the same name in every Region (issue 26).
+        "AMI_SHARE_COPY_LINE": {"Fn::Sub": "${AWS::StackName}-copy-line.fifo"},
     }
     # exactly one policy source, whichever way the Policy parameter is set
     for in_layer in (True, False):
@@ -171,6 +173,8 @@ def test_alarms_on_every_queue_and_on_every_functions_errors(template):
             str({"Fn::GetAtt": [queue, "QueueName"]}),
         ) in watched, name
     for a in alarms:
+        if a["MetricName"] == "OldestCopyWaitSeconds":
+            continue  # a duration (test_the_copy_line)
         assert a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
@@ -243,7 +247,7 @@ def test_every_queue_denies_requests_without_tls(template):
     # Issue 25: every queue refuses plain HTTP, for every principal and action.
     queues = [rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"]
     policies = _queue_policies(template)
-    assert len(queues) == 5
+    assert len(queues) == 6
     for q in queues:
         denies = [
             s for s in policies.get(q, [])
@@ -263,3 +267,36 @@ def test_the_sweepers_failure_queue_takes_no_redrive(template):
     _, res = cfn.functions(template)["nightly-sweeper"]
     queue = cfn.failure_queue(template, res)
     assert template["Resources"][queue]["Properties"]["RedriveAllowPolicy"] == {"redrivePermission": "denyAll"}
+
+
+def test_the_copy_line(template):
+    """Issue 26: a FIFO queue per Region that copies wait in, read by the functions themselves
+    (no event source mapping, no redrive: an entry is received once per drain while it waits),
+    drained by on-copy-complete once a minute, with an alarm on the oldest wait."""
+    res = template["Resources"]
+    line = res["CopyLine"]["Properties"]
+    assert line["QueueName"] == {"Fn::Sub": "${AWS::StackName}-copy-line.fifo"}
+    assert line["FifoQueue"] is True and line["ContentBasedDeduplication"] is False
+    assert line["SqsManagedSseEnabled"] is True
+    assert "RedrivePolicy" not in line
+    assert line["VisibilityTimeout"] > 60  # longer than a drain (shared/src/copy/line.rs DRAIN_BUDGET)
+    assert line["MessageRetentionPeriod"] == 1209600
+    for _, fn in cfn.functions(template).values():
+        assert cfn.event_queue(template, fn) != "CopyLine"
+    timer = res["CopyLineTimer"]["Properties"]
+    assert timer["ScheduleExpression"] == "rate(1 minute)"
+    (target,) = timer["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["OnCopyCompleteFunction", "Arn"]}
+    perm = res["CopyLineTimerPermission"]["Properties"]
+    assert perm["FunctionName"] == {"Ref": "OnCopyCompleteFunction"}
+    assert perm["Principal"] == "events.amazonaws.com"
+    assert perm["SourceArn"] == {"Fn::GetAtt": ["CopyLineTimer", "Arn"]}
+    alarm = res["CopyWaitingAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AmiShare", "OldestCopyWaitSeconds", "Maximum")
+    assert alarm["Dimensions"] == [{"Name": "Region", "Value": {"Ref": "AWS::Region"}}]
+    assert alarm["Threshold"] == {"Ref": "CopyWaitAlarmSeconds"}
+    assert template["Parameters"]["CopyWaitAlarmSeconds"]["Default"] == 21600  # 6 h
+    assert alarm["TreatMissingData"] == "notBreaching"
+    body = res["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    for metric in ("CopiesWaiting", "OldestCopyWaitSeconds", "CopyWaitSeconds", "CopiesStartedFromLine"):
+        assert metric in body, metric

@@ -2,8 +2,8 @@
 //! Region. Share it there exactly like its source, with this Region's keys. The work is
 //! [`amishare::distribute::copy_complete`]; this crate is the Lambda's handler.
 
-use amishare::copy::Line;
 use amishare::deps::Deps;
+use amishare::distribute::line::drain_and_report;
 use amishare::distribute::queue::line_timer;
 use amishare::distribute::{copy_complete, on_ami_event, on_invocation, Response};
 use amishare::ports::Aws;
@@ -34,7 +34,7 @@ pub async fn handle_invocation<P: Aws + Publishing>(
     payload: Value,
 ) -> Result<Response, Error> {
     if let Some(region) = line_timer(&payload) {
-        let report = Line::new(deps).drain_and_report(&region).await?;
+        let report = drain_and_report(deps, &region).await?;
         return Ok(Response::Line(report));
     }
     // One invocation, one view of the keys: the events of a batch read a key's grants once.

@@ -141,7 +141,7 @@ impl<'d, P: Aws> Line<'d, P> {
         Self { deps }
     }
 
-    fn cap(&self) -> usize {
+    pub fn cap(&self) -> usize {
         self.deps.policy.rate_limits.copies_in_flight
     }
 
@@ -190,42 +190,6 @@ impl<'d, P: Aws> Line<'d, P> {
         out.in_flight = slots.map_or(0, |s| s.in_flight);
         self.hand_back(region, held, now, &mut out).await?;
         Ok(out)
-    }
-
-    /// Drain `region`'s line and say what it did: logged, and counted (EMF: `CopiesWaiting`,
-    /// `OldestCopyWaitSeconds`, `CopyWaitSeconds`, dimension `Region`) when anything started
-    /// or waits. The waiting count costs one `GetQueueAttributes`, only when something waits.
-    pub async fn drain_and_report(&self, region: &str) -> Result<LineReport> {
-        let d = self.drain(region).await?;
-        let waiting = if d.held > 0 {
-            self.deps.aws.line_length(region).await?
-        } else {
-            0
-        };
-        let report = LineReport {
-            region: region.to_string(),
-            started: d.started.len(),
-            dropped: d.dropped.iter().take(10).map(|x| x.why.clone()).collect(),
-            waiting,
-            in_flight: d.in_flight,
-            cap: self.cap(),
-            oldest_wait_seconds: d.oldest_wait_seconds,
-        };
-        if !d.started.is_empty() || d.held > 0 || !d.dropped.is_empty() {
-            tracing::info!(
-                region,
-                started = report.started,
-                waiting,
-                dropped = d.dropped.len(),
-                in_flight = d.in_flight,
-                cap = report.cap,
-                oldest_wait_seconds = d.oldest_wait_seconds,
-                "copy line drained"
-            );
-            let waits: Vec<i64> = d.started.iter().map(|s| s.waited_seconds).collect();
-            crate::metrics::emit(&crate::metrics::line_record(&report, &waits, Utc::now()));
-        }
-        Ok(report)
     }
 
     /// The Region's slots in use: a slot per snapshot of each pending image of the account.

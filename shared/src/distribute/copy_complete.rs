@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::config::{KmsAccess, Rule};
-use crate::copy::{deprecation_for_copy, Line};
+use crate::copy::deprecation_for_copy;
 use crate::deps::Deps;
 use crate::error::Error;
 use crate::event::{AmiState, AmiStateChange};
@@ -28,7 +28,7 @@ pub const FUNCTION: &str = "on-copy-complete";
 /// Share the copy in its Region exactly like its source, deprecate it like its source,
 /// publish it once fully shared; a failed copy clears its source's fingerprint. Then, as an
 /// image that was pending in the Region is not any more (a copy slot is free), start what
-/// waits in the Region's copy line ([`Line`]); a drain that fails is logged and left to the
+/// waits in the Region's copy line ([`super::line`]); a drain that fails is logged and left to the
 /// line's one-minute timer.
 ///
 /// `keys`: what the invocation's events know of their keys, shared by the events of a batch.
@@ -39,7 +39,7 @@ pub async fn copy_complete<P: Aws + Publishing>(
 ) -> Result<Summary, Error> {
     let mut out = share_copy(deps, change, keys).await?;
     if matches!(change.state, AmiState::Available | AmiState::Failed) {
-        match Line::new(deps).drain_and_report(&change.region).await {
+        match super::line::drain_and_report(deps, &change.region).await {
             Ok(line) => out.line = Some(line),
             Err(e) => {
                 tracing::warn!(region = %change.region, error = %e, "could not drain the copy line; its timer drains it within a minute")

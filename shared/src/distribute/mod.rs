@@ -6,11 +6,13 @@
 //! - [`copy_complete`]: on-copy-complete — share the copy in its Region like its source,
 //!   deprecate it like its source, publish it;
 //! - [`frame`]: parse the event, run the service, summarise, count (EMF);
+//! - [`line`]: draining a Region's copy line, reported and counted;
 //! - [`queue`]: the burst path, an SQS batch of events with partial batch responses.
 
 pub mod available;
 pub mod copy_complete;
 pub mod frame;
+pub mod line;
 pub mod queue;
 
 pub use available::image_available;

@@ -246,7 +246,11 @@ impl SweepReport {
             ("GiBReclaimed", "Gigabytes", self.orphans.deleted_gib),
             ("DriftRepaired", "Count", self.drift.repaired() as u64),
             ("CopiesStarted", "Count", self.drift.copies_started as u64),
-            ("CopiesWaiting", "Count", self.drift.copies_waiting as u64),
+            (
+                "CopiesWaitingAtNight",
+                "Count",
+                self.drift.copies_waiting as u64,
+            ),
             ("RetirementStages", "Count", self.retirement.done as u64),
             (
                 "TargetCopiesStarted",
