@@ -13,7 +13,7 @@ use crate::aws::AwsPorts;
 use crate::aws::RateLimits;
 use crate::config::{
     Policy, ACCOUNT_ENV, COPY_LINE_ENV, EVENT_CONCURRENCY_ENV, MARK_KEY_ENV, ORG_ROLE_ENV,
-    POLICY_ENV, POLICY_FILE_ENV, TARGET_ROLE_ENV,
+    POLICY_ENV, POLICY_FILE_ENV, TARGET_LINE_ENV, TARGET_ROLE_ENV,
 };
 use crate::deps::{Deps, Settings, DEFAULT_MARK_KEY};
 use crate::error::Error;
@@ -183,6 +183,9 @@ pub async fn load(workload: Workload) -> Result<Ready<AwsPorts>, Error> {
         .with_target_role(target_role);
     if let Some(line) = var(COPY_LINE_ENV) {
         aws = aws.with_copy_line(line);
+    }
+    if let Some(line) = var(TARGET_LINE_ENV) {
+        aws = aws.with_target_line(line);
     }
     tracing::info!(
         rules = policy.rules.len(),

@@ -34,6 +34,8 @@ pub struct FakeLines {
     pub lines: BTreeMap<String, FakeLine>,
     /// Most snapshot copies in flight per destination Region (`None`: 20, EBS's quota).
     pub copy_cap: Option<usize>,
+    /// The target line: (body, delay in seconds), in the order sent.
+    pub follows: Vec<(String, u32)>,
     next: u64,
 }
 
@@ -63,6 +65,35 @@ impl FakeAws {
             .get(region)
             .map(|l| l.entries.iter().map(|e| e.body.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The target line's messages sent so far, taken out of it, as the SQS batch the event
+    /// source mapping would deliver to on-image-available (their delays passed).
+    pub fn take_follows(&self) -> serde_json::Value {
+        let follows = std::mem::take(&mut self.world().lines.follows);
+        let records: Vec<serde_json::Value> = follows
+            .iter()
+            .enumerate()
+            .map(|(i, (body, _))| {
+                serde_json::json!({
+                    "messageId": format!("follow-{i}"),
+                    "receiptHandle": format!("r-{i}"),
+                    "body": body,
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ami-share-target-line",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+
+    /// How many messages wait in the target line.
+    pub fn follows_waiting(&self) -> usize {
+        self.world().lines.follows.len()
     }
 
     /// SQS's visibility timeout passes: every hidden entry waits again.
@@ -184,6 +215,14 @@ impl CopyLine for FakeAws {
                 receipt_handle,
             )),
         }
+    }
+
+    async fn follow_send(&self, entries: &[(String, u32)]) -> AwsResult<()> {
+        for _ in entries.chunks(10) {
+            self.call("sqs:SendMessageBatch")?;
+        }
+        self.world().lines.follows.extend(entries.iter().cloned());
+        Ok(())
     }
 
     async fn line_length(&self, region: &str) -> AwsResult<usize> {

@@ -66,6 +66,9 @@ def test_environment_is_the_functions_contract(template, name):
     else:
         # The HMAC key its marks are signed with (issue 25; tests/infra/test_iam.py).
         assert env.pop("AMI_SHARE_MARK_KEY_ID") == {"Fn::GetAtt": ["MarkKey", "Arn"]}
+    if name == "on-image-available":
+        # The target line it reads and writes (issue 26).
+        assert env.pop("AMI_SHARE_TARGET_LINE") == {"Fn::GetAtt": ["TargetLine", "QueueName"]}
     assert env == {
         "AMI_SHARE_POLICY": {"Fn::If": ["PolicyInLayer", {"Ref": "AWS::NoValue"}, {"Ref": "Policy"}]},
         "AMI_SHARE_POLICY_FILE": {"Fn::If": ["PolicyInLayer", "/opt/ami-share/policy.json", {"Ref": "AWS::NoValue"}]},
@@ -247,7 +250,7 @@ def test_every_queue_denies_requests_without_tls(template):
     # Issue 25: every queue refuses plain HTTP, for every principal and action.
     queues = [rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"]
     policies = _queue_policies(template)
-    assert len(queues) == 6
+    assert len(queues) == 7
     for q in queues:
         denies = [
             s for s in policies.get(q, [])
@@ -300,3 +303,22 @@ def test_the_copy_line(template):
     body = res["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
     for metric in ("CopiesWaiting", "OldestCopyWaitSeconds", "CopyWaitSeconds", "CopiesStartedFromLine"):
         assert metric in body, metric
+
+
+def test_the_target_line(template):
+    """Issue 26: copies into target accounts wait and are followed in a queue on-image-available
+    reads (bounded like its events, partial batch responses) and writes; a message failing
+    three times moves to its failure queue."""
+    res = template["Resources"]
+    q = res["TargetLine"]["Properties"]
+    assert q["QueueName"] == {"Fn::Sub": "${AWS::StackName}-target-line"}
+    assert "FifoQueue" not in q  # per-message delays
+    assert q["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["OnImageAvailableFailureQueue", "Arn"]}, "maxReceiveCount": 3}
+    assert q["VisibilityTimeout"] >= 6 * 300
+    _, fn = cfn.functions(template)["on-image-available"]
+    ev = fn["Properties"]["Events"]["TargetLine"]
+    assert ev["Type"] == "SQS"
+    assert ev["Properties"]["Queue"] == {"Fn::GetAtt": ["TargetLine", "Arn"]}
+    assert ev["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert ev["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "EventConcurrency"}}

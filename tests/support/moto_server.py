@@ -300,6 +300,7 @@ def _read_body(environ):
 
 # The copy line's queue name the functions use where AMI_SHARE_COPY_LINE is not set.
 COPY_LINE = "ami-share-copy-line.fifo"
+TARGET_LINE = "ami-share-target-line"
 
 
 class HarnessMiddleware:
@@ -347,12 +348,13 @@ class HarnessMiddleware:
                     name = json.loads(body or b"{}").get("QueueName", "")
                 except ValueError:
                     name = ""
-                if name == COPY_LINE:
+                if name in (COPY_LINE, TARGET_LINE):
                     from moto.sqs.models import sqs_backends
 
                     backend = sqs_backends[_caller_account(environ)][region or DEFAULT_REGION]
                     if name not in backend.queues:
-                        backend.create_queue(name, FifoQueue="true", VisibilityTimeout="120")
+                        fifo = {"FifoQueue": "true"} if name == COPY_LINE else {}
+                        backend.create_queue(name, VisibilityTimeout="120", **fifo)
             return self.app(environ, start_response)
         if service == "sts":
             body = _read_body(environ)

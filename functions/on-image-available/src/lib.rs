@@ -3,6 +3,7 @@
 //! [`amishare::distribute::image_available`]; this crate is the Lambda's handler.
 
 use amishare::deps::Deps;
+use amishare::distribute::follow::{as_follow_batch, on_follow_batch};
 use amishare::distribute::{image_available, on_ami_event, on_invocation, Response};
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
@@ -29,11 +30,15 @@ pub async fn handle<P: Aws + Publishing + TargetAccounts>(
 }
 
 /// Handle one invocation: an SQS batch of events (the deployed path, behind the queue that
-/// bounds concurrency), answered with the records to deliver again; or one event.
+/// bounds concurrency), answered with the records to deliver again; a batch of the target
+/// line (copies into target accounts to start and follow); or one event.
 pub async fn handle_invocation<P: Aws + Publishing + TargetAccounts>(
     deps: &Deps<P>,
     payload: Value,
 ) -> Result<Response, Error> {
+    if let Some(batch) = as_follow_batch(&payload)? {
+        return Ok(Response::Batch(on_follow_batch(deps, batch).await.0));
+    }
     // One invocation, one view of the keys: the events of a batch read a key's grants once.
     let keys = Arc::new(KeyState::default());
     let keys = &keys;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use amishare::deps::{Deps, Settings};
+use amishare::distribute::Response;
 use amishare::metrics::event_record;
 use amishare::names::{
     COPIED_BY_RULE_TAG, COPIED_FROM_ACCOUNT_TAG, COPIED_FROM_IMAGE_TAG, SOURCE_CREATED_TAG,
@@ -17,10 +18,11 @@ use amishare::names::{
 use amishare::ports::{ImageState, KeyManager};
 use amishare::report::{Outcome, Summary};
 use amishare::target_copies::TargetStatus;
+use amishare::target_copies::FOLLOW_DELAY_SECONDS;
 use amishare::Policy;
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::Utc;
-use on_image_available::handle;
+use on_image_available::{handle, handle_invocation};
 use serde_json::{json, Value};
 
 const R: &str = "us-east-1";
@@ -249,23 +251,43 @@ async fn a_target_without_the_named_key_fails_naming_the_account_and_key() {
     );
 }
 
+/// Issue 26: a target account's own copy cap makes its copy wait in the target line, which
+/// starts it when a slot frees (not the night).
 #[tokio::test]
-async fn a_copy_limit_defers_the_target_to_the_night() {
+async fn a_copy_limit_makes_the_target_wait_in_the_target_line() {
     let (d, id) = world(json!({}));
     d.aws
         .fail("target:CopyImage", "ResourceLimitExceeded", 0, 1);
     let s = handle(&d, event(&id)).await.unwrap();
-    let deferred: Vec<_> = s
+    let waiting: Vec<_> = s
         .target_copies
         .iter()
-        .filter(|t| t.status == TargetStatus::Deferred)
+        .filter(|t| t.status == TargetStatus::Waiting)
         .collect();
-    assert_eq!(deferred.len(), 1);
-    assert!(deferred[0]
+    assert_eq!(waiting.len(), 1);
+    assert!(waiting[0]
         .detail
         .as_deref()
         .unwrap()
-        .contains("nightly sweeper"));
+        .contains("target line"));
+    let (account, region) = (waiting[0].account.clone(), waiting[0].region.clone());
+    assert!(d.aws.target_images(&account, &region).is_empty());
+    // Every target is followed: the line's batch (after its delay) starts the waiting one.
+    assert_eq!(d.aws.follows_waiting(), 6);
+    let Response::Batch(r) = handle_invocation(&d, d.aws.take_follows()).await.unwrap() else {
+        panic!("a batch's answer");
+    };
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(
+        d.aws.target_images(&account, &region).len(),
+        1,
+        "started by the line"
+    );
+    assert_eq!(
+        d.aws.follows_waiting(),
+        6,
+        "each followed again: none finished yet"
+    );
 }
 
 #[tokio::test]
@@ -286,9 +308,14 @@ async fn a_copy_of_ours_or_someone_elses_is_never_copied_into_targets() {
         .is_empty());
 }
 
+/// Issue 26: past the event's bound, target copies wait in the target line, which starts
+/// them at once (no night), and every copy is followed until it is finished: its deprecation
+/// and the target's parameter within minutes of the copy, not the next night.
 #[tokio::test]
-async fn an_event_starts_a_bounded_number_of_target_copies_and_leaves_the_rest_to_the_night() {
-    let (mut d, id) = world(json!({}));
+async fn an_event_starts_a_bounded_number_of_target_copies_and_the_line_starts_and_finishes_them_all(
+) {
+    let (mut d, id) = world(json!({
+        "publish": {"parameter": "/golden/latest", "in_target_accounts": true}}));
     d.settings.target_copies_per_event = 4;
     let s = handle(&d, event(&id)).await.unwrap();
     let started = s
@@ -296,18 +323,83 @@ async fn an_event_starts_a_bounded_number_of_target_copies_and_leaves_the_rest_t
         .iter()
         .filter(|t| t.status == TargetStatus::Started)
         .count();
-    let deferred: Vec<_> = s
+    let waiting: Vec<_> = s
         .target_copies
         .iter()
-        .filter(|t| t.status == TargetStatus::Deferred)
+        .filter(|t| t.status == TargetStatus::Waiting)
         .collect();
-    assert_eq!((started, deferred.len()), (4, 2));
-    assert!(deferred[0].detail.as_deref().unwrap().contains("at most 4"));
-    let made: usize = targets()
+    assert_eq!((started, waiting.len()), (4, 2));
+    assert!(waiting[0].detail.as_deref().unwrap().contains("at most 4"));
+    let made = |d: &Deps<FakeAws>| -> usize {
+        targets()
+            .iter()
+            .flat_map(|a| REGIONS.map(|r| d.aws.target_images(a, r).len()))
+            .sum()
+    };
+    assert_eq!(
+        made(&d),
+        4,
+        "the waiting targets are not started by the event"
+    );
+    let sent: Vec<u32> = d
+        .aws
+        .world()
+        .lines
+        .follows
         .iter()
-        .flat_map(|a| REGIONS.map(|r| d.aws.target_images(a, r).len()))
-        .sum();
-    assert_eq!(made, 4, "the deferred targets were not started");
+        .map(|(_, delay)| *delay)
+        .collect();
+    assert_eq!(
+        sent.iter().filter(|d| **d == 0).count(),
+        2,
+        "the unstarted ones at once: {sent:?}"
+    );
+    assert_eq!(
+        sent.iter().filter(|d| **d == FOLLOW_DELAY_SECONDS).count(),
+        4,
+        "the started ones in a few minutes"
+    );
+
+    // The line's first batch starts the two; all six are followed again.
+    handle_invocation(&d, d.aws.take_follows()).await.unwrap();
+    assert_eq!(made(&d), 6);
+    assert_eq!(d.aws.follows_waiting(), 6);
+    // The copies become available; the next batch finishes each: the target's parameter.
+    d.aws.finish_target_copies();
+    handle_invocation(&d, d.aws.take_follows()).await.unwrap();
+    assert_eq!(
+        d.aws.follows_waiting(),
+        0,
+        "all finished: nothing left to follow"
+    );
+    for a in targets() {
+        for r in REGIONS {
+            let [copy] = d.aws.target_images(&a, r).try_into().unwrap();
+            let versions = d.aws.target_parameter(&a, r, "/golden/latest");
+            assert_eq!(
+                versions.last().map(|v| v.0.as_str()),
+                Some(copy.id.as_str()),
+                "{a} {r}"
+            );
+        }
+    }
+}
+
+/// Issue 26: a follow whose source was deregistered meanwhile is dropped, said so.
+#[tokio::test]
+async fn a_follow_whose_source_is_gone_is_dropped() {
+    let (mut d, id) = world(json!({}));
+    d.settings.target_copies_per_event = 0;
+    handle(&d, event(&id)).await.unwrap();
+    d.aws.deregister_image(R, &id);
+    let Response::Batch(r) = handle_invocation(&d, d.aws.take_follows()).await.unwrap() else {
+        panic!("a batch's answer");
+    };
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(d.aws.follows_waiting(), 0);
+    assert!(targets()
+        .iter()
+        .all(|a| REGIONS.iter().all(|r| d.aws.target_images(a, r).is_empty())));
 }
 
 /// Issue 27 (8): an event reaching many targets keeps its summary small: the first 50 target

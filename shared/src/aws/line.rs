@@ -2,7 +2,9 @@
 //! `GetQueueUrl` once per Region and warm Lambda.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 
 use super::{aws_error, AwsPorts};
 use crate::error::AwsError;
@@ -11,7 +13,7 @@ use crate::ports::{AwsResult, CopyLine, LineEntry};
 impl AwsPorts {
     /// The line's URL in `region`.
     async fn line_url(&self, region: &str) -> AwsResult<String> {
-        let Some(name) = &self.copy_line else {
+        let Some(name) = self.copy_line.clone() else {
             return Err(AwsError::new(
                 "sqs",
                 "GetQueueUrl",
@@ -20,11 +22,17 @@ impl AwsPorts {
                 region,
             ));
         };
+        self.queue_url(region, &name).await
+    }
+
+    /// The URL of the queue `name` in `region` (`GetQueueUrl` once per queue and warm Lambda).
+    async fn queue_url(&self, region: &str, name: &str) -> AwsResult<String> {
+        let key = format!("{region}/{name}");
         if let Some(url) = self
             .line_urls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(region)
+            .get(&key)
         {
             return Ok(url.clone());
         }
@@ -37,7 +45,7 @@ impl AwsPorts {
             .map_err(|e| {
                 let mut e = aws_error("sqs", "GetQueueUrl", &format!("{name} in {region}"), e);
                 e.message = format!(
-                    "{}; the stack (with its copy line) must be deployed in every Region copies go to",
+                    "{}; the stack deploys its queue {name} in every Region it runs in, and must run in every Region copies go to",
                     e.message
                 );
                 e
@@ -46,7 +54,7 @@ impl AwsPorts {
         self.line_urls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(region.to_string(), url.clone());
+            .insert(key, url.clone());
         Ok(url)
     }
 }
@@ -149,5 +157,50 @@ impl CopyLine for AwsPorts {
         };
         Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
             + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    async fn follow_send(&self, entries: &[(String, u32)]) -> AwsResult<()> {
+        let region = self.home_region().unwrap_or_default();
+        let url = self.queue_url(&region, &self.target_line).await?;
+        for chunk in entries.chunks(10) {
+            let batch: Vec<SendMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (body, delay))| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .delay_seconds((*delay).min(900) as i32)
+                        .build()
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    AwsError::new(
+                        "sqs",
+                        "SendMessageBatch",
+                        "ConstructionFailure",
+                        e.to_string(),
+                        &url,
+                    )
+                })?;
+            let out = self
+                .sqs(&region)
+                .send_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(batch))
+                .send()
+                .await
+                .map_err(|e| aws_error("sqs", "SendMessageBatch", &url, e))?;
+            if let Some(f) = out.failed().first() {
+                return Err(AwsError::new(
+                    "sqs",
+                    "SendMessageBatch",
+                    f.code(),
+                    f.message().unwrap_or_default(),
+                    &url,
+                ));
+            }
+        }
+        Ok(())
     }
 }

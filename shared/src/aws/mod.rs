@@ -28,6 +28,8 @@ pub use rate::RateLimits;
 /// The copy line's queue name where `AMI_SHARE_COPY_LINE` is not set (local runs against an
 /// emulator; the stack sets `<stack>-copy-line.fifo`).
 pub const DEFAULT_COPY_LINE: &str = "ami-share-copy-line.fifo";
+/// The target line's queue name where `AMI_SHARE_TARGET_LINE` is not set.
+pub const DEFAULT_TARGET_LINE: &str = "ami-share-target-line";
 
 /// The real AWS behind all four ports.
 /// The credentials of one target account's role, once assumed.
@@ -48,6 +50,8 @@ pub struct AwsPorts {
     /// The copies' waiting line: its queue's name (the same in every Region) and, per Region,
     /// its URL once looked up.
     copy_line: Option<String>,
+    /// The target line's queue name (in the function's own Region).
+    target_line: String,
     line_urls: Mutex<HashMap<String, String>>,
     /// The role `copy_into` assumes in each target account (its name), and the credentials of
     /// each account assumed so far.
@@ -118,6 +122,7 @@ impl AwsPorts {
             events: Mutex::default(),
             sqs: Mutex::default(),
             copy_line: Some(DEFAULT_COPY_LINE.to_string()),
+            target_line: DEFAULT_TARGET_LINE.to_string(),
             line_urls: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
@@ -150,6 +155,7 @@ impl AwsPorts {
             events: Mutex::default(),
             sqs: Mutex::default(),
             copy_line: Some(DEFAULT_COPY_LINE.to_string()),
+            target_line: DEFAULT_TARGET_LINE.to_string(),
             line_urls: Mutex::default(),
             target_role: None,
             targets: Mutex::default(),
@@ -184,6 +190,13 @@ impl AwsPorts {
     /// [`DEFAULT_COPY_LINE`] where it is not set).
     pub fn with_copy_line(mut self, queue_name: impl Into<String>) -> Self {
         self.copy_line = Some(queue_name.into());
+        self
+    }
+
+    /// The same adapters with the target line (`AMI_SHARE_TARGET_LINE`, the stack's
+    /// `<stack>-target-line`; [`DEFAULT_TARGET_LINE`] where it is not set).
+    pub fn with_target_line(mut self, queue_name: impl Into<String>) -> Self {
+        self.target_line = queue_name.into();
         self
     }
 

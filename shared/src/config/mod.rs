@@ -55,6 +55,8 @@ pub const TARGET_ROLE_ENV: &str = "AMI_SHARE_TARGET_ROLE_NAME";
 pub const MARK_KEY_ENV: &str = "AMI_SHARE_MARK_KEY_ID";
 /// The copies' waiting line: the name of the FIFO queue the stack has in each Region.
 pub const COPY_LINE_ENV: &str = "AMI_SHARE_COPY_LINE";
+/// The target line: the queue of copies into target accounts to start and follow.
+pub const TARGET_LINE_ENV: &str = "AMI_SHARE_TARGET_LINE";
 /// The event functions' concurrency bound (their queue's maximum concurrency, the template's
 /// `EventConcurrency`): each invocation paces itself to its part of `rate_limits.events_share`.
 /// Unset (a local run): 1.

@@ -6,11 +6,14 @@
 //! - [`copy_complete`]: on-copy-complete — share the copy in its Region like its source,
 //!   deprecate it like its source, publish it;
 //! - [`frame`]: parse the event, run the service, summarise, count (EMF);
+//! - [`follow`]: the target line's batches (copies into target accounts, started and
+//!   followed until finished);
 //! - [`line`]: draining a Region's copy line, reported and counted;
 //! - [`queue`]: the burst path, an SQS batch of events with partial batch responses.
 
 pub mod available;
 pub mod copy_complete;
+pub mod follow;
 pub mod frame;
 pub mod line;
 pub mod queue;

@@ -42,4 +42,8 @@ pub trait CopyLine: Send + Sync {
     async fn line_release(&self, region: &str, receipt: &str) -> AwsResult<()>;
     /// `GetQueueAttributes`: entries in the line (waiting or being looked at).
     async fn line_length(&self, region: &str) -> AwsResult<usize>;
+    /// `SendMessageBatch` (10 a call) to the target line, the function's own Region's queue
+    /// of the copies into target accounts to start and follow (`copy_into`): each body is
+    /// delivered to on-image-available after its delay (at most 900 seconds).
+    async fn follow_send(&self, entries: &[(String, u32)]) -> AwsResult<()>;
 }

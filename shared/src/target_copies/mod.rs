@@ -18,16 +18,20 @@
 //! The copies are tracked, never owned: nothing here disables or deregisters a target's
 //! copy, and an account that leaves the OU is no longer listed, so its copies stay as they are.
 //!
+//! - [`follow`]: the target line, which starts what one event did not and finishes each copy
+//!   within minutes of its becoming available;
 //! - [`ports`]: the calls made in a target account;
 //! - [`request`]: the `CopyImage` request of a target copy;
 //! - [`report`]: what became of each target copy;
 //! - [`service`][]: [`TargetCopier`].
 
+pub mod follow;
 pub mod ports;
 pub mod report;
 pub mod request;
 pub mod service;
 
+pub use follow::{Follow, FollowMessage, Followed, FOLLOW_DELAY_SECONDS};
 pub use ports::TargetAccounts;
 pub use report::{TargetCopyReport, TargetNight, TargetStatus};
 pub use request::target_copy_request;

@@ -13,8 +13,10 @@ pub enum TargetStatus {
     /// The copy is available, deprecated like its source, published when asked, its older
     /// copies tagged superseded.
     Finished,
-    /// Too many copies in flight (`ResourceLimitExceeded`): the next night starts it.
-    Deferred,
+    /// Not started yet: past the copies one event starts, or too many copies in flight in
+    /// the target account (`ResourceLimitExceeded`). It waits in the target line, which
+    /// starts it within minutes and follows it until it is finished.
+    Waiting,
     /// An AWS error in the target account (a role that cannot be assumed, a key it lacks):
     /// `detail` names the account, the code and the fix; the next night tries again.
     Failed,
@@ -79,7 +81,7 @@ pub struct TargetNight {
     pub finished: usize,
     pub started: usize,
     pub pending: usize,
-    pub deferred: usize,
+    pub waiting: usize,
     pub failed: usize,
     /// Older copies tagged `ami-share:superseded-by` tonight.
     pub superseded: usize,
@@ -97,7 +99,7 @@ impl TargetNight {
             TargetStatus::Finished => self.finished += 1,
             TargetStatus::Started => self.started += 1,
             TargetStatus::Pending => self.pending += 1,
-            TargetStatus::Deferred => self.deferred += 1,
+            TargetStatus::Waiting => self.waiting += 1,
             TargetStatus::Failed | TargetStatus::Refused => self.failed += 1,
         }
         self.superseded += r.superseded.len();

@@ -20,11 +20,11 @@ use crate::publish::decide::{label_of, target_copy_order};
 use crate::publish::params::{label_version, put_with_room, ParameterStore};
 
 /// One target: a rule's copy into one account and Region.
-struct Target<'a> {
-    into: &'a IntoPlan,
-    account: String,
-    region: &'a str,
-    key: Option<&'a str>,
+pub(super) struct Target<'a> {
+    pub into: &'a IntoPlan,
+    pub account: String,
+    pub region: &'a str,
+    pub key: Option<&'a str>,
 }
 
 /// Deprecation times are computed from the clock at each call, never a "now" taken earlier:
@@ -39,6 +39,10 @@ pub struct TargetCopier<'d, P> {
 impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     pub fn new(deps: &'d Deps<P>) -> Self {
         Self { deps }
+    }
+
+    pub(super) fn deps(&self) -> &'d Deps<P> {
+        self.deps
     }
 
     /// Every target of `into`: its accounts and the active accounts of its OUs (the publisher
@@ -81,9 +85,14 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     }
 
     /// The event path: start the copy of `source` (fully shared, in its own Region) into every
-    /// target of `into`. A redelivered event runs the same requests, which EC2 answers with
-    /// the copies already started (client tokens). Only an organization listing error fails
-    /// the whole (the event is then retried).
+    /// target of `into`, at most [`Settings::target_copies_per_event`]; every target then
+    /// joins the target line ([`super::follow`]), which starts the rest within minutes and
+    /// follows each copy until it is finished. A redelivered event runs the same requests,
+    /// which EC2 answers with the copies already started (client tokens). Only an organization
+    /// listing error, or the target line refusing the follows, fails the whole (the event is
+    /// then retried).
+    ///
+    /// [`Settings::target_copies_per_event`]: crate::deps::Settings::target_copies_per_event
     pub async fn start(&self, source: &Image, into: &[IntoPlan]) -> Result<Vec<TargetCopyReport>> {
         let targets = self.targets(into).await?;
         let cap = self.deps.settings.target_copies_per_event;
@@ -94,16 +103,17 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             .collect()
             .await;
         out.extend(later.iter().map(|t| {
-            let mut r = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Deferred);
+            let mut r = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Waiting);
             r.detail = Some(format!(
-                "an event starts at most {cap} copies into target accounts ({} asked); the nightly sweeper starts this one",
+                "an event starts at most {cap} copies into target accounts ({} asked); this one waits in the target line, which starts it within minutes",
                 targets.len()
             ));
             r
         }));
         if !later.is_empty() {
-            tracing::warn!(source_image = %source.id, started = now.len(), deferred = later.len(), "more target copies than one event starts; the rest are the night's");
+            tracing::info!(source_image = %source.id, started = now.len(), waiting = later.len(), "more target copies than one event starts; the rest wait in the target line");
         }
+        self.follow_all(source, now, &out, later).await?;
         Ok(out)
     }
 
@@ -195,10 +205,10 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
                 out
             }
             Err(e) if e.code == COPY_LIMIT_CODE => {
-                out.status = TargetStatus::Deferred;
+                out.status = TargetStatus::Waiting;
                 out.error_code = Some(e.code.clone());
                 out.detail = Some(format!(
-                    "{COPY_LIMIT_CODE}: account {} has too many copies in flight to {}; the nightly sweeper starts it later",
+                    "{COPY_LIMIT_CODE}: account {} has too many copies in flight to {}; it waits in the target line, which starts it when a slot frees",
                     t.account, t.region
                 ));
                 out
@@ -243,7 +253,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
         }
     }
 
-    async fn finish_one(&self, newest: &Image, t: &Target<'_>) -> TargetCopyReport {
+    pub(super) async fn finish_one(&self, newest: &Image, t: &Target<'_>) -> TargetCopyReport {
         let aws = &self.deps.aws;
         let out = TargetCopyReport::new(&t.into.rule, &t.account, t.region, TargetStatus::Finished);
         let listed = match aws
