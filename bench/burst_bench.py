@@ -116,9 +116,9 @@ def sqs_batch(queue: Queue, region: str, batch: list[dict]) -> dict:
     } for m in batch]}
 
 
-def poller(binary: str, function: str, region: str, queue: Queue, port: int, args, stop: threading.Event,
-           errors: list[str], log) -> None:
-    """One warm execution environment of `function` in `region`, fed batches from `queue`."""
+def start_function(binary: str, function: str, region: str, port: int, args, log,
+                   policy_doc: dict | None = None) -> tuple[Runtime, subprocess.Popen]:
+    """One warm execution environment of `function` in `region` (its Runtime API and process)."""
     rt = Runtime()
     rt.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:ami-share-{function}"
     env = {
@@ -128,10 +128,17 @@ def poller(binary: str, function: str, region: str, queue: Queue, port: int, arg
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/ami-share-{function}", "AWS_REGION": region,
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true",
-        "AMI_SHARE_POLICY": json.dumps(policy()), "AMI_SHARE_EVENT_CONCURRENCY": str(args.concurrency),
+        "AMI_SHARE_POLICY": json.dumps(policy_doc or policy()), "AMI_SHARE_EVENT_CONCURRENCY": str(args.concurrency),
         "RUST_LOG": "warn",
     }
     proc = subprocess.Popen([os.path.join(binary, function)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    return rt, proc
+
+
+def poller(binary: str, function: str, region: str, queue: Queue, port: int, args, stop: threading.Event,
+           errors: list[str], log, policy_doc: dict | None = None) -> None:
+    """One warm execution environment of `function` in `region`, fed batches from `queue`."""
+    rt, proc = start_function(binary, function, region, port, args, log, policy_doc)
     try:
         while not stop.is_set():
             batch = queue.receive(args.batch, stop)

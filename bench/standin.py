@@ -88,6 +88,55 @@ class Snapshot:
     kms_key_id: str | None = None
 
 
+class SqsQueue:
+    """One SQS queue as the functions use it: FIFO (order within a message group; a group's
+    later messages not handed out while one is in flight; deduplication ids for five minutes)
+    or standard (per-message delays); visibility timeouts; receipt handles per receive."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.fifo = name.endswith(".fifo")
+        self.messages: list[dict] = []  # {"id", "body", "group", "visible_at", "receives", "receipt", "sent"}
+        self.dedup: dict[str, float] = {}
+        self.sent = 0
+        self.next = 0
+
+    def send(self, body: str, group: str | None = None, dedup: str | None = None, delay: float = 0.0) -> str:
+        now = time.monotonic()
+        if self.fifo and dedup is not None:
+            if now - self.dedup.get(dedup, -1e9) < 300:
+                return "deduplicated"
+            self.dedup[dedup] = now
+        self.next += 1
+        self.sent += 1
+        mid = f"m-{self.next}"
+        self.messages.append({"id": mid, "body": body, "group": group, "visible_at": now + delay,
+                              "receives": 0, "receipt": None, "sent": now})
+        return mid
+
+    def receive(self, n: int, hide: float) -> list[dict]:
+        now = time.monotonic()
+        locked = {m["group"] for m in self.messages if self.fifo and m["receipt"] and m["visible_at"] > now}
+        out = []
+        for m in self.messages:
+            if len(out) >= n:
+                break
+            if m["visible_at"] > now or (self.fifo and m["group"] in locked):
+                continue
+            m["receives"] += 1
+            m["receipt"] = f"{m['id']}/{m['receives']}"
+            m["visible_at"] = now + hide
+            out.append(m)
+        return out
+
+    def find(self, receipt: str) -> dict | None:
+        return next((m for m in self.messages if m["receipt"] == receipt), None)
+
+    def visible(self) -> int:
+        now = time.monotonic()
+        return sum(1 for m in self.messages if m["visible_at"] <= now)
+
+
 class World:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -123,6 +172,17 @@ class World:
         # Other accounts (copy_into): (account, Region) -> their images; their client tokens.
         self.targets: dict[tuple[str, str], list[Image]] = {}
         self.target_tokens: dict[tuple[str, str, str], str] = {}
+        # EC2's copy cap (snapshot copies pending per destination Region; None: no cap), and the
+        # most slots ever in use per Region (the benchmark's "never more than the cap").
+        self.copy_cap: int | None = None
+        self.peak_in_flight: dict[str, int] = {}
+        # SQS (the copy line, the target line): (Region, queue name) -> queue.
+        self.queues: dict[tuple[str, str], SqsQueue] = {}
+
+    def in_flight(self, region: str) -> int:
+        """Snapshot copies pending in `region` (a slot per snapshot of each pending image)."""
+        return sum(len(i.snapshots) or 1 for i in self.images.values()
+                   if i.region == region and i.state == "pending" and i.owner == ACCOUNT)
 
     def add_key(self, region: str, alias: str | None = None) -> str:
         arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}"
@@ -359,11 +419,16 @@ class Handler(BaseHTTPRequestHandler):
             self.dispatch(target, raw)
         finally:
             name = target.split(".")[-1] if target else parse_qs(raw.decode()).get("Action", [""])[0]
-            service = "organizations" if target.startswith("AWSOrganizations") else "kms" if target.startswith("TrentService") else "ec2"
+            service = ("organizations" if target.startswith("AWSOrganizations") else "kms" if target.startswith("TrentService")
+                       else "sqs" if target.startswith("AmazonSQS") else "ec2")
             with self.world.lock:
                 self.world.log.append((f"{service}:{name}", self.region(), start, time.monotonic()))
 
     def dispatch(self, target: str, raw: bytes) -> None:
+        if target.startswith("AmazonSQS"):
+            if self.world.latency:
+                time.sleep(self.world.latency)
+            return self.sqs(target.split(".")[-1], json.loads(raw or b"{}"))
         if target.startswith("AWSOrganizations"):
             if self.world.latency:
                 time.sleep(self.world.latency)
@@ -420,6 +485,53 @@ class Handler(BaseHTTPRequestHandler):
         if status != 200:
             return self.error(status, body[0], body[1])
         self.reply(200, ec2_response(action, body))
+
+    def sqs(self, op: str, body: dict) -> None:
+        w = self.world
+        region = self.region()
+        ctype = "application/x-amz-json-1.0"
+        with w.lock:
+            w.calls["sqs:" + op] = w.calls.get("sqs:" + op, 0) + 1
+            if op == "GetQueueUrl":
+                name = body["QueueName"]
+                w.queues.setdefault((region, name), SqsQueue(name))  # the stack's queues exist
+                return self.reply(200, json.dumps({"QueueUrl": f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"}), ctype)
+            url = body.get("QueueUrl", "")
+            q = w.queues.get((url.split(".")[1] if url.count(".") > 1 else region, url.rsplit("/", 1)[-1]))
+            if q is None:
+                return self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": url}), ctype)
+            if op == "SendMessage":
+                mid = q.send(body["MessageBody"], body.get("MessageGroupId"), body.get("MessageDeduplicationId"),
+                             float(body.get("DelaySeconds", 0)))
+                return self.reply(200, json.dumps({"MessageId": mid, "MD5OfMessageBody": hashlib.md5(body["MessageBody"].encode()).hexdigest()}), ctype)
+            if op == "SendMessageBatch":
+                ok = []
+                for e in body.get("Entries", []):
+                    mid = q.send(e["MessageBody"], e.get("MessageGroupId"), e.get("MessageDeduplicationId"),
+                                 float(e.get("DelaySeconds", 0)))
+                    ok.append({"Id": e["Id"], "MessageId": mid, "MD5OfMessageBody": hashlib.md5(e["MessageBody"].encode()).hexdigest()})
+                return self.reply(200, json.dumps({"Successful": ok, "Failed": []}), ctype)
+            if op == "ReceiveMessage":
+                got = q.receive(int(body.get("MaxNumberOfMessages", 1)), float(body.get("VisibilityTimeout", 30)))
+                msgs = [{"MessageId": m["id"], "ReceiptHandle": m["receipt"], "Body": m["body"],
+                         "MD5OfBody": hashlib.md5(m["body"].encode()).hexdigest(),
+                         "Attributes": {"MessageGroupId": m["group"] or ""}} for m in got]
+                return self.reply(200, json.dumps({"Messages": msgs} if msgs else {}), ctype)
+            if op in ("DeleteMessage", "ChangeMessageVisibility"):
+                m = q.find(body["ReceiptHandle"])
+                if m is None:
+                    return self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#ReceiptHandleIsInvalid", "message": "stale"}), ctype)
+                if op == "DeleteMessage":
+                    q.messages.remove(m)
+                else:
+                    m["visible_at"] = time.monotonic() + float(body.get("VisibilityTimeout", 0))
+                return self.reply(200, "{}", ctype)
+            if op == "GetQueueAttributes":
+                n = q.visible()
+                return self.reply(200, json.dumps({"Attributes": {
+                    "ApproximateNumberOfMessages": str(n),
+                    "ApproximateNumberOfMessagesNotVisible": str(len(q.messages) - n)}}), ctype)
+        return self.reply(400, json.dumps({"__type": "InvalidAction", "message": op}), ctype)
 
     def kms(self, op: str, body: dict) -> None:
         w = self.world
@@ -508,6 +620,9 @@ class Handler(BaseHTTPRequestHandler):
         if "name" in filters:
             pat = filters["name"][0].rstrip("*")
             order = [i for i in order if w.images[i].name.startswith(pat)]
+        if "state" in filters:
+            order = [i for i in order if w.images[i].state in filters["state"] and w.images[i].region == self.q_region
+                     and w.images[i].owner == ACCOUNT]
         ids, nxt = page(order, q, 1000)
         body = "<imagesSet>" + "".join(image_xml(w.images[i], self.encrypted_of(w.images[i])) for i in ids) + "</imagesSet>"
         return 200, body + (f"<nextToken>{nxt}</nextToken>" if nxt else "")
@@ -573,6 +688,11 @@ class Handler(BaseHTTPRequestHandler):
         key_arn = w.key(self.q_region, key) if key else None
         if key and key_arn is None:
             return 400, ("InvalidParameter", f"no key {key} in {self.q_region}")
+        if w.copy_cap is not None:
+            used = w.in_flight(self.q_region)
+            if used > 0 and used + len(src.snapshots) > w.copy_cap:
+                w.calls["CopyImage:ResourceLimitExceeded"] = w.calls.get("CopyImage:ResourceLimitExceeded", 0) + 1
+                return 400, ("ResourceLimitExceeded", f"too many snapshot copies in flight to {self.q_region}")
         n = len(w.images)
         snaps = []
         for k, sid in enumerate(src.snapshots):
@@ -590,6 +710,8 @@ class Handler(BaseHTTPRequestHandler):
         w.add_image(copy)
         if token:
             w.copy_tokens[token] = copy.id
+        used = w.in_flight(self.q_region)
+        w.peak_in_flight[self.q_region] = max(w.peak_in_flight.get(self.q_region, 0), used)
         return 200, f"<imageId>{copy.id}</imageId>"
 
     def ec2_ModifySnapshotAttribute(self, q):

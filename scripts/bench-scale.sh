@@ -7,6 +7,8 @@
 #   night     bench/sweeper_bench.py --scenario k: the steady night of a 5,000-account organization
 #   targets   bench/targets_bench.py: copy_into over 5,000 accounts x 2 Regions, every event lost,
 #             10,000 managed images alongside, 100 ms per call (not in `all`: ~10 minutes)
+#   patchday  bench/copy_line_bench.py: 200 images x 2 Regions under EC2's copy cap of 20, copies
+#             of 20 s (not in `all`: ~5 minutes)
 #
 #   bash scripts/bench-scale.sh            # the first three
 #   bash scripts/bench-scale.sh burst      # one of them
@@ -31,5 +33,9 @@ fi
 if [ "$which" = targets ]; then
   echo "== (d) copy_into: 5,000 target accounts x 2 Regions, three nights"
   python3 bench/targets_bench.py --binary target/release/nightly-sweeper --accounts 5000 --images 10000 --latency 0.1 || status=1
+fi
+if [ "$which" = patchday ]; then
+  echo "== (e) patch day: 200 images x 2 Regions through the copy line, cap 20"
+  python3 bench/copy_line_bench.py --dir target/release || status=1
 fi
 exit "$status"
