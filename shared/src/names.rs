@@ -285,3 +285,6 @@ fn retry_suffix(attempt: usize) -> String {
         format!("-r{attempt}")
     }
 }
+
+/// Tag recording the fingerprint of the desired state an image was last fully converged to.
+pub const PLAN_TAG: &str = "ami-share:plan";

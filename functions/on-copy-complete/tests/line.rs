@@ -264,3 +264,37 @@ async fn the_timer_drains_the_line() {
         [("sqs:ReceiveMessage".to_string(), 1)]
     );
 }
+
+#[tokio::test]
+async fn a_copy_ec2_refuses_for_good_is_dropped_and_its_source_looked_at_again() {
+    let (d, ids) = world(1, 2, 1);
+    release(&d, &ids).await;
+    let tagged = |id: &str| {
+        d.aws
+            .image(HOME, id)
+            .unwrap()
+            .image
+            .tags
+            .contains_key("ami-share:plan")
+    };
+    assert!(tagged(&ids[1]), "recorded: its copy waits in the line");
+    d.aws
+        .fail("ec2:CopyImage", "InvalidParameterCombination", 0, 1);
+    let first = copy_of(&d, &ids[0]);
+    d.aws.complete_copy(DEST, &first);
+    let s = on_copy_complete::handle(&d, event("available", DEST, &first))
+        .await
+        .unwrap();
+    let line = s.line.unwrap();
+    assert_eq!((line.started, line.dropped.len()), (0, 1));
+    assert!(
+        line.dropped[0].contains("InvalidParameterCombination"),
+        "{:?}",
+        line.dropped
+    );
+    assert!(d.aws.line(DEST).is_empty());
+    assert!(
+        !tagged(&ids[1]),
+        "the source's fingerprint cleared: the night converges it again"
+    );
+}

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::request::COPY_LIMIT_CODE;
 use crate::deps::Deps;
 use crate::error::{AwsError, Result};
+use crate::names::PLAN_TAG;
 use crate::ports::{Aws, CopyRequest, Image, LineEntry};
 
 /// The message group of the account's own copies (a target account's copies wait in a group
@@ -158,8 +159,17 @@ impl<'d, P: Aws> Line<'d, P> {
         Ok(())
     }
 
-    /// Start what fits of `region`'s line, oldest first; hand the rest back.
+    /// Start what fits of `region`'s line, oldest first, for up to [`DRAIN_BUDGET`]; hand the
+    /// rest back (on-copy-complete when a copy ends, and the timer).
     pub async fn drain(&self, region: &str) -> Result<Drained> {
+        self.drain_until(region, None).await
+    }
+
+    /// The same, ending once the copy with `token` was taken (started, found started or
+    /// dropped): the function that joined a copy drains until its own copy's turn and no
+    /// longer, so an event's latency does not carry the whole line; the copies behind it are
+    /// started by their own events' drains, by the next copy's end or by the timer.
+    pub async fn drain_until(&self, region: &str, token: Option<&str>) -> Result<Drained> {
         let begun = Instant::now();
         let now = Utc::now();
         let mut out = Drained {
@@ -168,7 +178,12 @@ impl<'d, P: Aws> Line<'d, P> {
         };
         let mut held: Vec<LineEntry> = Vec::new();
         let mut slots: Option<Slots> = None;
-        while begun.elapsed() < DRAIN_BUDGET && held.is_empty() {
+        let done = |out: &Drained| {
+            token.is_some_and(|t| {
+                out.started(t).is_some() || out.dropped.iter().any(|d| d.client_token == t)
+            })
+        };
+        while begun.elapsed() < DRAIN_BUDGET && held.is_empty() && !done(&out) {
             let entries = self.deps.aws.line_receive(region, 10, HIDE_SECONDS).await?;
             if entries.is_empty() {
                 break;
@@ -262,6 +277,11 @@ impl<'d, P: Aws> Line<'d, P> {
                     format!("EC2 refused the copy: {e}")
                 };
                 tracing::warn!(source_image = %r.source_image_id, region, error = %e, "waiting copy dropped: {why}");
+                if !gone {
+                    // The source's record counted this copy as on its way: clear it, so the
+                    // night converges the source again (as a copy's `failed` event does).
+                    self.stale_source(r).await?;
+                }
                 out.dropped.push(DroppedCopy {
                     client_token: r.client_token.clone(),
                     source_image_id: r.source_image_id.clone(),
@@ -272,6 +292,24 @@ impl<'d, P: Aws> Line<'d, P> {
         }
         aws.line_delete(region, &entry.receipt).await?;
         Ok(true)
+    }
+
+    /// Clear the fingerprint of the source of a copy that will not be made.
+    async fn stale_source(&self, r: &CopyRequest) -> Result<()> {
+        match self
+            .deps
+            .aws
+            .untag_resources(
+                &r.source_region,
+                std::slice::from_ref(&r.source_image_id),
+                &[PLAN_TAG],
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Hand the entries that must wait back to the line, at their place (visible at once, so

@@ -18,9 +18,11 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
-    /// Whether nothing is left to do for this copy now: it was started, exists, needs none, or
-    /// was refused (a waiting copy is not settled: the source's fingerprint stays unrecorded).
+    /// Whether the copy is on its way or needs nothing: started, exists, waiting in its
+    /// Region's line (kept durably; the line clears the source's fingerprint if EC2 refuses it
+    /// for good), not needed, or refused. A `failed` copy is not: the source's fingerprint stays
+    /// unrecorded, so the night looks again.
     pub fn is_settled(&self) -> bool {
-        !matches!(self.status.as_str(), "waiting" | "failed")
+        self.status != "failed"
     }
 }

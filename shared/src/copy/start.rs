@@ -98,7 +98,7 @@ impl<'d, P: Aws> Copier<'d, P> {
         let line = Line::new(self.deps);
         line.join(&WaitingCopy::new(req, source, Utc::now()))
             .await?;
-        let drained = line.drain(dest_region).await?;
+        let drained = line.drain_until(dest_region, Some(&token)).await?;
         self.report(source, dest_region, kind, (&token, &name), &drained)
             .await
     }

@@ -33,8 +33,7 @@ use crate::plan::{classify, CopyDestination, Desired, ImageKind, Members, ShareP
 use crate::ports::MAX_TAG_RESOURCES;
 use crate::ports::{Aws, Image};
 
-/// Tag recording the fingerprint of the desired state an image was last fully converged to.
-pub const PLAN_TAG: &str = "ami-share:plan";
+pub use crate::names::PLAN_TAG;
 /// Tag recording when an image was last converged or audited (RFC 3339, UTC): the nightly
 /// order puts the oldest first, so nothing starves.
 pub const CONVERGED_AT_TAG: &str = "ami-share:converged-at";
