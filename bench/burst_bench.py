@@ -117,7 +117,7 @@ def sqs_batch(queue: Queue, region: str, batch: list[dict]) -> dict:
 
 
 def start_function(binary: str, function: str, region: str, port: int, args, log,
-                   policy_doc: dict | None = None) -> tuple[Runtime, subprocess.Popen]:
+                   policy_doc: dict | None = None, extra_env: dict | None = None) -> tuple[Runtime, subprocess.Popen]:
     """One warm execution environment of `function` in `region` (its Runtime API and process)."""
     rt = Runtime()
     rt.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:ami-share-{function}"
@@ -129,7 +129,7 @@ def start_function(binary: str, function: str, region: str, port: int, args, log
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench", "AWS_EC2_METADATA_DISABLED": "true",
         "AMI_SHARE_POLICY": json.dumps(policy_doc or policy()), "AMI_SHARE_EVENT_CONCURRENCY": str(args.concurrency),
-        "RUST_LOG": "warn",
+        "RUST_LOG": "warn", **(extra_env or {}),
     }
     proc = subprocess.Popen([os.path.join(binary, function)], env=env, stdout=log, stderr=subprocess.STDOUT)
     return rt, proc

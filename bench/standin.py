@@ -178,6 +178,8 @@ class World:
         self.peak_in_flight: dict[str, int] = {}
         # SQS (the copy line, the target line): (Region, queue name) -> queue.
         self.queues: dict[tuple[str, str], SqsQueue] = {}
+        # SQS delays are multiplied by this (a benchmark's scaled time).
+        self.sqs_delay_scale = 1.0
 
     def in_flight(self, region: str) -> int:
         """Snapshot copies pending in `region` (a slot per snapshot of each pending image)."""
@@ -502,13 +504,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, json.dumps({"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": url}), ctype)
             if op == "SendMessage":
                 mid = q.send(body["MessageBody"], body.get("MessageGroupId"), body.get("MessageDeduplicationId"),
-                             float(body.get("DelaySeconds", 0)))
+                             float(body.get("DelaySeconds", 0)) * w.sqs_delay_scale)
                 return self.reply(200, json.dumps({"MessageId": mid, "MD5OfMessageBody": hashlib.md5(body["MessageBody"].encode()).hexdigest()}), ctype)
             if op == "SendMessageBatch":
                 ok = []
                 for e in body.get("Entries", []):
                     mid = q.send(e["MessageBody"], e.get("MessageGroupId"), e.get("MessageDeduplicationId"),
-                                 float(e.get("DelaySeconds", 0)))
+                                 float(e.get("DelaySeconds", 0)) * w.sqs_delay_scale)
                     ok.append({"Id": e["Id"], "MessageId": mid, "MD5OfMessageBody": hashlib.md5(e["MessageBody"].encode()).hexdigest()})
                 return self.reply(200, json.dumps({"Successful": ok, "Failed": []}), ctype)
             if op == "ReceiveMessage":

@@ -310,7 +310,8 @@ async fn copies_the_sweeper_starts_are_managed_from_their_creation() {
 async fn a_waiting_copy_is_started_by_the_line_not_the_next_night() {
     let fake = FakeAws::new();
     let src = fake.create_image(ImageSpec::new(R, "golden-1"));
-    fake.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
+    // Another tool's copies fill us-west-2: the direct start and the line's are refused.
+    fake.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 2);
     let p = policy_copying_to_us_west_2();
     let d = Deps::new(fake, p, OWN_ACCOUNT);
     let r = sweep_at(&d, night(0)).await;

@@ -198,22 +198,17 @@ async fn redelivered_and_concurrent_events_start_exactly_one_copy_per_region() {
     );
     a.unwrap();
     b.unwrap();
-    // A redelivered event joins the same first attempts to the lines (deduplicated) and
-    // finds its copies by their names (the line no longer holds them): no second copy, no
-    // second CopyImage.
+    // A redelivered event makes the same requests: nothing waits and a slot is free, so each
+    // copy is asked for again with its client token, which gives the same copy back (one
+    // DescribeImages of the Region's pending images each, no lookup by name first).
     let first = copy_ids(&w.deps, ev()).await;
     let calls = describe_images(&w.deps);
-    let copies = w.deps.aws.call_counts().get("ec2:CopyImage").copied();
     let again = copy_ids(&w.deps, ev()).await;
     assert_eq!(first, again);
     assert_eq!(
         describe_images(&w.deps),
         calls + 3,
-        "the image itself, and its copy by name in each of the 2 Regions"
-    );
-    assert_eq!(
-        w.deps.aws.call_counts().get("ec2:CopyImage").copied(),
-        copies
+        "the image itself, and the pending images of each of the 2 Regions"
     );
     let world = w.deps.aws.world();
     for r in ["us-west-2", "eu-west-1"] {
@@ -232,9 +227,12 @@ async fn redelivered_and_concurrent_events_start_exactly_one_copy_per_region() {
 #[tokio::test]
 async fn resource_limit_exceeded_makes_the_copy_wait_without_failing_the_image() {
     let w = world(false, false);
-    w.deps
-        .aws
-        .fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
+    // Copies of other tools hold every slot of eu-west-1 (20 snapshot copies pending).
+    for i in 0..20 {
+        w.deps.aws.create_image(
+            ImageSpec::new("eu-west-1", &format!("other-{i}")).state(ImageState::Pending),
+        );
+    }
     let s = on_image_available::handle(&w.deps, available("us-east-1", &w.source.id))
         .await
         .unwrap();
@@ -246,7 +244,8 @@ async fn resource_limit_exceeded_makes_the_copy_wait_without_failing_the_image()
         detail.contains("waiting for a free copy slot") && detail.contains("in the line"),
         "{detail}"
     );
-    assert_eq!(w.deps.aws.line(&waiting[0].region).len(), 1);
+    assert_eq!(waiting[0].region, "eu-west-1");
+    assert_eq!(w.deps.aws.line("eu-west-1").len(), 1);
     assert_eq!(s.copies.iter().filter(|c| c.status == "started").count(), 1);
     assert_eq!(
         w.deps

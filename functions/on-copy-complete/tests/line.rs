@@ -102,6 +102,34 @@ fn copy_image_calls(d: &Deps<FakeAws>) -> usize {
         .unwrap_or(0)
 }
 
+/// While nothing waits and a slot is free, a copy starts at once (no round through the line).
+#[tokio::test]
+async fn a_copy_with_a_free_slot_and_nothing_waiting_starts_at_once() {
+    let (d, ids) = world(2, 1, 1);
+    assert_eq!(release(&d, &ids).await, ["started"]);
+    let c = d.aws.call_counts();
+    assert_eq!(c.get("sqs:SendMessage"), None, "{c:#?}");
+    assert_eq!(c.get("sqs:GetQueueAttributes"), Some(&1));
+}
+
+/// Once something waits, every new copy joins the line behind it (oldest first), even when
+/// a slot freed meanwhile.
+#[tokio::test]
+async fn once_copies_wait_a_new_copy_queues_behind_them() {
+    let (d, ids) = world(1, 3, 1);
+    release(&d, &ids[..2]).await; // the second waits
+    let first = copy_of(&d, &ids[0]);
+    d.aws.complete_copy(DEST, &first); // a slot frees, its event not handled yet
+    let s = on_image_available::handle(&d, event("image", HOME, &ids[2]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.copies[0].status, "waiting",
+        "behind the older waiting copy"
+    );
+    assert_eq!(copied_sources(&d), ids[..2], "the older one started first");
+}
+
 #[tokio::test]
 async fn copies_past_the_cap_wait_in_the_line_without_asking_ec2() {
     let (d, ids) = world(2, 4, 1);
@@ -224,13 +252,16 @@ async fn resource_limit_exceeded_from_ec2_means_wait_not_fail() {
     // Copies the drain cannot see (another tool's CopySnapshot) fill the Region.
     let (d, ids) = world(2, 2, 1);
     release(&d, &ids[..1]).await;
-    d.aws.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 1);
+    // A slot is free as counted, so the copy is asked for at once, and again from the line:
+    // EC2 refuses both.
+    d.aws.fail("ec2:CopyImage", "ResourceLimitExceeded", 0, 2);
     let s = on_image_available::handle(&d, event("image", HOME, &ids[1]))
         .await
         .unwrap();
     assert_eq!(s.outcome, Outcome::Shared);
     assert_eq!(s.copies[0].status, "waiting");
     assert_eq!(d.aws.line(DEST).len(), 1, "kept, at its place");
+    assert_eq!(copy_image_calls(&d), 3);
 }
 
 #[tokio::test]

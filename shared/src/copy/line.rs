@@ -127,9 +127,9 @@ fn is_zero(n: &i64) -> bool {
 }
 
 /// The slots of one Region, as counted once per drain.
-struct Slots {
-    in_flight: usize,
-    pending_names: BTreeSet<String>,
+pub struct Slots {
+    pub in_flight: usize,
+    pub pending_names: BTreeSet<String>,
 }
 
 /// Reads and starts one Region's line.
@@ -144,6 +144,12 @@ impl<'d, P: Aws> Line<'d, P> {
 
     pub fn cap(&self) -> usize {
         self.deps.policy.rate_limits.copies_in_flight
+    }
+
+    /// Whether `slots` more fit in a Region with `in_flight` in use (a copy larger than the
+    /// cap starts alone).
+    pub fn fits(&self, in_flight: usize, slots: usize) -> bool {
+        in_flight == 0 || in_flight + slots <= self.cap()
     }
 
     /// Put `copy` at the end of its destination Region's line.
@@ -208,7 +214,7 @@ impl<'d, P: Aws> Line<'d, P> {
     }
 
     /// The Region's slots in use: a slot per snapshot of each pending image of the account.
-    async fn count(&self, region: &str) -> Result<Slots> {
+    pub async fn count(&self, region: &str) -> Result<Slots> {
         let pending = self.deps.aws.pending_images(region).await?;
         Ok(Slots {
             in_flight: pending.iter().map(slots_of).sum(),
@@ -250,7 +256,7 @@ impl<'d, P: Aws> Line<'d, P> {
             aws.line_delete(region, &entry.receipt).await?;
             return Ok(true);
         }
-        if slots.in_flight > 0 && slots.in_flight + w.slots > self.cap() {
+        if !self.fits(slots.in_flight, w.slots) {
             return Ok(false);
         }
         match aws.copy_image(r).await {

@@ -1,13 +1,14 @@
 //! Starting a copy: unless one exists already (found by its deterministic name, which a copy
-//! keeps even where tags are dropped), the copy joins its destination Region's waiting line
-//! ([`super::line`]) and the line is drained at once: it starts now when a slot is free, and
-//! otherwise waits, at its place, for the next copy into that Region to end.
+//! keeps even where tags are dropped), it starts at once when nothing waits in its destination
+//! Region's line and a slot is free; otherwise it joins the line ([`super::line`]), which is
+//! drained at once: it starts when its turn comes and a slot is free, and otherwise waits, at
+//! its place, for the next copy into that Region to end.
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::line::{Drained, Line, WaitingCopy};
-use super::request::copy_request;
+use super::line::{slots_of, Drained, Line, WaitingCopy};
+use super::request::{copy_request, COPY_LIMIT_CODE};
 use super::CopyReport;
 use crate::deps::Deps;
 use crate::error::Result;
@@ -96,11 +97,45 @@ impl<'d, P: Aws> Copier<'d, P> {
         req.completion_minutes = completion_minutes;
         let (token, name) = (req.client_token.clone(), req.name.clone());
         let line = Line::new(self.deps);
+        if let Some(id) = self.start_directly(&line, source, &req).await? {
+            tracing::info!(source_image = %source.id, region = dest_region, copy = %id, kind = kind.as_str(), "copy started");
+            return Ok(CopyReport {
+                region: dest_region.to_string(),
+                image_id: Some(id),
+                status: "started".into(),
+                detail: None,
+            });
+        }
         line.join(&WaitingCopy::new(req, source, Utc::now()))
             .await?;
         let drained = line.drain_until(dest_region, Some(&token)).await?;
         self.report(source, dest_region, kind, (&token, &name), &drained)
             .await
+    }
+
+    /// Start the copy at once when nothing waits in its Region's line and a slot is free (the
+    /// line's length and the Region's pending images, read together); `None` when it must
+    /// join the line (something waits: oldest first; no slot; or EC2 answered
+    /// `ResourceLimitExceeded` to a copy started by another function at the same moment).
+    async fn start_directly(
+        &self,
+        line: &Line<'d, P>,
+        source: &Image,
+        req: &crate::ports::CopyRequest,
+    ) -> Result<Option<String>> {
+        let region = req.destination_region.as_str();
+        let (waiting, slots) = futures::try_join!(
+            async { Ok::<_, crate::Error>(self.deps.aws.line_length(region).await?) },
+            line.count(region)
+        )?;
+        if waiting > 0 || !line.fits(slots.in_flight, slots_of(source)) {
+            return Ok(None);
+        }
+        match self.deps.aws.copy_image(req).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e) if e.code == COPY_LIMIT_CODE || e.is_transient() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// What became of the copy with `token` after the drain.
