@@ -27,6 +27,9 @@ use crate::error::{AwsError, Result};
 use crate::names::PLAN_TAG;
 use crate::ports::{Aws, CopyRequest, Image, LineEntry};
 
+/// EBS's concurrent snapshot copies per destination Region (not adjustable): at this cap EC2
+/// itself refuses what does not fit.
+pub const EBS_COPY_CAP: usize = 20;
 /// The message group of the account's own copies (a target account's copies wait in a group
 /// of their own, named by the account).
 pub const OWN_GROUP: &str = "self";

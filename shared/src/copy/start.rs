@@ -7,7 +7,7 @@
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use super::line::{slots_of, Drained, Line, WaitingCopy};
+use super::line::{slots_of, Drained, Line, WaitingCopy, EBS_COPY_CAP};
 use super::request::{copy_request, COPY_LIMIT_CODE};
 use super::CopyReport;
 use crate::deps::Deps;
@@ -113,10 +113,12 @@ impl<'d, P: Aws> Copier<'d, P> {
             .await
     }
 
-    /// Start the copy at once when nothing waits in its Region's line and a slot is free (the
-    /// line's length and the Region's pending images, read together); `None` when it must
-    /// join the line (something waits: oldest first; no slot; or EC2 answered
-    /// `ResourceLimitExceeded` to a copy started by another function at the same moment).
+    /// Start the copy at once when nothing waits in its Region's line and a slot is free;
+    /// `None` when it must join the line (something waits: oldest first; no slot; or EC2
+    /// answered `ResourceLimitExceeded`). At the policy's default cap, EBS's own 20, EC2 is
+    /// the count: the copy is asked for and a refusal sends it to the line (no
+    /// `DescribeImages` per copy on the event path); under a lower cap the Region's pending
+    /// images are counted first, with the line's length.
     async fn start_directly(
         &self,
         line: &Line<'d, P>,
@@ -124,11 +126,16 @@ impl<'d, P: Aws> Copier<'d, P> {
         req: &crate::ports::CopyRequest,
     ) -> Result<Option<String>> {
         let region = req.destination_region.as_str();
-        let (waiting, slots) = futures::try_join!(
-            async { Ok::<_, crate::Error>(self.deps.aws.line_length(region).await?) },
-            line.count(region)
-        )?;
-        if waiting > 0 || !line.fits(slots.in_flight, slots_of(source)) {
+        let waiting = async { Ok::<_, crate::Error>(self.deps.aws.line_length(region).await?) };
+        let fits = async {
+            if line.cap() >= EBS_COPY_CAP {
+                return Ok(true);
+            }
+            let slots = line.count(region).await?;
+            Ok(line.fits(slots.in_flight, slots_of(source)))
+        };
+        let (waiting, fits) = futures::try_join!(waiting, fits)?;
+        if waiting > 0 || !fits {
             return Ok(None);
         }
         match self.deps.aws.copy_image(req).await {
