@@ -46,12 +46,12 @@ CRITICAL = {
     "on-image-available": [
         "DescribeImages (the image)",
         "DescribeAccount x2 (the plain accounts are members of the organization: before anything is written)",
-        "OU level 1 | DescribeSnapshots | DescribeImageAttribute, DescribeSnapshotAttribute | CopyImage x3",
+        "OU level 1 | DescribeSnapshots | DescribeImageAttribute, DescribeSnapshotAttribute",
         "OU level 2 | DescribeKey",
-        "OU level 3 | ListResourceTags (the key's grant receipt)",
-        "ListGrants (no receipt for these accounts yet)",
-        "ModifySnapshotAttribute | CreateGrant x50",
-        "ModifyImageAttribute (launch permissions last: consumers see the image once they can use it) | TagResource (the receipt)",
+        "OU level 3 | ListResourceTags (the key's grant receipt: the last check)",
+        "ListGrants (no receipt for these accounts yet) | GetQueueUrl x3 (each copy Region's line, once per cold start)",
+        "ModifySnapshotAttribute | CreateGrant x50 | GetQueueAttributes x3 (does a copy wait in the line?)",
+        "ModifyImageAttribute (launch permissions last: consumers see the image once they can use it) | TagResource (the receipt) | CopyImage x3",
         "CreateTags (the fingerprint, once everything succeeded)",
     ],
     "on-copy-complete": [
@@ -65,6 +65,8 @@ CRITICAL = {
         "ModifySnapshotAttribute | CreateGrant x50",
         "ModifyImageAttribute | TagResource",
         "CreateTags",
+        "GetQueueUrl (the Region's copy line, once per cold start)",
+        "ReceiveMessage (a copy ended: does one wait for its slot? nothing here)",
     ],
 }
 OU_CALLS = {"organizations:ListAccountsForParent": 7, "organizations:ListChildren": 7,
@@ -82,12 +84,16 @@ MINIMUM = {
         "ec2:CopyImage": 3, "ec2:CreateTags": 1,
         "kms:DescribeKey": 1, "kms:ListResourceTags": 1, "kms:ListGrants": 1, "kms:CreateGrant": 50,
         "kms:TagResource": 1, **OU_CALLS,
+        # each copy Region's line: found once per cold start, and asked whether a copy waits
+        "sqs:GetQueueUrl": 3, "sqs:GetQueueAttributes": 3,
     },
     "on-copy-complete": {
         "ec2:DescribeImages": 2, "ec2:DescribeSnapshots": 1, "ec2:DescribeImageAttribute": 1,
         "ec2:DescribeSnapshotAttribute": 1, "ec2:ModifySnapshotAttribute": 1, "ec2:ModifyImageAttribute": 1,
         "ec2:CreateTags": 1, "kms:DescribeKey": 1, "kms:ListResourceTags": 1, "kms:ListGrants": 1,
         "kms:CreateGrant": 50, "kms:TagResource": 1, **OU_CALLS,
+        # the copy's end frees a slot: the Region's line is read once (nothing waits)
+        "sqs:GetQueueUrl": 1, "sqs:ReceiveMessage": 1,
     },
 }
 

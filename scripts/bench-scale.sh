@@ -9,6 +9,8 @@
 #             10,000 managed images alongside, 100 ms per call (not in `all`: ~10 minutes)
 #   patchday  bench/copy_line_bench.py: 200 images x 2 Regions under EC2's copy cap of 20, copies
 #             of 20 s (not in `all`: ~5 minutes)
+#   targetline bench/target_line_bench.py: one event copying into 1,000 accounts x 2 Regions through
+#             the target line, no night (not in `all`: ~5 minutes)
 #
 #   bash scripts/bench-scale.sh            # the first three
 #   bash scripts/bench-scale.sh burst      # one of them
@@ -33,6 +35,10 @@ fi
 if [ "$which" = targets ]; then
   echo "== (d) copy_into: 5,000 target accounts x 2 Regions, three nights"
   python3 bench/targets_bench.py --binary target/release/nightly-sweeper --accounts 5000 --images 10000 --latency 0.1 || status=1
+fi
+if [ "$which" = targetline ]; then
+  echo "== (f) 2,000 target-owned copies from one event, through the target line"
+  python3 bench/target_line_bench.py --dir target/release || status=1
 fi
 if [ "$which" = patchday ]; then
   echo "== (e) patch day: 200 images x 2 Regions through the copy line, cap 20"
