@@ -574,3 +574,43 @@ fn every_problem_of_every_kind_in_one_message() {
     assert!(msg.contains("rules[0].name: invalid type"), "{msg}");
     assert!(!msg.contains("missing field"), "{msg}");
 }
+
+/// Issue 26: time-based copies (`completion_minutes`, 15 to 2,880 in steps of 15) and the copy
+/// cap (`rate_limits.copies_in_flight`, 1 to 1,000) are refused with their JSON path.
+#[test]
+fn completion_minutes_and_copies_in_flight_are_validated_with_their_path() {
+    let ok = Policy::from_json(
+        r#"{"rate_limits": {"copies_in_flight": 10}, "rules": [{"name":"a","match":{"name":"x-*"},
+            "copy_to": [{"region": "us-west-2", "completion_minutes": 120}],
+            "copy_into": {"accounts": ["111122223333"],
+                          "regions": [{"region": "eu-west-1", "completion_minutes": 2880}]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.rules[0].copy_to[0].completion_minutes, Some(120));
+    assert_eq!(ok.rate_limits.copies_in_flight, 10);
+    assert_eq!(
+        Policy::from_json(&with_rule(
+            r#"{"name":"b","match":{"name":"x-*"},"copy_to":[{"region":"us-west-2"}]}"#
+        ))
+        .unwrap()
+        .rate_limits
+        .copies_in_flight,
+        20
+    );
+    let msg = problems(
+        r#"{"rate_limits": {"copies_in_flight": 0}, "rules": [{"name":"a","match":{"name":"x-*"},
+            "copy_to": [{"region": "us-west-2", "completion_minutes": 20},
+                        {"region": "eu-west-1", "completion_minutes": 3000}],
+            "copy_into": {"accounts": ["111122223333"],
+                          "regions": [{"region": "eu-west-1", "completion_minutes": 10}]}}]}"#,
+    );
+    for path in [
+        "rules[0].copy_to[0].completion_minutes",
+        "rules[0].copy_to[1].completion_minutes",
+        "rules[0].copy_into.regions[0].completion_minutes",
+        "rate_limits.copies_in_flight",
+    ] {
+        assert!(msg.contains(path), "{path} in {msg}");
+    }
+    assert!(msg.contains("steps of 15"), "{msg}");
+}

@@ -329,3 +329,28 @@ async fn a_copy_ec2_refuses_for_good_is_dropped_and_its_source_looked_at_again()
         "the source's fingerprint cleared: the night converges it again"
     );
 }
+
+/// A time-based copy carries the rule's completion duration (the shortest when two rules copy
+/// to one Region), whether it starts at once or from the line.
+#[tokio::test]
+async fn a_time_based_copy_asks_for_the_shortest_duration_of_its_rules() {
+    let fake = FakeAws::new();
+    let src = fake.create_image(ImageSpec::new(HOME, "golden-1")).id;
+    let rule = |name: &str, minutes: u32| {
+        json!({"name": name, "match": {"name": "golden-*"},
+               "copy_to": [{"region": DEST, "completion_minutes": minutes}]})
+    };
+    let policy = json!({"rules": [rule("a", 240), rule("b", 60)]});
+    let d = Deps::new(
+        fake,
+        Policy::from_json(&policy.to_string()).unwrap(),
+        OWN_ACCOUNT,
+    );
+    let s = on_image_available::handle(&d, event("image", HOME, &src))
+        .await
+        .unwrap();
+    assert_eq!(s.copies[0].status, "started", "{s:?}");
+    let copy = copy_of(&d, &src);
+    let req = d.aws.image(DEST, &copy).unwrap().copied_from.unwrap();
+    assert_eq!(req.completion_minutes, Some(60));
+}
