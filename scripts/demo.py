@@ -570,7 +570,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         say(f"  golden image {w['golden']} ({w['golden_name']}), snapshot encrypted with the us-east-1 key")
         say(f"  non-matching image {w['scratch']} ({w['scratch_name']})")
         client(url, "ram", HOME_REGION).enable_sharing_with_aws_organization()
-        say("  AWS RAM: sharing with AWS Organizations turned on (once per organization; see the README)")
+        say("  AWS RAM: sharing with AWS Organizations turned on (once per organization; see docs/deploy.md)")
         policy = demo_policy(w)
         say("  demo policy: " + json.dumps(policy))
         if args.policy_source == "file":

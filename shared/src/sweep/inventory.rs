@@ -142,7 +142,7 @@ pub trait Inventory: Send + Sync {
 #[cfg(test)]
 mod tests {
     /// A Region holds up to a million snapshots: what the sweeper keeps of each stays small
-    /// (the benchmark measures the whole: docs in the README).
+    /// (the benchmark measures the whole: docs/scale.md).
     #[test]
     fn a_snapshot_takes_at_most_136_bytes_before_its_strings() {
         assert!(
