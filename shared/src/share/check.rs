@@ -24,6 +24,15 @@ pub(super) enum Checked {
     Reencrypt { cmk: String },
 }
 
+/// What [`Convergence::check`] read.
+struct Reads {
+    enc: Encryption,
+    current_launch: LaunchPermissions,
+    current_snaps: Vec<(String, BTreeSet<String>)>,
+    /// Image block public access is on in the Region (read only for a public share).
+    blocked: bool,
+}
+
 /// The reads of an image and what they decided, for the writes.
 pub(super) struct ShareChecked {
     pub enc: Encryption,
@@ -47,43 +56,12 @@ impl<P: Aws> Convergence<'_, P> {
         enc: Option<Encryption>,
     ) -> Result<Checked> {
         let region = image.region.as_str();
-        let snapshots = snapshot_ids(image);
-
-        // Reads, all at once: the organization listings the image needs, its keys, its launch
-        // and snapshot permissions, and (for a public share) image block public access.
-        // The keys, then (still among the reads) what each customer managed key gives.
-        let keys = async {
-            let enc = match enc {
-                Some(e) => e,
-                None => self.deps.encryption(image).await?,
-            };
-            self.read_key_access(image, plan, &enc).await?;
-            Ok::<_, Error>(enc)
-        };
-        let read_snapshots = stream::iter(snapshots.iter())
-            .map(|s| async move {
-                let current = self.deps.aws.create_volume_permissions(region, s).await?;
-                Ok::<_, Error>((s.clone(), current))
-            })
-            .buffer_unordered(self.deps.settings.concurrency)
-            .try_collect::<Vec<_>>();
-        let read_launch =
-            async { Ok::<_, Error>(self.deps.aws.launch_permissions(region, &image.id).await?) };
-        let read_blocked = async {
-            if plan.launch.public && !image.is_encrypted() {
-                Ok::<_, Error>(self.deps.aws.public_sharing_blocked(region).await?)
-            } else {
-                Ok(false)
-            }
-        };
-        let ((), enc, current_launch, current_snaps, blocked) = futures::try_join!(
-            self.ensure_members(image, plan),
-            keys,
-            read_launch,
-            read_snapshots,
-            read_blocked
-        )?;
-
+        let Reads {
+            enc,
+            current_launch,
+            current_snaps,
+            blocked,
+        } = self.read(image, plan, enc).await?;
         let desired = self.desired(image, plan, may_copy);
         // aws/ebs cannot be shared: a same-Region copy re-encrypted with a customer managed
         // key is made and shared instead.
@@ -133,6 +111,56 @@ impl<P: Aws> Convergence<'_, P> {
             add,
             refused,
         })))
+    }
+
+    /// Every read, all at once: the organization listings the image needs, its keys (then,
+    /// still among the reads, what each customer managed key gives), its launch and snapshot
+    /// permissions, and (for a public share) image block public access.
+    async fn read(
+        &self,
+        image: &Image,
+        plan: &SharePlan,
+        enc: Option<Encryption>,
+    ) -> Result<Reads> {
+        let region = image.region.as_str();
+        let snapshots = snapshot_ids(image);
+        let keys = async {
+            let enc = match enc {
+                Some(e) => e,
+                None => self.deps.encryption(image).await?,
+            };
+            self.read_key_access(image, plan, &enc).await?;
+            Ok::<_, Error>(enc)
+        };
+        let read_snapshots = stream::iter(snapshots.iter())
+            .map(|s| async move {
+                let current = self.deps.aws.create_volume_permissions(region, s).await?;
+                Ok::<_, Error>((s.clone(), current))
+            })
+            .buffer_unordered(self.deps.settings.concurrency)
+            .try_collect::<Vec<_>>();
+        let read_launch =
+            async { Ok::<_, Error>(self.deps.aws.launch_permissions(region, &image.id).await?) };
+        let read_blocked = async {
+            if plan.launch.public && !image.is_encrypted() {
+                Ok::<_, Error>(self.deps.aws.public_sharing_blocked(region).await?)
+            } else {
+                Ok(false)
+            }
+        };
+        let ((), enc, current_launch, current_snaps, blocked) = futures::try_join!(
+            self.ensure_members(image, plan),
+            keys,
+            read_launch,
+            read_snapshots,
+            read_blocked
+        )?;
+        Ok(Reads {
+            enc,
+            current_launch,
+            current_snaps,
+            blocked,
+        })
     }
 
     /// Under `kms_access: key_policy`, the key of every Region a copy goes to must admit the
