@@ -49,110 +49,58 @@ pub async fn copy_complete<P: Aws + Publishing>(
     Ok(out)
 }
 
-/// The copy's own work: share, deprecate, publish (or, failed, clear its source's record).
+/// What a step decided: go on with `T`, or stop with this summary.
+type Step<T> = Result<Result<T, Summary>, Error>;
+
+/// The copy's own work, as steps: recognise the copy; a failed one clears its source's
+/// record; otherwise its rules (from its source, now), converge and record it, deprecate it
+/// like its source, publish it.
 async fn share_copy<P: Aws + Publishing>(
     deps: &Deps<P>,
     change: &AmiStateChange,
     keys: &Arc<KeyState>,
 ) -> Result<Summary, Error> {
-    let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
-    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
-    if !matches!(change.state, AmiState::Available | AmiState::Failed) {
-        return Ok(summary(Outcome::Ignored)
-            .because(format!("state {}: nothing to do", change.state.as_str())));
-    }
-    let Some(mut copy) = deps.describe_image_eventually(region, image_id).await? else {
-        let why = match change.state {
-            AmiState::Failed => {
-                "image not found; if it was one of our copies, the nightly run starts it again"
-            }
-            _ => "image not found (deregistered since the event, or never visible)",
-        };
-        return Ok(summary(Outcome::Skipped).because(why));
+    let (mut copy, provenance) = match recognise(deps, change).await? {
+        Ok(found) => found,
+        Err(stop) => return Ok(stop),
     };
-    let provenance = match classify(&copy) {
-        ImageKind::OurCopy(p) => p,
-        ImageKind::Forged { why, .. } if copy.owner_id == deps.account_id => {
-            return Ok(summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why)))
-        }
-        _ => {
-            return Ok(summary(Outcome::Ignored)
-                .because("not a copy made by ami-share; on-image-available handles it"))
-        }
-    };
-    if copy.owner_id != deps.account_id {
-        return Ok(summary(Outcome::Skipped).because(format!(
-            "owned by account {}, not by this account",
-            copy.owner_id
-        )));
-    }
+    let summary =
+        || Summary::new(FUNCTION, Outcome::Shared).about(&change.region, &change.image_id);
     if change.state == AmiState::Failed {
         // The source's recorded state included this copy: clear its fingerprint, so the next
         // night converges the source again and starts a new copy.
         stale_source(deps, &provenance).await?;
-        return Ok(summary(Outcome::CopyFailed).because(format!(
+        let mut out = summary().because(format!(
             "copy of {}/{} failed: {}; the source's fingerprint was cleared, so the nightly run starts the copy again (nothing was deregistered)",
             provenance.source_region,
             provenance.source_image_id,
             change.error_message.as_deref().unwrap_or("no error message in the event")
-        )));
+        ));
+        out.outcome = Outcome::CopyFailed;
+        return Ok(out);
     }
-
-    // A same-Region copy proves itself by its snapshots (its lineage is also a CreateImage
-    // derivative's).
-    if let Some(forged) = crate::lineage::unproven_reencryption(deps, &copy, &provenance).await? {
-        return Ok(summary(Outcome::Skipped).not_acted_on(&forged));
-    }
-    // The copy's rules are those its source, named by EC2's lineage, matches now: the source
-    // is read first (never the rule names in the copy's tags).
-    let source = deps
-        .aws
-        .describe_image(&provenance.source_region, &provenance.source_image_id)
-        .await?;
-    let rules = match copy_rules(
-        &deps.policy,
-        &mut copy,
-        &provenance,
-        source.as_ref(),
-        &deps.account_id,
-    ) {
-        Ok(rules) => rules,
-        Err(SkipReason::NoRuleMatches) => {
-            return Ok(no_rule_left(summary(Outcome::Skipped), &provenance))
-        }
-        Err(reason) => return Ok(summary(Outcome::Skipped).not_acted_on(&reason)),
-    };
-    let Some(plan) = copy_plan(deps.policy.kms_access, &rules) else {
-        return Ok(no_rule_left(summary(Outcome::Skipped), &provenance));
+    let (source, plan) = match rules_of(deps, &mut copy, &provenance, summary()).await? {
+        Ok(found) => found,
+        Err(stop) => return Ok(stop),
     };
     let conv = Convergence::for_event(deps, Utc::now(), keys.clone());
     let done = match conv.converge(&copy, &plan, false, None).await {
         Ok(done) => done,
-        Err(e) => return Summary::failed_under(FUNCTION, e, &plan.rules, region, image_id),
-    };
-    let mut out = summary(Outcome::Shared);
-    out.rules = plan.rules.clone();
-    // A redelivered event changes no tag: the convergence time only moves with a change.
-    let mut record = done.record.clone();
-    if already_recorded(&copy, &done) {
-        record.remove(CONVERGED_AT_TAG);
-    }
-    // A copy counts, among its rule's images, with its source's creation date, read through
-    // EC2's lineage; the tag is a note for people, never read back.
-    if let Some(created) = &copy.verified_source_created {
-        record.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
-    }
-    // Recorded before the late steps: a copy that was shared is managed, whatever fails next.
-    complete_tags(deps, &copy, &provenance, &plan, &record).await?;
-    if let Some(at) = source.as_ref().and_then(|s| s.deprecation_time.as_deref()) {
-        if copy.deprecation_time.is_none() {
-            let (at, note) = deprecation_for_copy(at, Utc::now());
-            deps.aws.enable_deprecation(region, &copy.id, &at).await?;
-            if let Some(note) = note {
-                tracing::info!(image_id = %copy.id, region, deprecate_at = %at, "{note}");
-                out.reason = Some(note);
-            }
+        Err(e) => {
+            return Summary::failed_under(
+                FUNCTION,
+                e,
+                &plan.rules,
+                &change.region,
+                &change.image_id,
+            )
         }
+    };
+    let mut out = summary();
+    out.rules = plan.rules.clone();
+    record(deps, &copy, &provenance, &plan, &done).await?;
+    if let Some(note) = deprecate_like_source(deps, &copy, source.as_ref()).await? {
+        out.reason = Some(note);
     }
     if let Some(why) = &done.refused {
         out.outcome = Outcome::Refused;
@@ -165,6 +113,136 @@ async fn share_copy<P: Aws + Publishing>(
     }
     let result = Publisher::new(deps).publish_for(&plan.rules, &copy).await;
     out.with_publications(result)
+}
+
+/// The event's image, when it is one of this account's copies (EC2's lineage); otherwise the
+/// summary that says why nothing is done.
+async fn recognise<P: Aws>(deps: &Deps<P>, change: &AmiStateChange) -> Step<(Image, Provenance)> {
+    let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
+    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
+    if !matches!(change.state, AmiState::Available | AmiState::Failed) {
+        return Ok(Err(summary(Outcome::Ignored).because(format!(
+            "state {}: nothing to do",
+            change.state.as_str()
+        ))));
+    }
+    let Some(copy) = deps.describe_image_eventually(region, image_id).await? else {
+        let why = match change.state {
+            AmiState::Failed => {
+                "image not found; if it was one of our copies, the nightly run starts it again"
+            }
+            _ => "image not found (deregistered since the event, or never visible)",
+        };
+        return Ok(Err(summary(Outcome::Skipped).because(why)));
+    };
+    let provenance = match classify(&copy) {
+        ImageKind::OurCopy(p) => p,
+        ImageKind::Forged { why, .. } if copy.owner_id == deps.account_id => {
+            return Ok(Err(
+                summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why))
+            ))
+        }
+        _ => {
+            return Ok(Err(summary(Outcome::Ignored).because(
+                "not a copy made by ami-share; on-image-available handles it",
+            )))
+        }
+    };
+    if copy.owner_id != deps.account_id {
+        return Ok(Err(summary(Outcome::Skipped).because(format!(
+            "owned by account {}, not by this account",
+            copy.owner_id
+        ))));
+    }
+    Ok(Ok((copy, provenance)))
+}
+
+/// The copy's source (read first, named by EC2's lineage) and the plan of the rules the source
+/// matches now; a same-Region copy must also prove itself by its snapshots.
+async fn rules_of<P: Aws>(
+    deps: &Deps<P>,
+    copy: &mut Image,
+    provenance: &Provenance,
+    summary: Summary,
+) -> Step<(Option<Image>, SharePlan)> {
+    let skipped = |s: Summary| {
+        let mut s = s;
+        s.outcome = Outcome::Skipped;
+        s
+    };
+    // A same-Region copy proves itself by its snapshots (its lineage is also a CreateImage
+    // derivative's).
+    if let Some(forged) = crate::lineage::unproven_reencryption(deps, copy, provenance).await? {
+        return Ok(Err(skipped(summary).not_acted_on(&forged)));
+    }
+    // The copy's rules are those its source, named by EC2's lineage, matches now: the source
+    // is read first (never the rule names in the copy's tags).
+    let source = deps
+        .aws
+        .describe_image(&provenance.source_region, &provenance.source_image_id)
+        .await?;
+    let rules = match copy_rules(
+        &deps.policy,
+        copy,
+        provenance,
+        source.as_ref(),
+        &deps.account_id,
+    ) {
+        Ok(rules) => rules,
+        Err(SkipReason::NoRuleMatches) => {
+            return Ok(Err(no_rule_left(skipped(summary), provenance)))
+        }
+        Err(reason) => return Ok(Err(skipped(summary).not_acted_on(&reason))),
+    };
+    match copy_plan(deps.policy.kms_access, &rules) {
+        Some(plan) => Ok(Ok((source, plan))),
+        None => Ok(Err(no_rule_left(skipped(summary), provenance))),
+    }
+}
+
+/// Record the convergence on the copy (and the provenance tags it misses), before the late
+/// steps: a copy that was shared is managed, whatever fails next.
+async fn record<P: Aws>(
+    deps: &Deps<P>,
+    copy: &Image,
+    provenance: &Provenance,
+    plan: &SharePlan,
+    done: &crate::share::Converged,
+) -> Result<(), Error> {
+    // A redelivered event changes no tag: the convergence time only moves with a change.
+    let mut record = done.record.clone();
+    if already_recorded(copy, done) {
+        record.remove(CONVERGED_AT_TAG);
+    }
+    // A copy counts, among its rule's images, with its source's creation date, read through
+    // EC2's lineage; the tag is a note for people, never read back.
+    if let Some(created) = &copy.verified_source_created {
+        record.insert(SOURCE_CREATED_TAG.to_string(), created.clone());
+    }
+    complete_tags(deps, copy, provenance, plan, &record).await
+}
+
+/// The source's deprecation time on the copy (the next minute when it is past); the note
+/// saying so.
+async fn deprecate_like_source<P: Aws>(
+    deps: &Deps<P>,
+    copy: &Image,
+    source: Option<&Image>,
+) -> Result<Option<String>, Error> {
+    let Some(at) = source.and_then(|s| s.deprecation_time.as_deref()) else {
+        return Ok(None);
+    };
+    if copy.deprecation_time.is_some() {
+        return Ok(None);
+    }
+    let (at, note) = deprecation_for_copy(at, Utc::now());
+    deps.aws
+        .enable_deprecation(&copy.region, &copy.id, &at)
+        .await?;
+    if let Some(note) = &note {
+        tracing::info!(image_id = %copy.id, region = %copy.region, deprecate_at = %at, "{note}");
+    }
+    Ok(note)
 }
 
 /// Remove the source's fingerprint (`ami-share:plan`) after one of its copies failed.
