@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::decide::{label_for, parameter_arn, publication_order, EVENT_DETAIL_TYPE, EVENT_SOURCE};
 use super::ports::{EventEntry, ParameterVersion, Publishing};
+use super::ram::ShareState;
 use super::report::{Publication, PublishStatus, ShareChange};
 use crate::config::{parse_event_bus_arn, Rule};
 use crate::deps::Deps;
@@ -55,7 +56,10 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
         Ok(out)
     }
 
-    /// Publish `image`, fully shared in its Region, as the newest image of `rule` there.
+    /// Publish `image`, fully shared in its Region, as the newest image of `rule` there: read
+    /// the parameter and the share; finish a publication of this image a run left unlabelled;
+    /// leave a newer image alone; otherwise write it (putting a newer one back when another
+    /// writer raced), then the share, the event and the label.
     pub async fn publish(&self, rule: &Rule, image: &Image) -> Result<Publication> {
         let Some(publish) = &rule.publish else {
             return Err(Error::Config(format!(
@@ -63,14 +67,13 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
                 rule.name
             )));
         };
-        let aws = &self.deps.aws;
         let (region, name) = (image.region.as_str(), publish.parameter.as_str());
         let label = label_for(image);
         let labelled_key = format!("{name}:{label}");
         let names = [name.to_string(), labelled_key.clone()];
         // The parameter (and the label's version) and the rule's share are read at once.
         let (got, share) = futures::try_join!(
-            async { Ok::<_, Error>(aws.get_parameters(region, &names).await?) },
+            async { Ok::<_, Error>(self.deps.aws.get_parameters(region, &names).await?) },
             self.read_share(rule, region)
         )?;
         let current = got.get(name).cloned();
@@ -88,41 +91,90 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
             events_sent: 0,
             detail: None,
         };
-
         if let Some(c) = current.as_ref().filter(|c| c.value == image.id) {
-            out.version = Some(c.version);
-            out.share = self
-                .write_share(rule, region, &out.parameter_arn, &share)
+            let labelled = got.get(&labelled_key).map(|l| l.version) == Some(c.version);
+            self.finish(rule, image, c, labelled, &share, &mut out)
                 .await?;
-            if got.get(&labelled_key).map(|l| l.version) == Some(c.version) {
-                out.status = PublishStatus::Current;
-                out.previous_image_id = None;
-                return Ok(out);
-            }
-            // Written by a run that stopped before its event and label: finish it.
-            out.status = PublishStatus::Finished;
-            out.previous_image_id = self.value_of_version(region, name, c.version - 1).await?;
-            out.events_sent = self.announce(image, &out).await?;
-            self.label(region, name, c.version, &label).await?;
             return Ok(out);
         }
         if let Some(c) = &current {
-            if let Some(newer) = self.newer_than(region, image, [c.value.as_str()]).await? {
-                out.status = PublishStatus::NewerKept;
-                out.current_image_id = newer.id.clone();
-                out.previous_image_id = None;
-                out.version = Some(c.version);
-                out.detail = Some(format!(
-                    "{name} names {}, a newer image of rule {}; it stays",
-                    newer.id, rule.name
-                ));
-                out.share = self
-                    .write_share(rule, region, &out.parameter_arn, &share)
-                    .await?;
+            if self.keep_newer(rule, image, c, &share, &mut out).await? {
                 return Ok(out);
             }
         }
+        self.write_new(rule, image, current.as_ref(), &share, out)
+            .await
+    }
 
+    /// The parameter names `image` already: current (labelled), or written by a run that
+    /// stopped before its event and label — finish it.
+    async fn finish(
+        &self,
+        rule: &Rule,
+        image: &Image,
+        c: &ParameterVersion,
+        labelled: bool,
+        share: &Option<ShareState>,
+        out: &mut Publication,
+    ) -> Result<()> {
+        let (region, name) = (image.region.as_str(), out.parameter.clone());
+        out.version = Some(c.version);
+        out.share = self
+            .write_share(rule, region, &out.parameter_arn, share)
+            .await?;
+        if labelled {
+            out.status = PublishStatus::Current;
+            out.previous_image_id = None;
+            return Ok(());
+        }
+        out.status = PublishStatus::Finished;
+        out.previous_image_id = self.value_of_version(region, &name, c.version - 1).await?;
+        out.events_sent = self.announce(image, out).await?;
+        self.label(region, &name, c.version, &label_for(image))
+            .await
+    }
+
+    /// Whether the parameter names a newer image of the rule, which then stays (its share
+    /// kept in step).
+    async fn keep_newer(
+        &self,
+        rule: &Rule,
+        image: &Image,
+        c: &ParameterVersion,
+        share: &Option<ShareState>,
+        out: &mut Publication,
+    ) -> Result<bool> {
+        let region = image.region.as_str();
+        let Some(newer) = self.newer_than(region, image, [c.value.as_str()]).await? else {
+            return Ok(false);
+        };
+        out.status = PublishStatus::NewerKept;
+        out.current_image_id = newer.id.clone();
+        out.previous_image_id = None;
+        out.version = Some(c.version);
+        out.detail = Some(format!(
+            "{} names {}, a newer image of rule {}; it stays",
+            out.parameter, newer.id, rule.name
+        ));
+        out.share = self
+            .write_share(rule, region, &out.parameter_arn, share)
+            .await?;
+        Ok(true)
+    }
+
+    /// Write `image` as the new value; when another writer put versions between the read and
+    /// the write, the newest image among them and ours is what stays. Then the share, the
+    /// event, and the label last.
+    async fn write_new(
+        &self,
+        rule: &Rule,
+        image: &Image,
+        current: Option<&ParameterVersion>,
+        share: &Option<ShareState>,
+        mut out: Publication,
+    ) -> Result<Publication> {
+        let (region, name) = (image.region.as_str(), out.parameter.clone());
+        let name = name.as_str();
         let description = format!(
             "Newest image of ami-share rule {} in {region} (published by ami-share)",
             rule.name
@@ -131,10 +183,8 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
             .put_with_room(region, name, &image.id, &description)
             .await?;
         out.version = Some(version);
-        let expected = current.as_ref().map_or(1, |c| c.version + 1);
+        let expected = current.map_or(1, |c| c.version + 1);
         if version > expected {
-            // Another writer put versions between our read and our write: the newest image
-            // among them and ours must be what stays.
             let theirs = self.values_between(region, name, expected, version).await?;
             let ids: Vec<&str> = theirs.iter().map(String::as_str).collect();
             if let Some(newer) = self.newer_than(region, image, ids).await? {
@@ -143,7 +193,7 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
                     .await?;
                 self.label(region, name, v, &label_for(&newer)).await?;
                 out.share = self
-                    .write_share(rule, region, &out.parameter_arn, &share)
+                    .write_share(rule, region, &out.parameter_arn, share)
                     .await?;
                 out.status = PublishStatus::NewerKept;
                 out.current_image_id = newer.id.clone();
@@ -156,10 +206,10 @@ impl<'d, P: Aws + Publishing> Publisher<'d, P> {
             }
         }
         out.share = self
-            .write_share(rule, region, &out.parameter_arn, &share)
+            .write_share(rule, region, &out.parameter_arn, share)
             .await?;
         out.events_sent = self.announce(image, &out).await?;
-        self.label(region, name, version, &label).await?;
+        self.label(region, name, version, &label_for(image)).await?;
         tracing::info!(rule = %rule.name, region, parameter = name, image_id = %image.id, previous = ?out.previous_image_id, version, "published");
         Ok(out)
     }
