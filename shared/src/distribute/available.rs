@@ -14,13 +14,16 @@ use crate::plan::{classify, matching_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
-use crate::share::{already_recorded, Convergence, KeyState};
+use crate::share::{already_recorded, Converged, Convergence, KeyState};
 use crate::target_copies::{TargetAccounts, TargetCopier};
 
 /// The function this service is the body of (named in its summaries).
 pub const FUNCTION: &str = "on-image-available";
 
 /// Share the image as the policy says, start its copies, publish it once fully shared.
+/// The steps: recognise a source image and its rules; converge it (every check first, then
+/// the shares alongside the copies) and record it; report; publish it once fully shared; then
+/// start its copies in the target accounts.
 ///
 /// `keys`: what the invocation's events know of their keys, shared by the events of a batch.
 pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
@@ -29,37 +32,12 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
     keys: &Arc<KeyState>,
 ) -> Result<Summary, Error> {
     let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
-    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
-    if change.state != AmiState::Available {
-        return Ok(summary(Outcome::Ignored)
-            .because(format!("state {}: nothing to share", change.state.as_str())));
-    }
-    let Some(image) = deps.describe_image_eventually(region, image_id).await? else {
-        return Ok(summary(Outcome::Skipped)
-            .because("image not found (deregistered since the event, or never visible)"));
+    let (image, is_foreign_copy, plan) = match recognise(deps, change).await? {
+        Ok(found) => found,
+        Err(stop) => return Ok(stop),
     };
-    let is_foreign_copy = match classify(&image) {
-        ImageKind::OurCopy(p) => {
-            return Ok(summary(Outcome::Skipped).because(format!(
-                "a copy made by ami-share of {}/{}; on-copy-complete shares it",
-                p.source_region, p.source_image_id
-            )))
-        }
-        ImageKind::Forged { why, .. } if image.owner_id == deps.account_id => {
-            return Ok(summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why)))
-        }
-        ImageKind::Forged { .. } => false, // another account's: matching_rules says so
-        ImageKind::Source { is_foreign_copy } => is_foreign_copy,
-    };
-    let rules = match matching_rules(&deps.policy, &image, &deps.account_id) {
-        Ok(rules) => rules,
-        Err(reason) => return Ok(summary(Outcome::Skipped).because(reason.to_string())),
-    };
-    let plan = SharePlan::from_rules(deps.policy.kms_access, rules);
     let not_made = copies_not_made(&image, &plan, is_foreign_copy);
     let plan = plan.for_source(!is_foreign_copy);
-    let mut out = summary(Outcome::Shared);
-    out.rules = plan.rules.clone();
 
     // The one convergence path (the sweeper's too): everything checked before anything is
     // changed; the fingerprint recorded once it all succeeded, so the night has nothing to do.
@@ -71,6 +49,80 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
     if !already_recorded(&image, &done) {
         conv.record(region, &[&done]).await?;
     }
+    let shared = done.shared;
+    let mut out = converged_summary(change, &plan, done, not_made);
+    // Fully shared in its Region: the newest image of its rules there, for consumers.
+    if !shared {
+        return Ok(out);
+    }
+    let published = Publisher::new(deps).publish_for(&plan.rules, &image).await;
+    out = out.with_publications(published)?;
+    // Shared with its targets: they can copy it now.
+    if !plan.into.is_empty() {
+        match TargetCopier::new(deps).start(&image, &plan.into).await {
+            Ok(reports) => out = out.with_target_copies(reports),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                let failed = Summary::failed(FUNCTION, &e);
+                out.outcome = failed.outcome;
+                out.error = failed.error;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The event's image when it is a source the policy matches: the image, whether it is a copy
+/// someone else made, and the plan of its rules; otherwise the summary that says why not.
+async fn recognise<P: Aws>(
+    deps: &Deps<P>,
+    change: &AmiStateChange,
+) -> Result<Result<(Image, bool, SharePlan), Summary>, Error> {
+    let (region, image_id) = (change.region.as_str(), change.image_id.as_str());
+    let summary = |outcome| Summary::new(FUNCTION, outcome).about(region, image_id);
+    if change.state != AmiState::Available {
+        return Ok(Err(summary(Outcome::Ignored).because(format!(
+            "state {}: nothing to share",
+            change.state.as_str()
+        ))));
+    }
+    let Some(image) = deps.describe_image_eventually(region, image_id).await? else {
+        return Ok(Err(summary(Outcome::Skipped).because(
+            "image not found (deregistered since the event, or never visible)",
+        )));
+    };
+    let is_foreign_copy = match classify(&image) {
+        ImageKind::OurCopy(p) => {
+            return Ok(Err(summary(Outcome::Skipped).because(format!(
+                "a copy made by ami-share of {}/{}; on-copy-complete shares it",
+                p.source_region, p.source_image_id
+            ))))
+        }
+        ImageKind::Forged { why, .. } if image.owner_id == deps.account_id => {
+            return Ok(Err(
+                summary(Outcome::Skipped).not_acted_on(&SkipReason::ForgedProvenance(why))
+            ))
+        }
+        ImageKind::Forged { .. } => false, // another account's: matching_rules says so
+        ImageKind::Source { is_foreign_copy } => is_foreign_copy,
+    };
+    let plan = match matching_rules(&deps.policy, &image, &deps.account_id) {
+        Ok(rules) => SharePlan::from_rules(deps.policy.kms_access, rules),
+        Err(reason) => return Ok(Err(summary(Outcome::Skipped).because(reason.to_string()))),
+    };
+    Ok(Ok((image, is_foreign_copy, plan)))
+}
+
+/// The summary of a converged image: shared, refused in part, or re-encrypted first; its
+/// copies, those started and those not made.
+fn converged_summary(
+    change: &AmiStateChange,
+    plan: &SharePlan,
+    done: Converged,
+    not_made: Vec<CopyReport>,
+) -> Summary {
+    let mut out = Summary::new(FUNCTION, Outcome::Shared).about(&change.region, &change.image_id);
+    out.rules = plan.rules.clone();
     if done.reencrypt {
         out.outcome = Outcome::ReencryptStarted;
         out.reason = Some(
@@ -85,25 +137,7 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
     }
     out.copies = done.copies;
     out.copies.extend(not_made);
-    // Fully shared in its Region: the newest image of its rules there, for consumers.
-    if !done.shared {
-        return Ok(out);
-    }
-    let published = Publisher::new(deps).publish_for(&plan.rules, &image).await;
-    let mut out = out.with_publications(published)?;
-    // Shared with its targets: they can copy it now.
-    if !plan.into.is_empty() {
-        match TargetCopier::new(deps).start(&image, &plan.into).await {
-            Ok(reports) => out = out.with_target_copies(reports),
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => {
-                let failed = Summary::failed(FUNCTION, &e);
-                out.outcome = failed.outcome;
-                out.error = failed.error;
-            }
-        }
-    }
-    Ok(out)
+    out
 }
 
 /// Copy destinations the image is not copied to, with why (reported, not acted on).
