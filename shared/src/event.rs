@@ -53,24 +53,7 @@ pub enum Incoming {
 
 /// Parse an incoming event. Errors name the offending field.
 pub fn parse(value: Value) -> Result<Incoming, Error> {
-    let envelope: EventBridgeEvent<Value> =
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.inner().to_string();
-            // serde reports a missing field at its parent; name the field itself.
-            let field = match msg
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
-                Some(f) if path == "." => f.to_string(),
-                Some(f) => format!("{path}.{f}"),
-                None => path,
-            };
-            Error::bad_event(
-                field,
-                format!("{msg} (expected an EventBridge event envelope)"),
-            )
-        })?;
+    let envelope = envelope_of(value)?;
     if envelope.source != "aws.ec2" || envelope.detail_type != AMI_STATE_CHANGE {
         return Ok(Incoming::Other {
             source: envelope.source,
@@ -81,17 +64,69 @@ pub fn parse(value: Value) -> Result<Incoming, Error> {
         .detail
         .as_object()
         .ok_or_else(|| Error::bad_event("detail", "must be an object"))?;
-    let text = |name: &str| -> Result<Option<&str>, Error> {
-        match detail.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(Error::bad_event(
-                format!("detail.{name}"),
-                format!("must be a string, got {other}"),
-            )),
-        }
-    };
-    let image_id = text("ImageId")?.ok_or_else(|| {
+    let image_id = image_id_of(detail)?.to_string();
+    let state = state_of(detail)?;
+    let region = envelope
+        .region
+        .filter(|r| crate::config::is_region(r))
+        .ok_or_else(|| {
+            Error::bad_event(
+                "region",
+                "missing or not a Region code; it says where the image is",
+            )
+        })?;
+    let error_message = text(detail, "ErrorMessage")?
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    Ok(Incoming::AmiStateChange(AmiStateChange {
+        event_id: envelope.id,
+        account: envelope.account,
+        region,
+        image_id,
+        state,
+        error_message,
+    }))
+}
+
+/// The EventBridge envelope, or the error naming the field that is wrong or missing.
+fn envelope_of(value: Value) -> Result<EventBridgeEvent<Value>, Error> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let field = match msg
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            Some(f) if path == "." => f.to_string(),
+            Some(f) => format!("{path}.{f}"),
+            None => path,
+        };
+        Error::bad_event(
+            field,
+            format!("{msg} (expected an EventBridge event envelope)"),
+        )
+    })
+}
+
+/// A string field of the detail (`None` when absent or null).
+fn text<'a>(
+    detail: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, Error> {
+    match detail.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(Error::bad_event(
+            format!("detail.{name}"),
+            format!("must be a string, got {other}"),
+        )),
+    }
+}
+
+/// `detail.ImageId`, checked to be an image id.
+fn image_id_of(detail: &serde_json::Map<String, Value>) -> Result<&str, Error> {
+    let image_id = text(detail, "ImageId")?.ok_or_else(|| {
         Error::bad_event(
             "detail.ImageId",
             "missing (an AMI State Change event names its image)",
@@ -106,43 +141,27 @@ pub fn parse(value: Value) -> Result<Incoming, Error> {
             format!("{image_id:?} is not an image id (ami-…)"),
         ));
     }
-    let state = match text("State")? {
-        Some("available") => AmiState::Available,
-        Some("failed") => AmiState::Failed,
-        Some("deregistered") => AmiState::Deregistered,
-        Some("disabled") => AmiState::Disabled,
-        Some(other) => {
-            return Err(Error::bad_event(
-                "detail.State",
-                format!("{other:?} is not one of available, failed, deregistered, disabled"),
-            ))
-        }
+    Ok(image_id)
+}
+
+/// `detail.State` (case-sensitive: a lowercase `state` is named in the error).
+fn state_of(detail: &serde_json::Map<String, Value>) -> Result<AmiState, Error> {
+    match text(detail, "State")? {
+        Some("available") => Ok(AmiState::Available),
+        Some("failed") => Ok(AmiState::Failed),
+        Some("deregistered") => Ok(AmiState::Deregistered),
+        Some("disabled") => Ok(AmiState::Disabled),
+        Some(other) => Err(Error::bad_event(
+            "detail.State",
+            format!("{other:?} is not one of available, failed, deregistered, disabled"),
+        )),
         None => {
             let hint = if detail.contains_key("state") {
                 " (field names are case-sensitive: found \"state\")"
             } else {
                 ""
             };
-            return Err(Error::bad_event("detail.State", format!("missing{hint}")));
+            Err(Error::bad_event("detail.State", format!("missing{hint}")))
         }
-    };
-    let region = envelope
-        .region
-        .filter(|r| crate::config::is_region(r))
-        .ok_or_else(|| {
-            Error::bad_event(
-                "region",
-                "missing or not a Region code; it says where the image is",
-            )
-        })?;
-    Ok(Incoming::AmiStateChange(AmiStateChange {
-        event_id: envelope.id,
-        account: envelope.account,
-        region,
-        image_id: image_id.to_string(),
-        state,
-        error_message: text("ErrorMessage")?
-            .filter(|m| !m.is_empty())
-            .map(str::to_string),
-    }))
+    }
 }
