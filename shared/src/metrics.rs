@@ -64,62 +64,7 @@ pub fn event_record(
     let outcome = summary
         .map(|s| outcome_name(s.outcome))
         .unwrap_or_else(|| "transient_error".into());
-    let targets = summary
-        .map(|s| s.target_copies.as_slice())
-        .unwrap_or_default();
-    let target_failures = targets.iter().filter(|t| t.is_failure()).count();
-    // A target account left without its copy is undistributed too.
-    let undistributed = summary
-        .map(|s| matches!(s.outcome, Outcome::Failed | Outcome::Refused))
-        .unwrap_or(false)
-        || target_failures > 0;
-    let share = summary.and_then(|s| s.share.as_ref());
-    let copies = summary.map(|s| s.copies.as_slice()).unwrap_or_default();
-    let published = summary
-        .map(|s| {
-            s.published
-                .iter()
-                .filter(|p| matches!(p.status, PublishStatus::Published | PublishStatus::Finished))
-                .count()
-        })
-        .unwrap_or(0);
-    let forged = summary.is_some_and(|s| s.reason_code == Some(FORGED_PROVENANCE_CODE));
-    let metrics: [(&str, &str, f64); 11] = [
-        ("Invocations", "Count", 1.0),
-        (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
-        (
-            "LaunchPermissionsAdded",
-            "Count",
-            share.map_or(0, |s| s.launch_permissions_added.len()) as f64,
-        ),
-        (
-            "SnapshotPermissionsAdded",
-            "Count",
-            share.map_or(0, |s| s.snapshot_permissions_added) as f64,
-        ),
-        (
-            "GrantsCreated",
-            "Count",
-            share.map_or(0, |s| s.grants_created.len()) as f64,
-        ),
-        (
-            "CopiesStarted",
-            "Count",
-            copies.iter().filter(|c| c.status == "started").count() as f64,
-        ),
-        ("ParametersPublished", "Count", published as f64),
-        (
-            "TargetCopiesStarted",
-            "Count",
-            targets
-                .iter()
-                .filter(|t| t.status == TargetStatus::Started)
-                .count() as f64,
-        ),
-        ("TargetCopiesFailed", "Count", target_failures as f64),
-        (FORGED_PROVENANCE, "Count", f64::from(u8::from(forged))),
-        ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
-    ];
+    let metrics = event_metrics(summary, duration);
     let mut record = json!({
         "_aws": {
             "Timestamp": now.timestamp_millis(),
@@ -142,6 +87,72 @@ pub fn event_record(
         record[name] = json!(value);
     }
     record
+}
+
+/// The metrics of one event invocation: (name, unit, value).
+fn event_metrics(
+    summary: Option<&Summary>,
+    duration: Duration,
+) -> [(&'static str, &'static str, f64); 11] {
+    let targets = summary
+        .map(|s| s.target_copies.as_slice())
+        .unwrap_or_default();
+    let target_failures = targets.iter().filter(|t| t.is_failure()).count();
+    // A target account left without its copy is undistributed too.
+    let undistributed = summary
+        .map(|s| matches!(s.outcome, Outcome::Failed | Outcome::Refused))
+        .unwrap_or(false)
+        || target_failures > 0;
+    let share = summary.and_then(|s| s.share.as_ref());
+    let copies = summary.map(|s| s.copies.as_slice()).unwrap_or_default();
+    let published = summary
+        .map(|s| {
+            s.published
+                .iter()
+                .filter(|p| matches!(p.status, PublishStatus::Published | PublishStatus::Finished))
+                .count()
+        })
+        .unwrap_or(0);
+    let forged = summary.is_some_and(|s| s.reason_code == Some(FORGED_PROVENANCE_CODE));
+    let count = |n: usize| n as f64;
+    [
+        ("Invocations", "Count", 1.0),
+        (UNDISTRIBUTED, "Count", f64::from(u8::from(undistributed))),
+        (
+            "LaunchPermissionsAdded",
+            "Count",
+            count(share.map_or(0, |s| s.launch_permissions_added.len())),
+        ),
+        (
+            "SnapshotPermissionsAdded",
+            "Count",
+            count(share.map_or(0, |s| s.snapshot_permissions_added)),
+        ),
+        (
+            "GrantsCreated",
+            "Count",
+            count(share.map_or(0, |s| s.grants_created.len())),
+        ),
+        (
+            "CopiesStarted",
+            "Count",
+            count(copies.iter().filter(|c| c.status == "started").count()),
+        ),
+        ("ParametersPublished", "Count", count(published)),
+        (
+            "TargetCopiesStarted",
+            "Count",
+            count(
+                targets
+                    .iter()
+                    .filter(|t| t.status == TargetStatus::Started)
+                    .count(),
+            ),
+        ),
+        ("TargetCopiesFailed", "Count", count(target_failures)),
+        (FORGED_PROVENANCE, "Count", f64::from(u8::from(forged))),
+        ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
+    ]
 }
 
 /// Write a record to the log as its own line (CloudWatch Logs extracts the metrics).
