@@ -164,18 +164,54 @@ impl Rule {
                 ),
             );
         }
+        self.check_match(&format!("{at}.match"), p);
+        let sw = &self.share_with;
+        let sat = format!("{at}.share_with");
+        check_share_with(&sat, sw, p);
+        if sw.public && !allow_public {
+            p.add(
+                format!("{sat}.public"),
+                "public sharing is refused unless \"allow_public\": true is set at the top of the policy",
+            );
+        }
+        let shares = !sw.accounts.is_empty()
+            || !sw.organizations.is_empty()
+            || !sw.organizational_units.is_empty()
+            || sw.public;
+        if !shares && self.copy_to.is_empty() && self.copy_into.is_none() {
+            p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to or copy_into: the rule would do nothing");
+        }
+        if let Some(ci) = &self.copy_into {
+            ci.check(&format!("{at}.copy_into"), p);
+        }
+        self.check_copy_to(at, p);
+        if self.kms_access.is_some() && !self.grant_kms {
+            p.add(
+                format!("{at}.kms_access"),
+                "has no effect with \"grant_kms\": false (the rule gives no key access at all); remove one of them",
+            );
+        }
+        if let Some(r) = &self.retire {
+            r.check(&format!("{at}.retire"), p);
+        }
+        if let Some(publish) = &self.publish {
+            publish.check(&format!("{at}.publish"), sw, self.copy_into.is_some(), p);
+        }
+    }
+
+    /// `match`: not empty, `all` alone, a valid glob, valid tag keys.
+    fn check_match(&self, mat: &str, p: &mut Problems) {
         let m = &self.matcher;
-        let mat = format!("{at}.match");
-        p.unknown(&mat, &m.unknown);
+        p.unknown(mat, &m.unknown);
         if !m.all && m.name.is_none() && m.tags.is_empty() {
             p.add(
-                &mat,
-                "is empty, which would share every image; give \"name\" and/or \"tags\", or say \"all\": true explicitly",
-            );
+            mat,
+            "is empty, which would share every image; give \"name\" and/or \"tags\", or say \"all\": true explicitly",
+        );
         }
         if m.all && (m.name.is_some() || !m.tags.is_empty()) {
             p.add(
-                &mat,
+                mat,
                 "\"all\": true cannot be combined with \"name\" or \"tags\"",
             );
         }
@@ -195,49 +231,10 @@ impl Rule {
                 );
             }
         }
-        let sw = &self.share_with;
-        let sat = format!("{at}.share_with");
-        p.unknown(&sat, &sw.unknown);
-        for (j, a) in sw.accounts.iter().enumerate() {
-            if !is_account_id(a) {
-                p.add(
-                    format!("{sat}.accounts[{j}]"),
-                    format!("{a:?} is not a 12-digit account id"),
-                );
-            }
-        }
-        for (j, o) in sw.organizations.iter().enumerate() {
-            if parse_org_arn(o).is_none() {
-                p.add(
-                    format!("{sat}.organizations[{j}]"),
-                    format!("{o:?} is not an organization ARN (arn:aws:organizations::<management-account-id>:organization/o-<id>)"),
-                );
-            }
-        }
-        for (j, o) in sw.organizational_units.iter().enumerate() {
-            if parse_ou_arn(o).is_none() {
-                p.add(
-                    format!("{sat}.organizational_units[{j}]"),
-                    format!("{o:?} is not an OU ARN (arn:aws:organizations::<management-account-id>:ou/o-<id>/ou-<root>-<id>)"),
-                );
-            }
-        }
-        if sw.public && !allow_public {
-            p.add(
-                format!("{sat}.public"),
-                "public sharing is refused unless \"allow_public\": true is set at the top of the policy",
-            );
-        }
-        let shares = !sw.accounts.is_empty()
-            || !sw.organizations.is_empty()
-            || !sw.organizational_units.is_empty()
-            || sw.public;
-        if !shares && self.copy_to.is_empty() && self.copy_into.is_none() {
-            p.add(&sat, "names no account, organization, OU or public, and the rule has no copy_to or copy_into: the rule would do nothing");
-        }
-        if let Some(ci) = &self.copy_into {
-            ci.check(&format!("{at}.copy_into"), p);
-        }
+    }
+
+    /// `copy_to`: each Region listed once, its key in that Region, a valid completion time.
+    fn check_copy_to(&self, at: &str, p: &mut Problems) {
         let mut regions = BTreeSet::new();
         for (j, c) in self.copy_to.iter().enumerate() {
             let cat = format!("{at}.copy_to[{j}]");
@@ -252,17 +249,34 @@ impl Rule {
                 p,
             );
         }
-        if self.kms_access.is_some() && !self.grant_kms {
+    }
+}
+
+/// `share_with`: account ids, organization and OU ARNs.
+fn check_share_with(sat: &str, sw: &ShareWith, p: &mut Problems) {
+    p.unknown(sat, &sw.unknown);
+    for (j, a) in sw.accounts.iter().enumerate() {
+        if !is_account_id(a) {
             p.add(
-                format!("{at}.kms_access"),
-                "has no effect with \"grant_kms\": false (the rule gives no key access at all); remove one of them",
+                format!("{sat}.accounts[{j}]"),
+                format!("{a:?} is not a 12-digit account id"),
             );
         }
-        if let Some(r) = &self.retire {
-            r.check(&format!("{at}.retire"), p);
+    }
+    for (j, o) in sw.organizations.iter().enumerate() {
+        if parse_org_arn(o).is_none() {
+            p.add(
+                format!("{sat}.organizations[{j}]"),
+                format!("{o:?} is not an organization ARN (arn:aws:organizations::<management-account-id>:organization/o-<id>)"),
+            );
         }
-        if let Some(publish) = &self.publish {
-            publish.check(&format!("{at}.publish"), sw, self.copy_into.is_some(), p);
+    }
+    for (j, o) in sw.organizational_units.iter().enumerate() {
+        if parse_ou_arn(o).is_none() {
+            p.add(
+                format!("{sat}.organizational_units[{j}]"),
+                format!("{o:?} is not an OU ARN (arn:aws:organizations::<management-account-id>:ou/o-<id>/ou-<root>-<id>)"),
+            );
         }
     }
 }
