@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::{KmsAccess, Rule};
+use crate::config::{CopyInto, KmsAccess, Rule};
 use crate::ports::LaunchPermissions;
 
 /// Organizations and OUs to expand into accounts, plus plain accounts.
@@ -97,96 +97,81 @@ impl SharePlan {
         let mut plan = SharePlan::default();
         for rule in rules {
             plan.rules.push(rule.name.clone());
-            let sw = &rule.share_with;
-            let targets = AccountTargets {
-                accounts: sw.accounts.iter().cloned().collect(),
-                organizations: sw.organizations.iter().cloned().collect(),
-                organizational_units: sw.organizational_units.iter().cloned().collect(),
-            };
-            plan.launch
-                .accounts
-                .extend(targets.accounts.iter().cloned());
-            plan.launch
-                .organizations
-                .extend(targets.organizations.iter().cloned());
-            plan.launch
-                .organizational_units
-                .extend(targets.organizational_units.iter().cloned());
-            plan.launch.public |= sw.public;
-            if rule.share_snapshots {
-                merge(&mut plan.snapshots, &targets);
-            }
-            if rule.grant_kms {
-                match rule.kms_access_or(kms_default) {
-                    KmsAccess::Grants => merge(&mut plan.kms, &targets),
-                    KmsAccess::KeyPolicy => {
-                        plan.kms.accounts.extend(targets.accounts.iter().cloned());
-                        merge(
-                            &mut plan.kms_policy,
-                            &AccountTargets {
-                                accounts: BTreeSet::new(),
-                                ..targets.clone()
-                            },
-                        );
-                    }
-                }
-            }
+            plan.add_shares(rule, kms_default);
             if let Some(ci) = &rule.copy_into {
-                plan.into.push(IntoPlan {
-                    rule: rule.name.clone(),
-                    targets: AccountTargets {
-                        accounts: ci.accounts.iter().cloned().collect(),
-                        organizations: BTreeSet::new(),
-                        organizational_units: ci.organizational_units.iter().cloned().collect(),
-                    },
-                    regions: ci
-                        .region_keys()
-                        .map(|(r, k)| (r.to_string(), k.map(str::to_string)))
-                        .collect(),
-                    completion_minutes: ci
-                        .regions
-                        .iter()
-                        .filter_map(|r| Some((r.region.clone(), r.completion_minutes?)))
-                        .collect(),
-                    kms_access: if rule.grant_kms {
-                        rule.kms_access_or(kms_default)
-                    } else {
-                        KmsAccess::Grants
-                    },
-                    deprecate_superseded: ci.deprecate_superseded,
-                    parameter: rule
-                        .publish
-                        .as_ref()
-                        .filter(|p| p.in_target_accounts)
-                        .map(|p| p.parameter.clone()),
-                });
+                plan.into.push(into_plan(rule, ci, kms_default));
             }
-            for c in &rule.copy_to {
-                let dest = plan
-                    .copies
-                    .entry(c.region.clone())
-                    .or_insert_with(|| CopyDestination {
-                        region: c.region.clone(),
-                        kms_key_id: None,
-                        rules: Vec::new(),
-                        completion_minutes: None,
-                    });
-                dest.rules.push(rule.name.clone());
-                dest.completion_minutes = match (dest.completion_minutes, c.completion_minutes) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                match (&dest.kms_key_id, &c.kms_key_id) {
-                    (None, Some(k)) => dest.kms_key_id = Some(k.clone()),
-                    (Some(have), Some(k)) if have != k => {
-                        plan.key_conflicts
-                            .push((c.region.clone(), rule.name.clone(), k.clone()));
-                    }
-                    _ => {}
+            plan.add_copies(rule);
+        }
+        plan
+    }
+
+    /// What `rule`'s `share_with` adds: launch permissions, snapshot shares, key access (by
+    /// grant, or by the key policy for organizations and OUs).
+    fn add_shares(&mut self, rule: &Rule, kms_default: KmsAccess) {
+        let sw = &rule.share_with;
+        let targets = AccountTargets {
+            accounts: sw.accounts.iter().cloned().collect(),
+            organizations: sw.organizations.iter().cloned().collect(),
+            organizational_units: sw.organizational_units.iter().cloned().collect(),
+        };
+        self.launch
+            .accounts
+            .extend(targets.accounts.iter().cloned());
+        self.launch
+            .organizations
+            .extend(targets.organizations.iter().cloned());
+        self.launch
+            .organizational_units
+            .extend(targets.organizational_units.iter().cloned());
+        self.launch.public |= sw.public;
+        if rule.share_snapshots {
+            merge(&mut self.snapshots, &targets);
+        }
+        if rule.grant_kms {
+            match rule.kms_access_or(kms_default) {
+                KmsAccess::Grants => merge(&mut self.kms, &targets),
+                KmsAccess::KeyPolicy => {
+                    self.kms.accounts.extend(targets.accounts.iter().cloned());
+                    merge(
+                        &mut self.kms_policy,
+                        &AccountTargets {
+                            accounts: BTreeSet::new(),
+                            ..targets.clone()
+                        },
+                    );
                 }
             }
         }
-        plan
+    }
+
+    /// What `rule`'s `copy_to` adds: a destination per Region (the rules, the key — rules
+    /// naming different keys for one Region are a conflict — and the shortest completion time).
+    fn add_copies(&mut self, rule: &Rule) {
+        for c in &rule.copy_to {
+            let dest = self
+                .copies
+                .entry(c.region.clone())
+                .or_insert_with(|| CopyDestination {
+                    region: c.region.clone(),
+                    kms_key_id: None,
+                    rules: Vec::new(),
+                    completion_minutes: None,
+                });
+            dest.rules.push(rule.name.clone());
+            dest.completion_minutes = match (dest.completion_minutes, c.completion_minutes) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match (&dest.kms_key_id, &c.kms_key_id) {
+                (None, Some(k)) => dest.kms_key_id = Some(k.clone()),
+                (Some(have), Some(k)) if have != k => {
+                    self.key_conflicts
+                        .push((c.region.clone(), rule.name.clone(), k.clone()));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The plan of a source image in its own Region (`may_copy`): its target accounts of
@@ -393,5 +378,37 @@ impl Desired {
         );
         part("prune", &mut std::iter::once(self.prune_policy.to_string()));
         hex::encode(h.finalize())[..16].to_string()
+    }
+}
+
+/// One rule's copies into target accounts.
+fn into_plan(rule: &Rule, ci: &CopyInto, kms_default: KmsAccess) -> IntoPlan {
+    IntoPlan {
+        rule: rule.name.clone(),
+        targets: AccountTargets {
+            accounts: ci.accounts.iter().cloned().collect(),
+            organizations: BTreeSet::new(),
+            organizational_units: ci.organizational_units.iter().cloned().collect(),
+        },
+        regions: ci
+            .region_keys()
+            .map(|(r, k)| (r.to_string(), k.map(str::to_string)))
+            .collect(),
+        completion_minutes: ci
+            .regions
+            .iter()
+            .filter_map(|r| Some((r.region.clone(), r.completion_minutes?)))
+            .collect(),
+        kms_access: if rule.grant_kms {
+            rule.kms_access_or(kms_default)
+        } else {
+            KmsAccess::Grants
+        },
+        deprecate_superseded: ci.deprecate_superseded,
+        parameter: rule
+            .publish
+            .as_ref()
+            .filter(|p| p.in_target_accounts)
+            .map(|p| p.parameter.clone()),
     }
 }
