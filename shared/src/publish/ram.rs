@@ -1,7 +1,7 @@
 //! The rule's AWS RAM resource share: one per rule and Region, holding the parameter, shared
 //! with the rule's accounts, OUs and organizations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -66,32 +66,9 @@ impl<P: Aws + Publishing> Publisher<'_, P> {
                 .await?
                 .is_empty();
         let Some(share) = &state.share else {
-            let token = hex::encode(
-                &Sha256::digest(format!(
-                    "{}|{region}|{parameter_arn}|{}",
-                    rule.name,
-                    Utc::now().format("%Y-%m-%d")
-                ))[..16],
-            );
-            let made = aws
-                .create_resource_share(
-                    region,
-                    &NewResourceShare {
-                        name: name.clone(),
-                        resource_arns: vec![parameter_arn.to_string()],
-                        principals: want.iter().cloned().collect(),
-                        allow_external_principals: external,
-                        tags: BTreeMap::from([(SHARE_RULE_TAG.to_string(), rule.name.clone())]),
-                        client_token: token,
-                    },
-                )
-                .await
-                .map_err(|e| ram_error(e, &name))?;
-            change.share_arn = Some(made.arn);
-            change.created = true;
-            change.principals_added = want.into_iter().collect();
-            change.resource_added = true;
-            return Ok(change);
+            return self
+                .create_share(rule, region, parameter_arn, want, external)
+                .await;
         };
         change.share_arn = Some(share.arn.clone());
         let have = &state.have;
@@ -125,6 +102,51 @@ impl<P: Aws + Publishing> Publisher<'_, P> {
             }
         }
         Ok(change)
+    }
+}
+
+impl<P: Aws + Publishing> Publisher<'_, P> {
+    /// A new share of the parameter with the rule's principals (its client token: the rule,
+    /// the Region, the parameter and the day, so a retry the same day makes no second share).
+    async fn create_share(
+        &self,
+        rule: &Rule,
+        region: &str,
+        parameter_arn: &str,
+        want: BTreeSet<String>,
+        external: bool,
+    ) -> Result<ShareChange> {
+        let name = share_name(&rule.name);
+        let token = hex::encode(
+            &Sha256::digest(format!(
+                "{}|{region}|{parameter_arn}|{}",
+                rule.name,
+                Utc::now().format("%Y-%m-%d")
+            ))[..16],
+        );
+        let made = self
+            .deps
+            .aws
+            .create_resource_share(
+                region,
+                &NewResourceShare {
+                    name: name.clone(),
+                    resource_arns: vec![parameter_arn.to_string()],
+                    principals: want.iter().cloned().collect(),
+                    allow_external_principals: external,
+                    tags: BTreeMap::from([(SHARE_RULE_TAG.to_string(), rule.name.clone())]),
+                    client_token: token,
+                },
+            )
+            .await
+            .map_err(|e| ram_error(e, &name))?;
+        Ok(ShareChange {
+            share_arn: Some(made.arn),
+            created: true,
+            principals_added: want.into_iter().collect(),
+            resource_added: true,
+            ..ShareChange::default()
+        })
     }
 }
 
