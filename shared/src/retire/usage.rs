@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use super::ports::{ImageReference, Retirement, UsageReportRequest, MAX_USAGE_REPORT_ACCOUNTS};
+use super::ports::{
+    ImageReference, Retirement, UsageReport, UsageReportRequest, MAX_USAGE_REPORT_ACCOUNTS,
+};
 use super::report::RetireLog;
 use super::stage::{Stage, USAGE_REPORT_TAG};
 use crate::config::Rule;
@@ -106,11 +108,50 @@ pub(super) async fn consumer_use<P: Aws + Retirement>(
     rule: &Rule,
     image: &Image,
 ) -> Result<Usage, Error> {
-    let region = run.region.as_str();
-    let oldest = run.now - Duration::days(USAGE_REPORT_MAX_AGE_DAYS);
-    let reports: Vec<_> = deps
+    let reports = recent_reports(deps, run, image).await?;
+    if reports.is_empty() {
+        return request_reports(deps, run, rule, image).await;
+    }
+    if let Some(p) = reports.iter().find(|r| r.state != "available") {
+        return Ok(Usage::Pending(format!(
+            "consumer usage report {} is {} (requested {}); read again next night",
+            p.report_id,
+            p.state,
+            p.creation_time.as_deref().unwrap_or("?")
+        )));
+    }
+    let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
+    let in_use: Vec<String> = deps
         .aws
-        .usage_reports(region, &image.id)
+        .usage_report_entries(&run.region, &ids)
+        .await?
+        .into_iter()
+        .filter(|e| e.usage_count > 0)
+        .map(|e| {
+            format!(
+                "used by account {}: {} {} (usage report {})",
+                e.account_id, e.usage_count, e.resource_type, e.report_id
+            )
+        })
+        .collect();
+    Ok(if in_use.is_empty() {
+        Usage::Clear
+    } else {
+        Usage::InUse(in_use)
+    })
+}
+
+/// The product's usage reports of `image` younger than [`USAGE_REPORT_MAX_AGE_DAYS`], neither
+/// failed nor expired.
+async fn recent_reports<P: Aws + Retirement>(
+    deps: &Deps<P>,
+    run: &Run,
+    image: &Image,
+) -> Result<Vec<UsageReport>, Error> {
+    let oldest = run.now - Duration::days(USAGE_REPORT_MAX_AGE_DAYS);
+    Ok(deps
+        .aws
+        .usage_reports(&run.region, &image.id)
         .await?
         .into_iter()
         .filter(|r| r.tags.get(USAGE_REPORT_TAG) == Some(&image.id))
@@ -127,77 +168,58 @@ pub(super) async fn consumer_use<P: Aws + Retirement>(
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .is_none_or(|t| t.with_timezone(&Utc) > run.now)
         })
-        .collect();
-    if reports.is_empty() {
-        let sw = &rule.share_with;
-        // Organizations and OUs: every account (the parameter left out); accounts: 200 a report.
-        let accounts: Vec<String> =
-            if sw.organizations.is_empty() && sw.organizational_units.is_empty() && !sw.public {
-                sw.accounts
-                    .iter()
-                    .filter(|a| **a != deps.account_id)
-                    .cloned()
-                    .collect()
-            } else {
-                Vec::new()
-            };
-        let chunks: Vec<Vec<String>> = if accounts.is_empty() {
-            vec![Vec::new()]
-        } else {
-            accounts
-                .chunks(MAX_USAGE_REPORT_ACCOUNTS)
-                .map(<[String]>::to_vec)
+        .collect())
+}
+
+/// Request tonight's usage reports of `image`: every account of the rule's organizations and
+/// OUs in one, or its plain accounts 200 a report (a client token per image, day and report).
+async fn request_reports<P: Aws + Retirement>(
+    deps: &Deps<P>,
+    run: &Run,
+    rule: &Rule,
+    image: &Image,
+) -> Result<Usage, Error> {
+    let sw = &rule.share_with;
+    // Organizations and OUs: every account (the parameter left out); accounts: 200 a report.
+    let accounts: Vec<String> =
+        if sw.organizations.is_empty() && sw.organizational_units.is_empty() && !sw.public {
+            sw.accounts
+                .iter()
+                .filter(|a| **a != deps.account_id)
+                .cloned()
                 .collect()
+        } else {
+            Vec::new()
         };
-        let mut ids = Vec::new();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let token = hex::encode(
-                &Sha256::digest(format!("{}|{}|{i}", image.id, run.now.format("%Y-%m-%d")))[..16],
-            );
-            let id = deps
-                .aws
-                .create_usage_report(
-                    region,
-                    &UsageReportRequest {
-                        image_id: image.id.clone(),
-                        account_ids: chunk.clone(),
-                        tags: BTreeMap::from([(USAGE_REPORT_TAG.to_string(), image.id.clone())]),
-                        client_token: token,
-                    },
-                )
-                .await?;
-            ids.push(id);
-        }
-        return Ok(Usage::Pending(format!(
-            "consumer usage report requested tonight ({}); it is read next night",
-            ids.join(", ")
-        )));
-    }
-    if let Some(p) = reports.iter().find(|r| r.state != "available") {
-        return Ok(Usage::Pending(format!(
-            "consumer usage report {} is {} (requested {}); read again next night",
-            p.report_id,
-            p.state,
-            p.creation_time.as_deref().unwrap_or("?")
-        )));
-    }
-    let ids: Vec<String> = reports.iter().map(|r| r.report_id.clone()).collect();
-    let in_use: Vec<String> = deps
-        .aws
-        .usage_report_entries(region, &ids)
-        .await?
-        .into_iter()
-        .filter(|e| e.usage_count > 0)
-        .map(|e| {
-            format!(
-                "used by account {}: {} {} (usage report {})",
-                e.account_id, e.usage_count, e.resource_type, e.report_id
-            )
-        })
-        .collect();
-    Ok(if in_use.is_empty() {
-        Usage::Clear
+    let chunks: Vec<Vec<String>> = if accounts.is_empty() {
+        vec![Vec::new()]
     } else {
-        Usage::InUse(in_use)
-    })
+        accounts
+            .chunks(MAX_USAGE_REPORT_ACCOUNTS)
+            .map(<[String]>::to_vec)
+            .collect()
+    };
+    let mut ids = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let token = hex::encode(
+            &Sha256::digest(format!("{}|{}|{i}", image.id, run.now.format("%Y-%m-%d")))[..16],
+        );
+        let id = deps
+            .aws
+            .create_usage_report(
+                &run.region,
+                &UsageReportRequest {
+                    image_id: image.id.clone(),
+                    account_ids: chunk.clone(),
+                    tags: BTreeMap::from([(USAGE_REPORT_TAG.to_string(), image.id.clone())]),
+                    client_token: token,
+                },
+            )
+            .await?;
+        ids.push(id);
+    }
+    Ok(Usage::Pending(format!(
+        "consumer usage report requested tonight ({}); it is read next night",
+        ids.join(", ")
+    )))
 }
