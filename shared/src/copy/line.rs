@@ -289,7 +289,8 @@ impl<'d, P: Aws> Line<'d, P> {
                 if !gone {
                     // The source's record counted this copy as on its way: clear it, so the
                     // night converges the source again (as a copy's `failed` event does).
-                    self.stale_source(r).await?;
+                    clear_source_fingerprint(self.deps, &r.source_region, &r.source_image_id)
+                        .await?;
                 }
                 out.dropped.push(DroppedCopy {
                     client_token: r.client_token.clone(),
@@ -301,24 +302,6 @@ impl<'d, P: Aws> Line<'d, P> {
         }
         aws.line_delete(region, &entry.receipt).await?;
         Ok(true)
-    }
-
-    /// Clear the fingerprint of the source of a copy that will not be made.
-    async fn stale_source(&self, r: &CopyRequest) -> Result<()> {
-        match self
-            .deps
-            .aws
-            .untag_resources(
-                &r.source_region,
-                std::slice::from_ref(&r.source_image_id),
-                &[PLAN_TAG],
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Hand the entries that must wait back to the line, at their place (visible at once, so
@@ -339,5 +322,24 @@ impl<'d, P: Aws> Line<'d, P> {
             self.deps.aws.line_release(region, &entry.receipt).await?;
         }
         Ok(())
+    }
+}
+
+/// Clear the fingerprint (`ami-share:plan`) of a source whose recorded state counted on a copy
+/// that will not be made (it failed, or EC2 refused it for good in the line): the next night
+/// converges the source again. A source that is gone needs nothing.
+pub async fn clear_source_fingerprint<P: Aws>(
+    deps: &Deps<P>,
+    region: &str,
+    image_id: &str,
+) -> Result<()> {
+    match deps
+        .aws
+        .untag_resources(region, &[image_id.to_string()], &[PLAN_TAG])
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -15,7 +15,7 @@ pub mod report;
 pub mod request;
 pub mod start;
 
-pub use line::{Drained, DroppedCopy, Line, LineReport, WaitingCopy};
+pub use line::{clear_source_fingerprint, Drained, DroppedCopy, Line, LineReport, WaitingCopy};
 pub use report::CopyReport;
 pub use request::{check_copy_plan, copy_request, deprecation_for_copy, COPY_LIMIT_CODE};
 pub use start::Copier;

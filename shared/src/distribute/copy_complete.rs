@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::config::{KmsAccess, Rule};
-use crate::copy::deprecation_for_copy;
+use crate::copy::{clear_source_fingerprint, deprecation_for_copy};
 use crate::deps::Deps;
 use crate::error::Error;
 use crate::event::{AmiState, AmiStateChange};
@@ -20,7 +20,7 @@ use crate::plan::{classify, copy_rules, ImageKind, SharePlan, SkipReason};
 use crate::ports::{Aws, Image};
 use crate::publish::{Publisher, Publishing};
 use crate::report::{Outcome, Summary};
-use crate::share::{already_recorded, Convergence, KeyState, CONVERGED_AT_TAG, PLAN_TAG};
+use crate::share::{already_recorded, Convergence, KeyState, CONVERGED_AT_TAG};
 
 /// The function this service is the body of (named in its summaries).
 pub const FUNCTION: &str = "on-copy-complete";
@@ -69,7 +69,8 @@ async fn share_copy<P: Aws + Publishing>(
     if change.state == AmiState::Failed {
         // The source's recorded state included this copy: clear its fingerprint, so the next
         // night converges the source again and starts a new copy.
-        stale_source(deps, &provenance).await?;
+        clear_source_fingerprint(deps, &provenance.source_region, &provenance.source_image_id)
+            .await?;
         let mut out = summary().because(format!(
             "copy of {}/{} failed: {}; the source's fingerprint was cleared, so the nightly run starts the copy again (nothing was deregistered)",
             provenance.source_region,
@@ -243,23 +244,6 @@ async fn deprecate_like_source<P: Aws>(
         tracing::info!(image_id = %copy.id, region = %copy.region, deprecate_at = %at, "{note}");
     }
     Ok(note)
-}
-
-/// Remove the source's fingerprint (`ami-share:plan`) after one of its copies failed.
-async fn stale_source<P: Aws>(deps: &Deps<P>, p: &Provenance) -> Result<(), Error> {
-    match deps
-        .aws
-        .untag_resources(
-            &p.source_region,
-            std::slice::from_ref(&p.source_image_id),
-            &[PLAN_TAG],
-        )
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) if e.code.starts_with("InvalidAMIID") => Ok(()), // the source is gone
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The plan for a copy under `rules` (a copy is never copied again); `None` without rules.
