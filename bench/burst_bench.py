@@ -182,6 +182,32 @@ def floor_seconds(w: standin.World) -> tuple[float, str]:
     return best, what
 
 
+def finish_copies(w: standin.World, announced: set[str], pending_since: dict[str, float],
+                  copy_seconds: float) -> list[tuple[str, str]]:
+    """Copies `copy_seconds` old become available: (copy id, Region) of each, marked announced
+    (the caller raises their events, as EventBridge would)."""
+    now = time.monotonic()
+    with w.lock:
+        copies = [(i.id, i.region) for i in w.images.values() if i.source and i.id not in announced]
+        for iid, _ in copies:
+            pending_since.setdefault(iid, now)
+        ready = [(iid, r) for iid, r in copies if now - pending_since[iid] >= copy_seconds]
+        for iid, _ in ready:
+            w.images[iid].state = "available"
+    announced.update(iid for iid, _ in ready)
+    return ready
+
+
+def verdict(targets: list[tuple[str, bool]]) -> int:
+    """Print each target met or missed; the exit status (1 when one was missed)."""
+    ok = True
+    for what, good in targets:
+        ok &= good
+        print(f"  {'ok' if good else 'MISSED':6} {what}")
+    print("BENCH OK" if ok else "BENCH MISSED A TARGET")
+    return 0 if ok else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", default="target/release")
@@ -228,16 +254,7 @@ def main() -> int:
     pending_since: dict[str, float] = {}
     deadline = started + 1800
     while time.monotonic() < deadline:
-        now = time.monotonic()
-        with w.lock:
-            copies = [(i.id, i.region) for i in w.images.values() if i.source and i.id not in announced]
-            for iid, _ in copies:
-                pending_since.setdefault(iid, now)
-            ready = [(iid, r) for iid, r in copies if now - pending_since[iid] >= args.copy_seconds]
-            for iid, _ in ready:
-                w.images[iid].state = "available"
-        for iid, r in ready:
-            announced.add(iid)
+        for iid, r in finish_copies(w, announced, pending_since, args.copy_seconds):
             announce(r, iid)
         if (feeder_done.is_set() and len(announced) == args.images * len(DESTS)
                 and all(q.idle() for q in queues.values())):
@@ -281,12 +298,7 @@ def main() -> int:
         ("0 records retried (no RequestLimitExceeded left unabsorbed)", retried == 0 and not errors),
         ("wall within 1.5x the floor", ratio <= 1.5),
     ]
-    ok = True
-    for what, good in targets:
-        ok &= good
-        print(f"  {'ok' if good else 'MISSED':6} {what}")
-    print("BENCH OK" if ok else "BENCH MISSED A TARGET")
-    return 0 if ok else 1
+    return verdict(targets)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import standin  # noqa: E402
 from burst_bench import (  # noqa: E402
-    ACCOUNT, DESTS, DIRECT, FUNCTIONS, HOME, MEMBERS, OU, OU_ARN, Queue, poller, start_function,
+    ACCOUNT, DESTS, DIRECT, FUNCTIONS, HOME, MEMBERS, OU, OU_ARN, Queue, finish_copies, poller, start_function,
+    verdict,
 )
 from event_bench import event as envelope  # noqa: E402
 
@@ -127,16 +128,7 @@ def main() -> int:
     deadline = started + max(600.0, 4 * floor)
     done_at = None
     while time.monotonic() < deadline:
-        now = time.monotonic()
-        with w.lock:
-            copies = [(i.id, i.region) for i in w.images.values() if i.source and i.id not in announced]
-            for iid, _ in copies:
-                pending_since.setdefault(iid, now)
-            ready = [(iid, r) for iid, r in copies if now - pending_since[iid] >= args.copy_seconds]
-            for iid, _ in ready:
-                w.images[iid].state = "available"
-        for iid, r in ready:
-            announced.add(iid)
+        for iid, r in finish_copies(w, announced, pending_since, args.copy_seconds):
             announce(r, iid)
         if len(announced) == want and all(q.idle() for q in queues.values()):
             with w.lock:
@@ -183,12 +175,7 @@ def main() -> int:
         ("0 copies left for the night", len(copies) == want and not any(waiting.values())),
         ("0 records in a failure queue", failed == 0 and not errors),
     ]
-    ok = True
-    for what, good in targets:
-        ok &= good
-        print(f"  {'ok' if good else 'MISSED':6} {what}")
-    print("BENCH OK" if ok else "BENCH MISSED A TARGET")
-    return 0 if ok else 1
+    return verdict(targets)
 
 
 if __name__ == "__main__":

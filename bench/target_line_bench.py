@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import standin  # noqa: E402
-from burst_bench import start_function  # noqa: E402
+from burst_bench import start_function, verdict  # noqa: E402
 from event_bench import event as envelope  # noqa: E402
 
 HOME = "us-east-1"
@@ -187,12 +187,7 @@ def main() -> int:
         ("the target line empty", left == 0),
         ("0 in the failure queue, 0 invocation errors", not failed and not errors),
     ]
-    ok = True
-    for what, good in targets:
-        ok &= good
-        print(f"  {'ok' if good else 'MISSED':6} {what}")
-    print("BENCH OK" if ok else "BENCH MISSED A TARGET")
-    return 0 if ok else 1
+    return verdict(targets)
 
 
 if __name__ == "__main__":
