@@ -15,7 +15,7 @@ use crate::night::{Ledger, Run};
 use crate::ports::{Aws, MAX_TAG_RESOURCES};
 use crate::sweep::inventory::{Inventory, OwnSnapshot, ORPHANED_SINCE_TAG};
 use crate::sweep::listings::Listings;
-use crate::sweep::report::{OrphanEntry, SweepReport, LISTED_ORPHANS};
+use crate::sweep::report::{OrphanEntry, OrphanReport, SweepReport, LISTED_ORPHANS};
 
 /// The error code that means a snapshot we proved unused is in use after all.
 pub const IN_USE_CODE: &str = "InvalidSnapshot.InUse";
@@ -42,8 +42,54 @@ pub async fn sweep<P: Aws + Inventory>(
     l: &Listings,
     report: &mut SweepReport,
 ) {
-    let r = &mut report.orphans;
-    // A partial inventory is not an inventory: any failed listing aborts all marking and deleting.
+    let Some((snapshots, in_use)) = complete_inventory(run, l, report) else {
+        return;
+    };
+    let Some(key) = marks_key(deps, run, report).await else {
+        return;
+    };
+    let decided = judge_all(
+        deps,
+        run,
+        mode,
+        snapshots,
+        &in_use,
+        &key,
+        &mut report.orphans,
+    );
+    write_marks(deps, run, &key, &decided.marks, report).await;
+    remove_marks(deps, run, &decided.unmarks, report).await;
+    if mode != SweepMode::Delete {
+        report.orphans.status = "complete".into();
+        return; // never delete anything in report mode (decide() gives no Delete there either)
+    }
+    let due = longest_marked_first(decided.due, deps.policy.sweeper.max_deletions, report);
+    let outcomes = delete_due(deps, run, &due).await;
+    record_deletions(run, outcomes, report);
+    report.orphans.status = "complete".into();
+}
+
+/// The snapshots and what is in use, when every listing is complete. A partial inventory is
+/// not an inventory: any failed listing aborts all marking and deleting, said in the report.
+fn complete_inventory<'l>(
+    run: &Run,
+    l: &'l Listings,
+    report: &mut SweepReport,
+) -> Option<(&'l [OwnSnapshot], InUse)> {
+    if let (Ok(images), Ok(snapshots), Ok(recycled), Ok(templates), Ok(configurations)) = (
+        &l.images,
+        &l.snapshots,
+        &l.recycled,
+        &l.launch_templates,
+        &l.launch_configurations,
+    ) {
+        let references: Vec<_> = templates
+            .iter()
+            .chain(configurations.iter())
+            .cloned()
+            .collect();
+        return Some((snapshots, InUse::new(images, recycled, &references)));
+    }
     let failed: Vec<_> = [
         ("images", l.images.as_ref().err()),
         ("snapshots", l.snapshots.as_ref().err()),
@@ -57,56 +103,73 @@ pub async fn sweep<P: Aws + Inventory>(
     .into_iter()
     .filter_map(|(what, e)| e.map(|e| (what, e.clone())))
     .collect();
-    let (Ok(images), Ok(snapshots), Ok(recycled), Ok(templates), Ok(configurations)) = (
-        &l.images,
-        &l.snapshots,
-        &l.recycled,
-        &l.launch_templates,
-        &l.launch_configurations,
-    ) else {
-        r.status = "aborted".into();
-        r.aborted_because = Some(format!(
-            "the listing of {} failed, so the inventory is incomplete: nothing was marked, unmarked or deleted",
-            failed.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")
-        ));
-        tracing::error!(region = %run.region, reason = r.aborted_because.as_deref().unwrap_or(""), "orphan sweep aborted");
-        for (what, e) in failed {
-            report.error(&format!("listing {what}"), &Error::from(e));
-        }
-        return;
-    };
+    let r = &mut report.orphans;
+    r.status = "aborted".into();
+    r.aborted_because = Some(format!(
+        "the listing of {} failed, so the inventory is incomplete: nothing was marked, unmarked or deleted",
+        failed.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")
+    ));
+    tracing::error!(region = %run.region, reason = r.aborted_because.as_deref().unwrap_or(""), "orphan sweep aborted");
+    for (what, e) in failed {
+        report.error(&format!("listing {what}"), &Error::from(e));
+    }
+    None
+}
 
-    let references: Vec<_> = templates
-        .iter()
-        .chain(configurations.iter())
-        .cloned()
-        .collect();
-    // The marks are signed: without the key nothing is marked, unmarked or deleted.
-    let key = match deps.mark_key(&run.region).await {
-        Ok(k) => k,
+/// The key the marks are signed with: without it nothing is marked, unmarked or deleted.
+async fn marks_key<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    report: &mut SweepReport,
+) -> Option<mark::MarkKey> {
+    match deps.mark_key(&run.region).await {
+        Ok(k) => Some(k),
         Err(e) => {
+            let r = &mut report.orphans;
             r.status = "aborted".into();
             r.aborted_because = Some(format!(
                 "the marks' key could not be read ({e}): nothing was marked, unmarked or deleted"
             ));
             report.error("the orphan marks' key", &e);
-            return;
+            None
         }
-    };
-    let in_use = InUse::new(images, recycled, &references);
+    }
+}
+
+/// What the night will write, snapshot by snapshot.
+struct Decided<'a> {
+    marks: Vec<&'a OwnSnapshot>,
+    unmarks: Vec<&'a OwnSnapshot>,
+    /// Due for deletion, with the date of the mark.
+    due: Vec<(chrono::NaiveDate, &'a OwnSnapshot)>,
+}
+
+/// Every snapshot judged (orphan or kept, and why) and its action decided from its trusted
+/// mark; the orphans and the kept counted in the report.
+fn judge_all<'a, P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    mode: SweepMode,
+    snapshots: &'a [OwnSnapshot],
+    in_use: &InUse,
+    key: &mark::MarkKey,
+    r: &mut OrphanReport,
+) -> Decided<'a> {
     let cfg = &deps.policy.sweeper;
     let today = run.now.date_naive();
-    let mut marks: Vec<&OwnSnapshot> = Vec::new();
-    let mut unmarks: Vec<&OwnSnapshot> = Vec::new();
-    let mut due: Vec<(chrono::NaiveDate, &OwnSnapshot)> = Vec::new();
+    let mut decided = Decided {
+        marks: Vec::new(),
+        unmarks: Vec::new(),
+        due: Vec::new(),
+    };
     r.snapshots_checked = snapshots.len();
     for s in snapshots {
         let verdict = if in_scope(s, cfg.orphan_scope) {
-            judge(s, &in_use, run.now, cfg.min_age_days)
+            judge(s, in_use, run.now, cfg.min_age_days)
         } else {
             Verdict::Keep(KeepReason::NotManaged)
         };
-        let since = trusted_mark(&key, s, run, r);
+        let since = trusted_mark(key, s, run, r);
         let action = decide(
             matches!(verdict, Verdict::Orphan(_)),
             since.as_deref(),
@@ -132,21 +195,29 @@ pub async fn sweep<P: Aws + Inventory>(
         }
         match action {
             Action::None => {}
-            Action::Mark => marks.push(s),
-            Action::Unmark => unmarks.push(s),
+            Action::Mark => decided.marks.push(s),
+            Action::Unmark => decided.unmarks.push(s),
             Action::Wait { .. } => r.waiting += 1,
-            Action::Delete { since } => due.push((since, s)),
+            Action::Delete { since } => decided.due.push((since, s)),
         }
     }
+    decided
+}
 
-    // Marks: one `CreateTags` per snapshot (each mark is signed for its own snapshot, so no
-    // two carry the same value), paced by CreateTags' rate; unmarks: one `DeleteTags` per
-    // 1,000 snapshots.
+/// Marks: one `CreateTags` per snapshot (each mark is signed for its own snapshot, so no two
+/// carry the same value), paced by CreateTags' rate; none started once the deadline is near.
+async fn write_marks<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    key: &mark::MarkKey,
+    marks: &[&OwnSnapshot],
+    report: &mut SweepReport,
+) {
     let value = mark_value(run.now);
     let stop = AtomicBool::new(false);
     let marked: Vec<Option<Result<(), crate::error::AwsError>>> = stream::iter(marks.iter())
         .map(|s| {
-            let (key, value, stop) = (&key, &value, &stop);
+            let (value, stop) = (&value, &stop);
             async move {
                 if stop.load(Ordering::Relaxed) || !run.may_start() {
                     stop.store(true, Ordering::Relaxed);
@@ -179,6 +250,15 @@ pub async fn sweep<P: Aws + Inventory>(
             None => {}
         }
     }
+}
+
+/// Unmarks: one `DeleteTags` per 1,000 snapshots that are no longer orphans.
+async fn remove_marks<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    unmarks: &[&OwnSnapshot],
+    report: &mut SweepReport,
+) {
     for (i, chunk) in unmarks.chunks(MAX_TAG_RESOURCES).enumerate() {
         if !run.may_start() {
             report.left_for_next(format!(
@@ -200,22 +280,31 @@ pub async fn sweep<P: Aws + Inventory>(
             )),
         }
     }
-    let r = &mut report.orphans;
+}
 
-    // Deletions: the longest-marked first, at most max_deletions.
-    if mode != SweepMode::Delete {
-        r.status = "complete".into();
-        return; // never delete anything in report mode (decide() gives no Delete there either)
-    }
+/// The deletions due, the longest-marked first, at most `max_deletions` (the rest counted).
+fn longest_marked_first<'a>(
+    mut due: Vec<(chrono::NaiveDate, &'a OwnSnapshot)>,
+    max_deletions: u32,
+    report: &mut SweepReport,
+) -> Vec<(chrono::NaiveDate, &'a OwnSnapshot)> {
     due.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    let max = usize::try_from(cfg.max_deletions).unwrap_or(usize::MAX);
-    r.over_max_deletions = due.len().saturating_sub(max);
+    let max = usize::try_from(max_deletions).unwrap_or(usize::MAX);
+    report.orphans.over_max_deletions = due.len().saturating_sub(max);
     due.truncate(max);
-    // Several deletions in flight (the rate limit paces them): at 100 ms a call, one at a time
-    // could not use a raised DeleteSnapshot quota. No deletion starts once one was refused as
-    // in use, or once the deadline is near.
+    due
+}
+
+/// Several deletions in flight (the rate limit paces them): at 100 ms a call, one at a time
+/// could not use a raised DeleteSnapshot quota. No deletion starts once one was refused as in
+/// use, or once the deadline is near.
+async fn delete_due<'a, P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    due: &'a [(chrono::NaiveDate, &'a OwnSnapshot)],
+) -> Vec<Deletion<'a>> {
     let stop = AtomicBool::new(false);
-    let outcomes: Vec<Deletion> = stream::iter(due.iter())
+    stream::iter(due.iter())
         .map(|(since, s)| {
             let stop = &stop;
             async move {
@@ -234,7 +323,12 @@ pub async fn sweep<P: Aws + Inventory>(
         })
         .buffer_unordered(DELETE_CONCURRENCY)
         .collect()
-        .await;
+        .await
+}
+
+/// Each deletion's outcome in the report and the log: deleted, already gone, refused as in
+/// use (the proof was wrong: deletions stopped, a person must look), failed, or not reached.
+fn record_deletions(run: &Run, outcomes: Vec<Deletion>, report: &mut SweepReport) {
     let (mut not_reached, mut stopped) = (0usize, 0usize);
     for outcome in outcomes {
         let (since, s, result) = match outcome {
@@ -286,7 +380,6 @@ pub async fn sweep<P: Aws + Inventory>(
             "deleting {not_reached} orphans due for deletion (the longest-marked first: the next run takes them first)"
         ));
     }
-    report.orphans.status = "complete".into();
 }
 
 fn error_summary(context: &str, e: crate::error::AwsError) -> crate::report::ErrorSummary {
@@ -306,7 +399,7 @@ fn trusted_mark(
     key: &mark::MarkKey,
     s: &OwnSnapshot,
     run: &Run,
-    r: &mut crate::sweep::report::OrphanReport,
+    r: &mut OrphanReport,
 ) -> Option<String> {
     let raw = s.tags.orphaned_since.as_deref()?;
     let why = match key.verify(mark::ORPHANED_SINCE, &s.id, raw) {
