@@ -3,7 +3,8 @@
 //!
 //! - [`stage`]: pure decisions — which images a rule selects, which stage each has reached,
 //!   which is next;
-//! - [`service`]: the night's [`retire`] (the sweeper calls it after drift repair);
+//! - [`service`]: the night's [`retire`] (the sweeper calls it after drift repair): which
+//!   images are due for which stage; `take`: the due stages taken within the night's budget;
 //! - [`usage`]: what still uses an image (references, launches, consumer usage reports);
 //! - [`ports`]: image references, usage reports, disable and deregister, which only
 //!   retirement uses;
@@ -15,6 +16,7 @@ pub mod ports;
 pub mod report;
 pub mod service;
 pub mod stage;
+mod take;
 pub mod usage;
 
 pub use ports::Retirement;
