@@ -7,6 +7,7 @@
 //! - [`orphans`]: orphaned snapshots, judged and reclaimed;
 //! - [`drift`]: every managed image brought back to the policy, through the same
 //!   [`crate::share::Convergence`] and [`crate::publish::Publisher`] as the events;
+//! - `latest`: each publishing rule's newest fully shared image published after the repair;
 //! - [`keys`]: key access per key after the images: key policies checked, grants pruned;
 //! - [`targets`]: copies into target accounts (`copy_into`) confirmed and finished;
 //! - [`report`]: the night's report and its metrics.
@@ -14,6 +15,7 @@
 pub mod drift;
 pub mod inventory;
 pub mod keys;
+mod latest;
 pub mod listings;
 pub mod orphans;
 pub mod report;
