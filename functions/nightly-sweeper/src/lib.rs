@@ -22,7 +22,7 @@ use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::retire::{self, RetireReport, Retirement};
 use amishare::sweep::inventory::Inventory;
-use amishare::sweep::listings::complete_inventory;
+use amishare::sweep::listings::{complete_inventory, Listings};
 use amishare::sweep::targets::finish_target_copies;
 use amishare::sweep::{drift, orphans};
 use amishare::target_copies::TargetAccounts;
@@ -85,134 +85,24 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
     payload: Value,
     run: &Run,
 ) -> Result<SweepReport, Error> {
-    let override_mode =
-        parse_input(&payload).inspect_err(|e| tracing::error!(error = %e, "rejected input"))?;
-    if let (Some(SweepMode::Delete), SweepMode::Report) = (override_mode, deps.policy.sweeper.mode)
-    {
-        let e = Error::bad_event(
-            "mode",
-            "the input may lower the policy's sweeper.mode, never raise it: the policy says \"report\", \
-             so nothing is deleted on an input's word. To delete, set \"sweeper\": {\"mode\": \"delete\"} \
-             in the policy (reviewed and deployed like any policy change)",
-        );
-        tracing::error!(error = %e, "rejected input");
-        return Err(e);
-    }
-    let mode = override_mode.unwrap_or(deps.policy.sweeper.mode);
-    let mut report = SweepReport {
-        function: FUNCTION,
-        region: run.region.clone(),
-        mode,
-        mode_from: if override_mode.is_some() {
-            "input"
-        } else {
-            "policy"
-        },
-        started_at: run.now,
-        orphans: report::OrphanReport::default(),
-        drift: report::DriftReport::default(),
-        retirement: RetireReport::default(),
-        target_copies: Default::default(),
-        inventory_retried: Vec::new(),
-        retry: None,
-        not_reached: Vec::new(),
-        more: false,
-        errors: Vec::new(),
-        errors_total: 0,
-    };
-
+    let (mode, from_input) = sweep_mode(deps, &payload)?;
+    let mut report = new_report(run, mode, from_input);
     if !run.may_start() {
         report.orphans.status = "not_reached".into();
         report.drift.status = "not_reached".into();
         report.left_for_next("the whole sweep: the deadline was too near at start".into());
         return Ok(finish(report, run));
     }
-    let (listings, retried) = match run.time_left() {
-        None => complete_inventory(deps, run).await,
-        Some(left) => match tokio::time::timeout(left, complete_inventory(deps, run)).await {
-            Ok(l) => l,
-            Err(_) => {
-                let why = format!(
-                    "the inventory was not complete {}s before the deadline",
-                    run.margin.as_secs()
-                );
-                report.orphans.status = "aborted".into();
-                report.orphans.aborted_because = Some(why.clone());
-                report.drift.status = "not_reached".into();
-                report.left_for_next(format!("orphans and drift repair: {why}"));
-                report.retry = Some(format!(
-                    "{why}; the invocation fails so that it is run again"
-                ));
-                return Ok(finish(report, run));
-            }
-        },
+    let Some(listings) = inventory_in_time(deps, run, &mut report).await else {
+        return Ok(finish(report, run));
     };
-    report.inventory_retried = retried;
-
     // The two halves run side by side: deletions (DeleteSnapshot's bucket) never hold up
     // drift repair (the attribute and tag buckets), and the other way round.
     let mut orphan_half = report.clone();
     let mut drift_half = report.clone();
     futures::join!(
         orphans::sweep(deps, run, mode, &listings, &mut orphan_half),
-        async {
-            match &listings.images {
-                Ok(images) => {
-                    // Which images are our copies is EC2's lineage's word, checked against
-                    // the sources tonight (never the tags'): one read per 200 sources.
-                    let mut images = images.clone();
-                    let checks = match verify_copies(deps, &mut images).await {
-                        Ok(checks) => checks,
-                        Err(e) => {
-                            drift_half.drift.status = "aborted".into();
-                            drift_half.error(
-                                "drift repair not started: the copies' sources could not be read",
-                                &e,
-                            );
-                            return;
-                        }
-                    };
-                    report_copy_checks(&checks, &mut drift_half);
-                    let images = images.as_slice();
-                    drift::repair(
-                        deps,
-                        run,
-                        images,
-                        &checks,
-                        listings.snapshots.as_deref().ok(),
-                        &mut drift_half,
-                    )
-                    .await;
-                    // Retirement knows what the latest-image parameters name tonight.
-                    let published = drift_half
-                        .drift
-                        .publications
-                        .iter()
-                        .map(|p| p.current_image_id.clone())
-                        .collect();
-                    let unpublished = drift_half.drift.publications_failed.clone();
-                    retire::retire(
-                        deps,
-                        run,
-                        images,
-                        &checks,
-                        &published,
-                        &unpublished,
-                        &mut drift_half,
-                    )
-                    .await;
-                    // Each copy_into rule's newest image, followed into its target accounts.
-                    finish_target_copies(deps, run, images, &mut drift_half).await;
-                }
-                Err(e) => {
-                    drift_half.drift.status = "aborted".into();
-                    drift_half.error(
-                        "drift repair not started: the image listing failed",
-                        &Error::from(e.clone()),
-                    );
-                }
-            }
-        }
+        repair_retire_follow(deps, run, &listings, &mut drift_half),
     );
     report.orphans = std::mem::take(&mut orphan_half.orphans);
     report.drift = std::mem::take(&mut drift_half.drift);
@@ -230,6 +120,130 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
         ));
     }
     Ok(finish(report, run))
+}
+
+/// The night's mode: the input's, which may lower the policy's `sweeper.mode` but never raise
+/// it, or the policy's; `true` when it came from the input.
+fn sweep_mode<P>(deps: &Deps<P>, payload: &Value) -> Result<(SweepMode, bool), Error> {
+    let override_mode =
+        parse_input(payload).inspect_err(|e| tracing::error!(error = %e, "rejected input"))?;
+    if let (Some(SweepMode::Delete), SweepMode::Report) = (override_mode, deps.policy.sweeper.mode)
+    {
+        let e = Error::bad_event(
+            "mode",
+            "the input may lower the policy's sweeper.mode, never raise it: the policy says \"report\", \
+             so nothing is deleted on an input's word. To delete, set \"sweeper\": {\"mode\": \"delete\"} \
+             in the policy (reviewed and deployed like any policy change)",
+        );
+        tracing::error!(error = %e, "rejected input");
+        return Err(e);
+    }
+    Ok((
+        override_mode.unwrap_or(deps.policy.sweeper.mode),
+        override_mode.is_some(),
+    ))
+}
+
+/// The night's report before anything was done.
+fn new_report(run: &Run, mode: SweepMode, from_input: bool) -> SweepReport {
+    SweepReport {
+        function: FUNCTION,
+        region: run.region.clone(),
+        mode,
+        mode_from: if from_input { "input" } else { "policy" },
+        started_at: run.now,
+        orphans: report::OrphanReport::default(),
+        drift: report::DriftReport::default(),
+        retirement: RetireReport::default(),
+        target_copies: Default::default(),
+        inventory_retried: Vec::new(),
+        retry: None,
+        not_reached: Vec::new(),
+        more: false,
+        errors: Vec::new(),
+        errors_total: 0,
+    }
+}
+
+/// The Region's inventory, taken (and its transient failures retried) before the deadline's
+/// margin; `None` when it was not: the report says so and asks for the invocation to be run
+/// again.
+async fn inventory_in_time<P: Aws + Inventory>(
+    deps: &Deps<P>,
+    run: &Run,
+    report: &mut SweepReport,
+) -> Option<Listings> {
+    let (listings, retried) = match run.time_left() {
+        None => complete_inventory(deps, run).await,
+        Some(left) => match tokio::time::timeout(left, complete_inventory(deps, run)).await {
+            Ok(l) => l,
+            Err(_) => {
+                let why = format!(
+                    "the inventory was not complete {}s before the deadline",
+                    run.margin.as_secs()
+                );
+                report.orphans.status = "aborted".into();
+                report.orphans.aborted_because = Some(why.clone());
+                report.drift.status = "not_reached".into();
+                report.left_for_next(format!("orphans and drift repair: {why}"));
+                report.retry = Some(format!(
+                    "{why}; the invocation fails so that it is run again"
+                ));
+                return None;
+            }
+        },
+    };
+    report.inventory_retried = retried;
+    Some(listings)
+}
+
+/// The images' half of the night: the copies checked against EC2's lineage, drift repaired,
+/// retirement (knowing what the latest-image parameters name tonight), then each `copy_into`
+/// rule's newest image followed into its target accounts.
+async fn repair_retire_follow<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
+    deps: &Deps<P>,
+    run: &Run,
+    listings: &Listings,
+    report: &mut SweepReport,
+) {
+    let images = match &listings.images {
+        Ok(images) => images,
+        Err(e) => {
+            report.drift.status = "aborted".into();
+            report.error(
+                "drift repair not started: the image listing failed",
+                &Error::from(e.clone()),
+            );
+            return;
+        }
+    };
+    // Which images are our copies is EC2's lineage's word, checked against the sources
+    // tonight (never the tags'): one read per 200 sources.
+    let mut images = images.clone();
+    let checks = match verify_copies(deps, &mut images).await {
+        Ok(checks) => checks,
+        Err(e) => {
+            report.drift.status = "aborted".into();
+            report.error(
+                "drift repair not started: the copies' sources could not be read",
+                &e,
+            );
+            return;
+        }
+    };
+    report_copy_checks(&checks, report);
+    let images = images.as_slice();
+    let snapshots = listings.snapshots.as_deref().ok();
+    drift::repair(deps, run, images, &checks, snapshots, report).await;
+    let published = report
+        .drift
+        .publications
+        .iter()
+        .map(|p| p.current_image_id.clone())
+        .collect();
+    let unpublished = report.drift.publications_failed.clone();
+    retire::retire(deps, run, images, &checks, &published, &unpublished, report).await;
+    finish_target_copies(deps, run, images, report).await;
 }
 
 /// The Lambda handler: [`sweep`], then fail the invocation (after the report was logged) when
