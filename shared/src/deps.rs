@@ -90,6 +90,20 @@ pub struct Deps<P> {
     pub settings: Settings,
 }
 
+impl<P> Deps<P> {
+    /// The same policy, account and settings over another port (the plan's recorder), with
+    /// caches of its own.
+    pub fn over<Q>(&self, aws: Q) -> Deps<Q> {
+        Deps {
+            aws,
+            policy: self.policy.clone(),
+            account_id: self.account_id.clone(),
+            caches: Caches::default(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
 impl<P: Aws> Deps<P> {
     pub fn new(aws: P, policy: Policy, account_id: impl Into<String>) -> Self {
         Self {

@@ -27,6 +27,7 @@ pub mod marks;
 pub mod metrics;
 pub mod names;
 pub mod night;
+pub mod night_plan;
 pub mod plan;
 pub mod ports;
 pub mod publish;

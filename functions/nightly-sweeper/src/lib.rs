@@ -17,6 +17,7 @@ use amishare::config::SweepMode;
 use amishare::deps::Deps;
 use amishare::lineage::{verify_copies, CopyChecks};
 use amishare::night::{Ledger, LISTED};
+use amishare::night_plan::{NightPlan, Recorder};
 use amishare::plan::SkipReason;
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
@@ -27,6 +28,7 @@ use amishare::sweep::targets::finish_target_copies;
 use amishare::sweep::{drift, orphans};
 use amishare::target_copies::TargetAccounts;
 use amishare::{AwsError, Error};
+use serde::Serialize;
 use serde_json::Value;
 
 /// The types of [`handle`]'s signature: the night's run, and its report.
@@ -58,7 +60,7 @@ fn report_copy_checks(checks: &CopyChecks, report: &mut SweepReport) {
 /// may lower the policy's mode (`report` under a `delete` policy), never raise it ([`sweep`]).
 pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
     let obj = payload.as_object().ok_or_else(|| {
-        Error::bad_event("input", format!("must be a JSON object ({{}} or {{\"mode\": \"report\"|\"delete\"}}), got {payload}"))
+        Error::bad_event("input", format!("must be a JSON object ({{}} or {{\"mode\": \"report\"|\"delete\"|\"plan\"}}), got {payload}"))
     })?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "mode") {
         return Err(Error::bad_event(
@@ -72,7 +74,7 @@ pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
         Some(Value::String(m)) if m == "delete" => Ok(Some(SweepMode::Delete)),
         Some(other) => Err(Error::bad_event(
             "mode",
-            format!("must be \"report\" or \"delete\", got {other}"),
+            format!("must be \"report\", \"delete\" or \"plan\", got {other}"),
         )),
     }
 }
@@ -86,15 +88,26 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
     run: &Run,
 ) -> Result<SweepReport, Error> {
     let (mode, from_input) = sweep_mode(deps, &payload)?;
+    Ok(finish(night(deps, mode, from_input, run).await, run))
+}
+
+/// The night itself, in `mode`: the inventory, then orphans beside repair, retirement and
+/// target copies; its report (not yet logged).
+async fn night<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
+    deps: &Deps<P>,
+    mode: SweepMode,
+    from_input: bool,
+    run: &Run,
+) -> SweepReport {
     let mut report = new_report(run, mode, from_input);
     if !run.may_start() {
         report.orphans.status = "not_reached".into();
         report.drift.status = "not_reached".into();
         report.left_for_next("the whole sweep: the deadline was too near at start".into());
-        return Ok(finish(report, run));
+        return report;
     }
     let Some(listings) = inventory_in_time(deps, run, &mut report).await else {
-        return Ok(finish(report, run));
+        return report;
     };
     // The two halves run side by side: deletions (DeleteSnapshot's bucket) never hold up
     // drift repair (the attribute and tag buckets), and the other way round.
@@ -119,7 +132,7 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
             run.listing_retry_delays.len()
         ));
     }
-    Ok(finish(report, run))
+    report
 }
 
 /// The night's mode: the input's, which may lower the policy's `sweeper.mode` but never raise
@@ -244,6 +257,61 @@ async fn repair_retire_follow<P: Aws + Publishing + Retirement + Inventory + Tar
     let unpublished = report.drift.publications_failed.clone();
     retire::retire(deps, run, images, &checks, &published, &unpublished, report).await;
     finish_target_copies(deps, run, images, report).await;
+}
+
+/// What the input `{"mode": "plan"}` returns: the writes the next night would make under
+/// the deployed policy, none of them made, and the report the night would give.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub mode: &'static str,
+    pub plan: NightPlan,
+    pub night: SweepReport,
+}
+
+/// `true` for the input `{"mode": "plan"}`.
+pub fn wants_plan(payload: &Value) -> bool {
+    payload
+        .as_object()
+        .is_some_and(|o| o.len() == 1 && o.get("mode").and_then(Value::as_str) == Some("plan"))
+}
+
+/// The next night in the policy's mode, every read made and every write recorded instead
+/// ([`Recorder`]); no metrics are emitted and nothing is written.
+pub async fn plan<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
+    deps: &Deps<P>,
+    run: &Run,
+) -> Planned {
+    let dry = deps.over(Recorder::new(&deps.aws));
+    let night = night(&dry, deps.policy.sweeper.mode, false, run).await;
+    let plan = NightPlan::of(
+        &run.region,
+        dry.aws.writes(),
+        &dry.aws.images_seen(),
+        &deps.policy,
+        &deps.account_id,
+    );
+    tracing::info!(region = %run.region, writes = plan.writes, errors = night.errors_total,
+        "plan of the next night computed; nothing was written");
+    Planned {
+        mode: "plan",
+        plan,
+        night,
+    }
+}
+
+/// The function's entry: `{"mode": "plan"}` answers [`plan`]; any other input runs
+/// [`handle`].
+pub async fn invoke<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
+    deps: &Deps<P>,
+    payload: Value,
+    run: &Run,
+) -> Result<Value, Error> {
+    let out = if wants_plan(&payload) {
+        serde_json::to_value(plan(deps, run).await)
+    } else {
+        serde_json::to_value(handle(deps, payload, run).await?)
+    };
+    out.map_err(|e| Error::Config(format!("the sweeper's answer could not be serialised: {e}")))
 }
 
 /// The Lambda handler: [`sweep`], then fail the invocation (after the report was logged) when

@@ -21,7 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 amishare::Error::Config("no AWS Region configured (AWS_REGION)".into())
             })?;
             let run = Run::for_invocation(region, chrono::Utc::now(), event.context.deadline());
-            nightly_sweeper::handle(deps, event.payload, &run).await
+            nightly_sweeper::invoke(deps, event.payload, &run).await
         }
     }))
     .await
