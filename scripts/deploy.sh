@@ -14,6 +14,7 @@
 #       [--org-role-arn ARN] [--stack-name NAME] [--architecture arm64|x86_64] [--dry-run] \
 #       [--publisher-account ID] [--management-account ID] [--management-profile PROFILE] \
 #       [--delegated-admin] [--target-role-name NAME] [--organization-id o-…] [--org-root-id r-…] \
+#       [--no-plan] \
 #       [extra `sam deploy` arguments, e.g. --profile prod --parameter-overrides AlarmEmail=ops@example.com]
 #
 # --publisher-account: the account the stacks run in (the target role trusts its ami-share roles);
@@ -23,6 +24,11 @@
 # nothing. The tools come from the repo when scripts/setup.sh installed them (.tools/venv-sam for
 # sam, .venv for cargo-lambda and zig); otherwise from PATH. SAM=/path/to/sam and AWS=/path/to/aws
 # (the AWS CLI, for steps 2 and 3) override.
+# Before deploying a policy that differs from the last one deployed from this checkout (the
+# policy layer's copy), or when there is none, `ami-share plan` prints per Region what the next
+# night would do under it (reads only; docs/operations.md#plan); --no-plan skips it. A plan that
+# cannot be computed is reported and does not stop the deployment. AMI_SHARE_CLI=/path/to/ami-share
+# overrides the CLI (default: cargo run -p ami-share).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,6 +50,7 @@ org_role_arn=""
 stack_name="ami-share"
 architecture="arm64"
 dry_run=false
+with_plan=true
 publisher_account=""
 management_account=""
 management_profile=""
@@ -67,6 +74,7 @@ while [ $# -gt 0 ]; do
     --architecture) [ $# -ge 2 ] || die "--architecture needs a value"; architecture=$2; shift 2 ;;
     --architecture=*) architecture=${1#*=}; shift ;;
     --dry-run) dry_run=true; shift ;;
+    --no-plan) with_plan=false; shift ;;
     --publisher-account) [ $# -ge 2 ] || die "--publisher-account needs a value"; publisher_account=$2; shift 2 ;;
     --publisher-account=*) publisher_account=${1#*=}; shift ;;
     --management-account) [ $# -ge 2 ] || die "--management-account needs a value"; management_account=$2; shift 2 ;;
@@ -130,14 +138,14 @@ for o in ${user_overrides[@]+"${user_overrides[@]}"}; do
   case "$o" in ParameterPathPrefix=*) parameter_prefix=${o#*=} ;; esac
 done
 command -v cargo >/dev/null || die "cargo is needed to validate the policy (and to build the functions)"
-if ! check_out=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- check "$policy_file" --parameter-prefix "$parameter_prefix" 2>&1); then
+if ! check_out=$(cd "$repo" && cargo run --quiet -p ami-share -- check "$policy_file" --parameter-prefix "$parameter_prefix" 2>&1); then
   die "the policy file '$policy_file' would be refused by the functions:
 $check_out"
 fi
 echo "$prog: $check_out" >&2
-event_bus_arn=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- event-bus "$policy_file")
+event_bus_arn=$(cd "$repo" && cargo run --quiet -p ami-share -- event-bus "$policy_file")
 # What else the policy needs: the Regions it copies to, the target accounts of copy_into.
-plan=$(cd "$repo" && cargo run --quiet -p amishare --bin ami-share-policy -- install-plan "$policy_file")
+plan=$(cd "$repo" && cargo run --quiet -p ami-share -- install-plan "$policy_file")
 plan_get() { printf '%s\n' "$plan" | sed -n "s/^$1=//p"; }
 for r in $(plan_get copy-regions); do
   case " ${region_list[*]} " in *" $r "*) ;; *) region_list+=("$r") ;; esac
@@ -259,6 +267,42 @@ show() {
   printf '\n'
 }
 
+# The plan of the next night per Region, for a changed policy (see the header).
+profile_args=()
+for ((i = 0; i < ${#extra[@]}; i++)); do
+  case "${extra[$i]}" in
+    --profile) profile_args=(--profile "${extra[$((i + 1))]:-}") ;;
+    --profile=*) profile_args=(--profile "${extra[$i]#*=}") ;;
+  esac
+done
+policy_changed=true
+if [ -f "$layer_file" ] && cmp -s "$policy_file" "$layer_file"; then policy_changed=false; fi
+plan_cmd() { # region
+  plan_args=(plan --policy "$policy_file" --region "$1" ${profile_args[@]+"${profile_args[@]}"})
+}
+run_cli() {
+  if [ -n "${AMI_SHARE_CLI:-}" ]; then "$AMI_SHARE_CLI" "$@"; else (cd "$repo" && cargo run --quiet -p ami-share -- "$@"); fi
+}
+print_plans() {
+  $with_plan || return 0
+  if ! $policy_changed; then
+    echo "$prog: the policy is the one last deployed from here: no plan (the nightly report says what the night did)" >&2
+    return 0
+  fi
+  for r in "${region_list[@]}"; do
+    plan_cmd "$r"
+    if $dry_run; then
+      echo "$prog: would show the plan: ami-share ${plan_args[*]}" >&2
+      continue
+    fi
+    echo "$prog: what the next night would do in $r under $policy_file (nothing is written):" >&2
+    if ! run_cli "${plan_args[@]}" >&2; then
+      echo "$prog: the plan for $r could not be computed completely (see above); deploying anyway (--no-plan skips it)" >&2
+    fi
+  done
+}
+
+print_plans
 if $dry_run; then
   echo "$prog: would copy the policy to $layer_file (the policy layer)" >&2
   [ -n "$management_account" ] && show "${org_role_cmd[@]}"

@@ -279,3 +279,56 @@ pub async fn report_init_error(error: &Error) {
 pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
+
+/// Where the operator's CLI (`ami-share status` / `plan`) reads from: a Region and a named
+/// profile, or the usual AWS chain.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorTarget {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// The operator CLI's dependencies: the usual AWS credential chain (or `profile`), the
+/// Region given (or the chain's), the account from `sts:GetCallerIdentity` (or
+/// `AMI_SHARE_ACCOUNT_ID`), and the functions' own environment variables for the roles, the
+/// lines and the marks' key. Returns the deps and the Region.
+pub async fn operator(
+    target: &OperatorTarget,
+    policy: Policy,
+) -> Result<(Deps<AwsPorts>, String), Error> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(Workload::Batch.retry_config());
+    if let Some(p) = &target.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &target.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let sdk = loader.load().await;
+    let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+        Error::Config(
+            "no AWS Region: pass --region or set AWS_REGION / the profile's region".into(),
+        )
+    })?;
+    let account = match var(ACCOUNT_ENV) {
+        Some(a) => a,
+        None => crate::aws::caller_account(&sdk).await?,
+    };
+    let role = var(ORG_ROLE_ENV);
+    let mut aws = AwsPorts::new(
+        sdk,
+        role.as_deref(),
+        RateLimits::new(policy.rate_limits.clone()),
+    )
+    .await
+    .with_target_role(target_role_name(var(TARGET_ROLE_ENV))?);
+    if let Some(line) = var(COPY_LINE_ENV) {
+        aws = aws.with_copy_line(line);
+    }
+    if let Some(line) = var(TARGET_LINE_ENV) {
+        aws = aws.with_target_line(line);
+    }
+    let mut deps = Deps::new(aws, policy, account);
+    deps.settings.mark_key_id = var(MARK_KEY_ENV).unwrap_or_else(|| DEFAULT_MARK_KEY.to_string());
+    Ok((deps, region))
+}

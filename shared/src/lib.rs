@@ -31,9 +31,11 @@ pub mod night_plan;
 pub mod plan;
 pub mod ports;
 pub mod publish;
+pub mod reasons;
 pub mod report;
 pub mod retire;
 pub mod share;
+pub mod status;
 pub mod sweep;
 pub mod target_copies;
 

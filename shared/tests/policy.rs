@@ -544,7 +544,7 @@ fn copy_into_is_checked_path_by_path() {
 }
 
 /// Issue 27 (1): every problem of a policy in one message, type errors and checks alike (the
-/// same message `ami-share-policy check` prints).
+/// same message `ami-share check` prints).
 #[test]
 fn every_problem_of_every_kind_in_one_message() {
     let text = r#"{"rules":[

@@ -46,7 +46,17 @@ def env(tmp_path):
             f.write(json.dumps(sys.argv[1:]) + "\\n")
         """))
     fake.chmod(0o755)
-    e = dict(os.environ, SAM=str(fake), FAKE_SAM_LOG=str(tmp_path / "sam-calls.log"))
+    cli = tmp_path / "fake-ami-share"
+    cli.write_text(textwrap.dedent("""\
+        #!/usr/bin/env python3
+        import json, os, sys
+        with open(os.environ["FAKE_PLAN_LOG"], "a") as f:
+            f.write(json.dumps(sys.argv[1:]) + "\\n")
+        print("us-east-1: the next night would make 3 writes")
+        """))
+    cli.chmod(0o755)
+    e = dict(os.environ, SAM=str(fake), FAKE_SAM_LOG=str(tmp_path / "sam-calls.log"),
+             AMI_SHARE_CLI=str(cli), FAKE_PLAN_LOG=str(tmp_path / "plan-calls.log"))
     return e
 
 
@@ -63,6 +73,14 @@ def deploy(env, *args):
 
 def sam_calls(env) -> list[list[str]]:
     log = env["FAKE_SAM_LOG"]
+    if not os.path.exists(log):
+        return []
+    with open(log) as f:
+        return [json.loads(line) for line in f]
+
+
+def plan_calls(env) -> list[list[str]]:
+    log = env["FAKE_PLAN_LOG"]
     if not os.path.exists(log):
         return []
     with open(log) as f:
@@ -237,3 +255,61 @@ def test_a_missing_sam_is_reported_before_anything_runs(env, policy_file):
 def test_help(env):
     r = deploy(env, "--help")
     assert r.returncode == 0 and "--policy-file" in r.stdout and "--dry-run" in r.stdout
+
+
+@pytest.fixture
+def layer():
+    """The policy layer's copy of the last deployed policy, restored after the test."""
+    before = LAYER_FILE.read_bytes() if LAYER_FILE.exists() else None
+    yield LAYER_FILE
+    if before is None:
+        LAYER_FILE.unlink(missing_ok=True)
+    else:
+        LAYER_FILE.write_bytes(before)
+
+
+def test_a_changed_policy_is_planned_in_every_region_before_anything_is_deployed(env, policy_file, layer):
+    layer.parent.mkdir(parents=True, exist_ok=True)
+    layer.write_text(json.dumps({"rules": []}))
+    r = deploy(env, "--regions", "us-east-1 eu-west-1", "--policy-file", policy_file, "--profile", "prod")
+    assert r.returncode == 0, r.stderr
+    # us-west-2 joins: the policy copies there.
+    assert plan_calls(env) == [
+        ["plan", "--policy", str(policy_file), "--region", reg, "--profile", "prod"]
+        for reg in ("us-east-1", "eu-west-1", "us-west-2")
+    ]
+    assert "the next night would make 3 writes" in r.stderr
+    assert r.stderr.index("what the next night would do in us-east-1") < r.stderr.index("building once")
+
+
+def test_no_plan_skips_it_and_an_unchanged_policy_is_not_planned(env, policy_file, layer):
+    layer.parent.mkdir(parents=True, exist_ok=True)
+    layer.write_text(json.dumps({"rules": []}))
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file, "--no-plan")
+    assert r.returncode == 0, r.stderr
+    assert plan_calls(env) == []
+    # That deployment made the layer the policy: the next one has nothing to plan.
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file)
+    assert r.returncode == 0, r.stderr
+    assert plan_calls(env) == []
+    assert "no plan" in r.stderr
+
+
+def test_a_plan_that_fails_is_reported_and_the_deployment_goes_on(env, policy_file, layer, tmp_path):
+    layer.unlink(missing_ok=True)
+    failing = tmp_path / "failing-cli"
+    failing.write_text("#!/bin/sh\necho 'ami-share: no credentials' >&2\nexit 2\n")
+    failing.chmod(0o755)
+    env = dict(env, AMI_SHARE_CLI=str(failing))
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file)
+    assert r.returncode == 0, r.stderr
+    assert "could not be computed completely" in r.stderr
+    assert [c[0] for c in sam_calls(env)] == ["build", "deploy", "deploy"]
+
+
+def test_a_dry_run_shows_the_plan_command_and_runs_nothing(env, policy_file, layer):
+    layer.unlink(missing_ok=True)
+    r = deploy(env, "--regions", "us-east-1", "--policy-file", policy_file, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert plan_calls(env) == []
+    assert f"would show the plan: ami-share plan --policy {policy_file} --region us-east-1" in r.stderr

@@ -329,3 +329,17 @@ where
     };
     AwsError::new(service, operation, code, message, resource)
 }
+
+/// `sts:GetCallerIdentity`: the account the credentials of `sdk` belong to (the operator
+/// CLI's publisher account).
+pub async fn caller_account(sdk: &SdkConfig) -> Result<String, crate::error::Error> {
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let out = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| aws_error("sts", "GetCallerIdentity", &region, e))?;
+    out.account()
+        .map(str::to_string)
+        .ok_or_else(|| crate::error::Error::Config("sts:GetCallerIdentity named no account".into()))
+}

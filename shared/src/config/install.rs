@@ -2,7 +2,7 @@
 //! Regions its rules copy to (each needs the stack: copies raise their events there), and the
 //! target accounts of `copy_into` (each needs the target-account role, installed by a StackSet
 //! with automatic deployment to the OUs). `scripts/deploy.sh` reads it through
-//! `ami-share-policy install-plan`.
+//! `ami-share install-plan`.
 
 use std::collections::BTreeSet;
 

@@ -3,6 +3,8 @@
 //! ([`Recorder`]). The same computation serves `ami-share plan` and the sweeper's input
 //! mode `plan`; it cannot drift from what the night does, because it is the night.
 
+mod recorded_night;
+mod recorded_ports;
 pub mod recorder;
 pub mod summary;
 

@@ -29,7 +29,7 @@ use crate::share::{is_managed, Converged, Convergence, CONVERGED_AT_TAG, PLAN_TA
 use crate::sweep::inventory::{Inventory, OwnSnapshot};
 use crate::sweep::keys::{prune_grants, verify_key_policies, KeyNeeds, PolicyNeeds};
 use crate::sweep::latest::{known_encryption, publish_latest};
-use crate::sweep::report::{DriftReport, SweepReport};
+use crate::sweep::report::{DriftReport, Incomplete, SweepReport};
 
 /// Images converged at once (each one's calls are paced by the rate limits).
 pub const CONCURRENCY: usize = 16;
@@ -300,8 +300,12 @@ fn tally(results: Vec<Outcome>, report: &mut SweepReport) -> (Vec<Converged>, us
     for (c, why, result) in results {
         match result {
             None => not_reached += 1,
-            Some(Err(e)) => report.error(&format!("drift repair of {}", c.image.id), &e),
+            Some(Err(e)) => {
+                incomplete(&mut report.drift, Some(Incomplete::failed(&c.image.id, &e)));
+                report.error(&format!("drift repair of {}", c.image.id), &e)
+            }
             Some(Ok(conv_done)) => {
+                incomplete(&mut report.drift, Incomplete::of(&conv_done));
                 if let Some(why) = &conv_done.refused {
                     report.error(
                         &format!("drift repair of {}", c.image.id),
@@ -314,6 +318,16 @@ fn tally(results: Vec<Outcome>, report: &mut SweepReport) -> (Vec<Converged>, us
         }
     }
     (done, not_reached)
+}
+
+/// An image left incomplete tonight, counted and (the first of them) listed with its reasons.
+fn incomplete(d: &mut DriftReport, item: Option<Incomplete>) {
+    if let Some(item) = item {
+        d.incomplete_total += 1;
+        if d.incomplete.len() < LISTED {
+            d.incomplete.push(item);
+        }
+    }
 }
 
 /// One converged image in the drift report: converged or audited, what was added, the copies,

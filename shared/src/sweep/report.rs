@@ -16,8 +16,10 @@ pub use crate::metrics::NAMESPACE as METRIC_NAMESPACE;
 use crate::night::Ledger;
 pub use crate::night::LISTED;
 use crate::publish::Publication;
+use crate::reasons::Reason;
 use crate::report::ErrorSummary;
 use crate::retire::{RetireLog, RetireReport};
+use crate::share::Converged;
 pub use crate::share::Unlisted;
 use crate::sweep::orphans::Action;
 use crate::target_copies::TargetNight;
@@ -142,6 +144,73 @@ pub struct DriftReport {
     /// names is not known).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub publications_failed: Vec<String>,
+    /// Images worked on tonight whose distribution is not complete yet, with the reason
+    /// codes of `ami-share status` (crate::reasons): the first of them, and how many.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<Incomplete>,
+    pub incomplete_total: usize,
+}
+
+/// An image whose distribution is not complete after tonight's work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incomplete {
+    pub image_id: String,
+    pub reasons: Vec<Reason>,
+}
+
+impl Incomplete {
+    /// What is still missing after converging an image: a refused part of the share, copies
+    /// in flight, waiting or failed. `None` when nothing is.
+    pub fn of(c: &Converged) -> Option<Self> {
+        let mut reasons = Vec::new();
+        if let Some(why) = &c.refused {
+            reasons.push(Reason::new(refusal_code(why), why.clone()));
+        }
+        for cp in &c.copies {
+            let code = match cp.status.as_str() {
+                "started" => "copy-pending",
+                "waiting" => "copy-waiting",
+                "failed" | "refused" => "copy-failed",
+                _ => continue,
+            };
+            let what = cp
+                .detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            reasons.push(Reason::new(
+                code,
+                format!("the copy to {} is {}{what}", cp.region, cp.status),
+            ));
+        }
+        (!reasons.is_empty()).then(|| Self {
+            image_id: c.image_id.clone(),
+            reasons,
+        })
+    }
+
+    /// An image whose convergence failed: its shares are not known to be complete.
+    pub fn failed(image_id: &str, e: &crate::error::Error) -> Self {
+        let reason = match e {
+            crate::error::Error::Refused { message, .. } => {
+                Reason::new(refusal_code(message), e.to_string())
+            }
+            _ => Reason::new("not-shared", format!("converging it failed: {e}")),
+        };
+        Self {
+            image_id: image_id.to_string(),
+            reasons: vec![reason],
+        }
+    }
+}
+
+/// A refusal's code: the key policy's (`kms_access: key_policy`), or any other.
+fn refusal_code(message: &str) -> &'static str {
+    if message.contains("kms_access is key_policy") {
+        "key-policy-refuses"
+    } else {
+        "share-refused"
+    }
 }
 
 impl DriftReport {
