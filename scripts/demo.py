@@ -417,9 +417,10 @@ def policy_env(policy: dict, source: str, workdir: Path) -> dict:
 def build_functions() -> None:
     """Build the three binaries in the foreground, cargo's progress on the terminal: the first
     build compiles the AWS SDK crates (about 5-7 minutes on 2 cores; seconds afterwards)."""
-    say("  cargo build of the three functions (first time: ~5-7 min on 2 cores, cargo's progress below)")
+    say("  cargo build of the three functions and the ami-share CLI (first time: ~5-7 min on 2 cores, cargo's progress below)")
     sys.stdout.flush()
-    cmd = ["cargo", "build", "-p", "on-image-available", "-p", "on-copy-complete", "-p", "nightly-sweeper", "--bins"]
+    cmd = ["cargo", "build", "-p", "on-image-available", "-p", "on-copy-complete", "-p", "nightly-sweeper",
+           "-p", "ami-share", "--bins"]
     r = subprocess.run(cmd, cwd=REPO)
     if r.returncode != 0:
         raise StepFailed(f"{' '.join(cmd)} failed ({r.returncode}); its errors are above")
@@ -545,6 +546,103 @@ def ami_event(template: str, region: str, image_id: str) -> dict:
     e["resources"] = [f"arn:aws:ec2:{region}::image/{image_id}"]
     e["detail"]["ImageId"] = image_id
     return e
+
+
+def ami_share(url: str, *args: str) -> tuple[int, str, str]:
+    """The operator CLI (target/debug/ami-share) against moto, as an operator runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({
+        "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": HOME_REGION, "AWS_EC2_METADATA_DISABLED": "true",
+        "AMI_SHARE_ACCOUNT_ID": ACCOUNT, "AMI_SHARE_TARGET_ROLE_NAME": TARGET_ROLE, "AMI_SHARE_PROGRESS": "1",
+    })
+    r = subprocess.run([str(REPO / "target" / "debug" / "ami-share"), *args], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def status_and_plan(url: str, w: dict, deployed: dict, call, restart, workdir: Path) -> None:
+    """Step 8: `ami-share status` of a fully shared image, of one whose copies are not shared yet
+    and of a target account whose role is refused; `ami-share plan` of a policy that drops the
+    OU, then the night under that policy doing exactly what the plan said."""
+    say("== 8. ami-share status: where is the image, and why not there (reads only)")
+    deployed_file = workdir / "deployed-policy.json"
+    deployed_file.write_text(json.dumps(deployed, indent=1))
+    rc, out, err = ami_share(url, "status", w["golden"], "--policy", str(deployed_file))
+    say(out.rstrip())
+    check(rc == 0 and "served everywhere" in out.splitlines()[0],
+          f"status of {w['golden']}: served everywhere, exit 0 (exit {rc}; {err.strip()[-500:]})")
+    check("ami-share: reading" in err, "status shows its progress on stderr")
+    rc, out, _ = ami_share(url, "status", w["golden"], "--policy", str(deployed_file), "--json")
+    st = json.loads(out or "{}")
+    regions = sorted({r["region"] for r in st.get("rows", [])})
+    check(regions == sorted(REGIONS) and any(r["kind"] == "ou" for r in st.get("rows", []))
+          and any(r["kind"] == "target-account" and r["target_copy"] == "ok" for r in st.get("rows", [])),
+          f"status --json: rows for the accounts, the OU and the target account's own copy in {', '.join(regions)}")
+
+    # A new image, shared by its event, its copies started but not yet shared by on-copy-complete.
+    ec2 = client(url, "ec2", HOME_REGION)
+    inst = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]
+    late = ec2.create_image(InstanceId=inst["InstanceId"], Name=f"golden-late-{time.strftime('%H%M%S')}")["ImageId"]
+    call("on-image-available", ami_event("image-available.json", HOME_REGION, late), "golden-late")
+    rc, out, _ = ami_share(url, "status", late, "--policy", str(deployed_file), "--json")
+    st = json.loads(out or "{}")
+    home_ok = all(not r["reasons"] for r in st.get("rows", []) if r["region"] == HOME_REGION and r["kind"] != "target-account")
+    codes = sorted({x["code"] for r in st.get("rows", []) if r["region"] != HOME_REGION for x in r["reasons"]})
+    say(f"  {late}: in {HOME_REGION} served: {home_ok}; elsewhere: {codes}")
+    check(rc == 1 and home_ok and "not-shared" in codes,
+          f"status of {late}: shared in {HOME_REGION}; its copies not shared yet elsewhere (not-shared), exit 1")
+
+    say("== 8. ami-share plan: a policy that drops the OU workloads (prune_unlisted_shares on), before it is deployed")
+    dropped = json.loads(json.dumps(deployed))
+    for r in dropped["rules"]:
+        if r["name"] == "golden":
+            r["share_with"].pop("organizational_units", None)
+    dropped["sweeper"]["prune_unlisted_shares"] = True
+    dropped_file = workdir / "dropped-policy.json"
+    dropped_file.write_text(json.dumps(dropped, indent=1))
+    rc, out, err = ami_share(url, "plan", "--policy", str(dropped_file))
+    say(out.rstrip())
+    check(rc == 0 and "launch-permissions-removed" in out, f"plan: exit 0, launch permissions to remove listed ({err.strip()[-300:]})")
+    rc, out, _ = ami_share(url, "plan", "--policy", str(dropped_file), "--json")
+    plan = json.loads(out or "{}").get("plan", {})
+    removed = plan.get("sections", {}).get("launch-permissions-removed", {})
+    planned = sorted(i["resource"] for i in removed.get("items", []))
+    check(removed.get("by_principal") == {w["workloads_ou_arn"]: len(planned)} and len(planned) >= 2,
+          f"plan: the OU loses its launch permission on {len(planned)} images ({removed.get('by_principal')})")
+    planned_deletes = sorted(i["resource"] for i in plan.get("sections", {}).get("orphans-deleted", {}).get("items", []))
+
+    def with_ou() -> set[str]:
+        imgs = ec2.describe_images(Owners=["self"])["Images"]
+        out = set()
+        for i in imgs:
+            lp = ec2.describe_image_attribute(ImageId=i["ImageId"], Attribute="launchPermission")["LaunchPermissions"]
+            if any(p.get("OrganizationalUnitArn") == w["workloads_ou_arn"] for p in lp):
+                out.add(i["ImageId"])
+        return out
+
+    before = with_ou()
+    check(set(planned) <= before, "plan: nothing was written (the OU still has every launch permission)")
+    say("  (the policy deployed: the functions restarted with it; the night runs)")
+    port = restart(dropped)
+    rc, out_night = invoke("nightly-sweeper", {}, port, workdir, "night-after-plan")
+    night = parse(out_night) if rc == 0 else {}
+    lost = sorted(before - with_ou())
+    say(f"  the night removed the OU from {lost}; deleted {night.get('orphans', {}).get('deleted', [])}")
+    check(lost == planned, f"the night removed exactly the launch permissions the plan listed ({len(lost)} images)")
+    check(sorted(night.get("orphans", {}).get("deleted", [])) == planned_deletes,
+          f"the night deleted exactly the orphans the plan listed ({planned_deletes})")
+
+    say("== 8. ami-share status: a target account whose role cannot be assumed")
+    role = f"arn:aws:iam::{w['root_account']}:role/{TARGET_ROLE}"
+    post_json(f"{url}/_harness/deny-assume-role", {"role_arn": role})
+    rc, out, _ = ami_share(url, "status", w["golden"], "--policy", str(dropped_file), "--json")
+    st = json.loads(out or "{}")
+    target = [r for r in st.get("rows", []) if r["kind"] == "target-account"]
+    codes = [x["code"] for r in target for x in r["reasons"]]
+    say(f"  target rows: {[(r['target'], r['region'], codes) for r in target]}")
+    check(rc == 1 and codes == ["role-not-assumable"],
+          f"status: the target account {w['root_account']} is role-not-assumable, exit 1")
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -855,6 +953,16 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             check(item.get("status") == "done" and item.get("stage") == "deregistered" and gone,
                   f"retirement night 4: {old} deregistered (its snapshots are left to the orphan sweep)")
             check(bool(ec2.describe_images(ImageIds=[w["legacy_new"]])["Images"]), "the newest legacy image stays")
+
+            def restart(new_policy: dict) -> int:
+                nonlocal watch, port, log_path
+                stop_watch(watch)
+                port = free_port()
+                watch, log_path = start_watch(url, policy_env(new_policy, args.policy_source, workdir), port, workdir)
+                wait_for_watch(watch, port, log_path, timeout=120)
+                return port
+
+            status_and_plan(url, w, act_policy, call, restart, workdir)
 
         say("")
         say("== before/after, per image and Region (launch permissions; snapshot permission count; grants on the Region's key)")

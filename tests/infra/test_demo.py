@@ -66,3 +66,10 @@ def test_slow_demo_runs_the_whole_product_and_every_check_passes():
     for row in ("before | golden ", "after  | golden copy | us-west-2", "after  | golden copy | eu-west-1"):
         assert row in out
     assert '"function": "on-copy-complete"' in out
+    # the operator CLI (issue 29): status and plan against moto; the night does what the plan said
+    assert "served everywhere, exit 0" in out and "[ok] status shows its progress on stderr" in out
+    assert "its copies not shared yet elsewhere (not-shared), exit 1" in out
+    assert "[ok] plan: nothing was written" in out
+    assert "[ok] the night removed exactly the launch permissions the plan listed (2 images)" in out
+    assert "[ok] the night deleted exactly the orphans the plan listed" in out
+    assert "is role-not-assumable, exit 1" in out

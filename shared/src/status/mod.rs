@@ -42,6 +42,15 @@ pub enum Problem {
     Retired(String),
 }
 
+/// An OU or organization ARN as its id (`ou-…`, `o-…`), for the table; the JSON keeps the ARN.
+fn short(target: &str) -> &str {
+    if target.starts_with("arn:") {
+        target.rsplit('/').next().unwrap_or(target)
+    } else {
+        target
+    }
+}
+
 /// One piece of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -141,7 +150,7 @@ impl Status {
         }
         let _ = writeln!(
             out,
-            "\n{:<52} {:<15} {:<22} {:<7} {:<9} {:<7} {:<7} {:<9} {:<11} REASONS",
+            "\n{:<20} {:<15} {:<22} {:<7} {:<9} {:<7} {:<7} {:<9} {:<11} REASONS",
             "TARGET",
             "REGION",
             "IMAGE",
@@ -156,8 +165,8 @@ impl Status {
             let codes: Vec<&str> = r.reasons.iter().map(|x| x.code).collect();
             let _ = writeln!(
                 out,
-                "{:<52} {:<15} {:<22} {:<7} {:<9} {:<7} {:<7} {:<9} {:<11} {}",
-                r.target,
+                "{:<20} {:<15} {:<22} {:<7} {:<9} {:<7} {:<7} {:<9} {:<11} {}",
+                short(&r.target),
                 r.region,
                 r.image_id.as_deref().unwrap_or("-"),
                 r.launch.label(),
