@@ -55,6 +55,9 @@ pub struct Summary {
     pub share: Option<ShareReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyReport>,
+    /// Watermarks attached to the image now (`<account>:<name>`, the rules' `watermark`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watermarks_attached: Vec<String>,
     /// The rules' latest-image parameters this image was published to (or not, and why).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<Publication>,
@@ -87,6 +90,7 @@ impl Summary {
             rules: Vec::new(),
             share: None,
             copies: Vec::new(),
+            watermarks_attached: Vec::new(),
             published: Vec::new(),
             target_copies: Vec::new(),
             target_copy_counts: None,

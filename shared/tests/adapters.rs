@@ -895,6 +895,7 @@ async fn a_target_copy_request_is_encrypted_with_the_targets_key_and_tagged_at_c
         last_launched_time: None,
         deregistration_protection: None,
         verified_source_created: None,
+        watermarks: Vec::new(),
     };
     let req = target_copy_request(&source, "111122223333", "golden", "us-east-1", key, 0);
     let token = req.client_token.clone();

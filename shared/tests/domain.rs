@@ -29,6 +29,7 @@ fn image(name: &str, tags: &[(&str, &str)]) -> Image {
         last_launched_time: None,
         deregistration_protection: None,
         verified_source_created: None,
+        watermarks: Vec::new(),
     }
 }
 

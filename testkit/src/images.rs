@@ -157,6 +157,8 @@ impl Images for FakeAws {
             last_launched_time: None,
             deregistration_protection: None,
             verified_source_created: None,
+            // EC2 carries the source's watermarks to the copy.
+            watermarks: source.image.watermarks.clone(),
         };
         w.images.insert(
             (r.destination_region.clone(), id.clone()),
@@ -316,6 +318,47 @@ impl Images for FakeAws {
             .organizational_units
             .retain(|a| !remove.organizational_units.contains(a));
         img.launch.public &= !remove.public;
+        Ok(())
+    }
+
+    /// EC2's rules: the owner only, at most 5 per image, never on a public image; attaching
+    /// one the image carries already changes nothing.
+    async fn attach_watermark(&self, region: &str, image_id: &str, name: &str) -> AwsResult<()> {
+        self.call("ec2:AttachImageWatermark")?;
+        let mut w = self.world();
+        let img = w.image_mut("AttachImageWatermark", region, image_id)?;
+        let key = format!("{OWN_ACCOUNT}:{name}");
+        if img.image.owner_id != OWN_ACCOUNT {
+            return Err(err(
+                "ec2",
+                "AttachImageWatermark",
+                "AuthFailure",
+                "not the image's owner",
+                image_id,
+            ));
+        }
+        if img.launch.public {
+            return Err(err(
+                "ec2",
+                "AttachImageWatermark",
+                "InvalidParameterCombination",
+                "a watermark cannot be added to a public image",
+                image_id,
+            ));
+        }
+        if img.image.watermarks.contains(&key) {
+            return Ok(());
+        }
+        if img.image.watermarks.len() >= 5 {
+            return Err(err(
+                "ec2",
+                "AttachImageWatermark",
+                "WatermarkLimitExceeded",
+                "at most 5 watermarks",
+                image_id,
+            ));
+        }
+        img.image.watermarks.push(key);
         Ok(())
     }
 }

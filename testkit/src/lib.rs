@@ -350,6 +350,7 @@ impl FakeAws {
             last_launched_time: None,
             deregistration_protection: None,
             verified_source_created: None,
+            watermarks: Vec::new(),
         };
         w.images.insert(
             (image.region.clone(), image.id.clone()),

@@ -397,6 +397,8 @@ impl TargetAccounts for FakeAws {
             last_launched_time: None,
             deregistration_protection: None,
             verified_source_created: None,
+            // EC2 carries the source's watermarks to the copy.
+            watermarks: src.image.watermarks.clone(),
         };
         w.targets
             .images

@@ -15,6 +15,8 @@ EC2_SHARE = {
     "ec2:DescribeImages", "ec2:DescribeImageAttribute", "ec2:DescribeSnapshots",
     "ec2:DescribeSnapshotAttribute", "ec2:ModifyImageAttribute",
     "ec2:ModifySnapshotAttribute", "ec2:CreateTags", "ec2:GetImageBlockPublicAccessState",
+    # A rule's watermark, before the image's first share (issue 30).
+    "ec2:AttachImageWatermark",
 }
 # GetKeyPolicy: `kms_access: key_policy` checks the key policy admits the rule's organizations / OUs
 # (read only: the product never writes a key policy).
@@ -534,3 +536,12 @@ def test_the_marks_key_signs_for_the_sweeper_alone(template):
         assert grants(template, other, "kms:GenerateMac") == []
     _, fn = cfn.functions(template)["nightly-sweeper"]
     assert fn["Properties"]["Environment"]["Variables"]["AMI_SHARE_MARK_KEY_ID"] == {"Fn::GetAtt": ["MarkKey", "Arn"]}
+
+
+@pytest.mark.parametrize("name", ["on-image-available", "on-copy-complete", "nightly-sweeper"])
+def test_watermarks_only_on_this_accounts_images(template, name):
+    sts = [st for st in statements(template, name, False) if "ec2:AttachImageWatermark" in as_list(st["Action"])]
+    assert len(sts) == 1, sts
+    st = sts[0]
+    assert as_list(st["Action"]) == ["ec2:AttachImageWatermark"]
+    assert st["Condition"] == {"StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}}}

@@ -49,6 +49,11 @@ pub(super) fn convert_image(region: &str, i: &aws_sdk_ec2::types::Image) -> Imag
         last_launched_time: i.last_launched_time().map(str::to_string),
         deregistration_protection: i.deregistration_protection().map(str::to_string),
         verified_source_created: None,
+        watermarks: i
+            .image_watermarks()
+            .iter()
+            .filter_map(|w| w.watermark_key().map(str::to_string))
+            .collect(),
     }
 }
 
@@ -414,6 +419,18 @@ impl Images for AwsPorts {
             .set_remove(Some(launch_permission_entries(remove)))
             .build();
         self.modify_launch_permissions(region, image_id, m).await
+    }
+
+    async fn attach_watermark(&self, region: &str, image_id: &str, name: &str) -> AwsResult<()> {
+        self.limit(region, "AttachImageWatermark").await;
+        self.ec2(region)
+            .attach_image_watermark()
+            .image_id(image_id)
+            .watermark_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "AttachImageWatermark", image_id, e))?;
+        Ok(())
     }
 }
 

@@ -132,6 +132,9 @@ pub struct Policy {
     /// this bus when given.
     #[serde(default)]
     pub events: EventsConfig,
+    /// The watermark of every rule that names none (see the rule's `watermark`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -203,7 +206,15 @@ impl Policy {
             }));
         }
         match parsed {
-            Some(policy) if problems.is_empty() => Ok(policy),
+            Some(mut policy) if problems.is_empty() => {
+                // The policy's watermark is every silent rule's: resolved once, here.
+                if let Some(w) = &policy.watermark {
+                    for rule in policy.rules.iter_mut().filter(|r| r.watermark.is_none()) {
+                        rule.watermark = Some(w.clone());
+                    }
+                }
+                Ok(policy)
+            }
             _ => Err(Error::Config(format!(
                 "{source} has {} problem{}:\n  {}",
                 problems.len(),
@@ -221,7 +232,7 @@ impl Policy {
         let mut parameters: BTreeMap<&str, &str> = BTreeMap::new();
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
-            rule.check(&at, self.allow_public, &mut p);
+            rule.check(&at, self.allow_public, self.watermark.as_deref(), &mut p);
             if let Some(publish) = &rule.publish {
                 if let Some(other) = parameters.insert(&publish.parameter, &rule.name) {
                     p.add(
@@ -252,6 +263,9 @@ impl Policy {
                 );
             }
             check_key(&at, key, Some(region), &mut p);
+        }
+        if let Some(w) = &self.watermark {
+            rule::check_watermark("watermark", w, &mut p);
         }
         self.events.check(&mut p);
         self.sweeper.check(&mut p);

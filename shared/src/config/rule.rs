@@ -52,6 +52,13 @@ pub struct Rule {
     /// deregister, never while anything still uses them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire: Option<Retire>,
+    /// A watermark name attached to the rule's images before they are first shared
+    /// (`AttachImageWatermark`: the key is `<this account>:<name>`). EC2 carries it to every
+    /// copy, including the copies target accounts own, so consumers' Allowed AMIs criteria can
+    /// admit the images by watermark. 3 to 128 letters, digits, spaces and `()[]./-'@_`. A
+    /// watermarked image cannot be made public. Default: the policy's `watermark`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -130,6 +137,25 @@ pub struct CopyTarget {
 }
 
 /// Refuse a `completion_minutes` EC2 would refuse: 15 to 2,880 minutes, in steps of 15.
+/// A watermark name as `AttachImageWatermark` takes it: 3 to 128 letters, digits, spaces and
+/// `()[]./-'@_`.
+pub(crate) fn check_watermark(at: &str, name: &str, p: &mut Problems) {
+    let len = name.chars().count();
+    let bad: Vec<char> = name
+        .chars()
+        .filter(|c| !(c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(*c)))
+        .collect();
+    if !(3..=128).contains(&len) || !bad.is_empty() {
+        p.add(
+            at,
+            format!(
+                "{name:?} is not a valid watermark name (3 to 128 letters, digits, spaces and ()[]./-'@_{})",
+                if bad.is_empty() { String::new() } else { format!("; not {:?}", bad.iter().collect::<String>()) }
+            ),
+        );
+    }
+}
+
 pub(crate) fn check_completion_minutes(at: &str, minutes: Option<u32>, p: &mut Problems) {
     if let Some(m) = minutes {
         if !(15..=2880).contains(&m) || m % 15 != 0 {
@@ -147,8 +173,31 @@ impl Rule {
         self.kms_access.unwrap_or(default)
     }
 
-    pub(crate) fn check(&self, at: &str, allow_public: bool, p: &mut Problems) {
+    /// The watermark this rule attaches: its own, or the policy's `default`.
+    pub fn watermark_or<'a>(&'a self, default: Option<&'a str>) -> Option<&'a str> {
+        self.watermark.as_deref().or(default)
+    }
+
+    pub(crate) fn check(
+        &self,
+        at: &str,
+        allow_public: bool,
+        default_watermark: Option<&str>,
+        p: &mut Problems,
+    ) {
         p.unknown(at, &self.unknown);
+        if let Some(w) = &self.watermark {
+            check_watermark(&format!("{at}.watermark"), w, p);
+        }
+        if let (Some(w), true) = (self.watermark_or(default_watermark), self.share_with.public) {
+            p.add(
+                format!("{at}.share_with.public"),
+                format!(
+                    "the rule's images carry the watermark {w:?}, and EC2 refuses to make a watermarked image public: \
+                     drop \"public\": true, or give this rule no watermark"
+                ),
+            );
+        }
         if self.name.is_empty()
             || self.name.len() > 64
             || !self

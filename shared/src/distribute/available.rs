@@ -133,6 +133,7 @@ fn converged_summary(
             out.outcome = Outcome::Refused;
             out.reason = Some(why.clone());
         }
+        out.watermarks_attached = done.watermarks_attached.clone();
         out.share = Some(done.share);
     }
     out.copies = done.copies;

@@ -107,6 +107,7 @@ async fn share_copy<P: Aws + Publishing>(
         out.outcome = Outcome::Refused;
         out.reason = Some(why.clone());
     }
+    out.watermarks_attached = done.watermarks_attached.clone();
     out.share = Some(done.share);
     // Fully shared in its Region: the newest image of its rules there, for consumers.
     if !done.shared {

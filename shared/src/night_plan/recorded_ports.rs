@@ -123,6 +123,16 @@ impl<P: Images> Images for Recorder<'_, P> {
         self.record_for(change, action, region, None, image_id, principals(remove));
         Ok(())
     }
+    async fn attach_watermark(&self, region: &str, image_id: &str, name: &str) -> AwsResult<()> {
+        let what = format!("{image_id} watermark {name}");
+        self.record(
+            Change::Watermarks,
+            "ec2:AttachImageWatermark",
+            region,
+            &what,
+        );
+        Ok(())
+    }
 }
 
 #[async_trait]

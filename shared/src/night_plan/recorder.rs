@@ -38,6 +38,7 @@ pub enum Change {
     OrphansUnmarked,
     OrphansDeleted,
     Fingerprints,
+    Watermarks,
     KeyMarks,
     Events,
     Line,

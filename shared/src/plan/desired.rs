@@ -73,6 +73,8 @@ pub struct SharePlan {
     /// Copies into target accounts, by rule: only a source in its own Region is copied into
     /// targets (see [`SharePlan::for_source`]).
     pub into: Vec<IntoPlan>,
+    /// Watermark names the rules attach (`watermark`), each `<own account>:<name>` on the image.
+    pub watermarks: BTreeSet<String>,
 }
 
 impl SharePlan {
@@ -97,6 +99,7 @@ impl SharePlan {
         let mut plan = SharePlan::default();
         for rule in rules {
             plan.rules.push(rule.name.clone());
+            plan.watermarks.extend(rule.watermark.iter().cloned());
             plan.add_shares(rule, kms_default);
             if let Some(ci) = &rule.copy_into {
                 plan.into.push(into_plan(rule, ci, kms_default));
@@ -267,6 +270,8 @@ pub struct Desired {
     pub key_policy: BTreeSet<String>,
     /// Copies to other Regions (none for a copy, or for someone else's copy).
     pub copies: Vec<CopyDestination>,
+    /// Watermark keys (`<own account>:<name>`) the image must carry.
+    pub watermarks: BTreeSet<String>,
     /// Shares no rule asks for are removed (managed images, `prune_unlisted_shares`).
     pub prune: bool,
     /// What the fingerprint records of pruning: the policy's `prune_unlisted_shares`, not
@@ -315,6 +320,11 @@ impl Desired {
             } else {
                 Vec::new()
             },
+            watermarks: plan
+                .watermarks
+                .iter()
+                .map(|n| format!("{own}:{n}"))
+                .collect(),
             prune,
             prune_policy: prune,
         }
@@ -368,6 +378,9 @@ impl Desired {
         // were recorded (a new part would make every image stale for one night).
         if !self.key_policy.is_empty() {
             part("key_policy", &mut self.key_policy.iter().cloned());
+        }
+        if !self.watermarks.is_empty() {
+            part("watermarks", &mut self.watermarks.iter().cloned());
         }
         part(
             "copies",

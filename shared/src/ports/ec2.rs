@@ -74,6 +74,10 @@ pub struct Image {
     /// ([`crate::plan::verify_copy`]); never read from a tag. `None` for every other image and
     /// for a copy not (yet) verified. Not part of `DescribeImages`: adapters leave it `None`.
     pub verified_source_created: Option<String>,
+    /// The watermarks the image carries (`ImageWatermarks`), each `<account>:<name>`: attached
+    /// to it, or carried from its source by `CopyImage` / `CreateImage`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watermarks: Vec<String>,
 }
 
 impl Image {
@@ -231,6 +235,9 @@ pub trait Images: Send + Sync {
         image_id: &str,
         remove: &LaunchPermissions,
     ) -> AwsResult<()>;
+    /// `AttachImageWatermark`: the watermark `<own account>:<name>` on the image (the owner
+    /// only; at most 5 per image; never on a public image).
+    async fn attach_watermark(&self, region: &str, image_id: &str, name: &str) -> AwsResult<()>;
 }
 
 /// Most resource ids one `CreateTags` / `DeleteTags` call takes.

@@ -241,6 +241,7 @@ impl<'d, P: Aws> Convergence<'d, P> {
             pruned: Unlisted::default(),
             would_prune: Unlisted::default(),
             copies: Vec::new(),
+            watermarks_attached: Vec::new(),
             record: BTreeMap::new(),
             record_snapshots: Vec::new(),
         }

@@ -83,6 +83,9 @@ pub struct Converged {
     /// Would be removed if pruning were on (managed images only).
     pub would_prune: Unlisted,
     pub copies: Vec<CopyReport>,
+    /// Watermarks attached now (`<account>:<name>`); empty when the image carried them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub watermarks_attached: Vec<String>,
     /// The tags that record this convergence (managed, plan, converged-at).
     pub record: BTreeMap<String, String>,
     /// Snapshots that get the record too: a source's, when it is first marked managed (what
@@ -98,5 +101,6 @@ impl Converged {
             + self.share.grants_created.len()
             + self.pruned.len()
             + self.copies.iter().filter(|c| c.status == "started").count()
+            + self.watermarks_attached.len()
     }
 }

@@ -37,6 +37,9 @@ impl<P: Aws> Convergence<'_, P> {
         out.complete = refused.is_none();
         out.refused = refused;
 
+        // Watermarks first: consumers whose Allowed AMIs admit the image by watermark must
+        // find it on the image from the first share on.
+        out.watermarks_attached = self.attach_watermarks(image, &desired).await?;
         let (snapshot_added, (grants_created, grants_existing, receipts)) = futures::try_join!(
             self.share_snapshots(image, &current_snaps, &desired),
             self.grant_keys(image, &enc, &desired)
@@ -54,6 +57,25 @@ impl<P: Aws> Convergence<'_, P> {
                 .await?;
         }
         Ok(out)
+    }
+
+    /// The rules' watermarks the image does not carry yet (EC2 carries them to copies, so a
+    /// copy normally has them already), attached one call each; the names attached.
+    async fn attach_watermarks(&self, image: &Image, desired: &Desired) -> Result<Vec<String>> {
+        let mut attached = Vec::new();
+        for key in desired
+            .watermarks
+            .difference(&image.watermarks.iter().cloned().collect())
+        {
+            let name = key.split_once(':').map_or(key.as_str(), |(_, n)| n);
+            self.deps
+                .aws
+                .attach_watermark(&image.region, &image.id, name)
+                .await?;
+            tracing::info!(image_id = %image.id, region = %image.region, watermark = %key, "watermark attached");
+            attached.push(key.clone());
+        }
+        Ok(attached)
     }
 
     /// The missing snapshot permissions, 500 accounts a call, bounded; how many were added.

@@ -77,6 +77,7 @@ mod tests {
             last_launched_time: None,
             deregistration_protection: None,
             verified_source_created: None,
+            watermarks: Vec::new(),
         }
     }
 

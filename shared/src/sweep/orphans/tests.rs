@@ -54,6 +54,7 @@ fn image(id: &str, state: ImageState, snapshot: &str) -> Image {
         last_launched_time: None,
         deregistration_protection: None,
         verified_source_created: None,
+        watermarks: Vec::new(),
     }
 }
 
