@@ -14,6 +14,7 @@
 //! - entry points: [`distribute`] (the event functions' services), [`bootstrap`] (start-up);
 //! - [`aws`]: the adapters, the only code that names SDK types.
 
+pub mod allowed;
 pub mod aws;
 pub mod bootstrap;
 pub mod config;
