@@ -453,3 +453,39 @@ fn every_reason_code_is_documented_with_its_fix() {
         assert!(!fix.is_empty());
     }
 }
+
+#[tokio::test]
+async fn an_account_whose_allowed_amis_exclude_the_image_is_not_served_and_says_which_criterion() {
+    let (d, id, _) = distributed(json!({})).await;
+    d.aws.world().declarative_policies.insert(
+        ACCOUNT.into(),
+        json!({"ec2_attributes": {"allowed_images_settings": {"state": "enabled",
+            "image_criteria": {"criteria_1": {"allowed_image_providers": ["amazon"]}}}}})
+        .to_string(),
+    );
+    let (v, code) = status(&d, R, &id, false).await;
+    assert_eq!(code, NOT_SERVED);
+    let acc = row(&v, ACCOUNT, R);
+    let r = acc["reasons"].as_array().unwrap();
+    assert_eq!(r.len(), 1, "{acc:#}");
+    assert_eq!(r[0]["code"], "not-allowed-in-consumer");
+    assert!(
+        r[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("provider 123456789012 is not among amazon"),
+        "{r:?}"
+    );
+    // Its launch permission and everything else are there: shared, but invisible to it.
+    assert_eq!(acc["launch"], "ok");
+    // Admitted by the rule's watermark: served again.
+    let (d, id, _) = distributed(json!({"watermark": "golden-approved"})).await;
+    d.aws.world().declarative_policies.insert(
+        ACCOUNT.into(),
+        json!({"ec2_attributes": {"allowed_images_settings": {"state": "enabled",
+            "image_criteria": {"criteria_1": {"image_watermarks": ["123456789012:golden-approved"]}}}}})
+        .to_string(),
+    );
+    let (v, code) = status(&d, R, &id, false).await;
+    assert_eq!(code, OK, "{v:#}");
+}

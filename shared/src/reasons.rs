@@ -19,6 +19,7 @@ pub const REASONS: &[(&str, &str)] = &[
     ("target-copy-pending", "the target account's copy is in flight: its parameter moves once it is available"),
     ("target-copy-failed", "the target account's copy failed: the next night starts it again"),
     ("role-not-assumable", "the target role could not be assumed in the account: deploy the target-account StackSet there (docs/deploy.md)"),
+    ("not-allowed-in-consumer", "the account's Allowed AMIs criteria exclude the image, though it is shared: admit the rule's watermark there (docs/consumers.md)"),
     ("account-suspended", "the account is suspended or closing in the organization: nothing can be shared with it"),
     ("outside-rule", "no rule of the policy selects the image: check the rule's match (name, tags) and the policy deployed"),
     ("forged-provenance", "the image claims to be our copy but EC2's lineage disagrees: it is never shared, published or retired"),

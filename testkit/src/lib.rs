@@ -86,6 +86,11 @@ pub struct World {
     /// member in a part of the organization the test does not model: `DescribeAccount` finds
     /// it (ACTIVE), the listings do not show it.
     pub outside_org: BTreeSet<String>,
+    /// Account → its effective EC2 declarative policy (`DescribeEffectivePolicy`).
+    pub declarative_policies: BTreeMap<String, String>,
+    /// (account, Region) → its own Allowed AMIs settings (`GetAllowedImagesSettings`, through
+    /// the target role).
+    pub allowed_images: BTreeMap<(String, String), amishare::allowed::Settings>,
     /// Regions where image block public access is on.
     pub public_blocked: BTreeSet<String>,
     /// Every call made, in order, as `service:Operation`.

@@ -108,4 +108,9 @@ impl Org for FakeAws {
             .unwrap_or_default();
         self.list("organizations:ListChildren", ous)
     }
+
+    async fn effective_ec2_policy(&self, account_id: &str) -> AwsResult<Option<String>> {
+        self.call("organizations:DescribeEffectivePolicy")?;
+        Ok(self.world().declarative_policies.get(account_id).cloned())
+    }
 }

@@ -263,6 +263,32 @@ fn key_in<'a>(w: &'a World, account: &str, region: &str, key: &str) -> Option<&'
 
 #[async_trait]
 impl TargetAccounts for FakeAws {
+    async fn allowed_images_settings(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> AwsResult<amishare::allowed::Settings> {
+        self.call("target:GetAllowedImagesSettings")?;
+        let w = self.world();
+        if w.targets.unassumable.contains(account) {
+            return Err(err(
+                "sts",
+                "AssumeRole",
+                "AccessDenied",
+                "the target role cannot be assumed",
+                account,
+            ));
+        }
+        Ok(w.allowed_images
+            .get(&(account.to_string(), region.to_string()))
+            .cloned()
+            .unwrap_or(amishare::allowed::Settings {
+                state: amishare::allowed::State::Disabled,
+                criteria: Vec::new(),
+                source: amishare::allowed::Source::Account,
+            }))
+    }
+
     async fn target_copies(
         &self,
         account: &str,

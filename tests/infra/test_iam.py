@@ -130,7 +130,8 @@ def test_exactly_the_actions_the_function_calls(template, name, branch):
     actions = {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
     # Organizations is read through the assumed role when one is given, directly otherwise.
     plumbing = PLUMBING | (SWEEPER_PLUMBING if name == "nightly-sweeper" else QUEUE_PLUMBING)
-    expected = CALLS[name] | plumbing | ({"sts:AssumeRole"} if has_role else ORG_READS)
+    org = ORG_READS | ({"organizations:DescribeEffectivePolicy"} if name == "nightly-sweeper" else set())
+    expected = CALLS[name] | plumbing | ({"sts:AssumeRole"} if has_role else org)
     assert sorted(actions) == sorted(expected)
 
 
@@ -372,7 +373,8 @@ def test_org_read_role(org_role_template):
     res = org_role_template["Resources"]["OrganizationsReadRole"]["Properties"]
     (policy,) = res["Policies"]
     (st,) = policy["PolicyDocument"]["Statement"]
-    assert set(st["Action"]) == ORG_READS and st["Effect"] == "Allow"
+    # + the sweeper's look at the consumers' EC2 declarative policies (issue 30)
+    assert set(st["Action"]) == ORG_READS | {"organizations:DescribeEffectivePolicy"} and st["Effect"] == "Allow"
     (trust,) = res["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
     assert trust["Principal"] == {"AWS": {"Fn::Split": [",", {"Ref": "TrustedAccountIds"}]}}
@@ -425,7 +427,8 @@ def test_target_account_role(target_role_template):
     actions = {a for st in by_sid.values() for a in as_list(st["Action"])}
     assert actions == {
         "ec2:CopyImage", "ec2:CreateTags", "ec2:EnableImageDeprecation", "ec2:DescribeImages",
-        "ec2:GetEbsDefaultKmsKeyId", "kms:DescribeKey", "kms:CreateGrant", "kms:Decrypt",
+        "ec2:GetEbsDefaultKmsKeyId", "ec2:GetAllowedImagesSettings",
+        "kms:DescribeKey", "kms:CreateGrant", "kms:Decrypt",
         "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo",
         "ssm:GetParameters", "ssm:PutParameter", "ssm:LabelParameterVersion",
         "ssm:GetParameterHistory", "ssm:UnlabelParameterVersion",

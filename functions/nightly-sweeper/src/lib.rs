@@ -22,6 +22,7 @@ use amishare::plan::SkipReason;
 use amishare::ports::Aws;
 use amishare::publish::Publishing;
 use amishare::retire::{self, RetireReport, Retirement};
+use amishare::sweep::consumers::judge_consumers;
 use amishare::sweep::inventory::Inventory;
 use amishare::sweep::listings::{complete_inventory, Listings};
 use amishare::sweep::targets::finish_target_copies;
@@ -121,6 +122,7 @@ async fn night<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     report.drift = std::mem::take(&mut drift_half.drift);
     report.retirement = std::mem::take(&mut drift_half.retirement);
     report.target_copies = std::mem::take(&mut drift_half.target_copies);
+    report.consumers = std::mem::take(&mut drift_half.consumers);
     report.absorb(orphan_half);
     report.absorb(drift_half);
     let still_failed = listings.transient_failures();
@@ -169,6 +171,7 @@ fn new_report(run: &Run, mode: SweepMode, from_input: bool) -> SweepReport {
         drift: report::DriftReport::default(),
         retirement: RetireReport::default(),
         target_copies: Default::default(),
+        consumers: Default::default(),
         inventory_retried: Vec::new(),
         retry: None,
         not_reached: Vec::new(),
@@ -211,8 +214,9 @@ async fn inventory_in_time<P: Aws + Inventory>(
 }
 
 /// The images' half of the night: the copies checked against EC2's lineage, drift repaired,
-/// retirement (knowing what the latest-image parameters name tonight), then each `copy_into`
-/// rule's newest image followed into its target accounts.
+/// retirement (knowing what the latest-image parameters name tonight), each `copy_into`
+/// rule's newest image followed into its target accounts, then each rule's newest image
+/// judged in its consumers' Allowed AMIs.
 async fn repair_retire_follow<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     deps: &Deps<P>,
     run: &Run,
@@ -257,6 +261,7 @@ async fn repair_retire_follow<P: Aws + Publishing + Retirement + Inventory + Tar
     let unpublished = report.drift.publications_failed.clone();
     retire::retire(deps, run, images, &checks, &published, &unpublished, report).await;
     finish_target_copies(deps, run, images, report).await;
+    judge_consumers(deps, run, images, &checks, report).await;
 }
 
 /// What the input `{"mode": "plan"}` returns: the writes the next night would make under

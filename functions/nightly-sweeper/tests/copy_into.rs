@@ -79,6 +79,7 @@ fn writes_in_targets(d: &Deps<FakeAws>) -> Vec<String> {
                     "target:DescribeImages",
                     "target:DescribeKey",
                     "target:GetParameters",
+                    "target:GetAllowedImagesSettings",
                 ]
                 .contains(&k.as_str())
         })

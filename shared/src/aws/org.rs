@@ -59,6 +59,32 @@ impl Org for AwsPorts {
         }
     }
 
+    async fn effective_ec2_policy(&self, account_id: &str) -> AwsResult<Option<String>> {
+        self.limit("", "organizations:DescribeEffectivePolicy")
+            .await;
+        match self
+            .org
+            .describe_effective_policy()
+            .policy_type(aws_sdk_organizations::types::EffectivePolicyType::DeclarativePolicyEc2)
+            .target_id(account_id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .effective_policy()
+                .and_then(|p| p.policy_content())
+                .map(str::to_string)),
+            Err(e) => {
+                let err = aws_error("organizations", "DescribeEffectivePolicy", account_id, e);
+                if err.code == "EffectivePolicyNotFoundException" {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
     async fn all_accounts(&self) -> AwsResult<Vec<OrgAccount>> {
         let mut pages = self.org.list_accounts().into_paginator().send();
         let mut out = Vec::new();

@@ -28,6 +28,11 @@ use crate::config::RateLimitConfig;
 /// operation named `kms:<Operation>`, KMS's request quota (per account and Region): 50 a
 /// second for the grant operations, 10 for tagging, 100 for `ListGrants`.
 pub fn documented_rate(action: &str) -> f64 {
+    if action.starts_with("organizations:") {
+        // Organizations throttles per account at a low rate: the night's per-account reads
+        // (DescribeEffectivePolicy) keep to 10 a second (rate_limits.requests_per_second).
+        return 10.0;
+    }
     if let Some(op) = action.strip_prefix("kms:") {
         return match op {
             "CreateGrant" | "RevokeGrant" | "RetireGrant" => 50.0,

@@ -137,6 +137,17 @@ fn shared_https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClie
 
 #[async_trait]
 impl TargetAccounts for AwsPorts {
+    async fn allowed_images_settings(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> AwsResult<crate::allowed::Settings> {
+        self.in_account(account)
+            .await?
+            .own_allowed_images_settings(region)
+            .await
+    }
+
     async fn target_copies(
         &self,
         account: &str,
@@ -265,5 +276,69 @@ impl TargetAccounts for AwsPorts {
             .await?
             .label_parameter_version(region, name, version, label)
             .await
+    }
+}
+
+impl AwsPorts {
+    /// `GetAllowedImagesSettings` of the account these ports act as, in `region`.
+    pub async fn own_allowed_images_settings(
+        &self,
+        region: &str,
+    ) -> AwsResult<crate::allowed::Settings> {
+        let out = self
+            .ec2(region)
+            .get_allowed_images_settings()
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "GetAllowedImagesSettings", region, e))?;
+        Ok(allowed_settings(&out))
+    }
+}
+
+/// The account's Allowed AMIs settings as the evaluator reads them.
+fn allowed_settings(
+    out: &aws_sdk_ec2::operation::get_allowed_images_settings::GetAllowedImagesSettingsOutput,
+) -> crate::allowed::Settings {
+    use crate::allowed::{Criterion, Settings, Source, State, WatermarkFilter};
+    let criteria = out
+        .image_criteria()
+        .iter()
+        .map(|c| Criterion {
+            providers: (!c.image_providers().is_empty()).then(|| c.image_providers().to_vec()),
+            names: (!c.image_names().is_empty()).then(|| c.image_names().to_vec()),
+            product_codes: (!c.marketplace_product_codes().is_empty())
+                .then(|| c.marketplace_product_codes().to_vec()),
+            max_days_since_created: c
+                .creation_date_condition()
+                .and_then(|d| d.maximum_days_since_created())
+                .map(i64::from),
+            max_days_since_deprecated: c
+                .deprecation_time_condition()
+                .and_then(|d| d.maximum_days_since_deprecated())
+                .map(i64::from),
+            watermarks: (!c.image_watermarks().is_empty()).then(|| {
+                c.image_watermarks()
+                    .iter()
+                    .map(|w| WatermarkFilter {
+                        key: w.watermark_key().map(str::to_string),
+                        other_conditions: w.source_image_region().is_some()
+                            || w.maximum_days_since_source_image_created().is_some()
+                            || w.maximum_days_since_watermark_created().is_some(),
+                    })
+                    .collect()
+            }),
+            scan_result: c.scan_result_condition().is_some(),
+            unknown_fields: Vec::new(),
+        })
+        .collect();
+    let source = match out.managed_by().map(|m| m.as_str()) {
+        Some("declarative-policy") => Source::DeclarativePolicy,
+        _ => Source::Account,
+    };
+    Settings {
+        // An unknown state is judged as enabled: the stricter reading.
+        state: out.state().and_then(State::parse).unwrap_or(State::Enabled),
+        criteria,
+        source,
     }
 }

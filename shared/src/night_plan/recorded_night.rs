@@ -222,6 +222,13 @@ impl<P: Events> Events for Recorder<'_, P> {
 
 #[async_trait]
 impl<P: TargetAccounts> TargetAccounts for Recorder<'_, P> {
+    async fn allowed_images_settings(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> AwsResult<crate::allowed::Settings> {
+        self.inner.allowed_images_settings(account, region).await
+    }
     async fn target_copies(
         &self,
         account: &str,

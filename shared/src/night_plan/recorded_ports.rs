@@ -260,4 +260,7 @@ impl<P: Org> Org for Recorder<'_, P> {
     async fn child_ous(&self, parent_id: &str) -> AwsResult<Vec<String>> {
         self.inner.child_ous(parent_id).await
     }
+    async fn effective_ec2_policy(&self, account_id: &str) -> AwsResult<Option<String>> {
+        self.inner.effective_ec2_policy(account_id).await
+    }
 }

@@ -33,4 +33,7 @@ pub trait Org: Send + Sync {
     async fn accounts_for_parent(&self, parent_id: &str) -> AwsResult<Vec<OrgAccount>>;
     /// `ListChildren(ORGANIZATIONAL_UNIT)`: OUs directly under a root or OU.
     async fn child_ous(&self, parent_id: &str) -> AwsResult<Vec<String>>;
+    /// `DescribeEffectivePolicy` `DECLARATIVE_POLICY_EC2` of an account: the policy document,
+    /// `None` when no declarative policy applies to it.
+    async fn effective_ec2_policy(&self, account_id: &str) -> AwsResult<Option<String>>;
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::read::{Observed, RegionView, TargetView};
 use super::{Cell, Problem, Reason, Row, Status};
+use crate::allowed::{self, Verdict};
 use crate::plan::Desired;
 use crate::ports::{Image, ImageState};
 
@@ -52,7 +53,7 @@ pub fn judge(o: &Observed, expand: bool, now: DateTime<Utc>) -> Status {
     let mut rows = Vec::new();
     for view in &o.regions {
         for t in &targets {
-            let mut row = share_row(o, view, t);
+            let mut row = share_row(o, view, t, now);
             if let Some(r) = &retired {
                 row.reasons.push(r.clone());
             }
@@ -157,7 +158,30 @@ fn empty_row(target: &str, kind: &'static str, region: &str, image_id: Option<St
     }
 }
 
-fn share_row(o: &Observed, v: &RegionView, t: &Target) -> Row {
+/// An account whose Allowed AMIs (its EC2 declarative policy) exclude the image there: it is
+/// shared, but invisible to the account.
+fn allowed_there(
+    o: &Observed,
+    image: &Image,
+    t: &Target,
+    now: DateTime<Utc>,
+    reasons: &mut Vec<Reason>,
+) {
+    if !matches!(t.kind, "account" | "account-in-group") {
+        return;
+    }
+    let Some(Some(settings)) = o.allowed.get(t.id) else {
+        return;
+    };
+    if let Verdict::NotAllowed { why } = allowed::judge(image, t.id, Some(settings), now) {
+        reasons.push(Reason::new(
+            "not-allowed-in-consumer",
+            format!("{} in {}: {why}", image.id, t.id),
+        ));
+    }
+}
+
+fn share_row(o: &Observed, v: &RegionView, t: &Target, now: DateTime<Utc>) -> Row {
     let image_id = v.image.as_ref().map(|i| i.id.clone());
     let mut row = empty_row(t.id, t.kind, &v.region, image_id);
     if let (Some(acc), "account") = (o.accounts.get(t.id).and_then(Option::as_ref), t.kind) {
@@ -178,6 +202,7 @@ fn share_row(o: &Observed, v: &RegionView, t: &Target) -> Row {
         return row;
     };
     let desired = Desired::new(image, &o.plan, &o.members, &o.source.owner_id, false, false);
+    allowed_there(o, image, t, now, &mut row.reasons);
     row.launch = launch_cell(o, v, t, &desired, &mut row.reasons);
     row.snapshots = snapshot_cell(o, v, t, &desired, &mut row.reasons);
     row.key = key_cell(o, v, t, &desired, &mut row.reasons);

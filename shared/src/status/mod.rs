@@ -210,10 +210,12 @@ pub async fn status<P>(
 where
     P: crate::ports::Aws + crate::publish::Publishing + crate::target_copies::TargetAccounts,
 {
-    Ok(match observe(deps, region, image_id, progress).await? {
-        Ok(o) => judge(&o, expand, now),
-        Err((asked, problem)) => problem_status(&asked, &problem),
-    })
+    Ok(
+        match observe(deps, region, image_id, expand, progress).await? {
+            Ok(o) => judge(&o, expand, now),
+            Err((asked, problem)) => problem_status(&asked, &problem),
+        },
+    )
 }
 
 /// A rule's newest available source image in `region` (what `status --rule` reports on):

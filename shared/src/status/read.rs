@@ -33,6 +33,9 @@ pub struct Observed {
     pub accounts: BTreeMap<String, Option<OrgAccount>>,
     /// Copies in target accounts (`copy_into`), one per (account, Region).
     pub targets: Vec<TargetView>,
+    /// Each consumer account's Allowed AMIs settings as the organization's EC2 declarative
+    /// policy gives them (`None`: none set, or not readable).
+    pub allowed: BTreeMap<String, Option<crate::allowed::Settings>>,
 }
 
 /// One Region: the image there and what it gives.
@@ -70,6 +73,7 @@ pub async fn observe<P: Aws + Publishing + TargetAccounts>(
     deps: &Deps<P>,
     region: &str,
     image_id: &str,
+    expand: bool,
     progress: &dyn Progress,
 ) -> Result<std::result::Result<Observed, (Image, Problem)>> {
     progress.step(&format!("reading {image_id} in {region}"));
@@ -126,6 +130,7 @@ pub async fn observe<P: Aws + Publishing + TargetAccounts>(
         accounts.insert(a.clone(), deps.aws.describe_account(a).await?);
     }
     let targets = target_views(deps, &source, &plan, &members, progress).await;
+    let allowed = allowed_settings(deps, &plan, &members, expand, progress).await;
     Ok(Ok(Observed {
         rules: rules.iter().map(|r| r.name.clone()).collect(),
         asked,
@@ -135,7 +140,46 @@ pub async fn observe<P: Aws + Publishing + TargetAccounts>(
         regions,
         accounts,
         targets,
+        allowed,
     }))
+}
+
+/// The consumers' Allowed AMIs from their EC2 declarative policies: the plain accounts of the
+/// share, and with `expand` every member of its OUs and organizations; one read each.
+async fn allowed_settings<P: Aws>(
+    deps: &Deps<P>,
+    plan: &SharePlan,
+    members: &BTreeMap<String, BTreeSet<String>>,
+    expand: bool,
+    progress: &dyn Progress,
+) -> BTreeMap<String, Option<crate::allowed::Settings>> {
+    let mut accounts: BTreeSet<&String> = plan.launch.accounts.iter().collect();
+    if expand {
+        for g in plan
+            .launch
+            .organizations
+            .iter()
+            .chain(&plan.launch.organizational_units)
+        {
+            accounts.extend(members.get(g).into_iter().flatten());
+        }
+    }
+    accounts.remove(&deps.account_id);
+    progress.step(&format!(
+        "reading the Allowed AMIs of {} accounts",
+        accounts.len()
+    ));
+    let mut out = BTreeMap::new();
+    for a in accounts {
+        let settings = match deps.aws.effective_ec2_policy(a).await {
+            Ok(Some(doc)) => crate::allowed::declarative::from_effective_policy(&doc)
+                .ok()
+                .flatten(),
+            _ => None,
+        };
+        out.insert(a.clone(), settings);
+    }
+    out
 }
 
 /// The source of the asked image: itself, or the source EC2's lineage names for our copy.

@@ -12,6 +12,7 @@
 //! - [`targets`]: copies into target accounts (`copy_into`) confirmed and finished;
 //! - [`report`]: the night's report and its metrics.
 
+pub mod consumers;
 pub mod drift;
 pub mod inventory;
 pub mod keys;

@@ -239,6 +239,8 @@ pub struct SweepReport {
     pub retirement: RetireReport,
     /// Copies into target accounts (rules with `copy_into`).
     pub target_copies: TargetNight,
+    /// The consumers' Allowed AMIs: each rule's newest image judged in every account read.
+    pub consumers: crate::sweep::consumers::ConsumerReport,
     /// Listings that failed transiently and were run again (after the SDK's own retries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inventory_retried: Vec<String>,
@@ -300,7 +302,7 @@ impl SweepReport {
     /// The CloudWatch Embedded Metric Format record of the run (one JSON object, printed as one
     /// line to stdout), dimension `Region`.
     pub fn emf(&self, now: DateTime<Utc>) -> Value {
-        let metrics: [(&str, &str, u64); 14] = [
+        let metrics: [(&str, &str, u64); 15] = [
             (
                 "OrphanedSnapshots",
                 "Count",
@@ -332,6 +334,11 @@ impl SweepReport {
                 self.target_copies.failed as u64,
             ),
             ("ImagesProtected", "Count", self.retirement.protected as u64),
+            (
+                "NotAllowedInConsumers",
+                "Count",
+                self.consumers.not_allowed_total as u64,
+            ),
             (
                 crate::metrics::FORGED_PROVENANCE,
                 "Count",

@@ -13,6 +13,13 @@ use crate::publish::ports::ParameterVersion;
 /// What the product does in the target accounts of `copy_into`.
 #[async_trait]
 pub trait TargetAccounts: Send + Sync {
+    /// `GetAllowedImagesSettings` in the target account and Region (through its role): the
+    /// account's own Allowed AMIs settings (`managed-by` a declarative policy: the policy's).
+    async fn allowed_images_settings(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> AwsResult<crate::allowed::Settings>;
     /// Images `account` owns in `region` that the product copied into it from the
     /// `publisher` account (tag `ami-share:copied-from-account`), in any state, every page.
     async fn target_copies(

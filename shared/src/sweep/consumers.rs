@@ -1,0 +1,307 @@
+//! The night's look at the consumers' Allowed AMIs (issue 30): each rule's newest image in the
+//! Region, judged in every consumer account the product can read. An account is read at most
+//! once a night: the organization's effective EC2 declarative policy (`DescribeEffectivePolicy`,
+//! through the organization read role), or, for a `copy_into` target, the account's own setting
+//! through the target role. Shares are never held back for it: it is reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::allowed::{declarative::from_effective_policy, judge, Settings, State, Verdict};
+use crate::config::Rule;
+use crate::deps::Deps;
+use crate::lineage::CopyChecks;
+use crate::night::{Ledger, Run, LISTED};
+use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::ports::{Aws, Image, ImageState};
+use crate::publish::publication_order;
+use crate::sweep::report::SweepReport;
+use crate::target_copies::TargetAccounts;
+
+/// Accounts read at once (the Organizations rate limit paces them).
+pub const READ_CONCURRENCY: usize = 8;
+
+/// What the night found of the consumers' Allowed AMIs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConsumerReport {
+    /// `complete`, `partial` (the deadline came first), `skipped` (no rule shares).
+    pub status: String,
+    pub accounts_read: usize,
+    /// Accounts whose settings could not be read (each judged `unknown`).
+    pub accounts_unreadable: usize,
+    /// Rule → verdict (`allowed`, `not-allowed`, `audit-mode`, `unknown`) → accounts.
+    pub per_rule: BTreeMap<String, BTreeMap<&'static str, usize>>,
+    /// Images of ours not allowed in a consumer account (or refused there once audit mode
+    /// is turned on): the first of them, and how many.
+    pub not_allowed: Vec<ConsumerItem>,
+    pub not_allowed_total: usize,
+    /// Consumers whose criteria block deprecated images sooner than the rule's retirement
+    /// disables them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retirement_lookahead: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerItem {
+    pub rule: String,
+    pub image_id: String,
+    pub account: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// Judge each rule's newest image here in each consumer account that can be read.
+pub async fn judge_consumers<P: Aws + TargetAccounts>(
+    deps: &Deps<P>,
+    run: &Run,
+    images: &[Image],
+    checks: &CopyChecks,
+    report: &mut SweepReport,
+) {
+    let newest = newest_per_rule(deps, images, checks);
+    if newest.is_empty() {
+        report.consumers.status = "skipped".into();
+        return;
+    }
+    // As they are now, after tonight's repair (a watermark attached tonight counts): one
+    // DescribeImages per 200 rules' images.
+    let ids: Vec<String> = newest.iter().map(|(_, i)| i.id.clone()).collect();
+    let fresh = match deps.aws.describe_images(&run.region, &ids).await {
+        Ok(f) => f,
+        Err(e) => {
+            report.consumers.status = "aborted".into();
+            report.error(
+                "consumers' Allowed AMIs: reading the rules' newest images",
+                &crate::error::Error::from(e),
+            );
+            return;
+        }
+    };
+    let newest: Vec<(&Rule, Image)> = newest
+        .into_iter()
+        .map(|(rule, old)| {
+            let now = fresh.iter().find(|f| f.id == old.id).cloned();
+            (rule, now.unwrap_or_else(|| old.clone()))
+        })
+        .collect();
+    let consumers = match consumers_of(deps, &newest).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.consumers.status = "aborted".into();
+            report.error(
+                "consumers' Allowed AMIs: listing the rules' organizations and OUs",
+                &e,
+            );
+            return;
+        }
+    };
+    let accounts: BTreeSet<(&str, bool)> = consumers
+        .values()
+        .flat_map(|c| c.iter().map(|(a, t)| (a.as_str(), *t)))
+        .collect();
+    let read = read_settings(deps, run, &accounts).await;
+    let r = &mut report.consumers;
+    r.accounts_read = read.values().filter(|s| s.is_ok()).count();
+    r.accounts_unreadable = read.len() - r.accounts_read;
+    if read.len() < accounts.len() {
+        // Said, not continued: a report is no reason for another invocation (each account
+        // is read at most once a night).
+        r.status = "partial".into();
+        report.not_reached.push(format!(
+            "reading the Allowed AMIs of {} consumer accounts (the deadline came first)",
+            accounts.len() - read.len()
+        ));
+    } else {
+        r.status = "complete".into();
+    }
+    for (rule, image) in &newest {
+        for (account, _) in consumers.get(rule.name.as_str()).into_iter().flatten() {
+            let Some(settings) = read.get(account.as_str()) else {
+                continue;
+            };
+            let verdict = judge(image, account, settings.as_ref().ok(), run.now);
+            count(&mut report.consumers, rule, image, account, verdict);
+        }
+        lookahead(
+            &mut report.consumers,
+            rule,
+            consumers.get(rule.name.as_str()),
+            &read,
+        );
+    }
+}
+
+/// Each rule (that shares with anyone) and its newest available image of the Region: a source
+/// the rule selects now, or one of our copies whose verified source it selects.
+fn newest_per_rule<'a, P: Aws>(
+    deps: &'a Deps<P>,
+    images: &'a [Image],
+    checks: &CopyChecks,
+) -> Vec<(&'a Rule, &'a Image)> {
+    let mut out = Vec::new();
+    for rule in &deps.policy.rules {
+        let newest = images
+            .iter()
+            .filter(|i| i.state == ImageState::Available && i.owner_id == deps.account_id)
+            .filter(|i| {
+                let source = match classify(i) {
+                    ImageKind::Source { .. } => Some(*i),
+                    ImageKind::OurCopy(p) if !checks.refused.contains_key(&i.id) => {
+                        checks.source_of(&p)
+                    }
+                    _ => None,
+                };
+                source.is_some_and(|s| {
+                    matching_rules(&deps.policy, s, &deps.account_id)
+                        .is_ok_and(|rs| rs.iter().any(|r| r.name == rule.name))
+                })
+            })
+            .max_by_key(|i| publication_order(i));
+        if let Some(image) = newest {
+            out.push((rule, image));
+        }
+    }
+    out
+}
+
+/// Rule → its consumer accounts (`true`: a `copy_into` target, read through its role).
+async fn consumers_of<P: Aws>(
+    deps: &Deps<P>,
+    newest: &[(&Rule, Image)],
+) -> crate::error::Result<BTreeMap<String, BTreeSet<(String, bool)>>> {
+    let mut out = BTreeMap::new();
+    for (rule, _) in newest {
+        let plan = SharePlan::from_rules(deps.policy.kms_access, std::iter::once(*rule));
+        let groups: BTreeSet<&String> = plan
+            .launch
+            .organizations
+            .iter()
+            .chain(&plan.launch.organizational_units)
+            .chain(plan.into.iter().flat_map(|i| i.targets.groups()))
+            .collect();
+        let members = deps.members_of(groups).await?;
+        let mut accounts: BTreeSet<(String, bool)> = BTreeSet::new();
+        let targets: BTreeSet<String> = plan
+            .into
+            .iter()
+            .flat_map(|i| i.targets.accounts(&members, &deps.account_id))
+            .collect();
+        for a in plan.launch.accounts.iter().chain(
+            plan.launch
+                .organizations
+                .iter()
+                .chain(&plan.launch.organizational_units)
+                .flat_map(|g| members.get(g).into_iter().flatten()),
+        ) {
+            if a != &deps.account_id && !targets.contains(a) {
+                accounts.insert((a.clone(), false));
+            }
+        }
+        accounts.extend(targets.into_iter().map(|a| (a, true)));
+        out.insert(rule.name.clone(), accounts);
+    }
+    Ok(out)
+}
+
+/// Each account's settings, read once (paced); those not reached before the deadline are left
+/// out. `Err`: why it could not be read.
+async fn read_settings<'a, P: Aws + TargetAccounts>(
+    deps: &Deps<P>,
+    run: &Run,
+    accounts: &BTreeSet<(&'a str, bool)>,
+) -> BTreeMap<&'a str, Result<Settings, String>> {
+    let region = run.region.as_str();
+    let read: Vec<Option<(&str, Result<Settings, String>)>> = stream::iter(accounts.iter())
+        .map(|(account, target)| async move {
+            if !run.may_start() {
+                return None;
+            }
+            let settings = if *target {
+                deps.aws
+                    .allowed_images_settings(account, region)
+                    .await
+                    .map_err(|e| format!("{}: {}", e.code, e.message))
+            } else {
+                match deps.aws.effective_ec2_policy(account).await {
+                    Ok(Some(doc)) => from_effective_policy(&doc)
+                        .and_then(|s| s.ok_or_else(|| no_setting(account))),
+                    Ok(None) => Err(no_setting(account)),
+                    Err(e) => Err(format!("{}: {}", e.code, e.message)),
+                }
+            };
+            Some((*account, settings))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    read.into_iter().flatten().collect()
+}
+
+fn no_setting(account: &str) -> String {
+    format!(
+        "no organization policy sets Allowed AMIs for {account}; its own setting is read only through a copy_into role"
+    )
+}
+
+fn count(r: &mut ConsumerReport, rule: &Rule, image: &Image, account: &str, verdict: Verdict) {
+    *r.per_rule
+        .entry(rule.name.clone())
+        .or_default()
+        .entry(verdict.code())
+        .or_insert(0) += 1;
+    if matches!(
+        verdict,
+        Verdict::NotAllowed { .. } | Verdict::AuditWouldRefuse { .. }
+    ) {
+        if matches!(verdict, Verdict::NotAllowed { .. }) {
+            r.not_allowed_total += 1;
+        }
+        if r.not_allowed.len() < LISTED {
+            tracing::warn!(rule = %rule.name, image_id = %image.id, account, verdict = verdict.code(), "image not allowed in a consumer account");
+            r.not_allowed.push(ConsumerItem {
+                rule: rule.name.clone(),
+                image_id: image.id.clone(),
+                account: account.to_string(),
+                verdict,
+            });
+        }
+    }
+}
+
+/// Consumers whose criteria refuse images deprecated for longer than the rule's retirement
+/// waits before disabling them: the image stops being usable there first.
+fn lookahead(
+    r: &mut ConsumerReport,
+    rule: &Rule,
+    consumers: Option<&BTreeSet<(String, bool)>>,
+    read: &BTreeMap<&str, Result<Settings, String>>,
+) {
+    let Some(retire) = rule.retire.as_ref().filter(|r| r.deprecate) else {
+        return;
+    };
+    let disable = retire.disable_after_days;
+    for (account, _) in consumers.into_iter().flatten() {
+        let Some(Ok(s)) = read.get(account.as_str()) else {
+            continue;
+        };
+        if s.state == State::Disabled {
+            continue;
+        }
+        let strictest = s
+            .criteria
+            .iter()
+            .filter_map(|c| c.max_days_since_deprecated)
+            .min();
+        if let Some(days) = strictest.filter(|d| disable.is_none_or(|x| i64::from(x) > *d)) {
+            if r.retirement_lookahead.len() < LISTED {
+                r.retirement_lookahead.push(format!(
+                    "rule {}: account {account} refuses images deprecated more than {days} days ago; the rule disables them {}",
+                    rule.name,
+                    disable.map_or("never".to_string(), |d| format!("after {d} days"))
+                ));
+            }
+        }
+    }
+}
