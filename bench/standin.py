@@ -378,6 +378,15 @@ class Handler(BaseHTTPRequestHandler):
                     out = {"Children": [{"Id": c, "Type": "ORGANIZATIONAL_UNIT"} for c in page]}
                 if start + size < len(items):
                     out["NextToken"] = str(start + size)
+            elif op == "DescribeEffectivePolicy":
+                # Issue 30: each account's EC2 declarative policy (Allowed AMIs), when set.
+                a = body.get("TargetId", "")
+                doc = getattr(w, "declarative_policies", {}).get(a)
+                if doc is None:
+                    data = json.dumps({"__type": "EffectivePolicyNotFoundException", "message": f"no policy for {a}"})
+                    return self.reply(400, data, "application/x-amz-json-1.1")
+                out = {"EffectivePolicy": {"PolicyContent": doc, "TargetId": a,
+                                           "PolicyType": "DECLARATIVE_POLICY_EC2"}}
             elif op == "DescribeAccount":
                 # Every account the benchmarks name is a member of the organization (the
                 # product checks plain accounts are, issue 25), unless listed outside it.

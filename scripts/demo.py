@@ -593,6 +593,24 @@ def status_and_plan(url: str, w: dict, deployed: dict, call, restart, workdir: P
     check(rc == 1 and home_ok and "not-shared" in codes,
           f"status of {late}: shared in {HOME_REGION}; its copies not shared yet elsewhere (not-shared), exit 1")
 
+    say("== 8. a consumer whose Allowed AMIs admit only Amazon's images (an EC2 declarative policy)")
+    strict = w["workloads_accounts"][0]
+    post_json(f"{url}/_harness/declarative-policy", {"account": strict, "policy": {"ec2_attributes": {
+        "allowed_images_settings": {"state": {"@@assign": "enabled"}, "image_criteria": {
+            "criteria_1": {"allowed_image_providers": {"@@assign": ["amazon"]}}}}}}})
+    rc, out, _ = ami_share(url, "status", w["golden"], "--policy", str(deployed_file), "--accounts", "--json")
+    st = json.loads(out or "{}")
+    mine = [x for r in st.get("rows", []) if r["target"] == strict and r["region"] == HOME_REGION for x in r["reasons"]]
+    say(f"  {strict}: {[(x['code'], x['detail']) for x in mine]}")
+    check(rc == 1 and [x["code"] for x in mine] == ["not-allowed-in-consumer"]
+          and "is not among amazon" in mine[0]["detail"],
+          f"status --accounts: {w['golden']} is shared with {strict} but not allowed there (not-allowed-in-consumer, the criterion named)")
+    report = call("nightly-sweeper", {}, "night-consumers")
+    refused = [i for i in report.get("consumers", {}).get("not_allowed", []) if i.get("account") == strict]
+    say(f"  the night's report: {refused}")
+    check(len(refused) == 1 and refused[0].get("verdict") == "not-allowed" and "amazon" in refused[0].get("why", ""),
+          f"the night's report: rule golden's newest image is not allowed in {strict}, and why")
+
     say("== 8. ami-share plan: a policy that drops the OU workloads (prune_unlisted_shares on), before it is deployed")
     dropped = json.loads(json.dumps(deployed))
     for r in dropped["rules"]:
@@ -632,6 +650,10 @@ def status_and_plan(url: str, w: dict, deployed: dict, call, restart, workdir: P
     check(lost == planned, f"the night removed exactly the launch permissions the plan listed ({len(lost)} images)")
     check(sorted(night.get("orphans", {}).get("deleted", [])) == planned_deletes,
           f"the night deleted exactly the orphans the plan listed ({planned_deletes})")
+    # That night's look at the consumers: the OU is no longer shared with, so the strict
+    # account is no consumer of the rule any more; the previous night's report said it (below).
+    consumers = night.get("consumers", {})
+    say(f"  the night's consumers: {json.dumps(consumers.get('per_rule'))}, not allowed {consumers.get('not_allowed_total')}")
 
     say("== 8. ami-share status: a target account whose role cannot be assumed")
     role = f"arn:aws:iam::{w['root_account']}:role/{TARGET_ROLE}"

@@ -47,6 +47,8 @@ Control endpoints (for the tests, not AWS APIs):
   "ec2:Instance", "count": 2}  a consumer account uses an image
 - POST /_harness/usage-reports/finish  every pending usage report becomes available
 - GET  /_harness/events       the PutEvents entries received so far, with their Region
+- POST /_harness/declarative-policy  JSON {"account": "...", "policy": {...}}  the account's
+  effective EC2 declarative policy (DescribeEffectivePolicy DECLARATIVE_POLICY_EC2; moto has none)
 - POST /_harness/deny-assume-role  JSON {"role_arn": "..."}  AssumeRole of that role is refused
   (AccessDenied, as when the role is missing or does not trust the caller)
 - POST /_harness/ebs-default-key   JSON {"account": "...", "region": "...", "key_id": "..."}
@@ -59,7 +61,8 @@ and, for `copy_into` (several accounts: moto picks the account by the access key
 assumed role's keys belong to the role's account): CopyImage of *another account's* image
 (moto looks the source up in the caller's own account only), with EC2's rules (shared by
 launch permission, account, OU or organization, and createVolumePermission; client tokens per
-account; tags at creation); GetEbsDefaultKmsKeyId; AssumeRole refused for chosen roles.
+account; tags at creation); GetEbsDefaultKmsKeyId; GetAllowedImagesSettings (always `disabled`);
+AssumeRole refused for chosen roles.
 EnableImageDeprecation and DisableImage act in the caller's account.
 
 Everything else goes to moto untouched. The rest of the harness's state is kept per Region only
@@ -104,6 +107,7 @@ class HarnessState:
         self.ebs_default_keys = {}  # (account, region) -> key id
         self.copy_tokens = {}  # (account, region, client token) -> image id (cross-account copies)
         self.target_copies = []  # cross-account CopyImage requests made, as dicts
+        self.declarative_policies = {}  # account -> effective EC2 declarative policy (JSON text)
 
     def reset(self):
         with self.lock:
@@ -119,6 +123,7 @@ class HarnessState:
             self.ebs_default_keys.clear()
             self.copy_tokens.clear()
             self.target_copies.clear()
+            self.declarative_policies.clear()
 
 
 def _now_iso():
@@ -339,6 +344,20 @@ class HarnessMiddleware:
                 with self.state.lock:
                     self.state.events.extend({"region": region, **e} for e in entries)
             return self.app(environ, start_response)
+        if service == "organizations" and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".DescribeEffectivePolicy"):
+            # moto has no declarative policies: the harness answers from what the test set.
+            body = json.loads(_read_body(environ) or b"{}")
+            account = body.get("TargetId", "")
+            with self.state.lock:
+                doc = self.state.declarative_policies.get(account)
+            if doc is None:
+                data = json.dumps({"__type": "EffectivePolicyNotFoundException",
+                                   "message": f"no effective policy for {account}"}).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"),
+                                                   ("Content-Length", str(len(data)))])
+                return [data]
+            return _json_response(start_response, "200 OK", {"EffectivePolicy": {
+                "PolicyContent": doc, "TargetId": account, "PolicyType": "DECLARATIVE_POLICY_EC2"}})
         if service == "sqs":
             # The stack's copy line exists in every Region it is deployed to: create it on
             # first use, as the template would have.
@@ -390,6 +409,7 @@ class HarnessMiddleware:
                     return answer
             handler = {
                 "GetEbsDefaultKmsKeyId": self.get_ebs_default_kms_key_id,
+                "GetAllowedImagesSettings": self.get_allowed_images_settings,
                 "ListImagesInRecycleBin": self.list_images_in_recycle_bin,
                 "GetImageBlockPublicAccessState": self.get_image_block_public_access_state,
                 "EnableImageDeprecation": self.enable_image_deprecation,
@@ -644,6 +664,13 @@ class HarnessMiddleware:
                 f"<kmsKeyId>{escape(key)}</kmsKeyId></GetEbsDefaultKmsKeyIdResponse>")
         return _xml_response(start_response, "200 OK", body)
 
+    def get_allowed_images_settings(self, start_response, region, params):
+        """moto has no Allowed AMIs: every account's setting is `disabled`."""
+        body = (f'<GetAllowedImagesSettingsResponse xmlns="{EC2_XMLNS}"><requestId>{uuid.uuid4()}</requestId>'
+                "<state>disabled</state><imageCriterionSet/><managedBy>account</managedBy>"
+                "</GetAllowedImagesSettingsResponse>")
+        return _xml_response(start_response, "200 OK", body)
+
     def copy_image_across_accounts(self, start_response, region, params):
         """CopyImage of another account's image, which moto cannot do (it looks the source up in the
         caller's own account). EC2's rules: the source must be shared with the caller (launch
@@ -833,6 +860,11 @@ class HarnessMiddleware:
         if method != "POST":
             return _json_response(start_response, "405 Method Not Allowed", {"error": "use POST"})
         query = parse_qs(environ.get("QUERY_STRING", ""))
+        if path == "/_harness/declarative-policy":
+            doc = json.loads(_read_body(environ) or b"{}")
+            with self.state.lock:
+                self.state.declarative_policies[str(doc["account"])] = json.dumps(doc["policy"])
+            return _json_response(start_response, "200 OK", {"account": doc["account"]})
         if path == "/_harness/deny-assume-role":
             doc = json.loads(_read_body(environ) or b"{}")
             with self.state.lock:

@@ -155,12 +155,12 @@ async fn each_account_is_read_once_a_night_and_retirement_looks_ahead() {
         "the target, through its role"
     );
     assert_eq!(
-        r.consumers.retirement_lookahead.len(),
+        r.retirement.consumers_refuse_sooner.len(),
         1,
         "{:?}",
-        r.consumers.retirement_lookahead
+        r.retirement.consumers_refuse_sooner
     );
-    let line = &r.consumers.retirement_lookahead[0];
+    let line = &r.retirement.consumers_refuse_sooner[0];
     assert!(
         line.contains(STRICT_DEPRECATION)
             && line.contains("more than 7 days")

@@ -4,6 +4,7 @@
 //! All clients come from one `SdkConfig` (so `AWS_ENDPOINT_URL` works everywhere); clients of
 //! other Regions are derived from it on first use and kept.
 
+mod convert;
 mod ec2;
 mod inventory;
 mod kms;

@@ -24,6 +24,11 @@ pub struct RetireReport {
     pub protected: usize,
     /// Of those, waiting for a consumer usage report (requested tonight, or not ready).
     pub usage_reports_pending: usize,
+    /// Consumer accounts whose Allowed AMIs refuse images deprecated for longer than the
+    /// rule's retirement waits to disable them: there the image stops being usable first
+    /// (the night's look at the consumers, crate::sweep::consumers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumers_refuse_sooner: Vec<String>,
     /// Images whose next stage is not due yet.
     pub waiting: usize,
     /// Copies waiting for their source to reach the stage first.

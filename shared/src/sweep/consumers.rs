@@ -37,10 +37,6 @@ pub struct ConsumerReport {
     /// is turned on): the first of them, and how many.
     pub not_allowed: Vec<ConsumerItem>,
     pub not_allowed_total: usize,
-    /// Consumers whose criteria block deprecated images sooner than the rule's retirement
-    /// disables them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub retirement_lookahead: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,10 +61,23 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
         report.consumers.status = "skipped".into();
         return;
     }
-    // As they are now, after tonight's repair (a watermark attached tonight counts): one
-    // DescribeImages per 200 rules' images.
-    let ids: Vec<String> = newest.iter().map(|(_, i)| i.id.clone()).collect();
-    let fresh = match deps.aws.describe_images(&run.region, &ids).await {
+    // As they are now, after tonight's repair (a watermark attached tonight counts): those
+    // listed without their rule's watermark read again, one DescribeImages per 200.
+    let ids: Vec<String> = newest
+        .iter()
+        .filter(|(rule, i)| {
+            rule.watermark
+                .as_ref()
+                .is_some_and(|w| !i.watermarks.contains(&format!("{}:{w}", deps.account_id)))
+        })
+        .map(|(_, i)| i.id.clone())
+        .collect();
+    let read_again = if ids.is_empty() {
+        Ok(Vec::new())
+    } else {
+        deps.aws.describe_images(&run.region, &ids).await
+    };
+    let fresh = match read_again {
         Ok(f) => f,
         Err(e) => {
             report.consumers.status = "aborted".into();
@@ -124,12 +133,8 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
             let verdict = judge(image, account, settings.as_ref().ok(), run.now);
             count(&mut report.consumers, rule, image, account, verdict);
         }
-        lookahead(
-            &mut report.consumers,
-            rule,
-            consumers.get(rule.name.as_str()),
-            &read,
-        );
+        let sooner = &mut report.retirement.consumers_refuse_sooner;
+        lookahead(sooner, rule, consumers.get(rule.name.as_str()), &read);
     }
 }
 
@@ -273,7 +278,7 @@ fn count(r: &mut ConsumerReport, rule: &Rule, image: &Image, account: &str, verd
 /// Consumers whose criteria refuse images deprecated for longer than the rule's retirement
 /// waits before disabling them: the image stops being usable there first.
 fn lookahead(
-    r: &mut ConsumerReport,
+    out: &mut Vec<String>,
     rule: &Rule,
     consumers: Option<&BTreeSet<(String, bool)>>,
     read: &BTreeMap<&str, Result<Settings, String>>,
@@ -295,8 +300,8 @@ fn lookahead(
             .filter_map(|c| c.max_days_since_deprecated)
             .min();
         if let Some(days) = strictest.filter(|d| disable.is_none_or(|x| i64::from(x) > *d)) {
-            if r.retirement_lookahead.len() < LISTED {
-                r.retirement_lookahead.push(format!(
+            if out.len() < LISTED {
+                out.push(format!(
                     "rule {}: account {account} refuses images deprecated more than {days} days ago; the rule disables them {}",
                     rule.name,
                     disable.map_or("never".to_string(), |d| format!("after {d} days"))
