@@ -255,6 +255,8 @@ def test_a_missing_sam_is_reported_before_anything_runs(env, policy_file):
 def test_help(env):
     r = deploy(env, "--help")
     assert r.returncode == 0 and "--policy-file" in r.stdout and "--dry-run" in r.stdout
+    # the whole header, down to the plan's paragraph and AMI_SHARE_CLI
+    assert "--no-plan" in r.stdout and "AMI_SHARE_CLI" in r.stdout and "set -euo" not in r.stdout
 
 
 @pytest.fixture
