@@ -178,6 +178,14 @@ impl Status {
                 codes.join(",")
             );
         }
+        out.push_str(&self.details());
+        out
+    }
+
+    /// Each distinct reason of the rows, with its fix (the first 20).
+    fn details(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
         let mut seen = std::collections::BTreeSet::new();
         let details: Vec<&Reason> = self
             .rows

@@ -61,40 +61,9 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
         report.consumers.status = "skipped".into();
         return;
     }
-    // As they are now, after tonight's repair (a watermark attached tonight counts): those
-    // listed without their rule's watermark read again, one DescribeImages per 200.
-    let ids: Vec<String> = newest
-        .iter()
-        .filter(|(rule, i)| {
-            rule.watermark
-                .as_ref()
-                .is_some_and(|w| !i.watermarks.contains(&format!("{}:{w}", deps.account_id)))
-        })
-        .map(|(_, i)| i.id.clone())
-        .collect();
-    let read_again = if ids.is_empty() {
-        Ok(Vec::new())
-    } else {
-        deps.aws.describe_images(&run.region, &ids).await
+    let Some(newest) = as_they_are_now(deps, run, newest, report).await else {
+        return;
     };
-    let fresh = match read_again {
-        Ok(f) => f,
-        Err(e) => {
-            report.consumers.status = "aborted".into();
-            report.error(
-                "consumers' Allowed AMIs: reading the rules' newest images",
-                &crate::error::Error::from(e),
-            );
-            return;
-        }
-    };
-    let newest: Vec<(&Rule, Image)> = newest
-        .into_iter()
-        .map(|(rule, old)| {
-            let now = fresh.iter().find(|f| f.id == old.id).cloned();
-            (rule, now.unwrap_or_else(|| old.clone()))
-        })
-        .collect();
     let consumers = match consumers_of(deps, &newest).await {
         Ok(c) => c,
         Err(e) => {
@@ -136,6 +105,51 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
         let sooner = &mut report.retirement.consumers_refuse_sooner;
         lookahead(sooner, rule, consumers.get(rule.name.as_str()), &read);
     }
+}
+
+/// The rules' newest images as they are now, after tonight's repair (a watermark attached
+/// tonight counts): those listed without their rule's watermark read again, one
+/// `DescribeImages` per 200. `None` when that read failed (said in the report).
+async fn as_they_are_now<'r, P: Aws>(
+    deps: &Deps<P>,
+    run: &Run,
+    newest: Vec<(&'r Rule, &Image)>,
+    report: &mut SweepReport,
+) -> Option<Vec<(&'r Rule, Image)>> {
+    let ids: Vec<String> = newest
+        .iter()
+        .filter(|(rule, i)| {
+            rule.watermark
+                .as_ref()
+                .is_some_and(|w| !i.watermarks.contains(&format!("{}:{w}", deps.account_id)))
+        })
+        .map(|(_, i)| i.id.clone())
+        .collect();
+    let fresh = if ids.is_empty() {
+        Vec::new()
+    } else {
+        match deps.aws.describe_images(&run.region, &ids).await {
+            Ok(f) => f,
+            Err(e) => {
+                report.consumers.status = "aborted".into();
+                let e = crate::error::Error::from(e);
+                report.error(
+                    "consumers' Allowed AMIs: reading the rules' newest images",
+                    &e,
+                );
+                return None;
+            }
+        }
+    };
+    Some(
+        newest
+            .into_iter()
+            .map(|(rule, old)| {
+                let now = fresh.iter().find(|f| f.id == old.id).cloned();
+                (rule, now.unwrap_or_else(|| old.clone()))
+            })
+            .collect(),
+    )
 }
 
 /// Each rule (that shares with anyone) and its newest available image of the Region: a source
