@@ -11,6 +11,8 @@
 #             of 20 s (not in `all`: ~5 minutes)
 #   targetline bench/target_line_bench.py: one event copying into 1,000 accounts x 2 Regions through
 #             the target line, no night (not in `all`: ~5 minutes)
+#   cli       bench/cli_standin.py: the ami-share binary's status and plan against the stand-in
+#             (2,000 images; not in `all`: ~3 minutes)
 #   plan      bench/plan_bench.py: the plan (`ami-share plan`, the sweeper's {"mode":"plan"}) of
 #             10,000 images and 1,000,000 snapshots, 100 ms per call (not in `all`: ~15 minutes)
 #
@@ -45,6 +47,11 @@ fi
 if [ "$which" = patchday ]; then
   echo "== (e) patch day: 200 images x 2 Regions through the copy line, cap 20"
   python3 bench/copy_line_bench.py --dir target/release || status=1
+fi
+if [ "$which" = cli ]; then
+  echo "== (h) ami-share status and plan, the CLI binary, against the stand-in"
+  cargo build --locked -p ami-share
+  python3 bench/cli_standin.py --binary target/debug/ami-share --sweeper target/release/nightly-sweeper || status=1
 fi
 if [ "$which" = plan ]; then
   echo "== (g) the plan: 10,000 images, 1,000,000 snapshots, steady and after a policy change"
