@@ -7,6 +7,23 @@
 use serde_json::Value;
 
 use super::{Criterion, Settings, Source, State, WatermarkFilter};
+use crate::ports::Org;
+
+/// An account's Allowed AMIs as its effective EC2 declarative policy sets them (one
+/// `DescribeEffectivePolicy`); `Err`: none set, or why it could not be read.
+pub async fn read_for<P: Org + ?Sized>(org: &P, account: &str) -> Result<Settings, String> {
+    match org.effective_ec2_policy(account).await {
+        Ok(Some(doc)) => from_effective_policy(&doc)?.ok_or_else(|| none_set(account)),
+        Ok(None) => Err(none_set(account)),
+        Err(e) => Err(format!("{}: {}", e.code, e.message)),
+    }
+}
+
+fn none_set(account: &str) -> String {
+    format!(
+        "no organization policy sets Allowed AMIs for {account}; its own setting is read only through a copy_into role"
+    )
+}
 
 /// The settings the policy gives; `None` when it says nothing of Allowed AMIs; `Err` when the
 /// document cannot be read.

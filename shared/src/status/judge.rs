@@ -326,6 +326,29 @@ fn lacking(wanted: &[&str], has: &BTreeSet<String>) -> Option<String> {
     ))
 }
 
+/// A per-account cell: the accounts the row stands for that `desired` names must all be in
+/// `has` (`None`: nothing to read there).
+fn accounts_cell(
+    o: &Observed,
+    t: &Target,
+    desired: &BTreeSet<String>,
+    has: Option<&BTreeSet<String>>,
+    reasons: &mut Vec<Reason>,
+    why: impl FnOnce(String) -> Reason,
+) -> Cell {
+    let Some(has) = has else {
+        return Cell::NotAsked;
+    };
+    let wanted: Vec<&str> = accounts_of(o, t)
+        .into_iter()
+        .filter(|a| desired.contains(*a))
+        .collect();
+    let missing = lacking(&wanted, has);
+    judged(!wanted.is_empty(), missing.is_none(), reasons, || {
+        why(missing.unwrap_or_default())
+    })
+}
+
 fn snapshot_cell(
     o: &Observed,
     v: &RegionView,
@@ -333,20 +356,10 @@ fn snapshot_cell(
     d: &Desired,
     reasons: &mut Vec<Reason>,
 ) -> Cell {
-    let Some(shared) = &v.snapshot_accounts else {
-        return Cell::NotAsked;
-    };
-    let wanted: Vec<&str> = accounts_of(o, t)
-        .into_iter()
-        .filter(|a| d.snapshot_accounts.contains(*a))
-        .collect();
-    let missing = lacking(&wanted, shared);
-    judged(!wanted.is_empty(), missing.is_none(), reasons, || {
-        let who = missing.unwrap_or_default();
-        Reason::new(
-            "snapshot-not-shared",
-            format!("snapshots in {} not shared with {who}", v.region),
-        )
+    let has = v.snapshot_accounts.as_ref();
+    accounts_cell(o, t, &d.snapshot_accounts, has, reasons, |who| {
+        let what = format!("snapshots in {} not shared with {who}", v.region);
+        Reason::new("snapshot-not-shared", what)
     })
 }
 
@@ -363,16 +376,8 @@ fn key_cell(
             Reason::new("key-policy-refuses", refusals)
         });
     }
-    let Some(granted) = &v.grant_accounts else {
-        return Cell::NotAsked;
-    };
-    let wanted: Vec<&str> = accounts_of(o, t)
-        .into_iter()
-        .filter(|a| d.grant_accounts.contains(*a))
-        .collect();
-    let missing = lacking(&wanted, granted);
-    judged(!wanted.is_empty(), missing.is_none(), reasons, || {
-        let who = missing.unwrap_or_default();
+    let has = v.grant_accounts.as_ref();
+    accounts_cell(o, t, &d.grant_accounts, has, reasons, |who| {
         Reason::new(
             "no-key-access",
             format!("no grant in {} for {who}", v.region),

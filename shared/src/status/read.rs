@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::stream::{self, StreamExt};
+
 use super::{Problem, Progress};
+use crate::allowed::declarative::read_for;
 use crate::deps::{Deps, Encryption};
 use crate::error::{Error, Result};
 use crate::names::{copy_name, CopyKind};
@@ -14,6 +17,7 @@ use crate::plan::{classify, matching_rules, verify_copy, ImageKind, SharePlan, S
 use crate::ports::{Aws, Image, ImageState, LaunchPermissions, OrgAccount};
 use crate::publish::Publishing;
 use crate::share::key_policy::{check, OrgTarget};
+use crate::sweep::consumers::READ_CONCURRENCY;
 use crate::target_copies::TargetAccounts;
 
 /// Everything read for one image.
@@ -169,17 +173,15 @@ async fn allowed_settings<P: Aws>(
         "reading the Allowed AMIs of {} accounts",
         accounts.len()
     ));
-    let mut out = BTreeMap::new();
-    for a in accounts {
-        let settings = match deps.aws.effective_ec2_policy(a).await {
-            Ok(Some(doc)) => crate::allowed::declarative::from_effective_policy(&doc)
-                .ok()
-                .flatten(),
-            _ => None,
-        };
-        out.insert(a.clone(), settings);
-    }
-    out
+    // Several at once: the rate limiter paces them (thousands with --accounts).
+    stream::iter(accounts)
+        .map(|a| async move {
+            let settings = read_for(&deps.aws, a).await.ok();
+            (a.clone(), settings)
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await
 }
 
 /// The source of the asked image: itself, or the source EC2's lineage names for our copy.
@@ -337,7 +339,7 @@ async fn target_views<P: Aws + TargetAccounts>(
     members: &BTreeMap<String, BTreeSet<String>>,
     progress: &dyn Progress,
 ) -> Vec<TargetView> {
-    let mut out = Vec::new();
+    let mut wanted = Vec::new();
     for into in &plan.into {
         let accounts = into.targets.accounts(members, &deps.account_id);
         progress.step(&format!(
@@ -347,25 +349,32 @@ async fn target_views<P: Aws + TargetAccounts>(
         ));
         for account in accounts {
             for (region, _) in &into.regions {
-                let copy = match deps
-                    .aws
-                    .target_copies(&account, region, &deps.account_id)
-                    .await
-                {
-                    Ok(images) => Ok(images
-                        .into_iter()
-                        .filter(|i| i.source_image_id.as_deref() == Some(&source.id))
-                        .min_by_key(|i| i.state != ImageState::Available)),
-                    Err(e) => Err(format!("{}: {}", e.code, e.message)),
-                };
-                out.push(TargetView {
-                    account: account.clone(),
-                    region: region.clone(),
-                    rule: into.rule.clone(),
-                    copy,
-                });
+                wanted.push((account.clone(), region.clone(), into.rule.clone()));
             }
         }
     }
-    out
+    // Several at once (each account through its role), in the order listed.
+    stream::iter(wanted)
+        .map(|(account, region, rule)| async move {
+            let copy = match deps
+                .aws
+                .target_copies(&account, &region, &deps.account_id)
+                .await
+            {
+                Ok(images) => Ok(images
+                    .into_iter()
+                    .filter(|i| i.source_image_id.as_deref() == Some(&source.id))
+                    .min_by_key(|i| i.state != ImageState::Available)),
+                Err(e) => Err(format!("{}: {}", e.code, e.message)),
+            };
+            TargetView {
+                account,
+                region,
+                rule,
+                copy,
+            }
+        })
+        .buffered(READ_CONCURRENCY)
+        .collect()
+        .await
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::allowed::{declarative::from_effective_policy, judge, Settings, State, Verdict};
+use crate::allowed::{declarative::read_for, judge, Settings, State, Verdict};
 use crate::config::Rule;
 use crate::deps::Deps;
 use crate::lineage::CopyChecks;
@@ -243,12 +243,7 @@ async fn read_settings<'a, P: Aws + TargetAccounts>(
                     .await
                     .map_err(|e| format!("{}: {}", e.code, e.message))
             } else {
-                match deps.aws.effective_ec2_policy(account).await {
-                    Ok(Some(doc)) => from_effective_policy(&doc)
-                        .and_then(|s| s.ok_or_else(|| no_setting(account))),
-                    Ok(None) => Err(no_setting(account)),
-                    Err(e) => Err(format!("{}: {}", e.code, e.message)),
-                }
+                read_for(&deps.aws, account).await
             };
             Some((*account, settings))
         })
@@ -256,12 +251,6 @@ async fn read_settings<'a, P: Aws + TargetAccounts>(
         .collect()
         .await;
     read.into_iter().flatten().collect()
-}
-
-fn no_setting(account: &str) -> String {
-    format!(
-        "no organization policy sets Allowed AMIs for {account}; its own setting is read only through a copy_into role"
-    )
 }
 
 fn count(r: &mut ConsumerReport, rule: &Rule, image: &Image, account: &str, verdict: Verdict) {
