@@ -4,7 +4,7 @@
 //! desired state.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -28,6 +28,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// How long Organizations listings are reused by a warm Lambda.
     pub org_cache_ttl: Duration,
+    /// How long a consumer account's Allowed AMIs, once read, are reused by a warm Lambda
+    /// (longer than an invocation: each account is read at most once per invocation).
+    pub consumer_cache_ttl: Duration,
     /// Most `CreateGrant` calls in flight for one key: KMS allows 50 a second per account
     /// and Region, so the grants of a 50-account share go out at once.
     pub grant_concurrency: usize,
@@ -57,6 +60,7 @@ impl Default for Settings {
             ],
             concurrency: 8,
             org_cache_ttl: Duration::from_secs(300),
+            consumer_cache_ttl: Duration::from_secs(900),
             grant_concurrency: 50,
             target_copies_per_event: 500,
             target_concurrency: 32,
@@ -78,7 +82,19 @@ pub struct Caches {
     mark_key: Mutex<Option<crate::marks::MarkKey>>,
     /// (Region, key id as referenced) → key metadata. Who manages a key never changes.
     keys: Mutex<HashMap<(String, String), KeyInfo>>,
+    /// (account, the Region of a read through its `copy_into` role, or none for its
+    /// organization policy) → its Allowed AMIs, read once: concurrent readers wait for it.
+    consumers: Mutex<HashMap<AllowedKey, Arc<AllowedCell>>>,
 }
+
+/// An account's Allowed AMIs as read (`Err`: why it could not be), and when.
+pub type AllowedReading = std::result::Result<crate::allowed::Settings, String>;
+
+/// (account, the Region of a read through its role, or none for its organization policy).
+type AllowedKey = (String, Option<String>);
+
+/// One account's reading, made once however many events ask for it at once.
+pub type AllowedCell = tokio::sync::OnceCell<(Instant, AllowedReading)>;
 
 /// Everything a handler needs: the AWS ports, the policy, who we are, caches and tunables.
 pub struct Deps<P> {
@@ -185,6 +201,17 @@ impl<P: Aws> Deps<P> {
             *guard = Some((Instant::now(), id.clone()));
         }
         Ok(id)
+    }
+
+    /// The members of those organizations and OUs this warm Lambda has listed lately (no
+    /// call is made).
+    pub fn members_listed<'a>(
+        &self,
+        arns: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        arns.into_iter()
+            .filter_map(|arn| Some((arn.clone(), self.cached_members(arn)?)))
+            .collect()
     }
 
     fn cached_members(&self, arn: &str) -> Option<BTreeSet<String>> {
@@ -332,6 +359,27 @@ impl<P: Aws> Deps<P> {
             .buffer_unordered(self.settings.concurrency)
             .try_collect()
             .await
+    }
+
+    /// The cell an account's Allowed AMIs reading lives in (`region`: read through its
+    /// `copy_into` role there): readers of the same account wait for one read. A reading
+    /// older than `consumer_cache_ttl` is replaced by an empty cell.
+    pub fn allowed_cell(&self, account: &str, region: Option<&str>) -> Arc<AllowedCell> {
+        let key = (account.to_string(), region.map(str::to_string));
+        let Ok(mut guard) = self.caches.consumers.lock() else {
+            return Arc::new(AllowedCell::new());
+        };
+        if let Some(cell) = guard.get(&key) {
+            let fresh = cell
+                .get()
+                .is_none_or(|(at, _)| at.elapsed() < self.settings.consumer_cache_ttl);
+            if fresh {
+                return cell.clone();
+            }
+        }
+        let cell = Arc::new(AllowedCell::new());
+        guard.insert(key, cell.clone());
+        cell
     }
 
     /// `DescribeKey`, remembered for the life of the warm Lambda.

@@ -18,6 +18,7 @@ pub mod allowed;
 pub mod aws;
 pub mod bootstrap;
 pub mod config;
+pub mod consumers;
 pub mod copy;
 pub mod deps;
 pub mod distribute;

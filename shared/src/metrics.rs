@@ -20,6 +20,9 @@ pub const UNDISTRIBUTED: &str = "Undistributed";
 /// Images refused because they carry the product's copy tags or name without EC2's lineage
 /// to back them (`forged-provenance`): someone should look.
 pub const FORGED_PROVENANCE: &str = "ForgedProvenance";
+/// Consumer accounts whose Allowed AMIs do not let them see an image of ours (the night: each
+/// rule's newest image in every consumer read; an event: its image in the consumers it read).
+pub const NOT_ALLOWED_IN_CONSUMERS: &str = "NotAllowedInConsumers";
 const FORGED_PROVENANCE_CODE: &str = "forged-provenance";
 /// Marks of the sweeper (orphaned-since, retirement stage) whose proof did not hold: someone
 /// wrote or changed them (the night's record, dimension `Region`).
@@ -93,7 +96,7 @@ pub fn event_record(
 fn event_metrics(
     summary: Option<&Summary>,
     duration: Duration,
-) -> [(&'static str, &'static str, f64); 11] {
+) -> [(&'static str, &'static str, f64); 12] {
     let targets = summary
         .map(|s| s.target_copies.as_slice())
         .unwrap_or_default();
@@ -114,6 +117,10 @@ fn event_metrics(
         })
         .unwrap_or(0);
     let forged = summary.is_some_and(|s| s.reason_code == Some(FORGED_PROVENANCE_CODE));
+    let not_allowed = summary
+        .and_then(|s| s.consumers.as_ref())
+        .and_then(|c| c.verdicts.get("not-allowed").copied())
+        .unwrap_or(0);
     let count = |n: usize| n as f64;
     [
         ("Invocations", "Count", 1.0),
@@ -151,6 +158,7 @@ fn event_metrics(
         ),
         ("TargetCopiesFailed", "Count", count(target_failures)),
         (FORGED_PROVENANCE, "Count", f64::from(u8::from(forged))),
+        (NOT_ALLOWED_IN_CONSUMERS, "Count", count(not_allowed)),
         ("Duration", "Milliseconds", duration.as_secs_f64() * 1000.0),
     ]
 }

@@ -585,6 +585,14 @@ pub(crate) fn resolve_key(w: &World, region: &str, key_id: &str) -> Option<Strin
         .map(|k| k.info.arn.clone())
 }
 
+/// An effective EC2 declarative policy that turns Allowed AMIs on with these criteria
+/// (`{"criteria_1": {...}}`), values under `@@assign` as Organizations gives them.
+pub fn declarative_allowed_amis(criteria: serde_json::Value) -> String {
+    serde_json::json!({"ec2_attributes": {"allowed_images_settings": {
+        "state": {"@@assign": "enabled"}, "image_criteria": criteria}}})
+    .to_string()
+}
+
 /// The default key policy plus the statements the product prints for these organization / OU
 /// ARNs (what a key's administrators add for `kms_access: key_policy`).
 pub fn key_policy_admitting(arns: &[&str]) -> String {

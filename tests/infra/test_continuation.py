@@ -46,6 +46,9 @@ def intrinsic(v: str, doc: dict):
         return len(path(doc, args[0]))
     if name == "States.ArrayContains":
         return path(doc, args[1]) in path(doc, args[0])
+    if name == "States.JsonMerge":
+        assert args[2] == "false", "a shallow merge"
+        return {**path(doc, args[0]), **path(doc, args[1])}
     raise AssertionError(f"intrinsic not modelled: {v}")
 
 
@@ -150,14 +153,35 @@ def test_invokes_again_while_the_report_says_more_and_stops_when_done(template):
     _, sm = machine(template)
     definition = sm["Properties"]["Definition"]
     answers = iter([True, True, True, False])
-    calls = execute(definition, schedule_input(template), lambda payload: {"more": next(answers), "mode": "report"})
+    calls = execute(definition, schedule_input(template),
+                    lambda payload: {"more": next(answers), "mode": "report", "carry": {}})
     assert len(calls) == 4
     assert all(c == {} for c in calls), "every round gets the schedule's input"
 
 
+def test_what_a_round_carries_reaches_every_later_round(template):
+    """The sweeper's `carry` (the consumers judged tonight) is merged into the next rounds'
+    input, on top of the schedule's (or a manual start's) own input."""
+    _, sm = machine(template)
+    definition = sm["Properties"]["Definition"]
+    answers = iter([
+        {"more": True, "carry": {}},
+        {"more": True, "carry": {"consumers_judged": True}},
+        {"more": True, "carry": {"consumers_judged": True}},
+        {"more": False, "carry": {"consumers_judged": True}},
+    ])
+    calls = execute(definition, {"input": {"mode": "report"}, "round": 0}, lambda payload: next(answers))
+    assert calls == [
+        {"mode": "report"},
+        {"mode": "report"},
+        {"mode": "report", "consumers_judged": True},
+        {"mode": "report", "consumers_judged": True},
+    ]
+
+
 def test_the_number_of_rounds_is_bounded(template):
     _, sm = machine(template)
-    calls = execute(sm["Properties"]["Definition"], schedule_input(template), lambda payload: {"more": True})
+    calls = execute(sm["Properties"]["Definition"], schedule_input(template), lambda payload: {"more": True, "carry": {}})
     assert len(calls) == 24  # MAX_ROUNDS in template.yaml and the README
     assert sm["Properties"]["Definition"]["TimeoutSeconds"] <= 86400
 
@@ -210,7 +234,7 @@ def test_one_night_at_a_time(template):
     }
     for what, (running, sweeps) in cases.items():
         metrics: list = []
-        calls = execute(definition, schedule_input(template), lambda payload: {"more": False},
+        calls = execute(definition, schedule_input(template), lambda payload: {"more": False, "carry": {}},
                         running=running, metrics=metrics)
         assert len(calls) == sweeps, what
         skipped = [m for m in metrics if m["MetricData"][0]["MetricName"] == "NightsSkipped"]

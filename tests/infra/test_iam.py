@@ -130,7 +130,8 @@ def test_exactly_the_actions_the_function_calls(template, name, branch):
     actions = {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
     # Organizations is read through the assumed role when one is given, directly otherwise.
     plumbing = PLUMBING | (SWEEPER_PLUMBING if name == "nightly-sweeper" else QUEUE_PLUMBING)
-    org = ORG_READS | ({"organizations:DescribeEffectivePolicy"} if name == "nightly-sweeper" else set())
+    # every function reads the consumers' Allowed AMIs (the night, and the events' warnings)
+    org = ORG_READS | {"organizations:DescribeEffectivePolicy"}
     expected = CALLS[name] | plumbing | ({"sts:AssumeRole"} if has_role else org)
     assert sorted(actions) == sorted(expected)
 

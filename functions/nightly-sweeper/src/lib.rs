@@ -35,6 +35,7 @@ use serde_json::Value;
 /// The types of [`handle`]'s signature: the night's run, and its report.
 pub use amishare::night::{Clock, Run, DEFAULT_MARGIN};
 pub use amishare::sweep::report;
+pub use amishare::sweep::report::Carry;
 pub use amishare::sweep::SweepReport;
 
 pub const FUNCTION: &str = "nightly-sweeper";
@@ -63,10 +64,19 @@ pub fn parse_input(payload: &Value) -> Result<Option<SweepMode>, Error> {
     let obj = payload.as_object().ok_or_else(|| {
         Error::bad_event("input", format!("must be a JSON object ({{}} or {{\"mode\": \"report\"|\"delete\"|\"plan\"}}), got {payload}"))
     })?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "mode") {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["mode", "consumers_judged"].contains(&k.as_str()))
+    {
         return Err(Error::bad_event(
             k.clone(),
-            "unknown field; the sweeper's input may only hold \"mode\"",
+            "unknown field; the sweeper's input may only hold \"mode\" (and what a round of the night carries to the next: \"consumers_judged\")",
+        ));
+    }
+    if obj.get("consumers_judged").is_some_and(|v| !v.is_boolean()) {
+        return Err(Error::bad_event(
+            "consumers_judged",
+            "must be true or false (the continuation engine sets it)",
         ));
     }
     match obj.get("mode") {
@@ -89,7 +99,21 @@ pub async fn sweep<P: Aws + Publishing + Retirement + Inventory + TargetAccounts
     run: &Run,
 ) -> Result<SweepReport, Error> {
     let (mode, from_input) = sweep_mode(deps, &payload)?;
-    Ok(finish(night(deps, mode, from_input, run).await, run))
+    let carried = carried(&payload);
+    Ok(finish(
+        night(deps, mode, from_input, carried, run).await,
+        run,
+    ))
+}
+
+/// What an earlier round of tonight's night carried in the input (see [`Carry`]).
+fn carried(payload: &Value) -> Carry {
+    Carry {
+        consumers_judged: payload
+            .get("consumers_judged")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
 }
 
 /// The night itself, in `mode`: the inventory, then orphans beside repair, retirement and
@@ -98,9 +122,11 @@ async fn night<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     deps: &Deps<P>,
     mode: SweepMode,
     from_input: bool,
+    carried: Carry,
     run: &Run,
 ) -> SweepReport {
     let mut report = new_report(run, mode, from_input);
+    report.carry = carried;
     if !run.may_start() {
         report.orphans.status = "not_reached".into();
         report.drift.status = "not_reached".into();
@@ -123,6 +149,7 @@ async fn night<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>(
     report.retirement = std::mem::take(&mut drift_half.retirement);
     report.target_copies = std::mem::take(&mut drift_half.target_copies);
     report.consumers = std::mem::take(&mut drift_half.consumers);
+    report.carry = std::mem::take(&mut drift_half.carry);
     report.absorb(orphan_half);
     report.absorb(drift_half);
     let still_failed = listings.transient_failures();
@@ -176,6 +203,7 @@ fn new_report(run: &Run, mode: SweepMode, from_input: bool) -> SweepReport {
         retry: None,
         not_reached: Vec::new(),
         more: false,
+        carry: Carry::default(),
         errors: Vec::new(),
         errors_total: 0,
     }
@@ -261,7 +289,15 @@ async fn repair_retire_follow<P: Aws + Publishing + Retirement + Inventory + Tar
     let unpublished = report.drift.publications_failed.clone();
     retire::retire(deps, run, images, &checks, &published, &unpublished, report).await;
     finish_target_copies(deps, run, images, report).await;
-    judge_consumers(deps, run, images, &checks, report).await;
+    // Once a night, in the round that finished the images' work (their watermarks attached).
+    if report.carry.consumers_judged {
+        report.consumers.status = "judged-earlier-tonight".into();
+    } else if report.more {
+        report.consumers.status = "next-round".into();
+    } else {
+        judge_consumers(deps, run, images, &checks, report).await;
+        report.carry.consumers_judged = true;
+    }
 }
 
 /// What the input `{"mode": "plan"}` returns: the writes the next night would make under
@@ -287,7 +323,7 @@ pub async fn plan<P: Aws + Publishing + Retirement + Inventory + TargetAccounts>
     run: &Run,
 ) -> Planned {
     let dry = deps.over(Recorder::new(&deps.aws));
-    let night = night(&dry, deps.policy.sweeper.mode, false, run).await;
+    let night = night(&dry, deps.policy.sweeper.mode, false, Carry::default(), run).await;
     let plan = NightPlan::of(
         &run.region,
         dry.aws.writes(),

@@ -9,7 +9,7 @@
 use amishare::allowed::{Criterion, Settings, Source, State};
 use amishare::deps::Deps;
 use amishare::Policy;
-use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{declarative_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT};
 use chrono::{TimeZone, Utc};
 use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::json;
@@ -35,12 +35,6 @@ fn policy() -> Policy {
     .unwrap()
 }
 
-fn declarative(criteria: serde_json::Value) -> String {
-    json!({"ec2_attributes": {"allowed_images_settings": {"state": {"@@assign": "enabled"},
-        "image_criteria": criteria}}})
-    .to_string()
-}
-
 async fn night(d: &Deps<FakeAws>) -> SweepReport {
     let now = Utc.with_ymd_and_hms(2026, 12, 6, 3, 30, 0).unwrap();
     handle(d, json!({}), &Run::new(R, now, None)).await.unwrap()
@@ -59,17 +53,17 @@ fn world() -> Deps<FakeAws> {
         let mut w = fake.world();
         w.declarative_policies.insert(
             AMAZON_ONLY.into(),
-            declarative(
+            declarative_allowed_amis(
                 json!({"criteria_1": {"allowed_image_providers": {"@@assign": ["amazon"]}}}),
             ),
         );
         w.declarative_policies.insert(
             BY_WATERMARK.into(),
-            declarative(json!({"criteria_1": {"image_watermarks": {"@@assign": ["123456789012:golden-*"]}}})),
+            declarative_allowed_amis(json!({"criteria_1": {"image_watermarks": {"@@assign": ["123456789012:golden-*"]}}})),
         );
         w.declarative_policies.insert(
             STRICT_DEPRECATION.into(),
-            declarative(
+            declarative_allowed_amis(
                 json!({"criteria_1": {"allowed_image_providers": {"@@assign": ["123456789012"]},
                 "deprecation_time_condition": {"maximum_days_since_deprecated": {"@@assign": 7}}}}),
             ),

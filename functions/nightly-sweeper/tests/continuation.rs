@@ -14,7 +14,7 @@ use amishare::share::PLAN_TAG;
 use amishare::sweep::inventory::ORPHANED_SINCE_TAG;
 use amishare::Policy;
 use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use nightly_sweeper::{handle, Clock, Run, DEFAULT_MARGIN};
 use serde_json::json;
 
@@ -110,4 +110,105 @@ async fn a_continued_run_resumes_where_the_last_stopped_without_repeating_a_writ
     for s in &orphans {
         assert!(!d.aws.snapshot_exists(R, s), "{s}");
     }
+}
+
+const CONSUMER: &str = "111122223333";
+
+/// Eight images shared with one consumer account.
+fn consumer_world() -> (Deps<FakeAws>, DateTime<Utc>) {
+    let fake = FakeAws::new();
+    let root = fake.create_org("o-a1b2c3d4e5");
+    fake.add_account(&root, CONSUMER, "ACTIVE");
+    for i in 0..8 {
+        fake.create_image(ImageSpec::new(R, &format!("golden-{i}")).tag(MANAGED_TAG, "golden"));
+    }
+    let policy = Policy::from_json(
+        &json!({"rules": [{"name": "golden", "match": {"name": "golden-*"},
+            "share_with": {"accounts": [CONSUMER]}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 3, 30, 0).unwrap();
+    (Deps::new(fake, policy, OWN_ACCOUNT), now)
+}
+
+fn reads(d: &Deps<FakeAws>) -> usize {
+    d.aws
+        .call_counts()
+        .get("organizations:DescribeEffectivePolicy")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The consumers' Allowed AMIs are read in the round that finished the images' work (their
+/// watermarks attached), not in the rounds before it: once, however many rounds it takes.
+#[tokio::test]
+async fn the_consumers_are_read_in_the_round_that_finishes_the_images_work() {
+    let (d, now) = consumer_world();
+    let mut statuses = Vec::new();
+    for round in 1.. {
+        assert!(round <= 20, "the continuation never finished");
+        let clock = ticking_clock();
+        let deadline = clock.now() + DEFAULT_MARGIN + Duration::from_secs(6);
+        let run = Run::new(R, now, Some(deadline)).with_clock(clock);
+        let r = handle(&d, json!({}), &run).await.unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        statuses.push(r.consumers.status.clone());
+        if !r.more {
+            assert!(r.carry.consumers_judged);
+            break;
+        }
+        assert!(!r.carry.consumers_judged, "{statuses:?}");
+    }
+    assert!(statuses.len() > 2, "several rounds: {statuses:?}");
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|s| s == "next-round"),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last().map(String::as_str), Some("complete"));
+    assert_eq!(reads(&d), 1, "{statuses:?}");
+}
+
+/// A later round of the same night (the engine merged the report's `carry` into its input)
+/// does not read the consumers again.
+#[tokio::test]
+async fn a_round_after_the_consumers_were_judged_does_not_read_them_again() {
+    let (d, now) = consumer_world();
+    let run = Run::new(R, now, None);
+    let first = handle(&d, json!({}), &run).await.unwrap();
+    assert_eq!(first.consumers.status, "complete");
+    assert_eq!(reads(&d), 1);
+    let carry = serde_json::to_value(&first.carry).unwrap();
+    assert_eq!(carry, json!({"consumers_judged": true}));
+    // The engine: States.JsonMerge($.input, $.result.carry, false).
+    let later = handle(&d, carry, &run).await.unwrap();
+    assert_eq!(later.consumers.status, "judged-earlier-tonight");
+    assert!(
+        later.carry.consumers_judged,
+        "carried on to the rounds after"
+    );
+    assert_eq!(reads(&d), 1, "each account once a night");
+    // The next night (a new execution: its input is the schedule's) reads them afresh.
+    handle(&d, json!({}), &run).await.unwrap();
+    assert_eq!(reads(&d), 2);
+}
+
+#[tokio::test]
+async fn the_carry_is_refused_unless_a_boolean() {
+    let d = Deps::new(
+        FakeAws::new(),
+        Policy::from_json(r#"{"rules": []}"#).unwrap(),
+        OWN_ACCOUNT,
+    );
+    let run = Run::new(R, Utc::now(), None);
+    let e = handle(&d, json!({"consumers_judged": "yes"}), &run)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("consumers_judged"), "{e}");
+    let r = handle(&d, json!({"consumers_judged": true}), &run)
+        .await
+        .unwrap();
+    assert!(r.carry.consumers_judged, "carried on to the next round");
 }

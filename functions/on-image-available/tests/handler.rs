@@ -147,6 +147,8 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         ("organizations:ListAccountsForParent", 1),
         ("organizations:ListChildren", 1),
         ("organizations:DescribeAccount", 1), // the plain account is a member
+        // each consumer's Allowed AMIs, for the summary's warnings (6 <= consumer_reads_per_event)
+        ("organizations:DescribeEffectivePolicy", 6),
     ];
     assert_eq!(
         counts,
@@ -155,7 +157,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
     );
     assert_eq!(
         d.aws.calls_to("ec2") + d.aws.calls_to("kms") + d.aws.calls_to("organizations"),
-        34
+        40
     );
 }
 
@@ -218,8 +220,16 @@ async fn org_cache_expires() {
     handle(&d, event("us-east-1", &id, "available"))
         .await
         .unwrap();
-    // The OU's two listings, and the plain account's membership (DescribeAccount) again.
+    // The OU's two listings, and the plain account's membership (DescribeAccount) again; the
+    // consumers' Allowed AMIs are not read again (their own cache lasts 15 minutes), and the
+    // consumers' look lists nothing of its own.
     assert_eq!(d.aws.calls_to("organizations"), 3);
+    assert_eq!(
+        d.aws
+            .call_counts()
+            .get("organizations:DescribeEffectivePolicy"),
+        None
+    );
 }
 
 #[tokio::test]

@@ -33,6 +33,14 @@ pub struct RateLimitConfig {
     #[serde(default = "default_copies_in_flight")]
     #[schemars(range(min = 1, max = 1000))]
     pub copies_in_flight: usize,
+    /// Most consumer accounts whose Allowed AMIs one event reads (`DescribeEffectivePolicy`,
+    /// or `GetAllowedImagesSettings` through a `copy_into` role) to warn in its summary that
+    /// the image it shared is not allowed there. Accounts read in the last 15 minutes by the
+    /// same warm Lambda are judged without a read and do not count; the night judges every
+    /// account. 0 turns the events' look off. 0 to 1000. Default 10.
+    #[serde(default = "default_consumer_reads_per_event")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub consumer_reads_per_event: usize,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -46,6 +54,10 @@ fn default_copies_in_flight() -> usize {
     20
 }
 
+fn default_consumer_reads_per_event() -> usize {
+    10
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
@@ -53,6 +65,7 @@ impl Default for RateLimitConfig {
             events_share: default_share(),
             requests_per_second: BTreeMap::new(),
             copies_in_flight: default_copies_in_flight(),
+            consumer_reads_per_event: default_consumer_reads_per_event(),
             unknown: BTreeMap::new(),
         }
     }
@@ -83,6 +96,15 @@ impl RateLimitConfig {
                 format!(
                     "{} is not a number of copies in flight per Region from 1 to 1000 (EBS allows 20)",
                     r.copies_in_flight
+                ),
+            );
+        }
+        if r.consumer_reads_per_event > 1000 {
+            p.add(
+                "rate_limits.consumer_reads_per_event",
+                format!(
+                    "{} is not a number of consumer accounts from 0 to 1000 (0 turns the events' look off)",
+                    r.consumer_reads_per_event
                 ),
             );
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use crate::consumers::judge_event;
 use crate::copy::CopyReport;
 use crate::deps::Deps;
 use crate::error::Error;
@@ -50,6 +51,9 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
         conv.record(region, &[&done]).await?;
     }
     let shared = done.shared;
+    let mut seen = image.clone();
+    seen.watermarks
+        .extend(done.watermarks_attached.iter().cloned());
     let mut out = converged_summary(change, &plan, done, not_made);
     // Fully shared in its Region: the newest image of its rules there, for consumers.
     if !shared {
@@ -69,6 +73,8 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
             }
         }
     }
+    // Last, as nothing waits for it: whether the consumers can see what was shared.
+    out.consumers = judge_event(deps, &seen, &plan.rules, Some(&deps.aws), Utc::now()).await;
     Ok(out)
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::config::{KmsAccess, Rule};
+use crate::consumers::judge_event;
 use crate::copy::{clear_source_fingerprint, deprecation_for_copy};
 use crate::deps::Deps;
 use crate::error::Error;
@@ -114,7 +115,13 @@ async fn share_copy<P: Aws + Publishing>(
         return Ok(out);
     }
     let result = Publisher::new(deps).publish_for(&plan.rules, &copy).await;
-    out.with_publications(result)
+    let mut out = out.with_publications(result)?;
+    // Whether the consumers can see it here (this function has no target role: the targets'
+    // organization policies are read).
+    copy.watermarks
+        .extend(out.watermarks_attached.iter().cloned());
+    out.consumers = judge_event(deps, &copy, &plan.rules, None, Utc::now()).await;
+    Ok(out)
 }
 
 /// The event's image, when it is one of this account's copies (EC2's lineage); otherwise the

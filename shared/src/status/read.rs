@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt};
 
 use super::{Problem, Progress};
-use crate::allowed::declarative::read_for;
+use crate::consumers::{read_settings, Consumer, Reading, READ_CONCURRENCY};
 use crate::deps::{Deps, Encryption};
 use crate::error::{Error, Result};
 use crate::names::{copy_name, CopyKind};
@@ -17,7 +17,6 @@ use crate::plan::{classify, matching_rules, verify_copy, ImageKind, SharePlan, S
 use crate::ports::{Aws, Image, ImageState, LaunchPermissions, OrgAccount};
 use crate::publish::Publishing;
 use crate::share::key_policy::{check, OrgTarget};
-use crate::sweep::consumers::READ_CONCURRENCY;
 use crate::target_copies::TargetAccounts;
 
 /// Everything read for one image.
@@ -174,14 +173,19 @@ async fn allowed_settings<P: Aws>(
         accounts.len()
     ));
     // Several at once: the rate limiter paces them (thousands with --accounts).
-    stream::iter(accounts)
-        .map(|a| async move {
-            let settings = read_for(&deps.aws, a).await.ok();
-            (a.clone(), settings)
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect()
+    let accounts: Vec<Consumer> = accounts.into_iter().map(|a| (a.clone(), false)).collect();
+    let how = Reading {
+        region: "",
+        roles: None,
+        budget: None,
+        may_start: &|| true,
+        reuse: false,
+    };
+    read_settings(deps, &accounts, &how)
         .await
+        .into_iter()
+        .map(|(a, s)| (a, s.ok()))
+        .collect()
 }
 
 /// The source of the asked image: itself, or the source EC2's lineage names for our copy.

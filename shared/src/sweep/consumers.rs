@@ -6,22 +6,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::allowed::{declarative::read_for, judge, Settings, State, Verdict};
+use crate::allowed::{judge, State, Verdict};
 use crate::config::Rule;
-use crate::deps::Deps;
+use crate::consumers::{
+    of_rules, read_settings, refused, Consumer, ConsumerItem, Listing, Reading,
+};
+use crate::deps::{AllowedReading, Deps};
 use crate::lineage::CopyChecks;
 use crate::night::{Ledger, Run, LISTED};
-use crate::plan::{classify, matching_rules, ImageKind, SharePlan};
+use crate::plan::{classify, matching_rules, ImageKind};
 use crate::ports::{Aws, Image, ImageState};
 use crate::publish::publication_order;
 use crate::sweep::report::SweepReport;
 use crate::target_copies::TargetAccounts;
-
-/// Accounts read at once (the Organizations rate limit paces them).
-pub const READ_CONCURRENCY: usize = 8;
 
 /// What the night found of the consumers' Allowed AMIs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -37,15 +36,6 @@ pub struct ConsumerReport {
     /// is turned on): the first of them, and how many.
     pub not_allowed: Vec<ConsumerItem>,
     pub not_allowed_total: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConsumerItem {
-    pub rule: String,
-    pub image_id: String,
-    pub account: String,
-    #[serde(flatten)]
-    pub verdict: Verdict,
 }
 
 /// Judge each rule's newest image here in each consumer account that can be read.
@@ -64,8 +54,8 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
     let Some(newest) = as_they_are_now(deps, run, newest, report).await else {
         return;
     };
-    let consumers = match consumers_of(deps, &newest).await {
-        Ok(c) => c,
+    let consumers = match of_rules(deps, newest.iter().map(|(r, _)| *r), Listing::Always).await {
+        Ok((c, _)) => c,
         Err(e) => {
             report.consumers.status = "aborted".into();
             report.error(
@@ -75,11 +65,17 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
             return;
         }
     };
-    let accounts: BTreeSet<(&str, bool)> = consumers
-        .values()
-        .flat_map(|c| c.iter().map(|(a, t)| (a.as_str(), *t)))
-        .collect();
-    let read = read_settings(deps, run, &accounts).await;
+    let accounts: BTreeSet<Consumer> = consumers.values().flatten().cloned().collect();
+    let accounts: Vec<Consumer> = accounts.into_iter().collect();
+    let how = Reading {
+        region: &run.region,
+        roles: Some(&deps.aws),
+        budget: None,
+        may_start: &|| run.may_start(),
+        // Tonight's word, not what the warm Lambda read earlier (once a night: the carry).
+        reuse: false,
+    };
+    let read = read_settings(deps, &accounts, &how).await;
     let r = &mut report.consumers;
     r.accounts_read = read.values().filter(|s| s.is_ok()).count();
     r.accounts_unreadable = read.len() - r.accounts_read;
@@ -185,84 +181,13 @@ fn newest_per_rule<'a, P: Aws>(
     out
 }
 
-/// Rule → its consumer accounts (`true`: a `copy_into` target, read through its role).
-async fn consumers_of<P: Aws>(
-    deps: &Deps<P>,
-    newest: &[(&Rule, Image)],
-) -> crate::error::Result<BTreeMap<String, BTreeSet<(String, bool)>>> {
-    let mut out = BTreeMap::new();
-    for (rule, _) in newest {
-        let plan = SharePlan::from_rules(deps.policy.kms_access, std::iter::once(*rule));
-        let groups: BTreeSet<&String> = plan
-            .launch
-            .organizations
-            .iter()
-            .chain(&plan.launch.organizational_units)
-            .chain(plan.into.iter().flat_map(|i| i.targets.groups()))
-            .collect();
-        let members = deps.members_of(groups).await?;
-        let mut accounts: BTreeSet<(String, bool)> = BTreeSet::new();
-        let targets: BTreeSet<String> = plan
-            .into
-            .iter()
-            .flat_map(|i| i.targets.accounts(&members, &deps.account_id))
-            .collect();
-        for a in plan.launch.accounts.iter().chain(
-            plan.launch
-                .organizations
-                .iter()
-                .chain(&plan.launch.organizational_units)
-                .flat_map(|g| members.get(g).into_iter().flatten()),
-        ) {
-            if a != &deps.account_id && !targets.contains(a) {
-                accounts.insert((a.clone(), false));
-            }
-        }
-        accounts.extend(targets.into_iter().map(|a| (a, true)));
-        out.insert(rule.name.clone(), accounts);
-    }
-    Ok(out)
-}
-
-/// Each account's settings, read once (paced); those not reached before the deadline are left
-/// out. `Err`: why it could not be read.
-async fn read_settings<'a, P: Aws + TargetAccounts>(
-    deps: &Deps<P>,
-    run: &Run,
-    accounts: &BTreeSet<(&'a str, bool)>,
-) -> BTreeMap<&'a str, Result<Settings, String>> {
-    let region = run.region.as_str();
-    let read: Vec<Option<(&str, Result<Settings, String>)>> = stream::iter(accounts.iter())
-        .map(|(account, target)| async move {
-            if !run.may_start() {
-                return None;
-            }
-            let settings = if *target {
-                deps.aws
-                    .allowed_images_settings(account, region)
-                    .await
-                    .map_err(|e| format!("{}: {}", e.code, e.message))
-            } else {
-                read_for(&deps.aws, account).await
-            };
-            Some((*account, settings))
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect()
-        .await;
-    read.into_iter().flatten().collect()
-}
-
 fn count(r: &mut ConsumerReport, rule: &Rule, image: &Image, account: &str, verdict: Verdict) {
     *r.per_rule
         .entry(rule.name.clone())
         .or_default()
         .entry(verdict.code())
         .or_insert(0) += 1;
-    if matches!(
-        verdict,
-        Verdict::NotAllowed { .. } | Verdict::AuditWouldRefuse { .. }
-    ) {
+    if refused(&verdict) {
         if matches!(verdict, Verdict::NotAllowed { .. }) {
             r.not_allowed_total += 1;
         }
@@ -284,7 +209,7 @@ fn lookahead(
     out: &mut Vec<String>,
     rule: &Rule,
     consumers: Option<&BTreeSet<(String, bool)>>,
-    read: &BTreeMap<&str, Result<Settings, String>>,
+    read: &BTreeMap<String, AllowedReading>,
 ) {
     let Some(retire) = rule.retire.as_ref().filter(|r| r.deprecate) else {
         return;

@@ -253,9 +253,21 @@ pub struct SweepReport {
     /// The deadline left work for a follow-up invocation: the continuation engine (the
     /// template's state machine) runs the sweeper again while this is true.
     pub more: bool,
+    /// What the night's next round must know of this one: the engine merges it into the next
+    /// invocation's input (always an object).
+    pub carry: Carry,
     /// The first errors.
     pub errors: Vec<ErrorSummary>,
     pub errors_total: usize,
+}
+
+/// What one round of the night tells the next (the sweeper's input carries it back).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Carry {
+    /// The consumers' Allowed AMIs were read and judged this night: later rounds do not read
+    /// them again (each account at most once a night).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub consumers_judged: bool,
 }
 
 impl Ledger for SweepReport {
@@ -335,7 +347,7 @@ impl SweepReport {
             ),
             ("ImagesProtected", "Count", self.retirement.protected as u64),
             (
-                "NotAllowedInConsumers",
+                crate::metrics::NOT_ALLOWED_IN_CONSUMERS,
                 "Count",
                 self.consumers.not_allowed_total as u64,
             ),
