@@ -7,7 +7,7 @@
 //!
 //! - the night judges each rule's newest image in every consumer ([`crate::sweep::consumers`]);
 //! - an event judges the image it shared in as many consumers as
-//!   `rate_limits.consumer_reads_per_event` lets it read ([`judge_event`]), and its summary
+//!   `rate_limits.consumer_reads_per_invocation` lets it read ([`judge_event`]), and its summary
 //!   warns of each that would not see the image.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,7 +109,8 @@ pub struct Reading<'a> {
     /// The target accounts' port; `None`: targets are read from their organization policy
     /// too (a function without the target role).
     pub roles: Option<&'a dyn TargetAccounts>,
-    /// Most accounts actually read (those read already do not count); `None`: all.
+    /// Most accounts the invocation reads (those read already do not count; see
+    /// [`Deps::take_consumer_read`]); `None`: all.
     pub budget: Option<usize>,
     /// Whether another read may start (the night's deadline).
     pub may_start: &'a (dyn Fn() -> bool + Sync),
@@ -126,7 +127,6 @@ pub async fn read_settings<P: Aws>(
     accounts: &[Consumer],
     how: &Reading<'_>,
 ) -> BTreeMap<String, AllowedReading> {
-    let mut left = how.budget.unwrap_or(usize::MAX);
     let mut chosen = Vec::new();
     for (account, target) in accounts {
         let via_role = *target && how.roles.is_some();
@@ -135,10 +135,7 @@ pub async fn read_settings<P: Aws>(
         } else {
             std::sync::Arc::new(crate::deps::AllowedCell::new())
         };
-        if cell.initialized() {
-            chosen.push((account, via_role, cell));
-        } else if left > 0 {
-            left -= 1;
+        if cell.initialized() || how.budget.is_none_or(|b| deps.take_consumer_read(b)) {
             chosen.push((account, via_role, cell));
         }
     }
@@ -194,7 +191,7 @@ pub struct EventConsumers {
     pub accounts: usize,
     /// Accounts judged: read now, or lately by this warm Lambda.
     pub judged: usize,
-    /// Accounts this event did not read (past `rate_limits.consumer_reads_per_event`): the
+    /// Accounts this event did not read (past `rate_limits.consumer_reads_per_invocation`): the
     /// night judges them.
     pub not_read: usize,
     /// Organizations and OUs whose members this event did not list (the share did not need
@@ -213,7 +210,7 @@ pub struct EventConsumers {
 }
 
 /// Judge the image an event shared in its rules' consumer accounts, reading at most
-/// `rate_limits.consumer_reads_per_event` of them (the plain accounts and targets first, then
+/// `rate_limits.consumer_reads_per_invocation` of them (for all the events of a batch) (the plain accounts and targets first, then
 /// the members of organizations and OUs the event listed for its share: no listing is made
 /// for this); `None` when the policy turns this off or no rule has a consumer. `roles`: the
 /// target accounts' port, where the function has the role.
@@ -224,7 +221,7 @@ pub async fn judge_event<P: Aws>(
     roles: Option<&dyn TargetAccounts>,
     now: DateTime<Utc>,
 ) -> Option<EventConsumers> {
-    let budget = deps.policy.rate_limits.consumer_reads_per_event;
+    let budget = deps.policy.rate_limits.consumer_reads_per_invocation;
     let rules: Vec<&Rule> = deps
         .policy
         .rules

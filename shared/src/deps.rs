@@ -85,6 +85,8 @@ pub struct Caches {
     /// (account, the Region of a read through its `copy_into` role, or none for its
     /// organization policy) → its Allowed AMIs, read once: concurrent readers wait for it.
     consumers: Mutex<HashMap<AllowedKey, Arc<AllowedCell>>>,
+    /// Consumers' settings read since the invocation began (an event function's bound).
+    consumer_reads: std::sync::atomic::AtomicUsize,
 }
 
 /// An account's Allowed AMIs as read (`Err`: why it could not be), and when.
@@ -359,6 +361,25 @@ impl<P: Aws> Deps<P> {
             .buffer_unordered(self.settings.concurrency)
             .try_collect()
             .await
+    }
+
+    /// A new invocation begins (a Lambda runs one at a time): its bounds start afresh.
+    pub fn begin_invocation(&self) {
+        self.caches
+            .consumer_reads
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Take one of the invocation's `budget` consumer reads; `false` when none is left.
+    pub fn take_consumer_read(&self, budget: usize) -> bool {
+        self.caches
+            .consumer_reads
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| (n < budget).then_some(n + 1),
+            )
+            .is_ok()
     }
 
     /// The cell an account's Allowed AMIs reading lives in (`region`: read through its

@@ -73,8 +73,8 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorSummary>,
     /// The image in its rules' consumer accounts' Allowed AMIs: a warning list of those where
-    /// it is shared but cannot be seen (never a failure), for the accounts this event read
-    /// (`rate_limits.consumer_reads_per_event`); the night judges every account.
+    /// it is shared but cannot be seen (never a failure), for the accounts read
+    /// (`rate_limits.consumer_reads_per_invocation`); the night judges every account.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumers: Option<crate::consumers::EventConsumers>,
     /// What draining the copy line of the event's Region did (on-copy-complete: a copy

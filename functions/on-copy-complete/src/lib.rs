@@ -19,6 +19,7 @@ pub use amishare::distribute::copy_complete::FUNCTION;
 /// Handle one event. Permanent failures are reported in the summary (and not retried);
 /// transient ones are returned as errors so the event is retried.
 pub async fn handle<P: Aws + Publishing>(deps: &Deps<P>, payload: Value) -> Result<Summary, Error> {
+    deps.begin_invocation();
     let keys = Arc::new(KeyState::default());
     on_ami_event(FUNCTION, payload, |change| async move {
         copy_complete(deps, &change, &keys).await
@@ -38,6 +39,7 @@ pub async fn handle_invocation<P: Aws + Publishing>(
         return Ok(Response::Line(report));
     }
     // One invocation, one view of the keys: the events of a batch read a key's grants once.
+    deps.begin_invocation();
     let keys = Arc::new(KeyState::default());
     let keys = &keys;
     on_invocation(FUNCTION, payload, |change| async move {

@@ -22,6 +22,7 @@ pub async fn handle<P: Aws + Publishing + TargetAccounts>(
     deps: &Deps<P>,
     payload: Value,
 ) -> Result<Summary, Error> {
+    deps.begin_invocation();
     let keys = Arc::new(KeyState::default());
     on_ami_event(FUNCTION, payload, |change| async move {
         image_available(deps, &change, &keys).await
@@ -40,6 +41,7 @@ pub async fn handle_invocation<P: Aws + Publishing + TargetAccounts>(
         return Ok(Response::Batch(on_follow_batch(deps, batch).await.0));
     }
     // One invocation, one view of the keys: the events of a batch read a key's grants once.
+    deps.begin_invocation();
     let keys = Arc::new(KeyState::default());
     let keys = &keys;
     on_invocation(FUNCTION, payload, |change| async move {

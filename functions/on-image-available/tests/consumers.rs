@@ -1,7 +1,7 @@
 //! The event's look at the consumers' Allowed AMIs (issue 30): after everything is shared, the
 //! image is judged in its rules' consumer accounts, and the summary warns of each where it is
-//! shared but cannot be seen. Never a failure; at most `rate_limits.consumer_reads_per_event`
-//! accounts read an event, each account read once while the warm Lambda remembers it, and no
+//! shared but cannot be seen. Never a failure; at most `rate_limits.consumer_reads_per_invocation`
+//! accounts read an invocation (all the events of its batch), each account read once while the warm Lambda remembers it, and no
 //! listing made for it.
 
 // Test set-up and assertions: a panic is a failed test.
@@ -186,8 +186,8 @@ async fn the_summary_warns_of_each_consumer_that_cannot_see_the_shared_image() {
 }
 
 #[tokio::test]
-async fn reads_are_bounded_per_event_and_each_account_is_read_once() {
-    let d = world(json!({"rate_limits": {"consumer_reads_per_event": 2}}));
+async fn reads_are_bounded_per_invocation_and_each_account_is_read_once() {
+    let d = world(json!({"rate_limits": {"consumer_reads_per_invocation": 2}}));
     let mut judged = Vec::new();
     for n in 1..=4 {
         let id = image(&d, &format!("golden-{n}"));
@@ -196,21 +196,20 @@ async fn reads_are_bounded_per_event_and_each_account_is_read_once() {
         let c = s.consumers.unwrap();
         judged.push((c.judged, c.not_read));
     }
-    // Two new accounts an event (the target and the plain account first); those read already
-    // are judged without a read.
+    // Two new accounts an invocation (the target and the plain account first); those read
+    // already are judged without a read.
     assert_eq!(judged, [(2, 3), (4, 1), (5, 0), (5, 0)]);
     assert_eq!(reads(&d), (4, 1), "each account once");
 }
 
-#[tokio::test]
-async fn the_events_of_one_batch_read_each_account_once() {
-    let d = world(json!({}));
+/// An SQS batch of three images' events, in one invocation.
+fn batch_of_three(d: &Deps<FakeAws>) -> Value {
     let fixture: Value =
         serde_json::from_str(include_str!("../../../events/sqs-image-available.json")).unwrap();
     let template = fixture["Records"][0].clone();
     let records: Vec<Value> = (1..=3)
         .map(|n| {
-            let id = image(&d, &format!("golden-{n}"));
+            let id = image(d, &format!("golden-{n}"));
             let mut body: Value = serde_json::from_str(template["body"].as_str().unwrap()).unwrap();
             body["detail"]["ImageId"] = json!(id);
             let mut r = template.clone();
@@ -219,9 +218,13 @@ async fn the_events_of_one_batch_read_each_account_once() {
             r
         })
         .collect();
-    handle_invocation(&d, json!({ "Records": records }))
-        .await
-        .unwrap();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn the_events_of_one_batch_read_each_account_once() {
+    let d = world(json!({}));
+    handle_invocation(&d, batch_of_three(&d)).await.unwrap();
     assert_eq!(
         reads(&d),
         (4, 1),
@@ -230,8 +233,17 @@ async fn the_events_of_one_batch_read_each_account_once() {
 }
 
 #[tokio::test]
+async fn the_bound_is_the_whole_batch_s_and_starts_afresh_each_invocation() {
+    let d = world(json!({"rate_limits": {"consumer_reads_per_invocation": 2}}));
+    handle_invocation(&d, batch_of_three(&d)).await.unwrap();
+    assert_eq!(reads(&d), (1, 1), "two reads for the three events together");
+    handle_invocation(&d, batch_of_three(&d)).await.unwrap();
+    assert_eq!(reads(&d), (3, 1), "two more in the next invocation");
+}
+
+#[tokio::test]
 async fn turned_off_it_reads_nothing() {
-    let d = world(json!({"rate_limits": {"consumer_reads_per_event": 0}}));
+    let d = world(json!({"rate_limits": {"consumer_reads_per_invocation": 0}}));
     let id = image(&d, "golden-1");
     let s = handle(&d, event(&id)).await.unwrap();
     assert_eq!(s.outcome, Outcome::Shared);

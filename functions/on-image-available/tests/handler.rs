@@ -147,7 +147,7 @@ async fn representative_case_shares_everything_with_the_minimum_of_calls() {
         ("organizations:ListAccountsForParent", 1),
         ("organizations:ListChildren", 1),
         ("organizations:DescribeAccount", 1), // the plain account is a member
-        // each consumer's Allowed AMIs, for the summary's warnings (6 <= consumer_reads_per_event)
+        // each consumer's Allowed AMIs, for the summary's warnings (6 <= consumer_reads_per_invocation)
         ("organizations:DescribeEffectivePolicy", 6),
     ];
     assert_eq!(

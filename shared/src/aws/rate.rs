@@ -198,7 +198,7 @@ mod tests {
                 .map(|(a, r)| (a.to_string(), *r))
                 .collect::<BTreeMap<_, _>>(),
             copies_in_flight: 20,
-            consumer_reads_per_event: 10,
+            consumer_reads_per_invocation: 10,
             unknown: BTreeMap::new(),
         })
     }

@@ -33,14 +33,15 @@ pub struct RateLimitConfig {
     #[serde(default = "default_copies_in_flight")]
     #[schemars(range(min = 1, max = 1000))]
     pub copies_in_flight: usize,
-    /// Most consumer accounts whose Allowed AMIs one event reads (`DescribeEffectivePolicy`,
-    /// or `GetAllowedImagesSettings` through a `copy_into` role) to warn in its summary that
-    /// the image it shared is not allowed there. Accounts read in the last 15 minutes by the
+    /// Most consumer accounts whose Allowed AMIs one invocation of an event function reads,
+    /// for all the events of its batch (`DescribeEffectivePolicy`, or
+    /// `GetAllowedImagesSettings` through a `copy_into` role), to warn in their summaries that
+    /// the image shared is not allowed there. Accounts read in the last 15 minutes by the
     /// same warm Lambda are judged without a read and do not count; the night judges every
     /// account. 0 turns the events' look off. 0 to 1000. Default 10.
-    #[serde(default = "default_consumer_reads_per_event")]
+    #[serde(default = "default_consumer_reads_per_invocation")]
     #[schemars(range(min = 0, max = 1000))]
-    pub consumer_reads_per_event: usize,
+    pub consumer_reads_per_invocation: usize,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -54,7 +55,7 @@ fn default_copies_in_flight() -> usize {
     20
 }
 
-fn default_consumer_reads_per_event() -> usize {
+fn default_consumer_reads_per_invocation() -> usize {
     10
 }
 
@@ -65,7 +66,7 @@ impl Default for RateLimitConfig {
             events_share: default_share(),
             requests_per_second: BTreeMap::new(),
             copies_in_flight: default_copies_in_flight(),
-            consumer_reads_per_event: default_consumer_reads_per_event(),
+            consumer_reads_per_invocation: default_consumer_reads_per_invocation(),
             unknown: BTreeMap::new(),
         }
     }
@@ -99,12 +100,12 @@ impl RateLimitConfig {
                 ),
             );
         }
-        if r.consumer_reads_per_event > 1000 {
+        if r.consumer_reads_per_invocation > 1000 {
             p.add(
-                "rate_limits.consumer_reads_per_event",
+                "rate_limits.consumer_reads_per_invocation",
                 format!(
                     "{} is not a number of consumer accounts from 0 to 1000 (0 turns the events' look off)",
-                    r.consumer_reads_per_event
+                    r.consumer_reads_per_invocation
                 ),
             );
         }
