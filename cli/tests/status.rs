@@ -356,6 +356,39 @@ async fn target_copies_missing_pending_done_and_a_role_that_cannot_be_assumed() 
     );
 }
 
+/// A target's copy made before its source carried the rule's watermark lacks it (EC2 carries
+/// watermarks only to copies made since): said, with its fix.
+#[tokio::test]
+async fn a_target_copy_made_before_the_watermark_is_said() {
+    let fake = fake_org();
+    fake.add_target_account(ACCOUNT, &[R]);
+    let img = fake.create_image(ImageSpec::new(R, "golden-1").created("2026-11-01T10:00:00.000Z"));
+    let rule = json!({"share_with": {}, "copy_to": [], "publish": null,
+        "copy_into": {"accounts": [ACCOUNT], "regions": [{"region": R}]}});
+    let mut d = Deps::new(fake, policy(rule.clone()), OWN_ACCOUNT);
+    night(&d, R).await;
+    d.aws.finish_target_copies();
+    let mut with = rule;
+    with["watermark"] = json!("golden-approved");
+    d.policy = policy(with);
+    night(&d, R).await; // attaches the watermark to the source
+    let (v, code) = status(&d, R, &img.id, false).await;
+    assert_eq!(
+        (codes(&v), code),
+        (vec!["target-copy-unwatermarked".to_string()], NOT_SERVED),
+        "{v:#}"
+    );
+    let row = target_row(&v, ACCOUNT, R);
+    assert_eq!(row["target_copy"], "ok", "the copy is there");
+    assert!(
+        row["reasons"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("123456789012:golden-approved"),
+        "{row:#}"
+    );
+}
+
 #[tokio::test]
 async fn images_the_policy_does_not_distribute_say_why() {
     let fake = fake_org();

@@ -18,6 +18,7 @@ pub const REASONS: &[(&str, &str)] = &[
     ("target-copy-missing", "the target account holds no copy: the target line or the next night starts it"),
     ("target-copy-pending", "the target account's copy is in flight: its parameter moves once it is available"),
     ("target-copy-failed", "the target account's copy failed: the next night starts it again"),
+    ("target-copy-unwatermarked", "the target account's copy was made before its source carried the rule's watermark, so consumers admitting the images by watermark cannot see it: the next image's copy carries it; or deregister this copy in the target account and the next night copies the source again, watermarked"),
     ("role-not-assumable", "the target role could not be assumed in the account: deploy the target-account StackSet there (docs/deploy.md)"),
     ("not-allowed-in-consumer", "the account's Allowed AMIs criteria exclude the image, though it is shared: admit the rule's watermark there (docs/consumers.md)"),
     ("account-suspended", "the account is suspended or closing in the organization: nothing can be shared with it"),

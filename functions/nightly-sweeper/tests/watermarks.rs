@@ -234,3 +234,74 @@ fn the_watermark_is_validated_with_its_json_path_and_refused_with_a_public_share
     )
     .is_ok());
 }
+
+/// A target-owned copy (`copy_into`) carries the watermark by EC2's copy; one made before the
+/// rule had a watermark lacks it. The night verifies each available target copy against its
+/// source and says which lack it (it cannot attach it: the copy is the target's, its key would
+/// be the target's own). A copy made after the watermark carries it, and nothing is said.
+#[tokio::test]
+async fn a_target_copy_that_lacks_the_watermark_is_said_and_one_made_after_carries_it() {
+    const TARGET: &str = "300000000001";
+    let fake = FakeAws::new();
+    let root = fake.create_org("o-a1b2c3d4e5");
+    fake.add_account(&root, TARGET, "ACTIVE");
+    fake.add_target_account(TARGET, &[R]);
+    let old = fake.create_image(ImageSpec::new(R, "golden-1").created("2026-11-01T10:00:00.000Z"));
+    let into = json!({"copy_into": {"accounts": [TARGET], "regions": [{"region": R}]}});
+    let mut d = deps(fake, policy(into.clone(), json!({})));
+    let now = Utc.with_ymd_and_hms(2026, 12, 6, 3, 30, 0).unwrap();
+    let run = Run::new(R, now, None);
+    night(&d, json!({}), &run).await.unwrap();
+    d.aws.finish_target_copies();
+    let r = night(&d, json!({}), &run).await.unwrap();
+    assert_eq!(r.target_copies.finished, 1, "{:?}", r.target_copies);
+    assert_eq!(r.target_copies.watermarks_missing, 0);
+
+    // The rule gains a watermark: the night attaches it to the source; the copy made before
+    // lacks it, and the night after says so.
+    let mut with = into.clone();
+    with["watermark"] = json!("golden-approved");
+    d.policy = policy(with, json!({}));
+    night(&d, json!({}), &run).await.unwrap();
+    assert_eq!(watermarks(&d, R, &old.id), [KEY]);
+    let r = night(&d, json!({}), &run).await.unwrap();
+    assert_eq!(
+        r.target_copies.watermarks_missing, 1,
+        "{:?}",
+        r.target_copies
+    );
+    let problem = &r.target_copies.problems[0];
+    assert_eq!(problem.account, TARGET);
+    assert_eq!(problem.watermark_missing.as_deref(), Some(KEY));
+    assert_eq!(
+        problem.status,
+        amishare::target_copies::TargetStatus::Finished
+    );
+    let in_target = d.aws.target_images(TARGET, R);
+    assert!(
+        in_target.iter().all(|i| i.watermarks.is_empty()),
+        "never attached in the target"
+    );
+
+    // A newer image: watermarked before its first share, so its target copy carries it.
+    let new = d
+        .aws
+        .create_image(ImageSpec::new(R, "golden-2").created("2026-12-01T10:00:00.000Z"));
+    on_image_available::handle(&d, event("image", R, &new.id))
+        .await
+        .unwrap();
+    d.aws.finish_target_copies();
+    let r = night(&d, json!({}), &run).await.unwrap();
+    let copy = d
+        .aws
+        .target_images(TARGET, R)
+        .into_iter()
+        .find(|i| i.source_image_id.as_deref() == Some(new.id.as_str()))
+        .unwrap();
+    assert_eq!(copy.watermarks, [KEY], "EC2 carried it");
+    assert_eq!(
+        r.target_copies.watermarks_missing, 0,
+        "{:?}",
+        r.target_copies
+    );
+}

@@ -48,6 +48,8 @@ pub struct IntoPlan {
     pub parameter: Option<String>,
     /// Time-based copies, per target Region (`copy_into.regions[].completion_minutes`).
     pub completion_minutes: BTreeMap<String, u32>,
+    /// The rule's watermark name: the target copies carry it from the source (EC2 copies it).
+    pub watermark: Option<String>,
 }
 
 /// Everything the matching rules ask for one image.
@@ -418,6 +420,7 @@ fn into_plan(rule: &Rule, ci: &CopyInto, kms_default: KmsAccess) -> IntoPlan {
             KmsAccess::Grants
         },
         deprecate_superseded: ci.deprecate_superseded,
+        watermark: rule.watermark.clone(),
         parameter: rule
             .publish
             .as_ref()

@@ -431,6 +431,12 @@ fn target_row(t: &TargetView) -> Row {
             match i.state {
                 ImageState::Available | ImageState::Disabled => {
                     row.target_copy = Cell::Ok;
+                    if let Some(key) = t.watermark.as_ref().filter(|k| !i.watermarks.contains(k)) {
+                        row.reasons.push(Reason::new(
+                            "target-copy-unwatermarked",
+                            format!("{} lacks {key}, which its source carries", i.id),
+                        ));
+                    }
                     return row;
                 }
                 ImageState::Pending => ("target-copy-pending", format!("{} is pending", i.id)),

@@ -68,6 +68,9 @@ pub struct TargetView {
     pub rule: String,
     /// The copy found (`Ok(None)`: none), or why the account could not be read.
     pub copy: std::result::Result<Option<Image>, String>,
+    /// The rule's watermark key when the source carries it: EC2 carried it to copies made
+    /// since.
+    pub watermark: Option<String>,
 }
 
 /// Read everything about `image_id` in `region`. `Ok(Err(problem))` when the image is not
@@ -351,15 +354,25 @@ async fn target_views<P: Aws + TargetAccounts>(
             accounts.len(),
             into.rule
         ));
+        let watermark = into
+            .watermark
+            .as_ref()
+            .map(|w| format!("{}:{w}", deps.account_id))
+            .filter(|key| source.watermarks.contains(key));
         for account in accounts {
             for (region, _) in &into.regions {
-                wanted.push((account.clone(), region.clone(), into.rule.clone()));
+                wanted.push((
+                    account.clone(),
+                    region.clone(),
+                    into.rule.clone(),
+                    watermark.clone(),
+                ));
             }
         }
     }
     // Several at once (each account through its role), in the order listed.
     stream::iter(wanted)
-        .map(|(account, region, rule)| async move {
+        .map(|(account, region, rule, watermark)| async move {
             let copy = match deps
                 .aws
                 .target_copies(&account, &region, &deps.account_id)
@@ -376,6 +389,7 @@ async fn target_views<P: Aws + TargetAccounts>(
                 region,
                 rule,
                 copy,
+                watermark,
             }
         })
         .buffered(READ_CONCURRENCY)

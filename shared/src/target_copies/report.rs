@@ -45,6 +45,11 @@ pub struct TargetCopyReport {
     /// What became of the target's parameter: `published v<n>`, `current`, `newer-kept …`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// The rule's watermark (`<publisher>:<name>`) its source carries and this copy lacks:
+    /// consumers admitting the images by watermark cannot see it. The product cannot attach
+    /// it (the copy is the target's: its key would be the target's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark_missing: Option<String>,
 }
 
 impl TargetCopyReport {
@@ -59,6 +64,7 @@ impl TargetCopyReport {
             detail: None,
             superseded: Vec::new(),
             parameter: None,
+            watermark_missing: None,
         }
     }
 
@@ -87,6 +93,9 @@ pub struct TargetNight {
     pub superseded: usize,
     /// Target parameters written or finished tonight.
     pub parameters_written: usize,
+    /// Available copies that lack the watermark their source carries (see
+    /// [`TargetCopyReport::watermark_missing`]); the first are listed in `problems`.
+    pub watermarks_missing: usize,
     /// The first failed or refused targets, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<TargetCopyReport>,
@@ -109,7 +118,8 @@ impl TargetNight {
         {
             self.parameters_written += 1;
         }
-        if r.is_failure() && self.problems.len() < LISTED {
+        self.watermarks_missing += usize::from(r.watermark_missing.is_some());
+        if (r.is_failure() || r.watermark_missing.is_some()) && self.problems.len() < LISTED {
             self.problems.push(r);
         }
     }

@@ -310,6 +310,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     ) -> std::result::Result<(), AwsError> {
         let aws = &self.deps.aws;
         let (account, region) = (t.account.as_str(), t.region);
+        out.watermark_missing = self.watermark_missing(newest, copy, t);
         if let (Some(at), None) = (&newest.deprecation_time, &copy.deprecation_time) {
             // The clock is read at the call: a night's pass runs minutes after its start, and
             // EC2 refuses a deprecation time in the past.
@@ -343,6 +344,23 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             }
         }
         Ok(())
+    }
+
+    /// The rule's watermark, when the source carries it and the target's copy does not (EC2
+    /// carries an image's watermarks to its copies: a copy made before the watermark was
+    /// attached lacks it). Said, with a WARN line; never attached in the target.
+    fn watermark_missing(&self, newest: &Image, copy: &Image, t: &Target<'_>) -> Option<String> {
+        let name = t.into.watermark.as_ref()?;
+        let key = format!("{}:{name}", self.deps.account_id);
+        if !newest.watermarks.contains(&key) || copy.watermarks.contains(&key) {
+            return None;
+        }
+        tracing::warn!(
+            rule = %t.into.rule, account = %t.account, region = t.region, image_id = %copy.id,
+            watermark = %key,
+            "the target's copy lacks the watermark its source carries (made before it was attached): consumers admitting images by watermark cannot see it"
+        );
+        Some(key)
     }
 
     /// The target's own parameter names its newest copy: never an older one (a value that is
