@@ -185,7 +185,11 @@ if [ -n "$management_account" ]; then
 fi
 overrides=("Architecture=$architecture")
 [ -n "$org_role_arn" ] && overrides+=("OrgRoleArn=$org_role_arn")
-$has_targets && overrides+=("TargetAccountRoleName=$target_role_name")
+# The functions assume the target-account role in copy_into's targets, and with the policy's
+# allowed_amis.read_through_role in every consumer (its read-only StackSet: docs/deploy.md).
+if $has_targets || [ "$(plan_get read-through-role)" = true ]; then
+  overrides+=("TargetAccountRoleName=$target_role_name")
+fi
 [ -n "$event_bus_arn" ] && overrides+=("DistributionEventBusArn=$event_bus_arn")
 overrides+=(${user_overrides[@]+"${user_overrides[@]}"})
 

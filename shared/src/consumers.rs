@@ -109,6 +109,10 @@ pub struct Reading<'a> {
     /// The target accounts' port; `None`: targets are read from their organization policy
     /// too (a function without the target role).
     pub roles: Option<&'a dyn TargetAccounts>,
+    /// Every consumer is read through the role, not only the targets
+    /// (`allowed_amis.read_through_role`); one where it cannot be assumed is read from its
+    /// organization policy.
+    pub through_role: bool,
     /// Most accounts the invocation reads (those read already do not count; see
     /// [`Deps::take_consumer_read`]); `None`: all.
     pub budget: Option<usize>,
@@ -129,7 +133,7 @@ pub async fn read_settings<P: Aws>(
 ) -> BTreeMap<String, AllowedReading> {
     let mut chosen = Vec::new();
     for (account, target) in accounts {
-        let via_role = *target && how.roles.is_some();
+        let via_role = (*target || how.through_role) && how.roles.is_some();
         let cell = if how.reuse {
             deps.allowed_cell(account, via_role.then_some(how.region))
         } else {
@@ -147,10 +151,7 @@ pub async fn read_settings<P: Aws>(
             let (_, reading) = cell
                 .get_or_init(|| async {
                     let reading = match how.roles.filter(|_| via_role) {
-                        Some(roles) => roles
-                            .allowed_images_settings(account, how.region)
-                            .await
-                            .map_err(|e| format!("{}: {}", e.code, e.message)),
+                        Some(roles) => through_role(deps, roles, account, how.region).await,
                         None => read_for(&deps.aws, account).await,
                     };
                     (std::time::Instant::now(), reading)
@@ -162,6 +163,26 @@ pub async fn read_settings<P: Aws>(
         .collect()
         .await;
     read.into_iter().flatten().collect()
+}
+
+/// The account's own setting through its role (it shows a declarative policy's too); where
+/// the role cannot be used, its organization policy.
+async fn through_role<P: Aws>(
+    deps: &Deps<P>,
+    roles: &dyn TargetAccounts,
+    account: &str,
+    region: &str,
+) -> AllowedReading {
+    match roles.allowed_images_settings(account, region).await {
+        Ok(settings) => Ok(settings),
+        Err(e) => {
+            let role = format!("{}: {}", e.code, e.message);
+            tracing::info!(account, error = %role, "Allowed AMIs not readable through the role; reading the organization policy");
+            read_for(&deps.aws, account)
+                .await
+                .map_err(|policy| format!("through the role: {role}; {policy}"))
+        }
+    }
 }
 
 /// A consumer account where an image of ours is not allowed (or would not be, were its audit
@@ -257,6 +278,7 @@ pub async fn judge_event<P: Aws>(
         budget: Some(budget),
         may_start: &|| true,
         reuse: true,
+        through_role: deps.policy.allowed_amis.read_through_role,
     };
     let read = read_settings(deps, &accounts, &how).await;
     let mut out = EventConsumers {

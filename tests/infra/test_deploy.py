@@ -116,6 +116,20 @@ def test_dry_run_prints_one_build_and_one_deploy_per_region(env, policy_file):
         assert not any(o.startswith("OrgRoleArn=") for o in overrides(d))
 
 
+def test_reading_allowed_amis_through_the_role_gives_the_stacks_its_name(env, tmp_path):
+    """allowed_amis.read_through_role without copy_into: the functions assume the role in the
+    consumers (its read-only StackSet is deployed as docs/deploy.md says), so the stacks get
+    TargetAccountRoleName; without it they do not."""
+    for read, expected in [(True, True), (False, False)]:
+        p = tmp_path / f"policy-{read}.json"
+        p.write_text(json.dumps(dict(POLICY, allowed_amis={"read_through_role": read})))
+        r = deploy(env, "--regions", "us-east-1", "--policy-file", p, "--dry-run", "--no-plan")
+        assert r.returncode == 0, r.stderr
+        _, *deploys = [shlex.split(line) for line in r.stdout.splitlines()]
+        has = any(o == "TargetAccountRoleName=ami-share-target" for d in deploys for o in overrides(d))
+        assert has is expected, r.stdout
+
+
 def test_options_and_extra_sam_arguments(env, policy_file):
     r = deploy(env, "--regions", "us-east-1 us-west-2 us-east-1", "--policy-file", policy_file,
                "--org-role-arn", ORG_ROLE, "--stack-name", "images-prod", "--architecture", "x86_64",

@@ -423,8 +423,7 @@ def test_target_account_role(target_role_template):
     # Issue 25: only the two functions that copy into target accounts have that path; the
     # publisher's other /ami-share/ roles (on-copy-complete, the state machine) do not.
     assert target_role_template["Parameters"]["TrustedRolePath"]["Default"] == "/ami-share/copy-into/"
-    (policy,) = res["Policies"]
-    by_sid = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
+    by_sid = {st["Sid"]: st for st in target_role_statements(target_role_template, "copy-into")}
     actions = {a for st in by_sid.values() for a in as_list(st["Action"])}
     assert actions == {
         "ec2:CopyImage", "ec2:CreateTags", "ec2:EnableImageDeprecation", "ec2:DescribeImages",
@@ -446,9 +445,34 @@ def test_target_account_role(target_role_template):
         "StringLike": {"kms:ViaService": {"Fn::Sub": "ec2.*.${AWS::URLSuffix}"}}}
     assert by_sid["PublishTheNewestCopy"]["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:ssm:*:${AWS::AccountId}:parameter${ParameterPathPrefix}*"}
-    star = [sid for sid, st in by_sid.items() if st["Resource"] == "*"]
-    assert star == ["FindTheCopiesAndTheDefaultKey"]  # reads without resource-level permissions
+    star = sorted(sid for sid, st in by_sid.items() if st["Resource"] == "*")
+    assert star == ["FindTheCopiesAndTheDefaultKey", "ReadAllowedAmis"]  # no resource-level permissions
     assert "ManagedPolicyArns" not in res
+
+
+def target_role_statements(template: dict, access: str) -> list[dict]:
+    """The role's statements when deployed with `Access=access` (the CopyInto condition
+    resolved)."""
+    assert template["Conditions"]["CopyInto"] == {"Fn::Equals": [{"Ref": "Access"}, "copy-into"]}
+    out = []
+    for policy in template["Resources"]["TargetAccountRole"]["Properties"]["Policies"]:
+        if "Fn::If" in policy:
+            cond, yes, no = policy["Fn::If"]
+            assert cond == "CopyInto" and no == {"Ref": "AWS::NoValue"}
+            if access != "copy-into":
+                continue
+            policy = yes
+        out.extend(policy["PolicyDocument"]["Statement"])
+    return out
+
+
+def test_target_account_role_read_only(target_role_template):
+    """Access=read-only (the rules' other consumer OUs, allowed_amis.read_through_role): the same
+    trust, and only the account's Allowed AMIs may be read."""
+    assert target_role_template["Parameters"]["Access"]["AllowedValues"] == ["copy-into", "read-only"]
+    assert target_role_template["Parameters"]["Access"]["Default"] == "copy-into"
+    (only,) = target_role_statements(target_role_template, "read-only")
+    assert only["Effect"] == "Allow" and as_list(only["Action"]) == ["ec2:GetAllowedImagesSettings"]
 
 
 TARGET_PARAMETER_SAMPLES = {
@@ -493,9 +517,7 @@ def granted_actions(template, target_role_template) -> set[str]:
     for name in CALLS:
         for has_role in (False, True):
             acts |= {a for st in statements(template, name, has_role) for a in as_list(st["Action"])}
-    role = target_role_template["Resources"]["TargetAccountRole"]["Properties"]
-    for policy in role["Policies"]:
-        acts |= {a for st in policy["PolicyDocument"]["Statement"] for a in as_list(st["Action"])}
+    acts |= {a for st in target_role_statements(target_role_template, "copy-into") for a in as_list(st["Action"])}
     return acts
 
 

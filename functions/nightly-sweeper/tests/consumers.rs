@@ -182,3 +182,52 @@ async fn an_organization_that_cannot_be_read_leaves_every_verdict_unknown_not_an
     assert_eq!(r.consumers.not_allowed_total, 0);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 }
+
+/// `allowed_amis.read_through_role`: every consumer's own setting is read through the role
+/// (deployed read-only to the rules' OUs), which the organization policy does not show; an
+/// account where the role cannot be assumed is read from its organization policy instead.
+#[tokio::test]
+async fn through_the_role_each_account_s_own_setting_is_read_and_the_policy_where_it_cannot_be() {
+    let mut d = world();
+    d.policy.allowed_amis.read_through_role = true;
+    d.aws.deny_target_role(AMAZON_ONLY);
+    d.aws.world().allowed_images.insert(
+        (NO_POLICY.into(), R.into()),
+        Settings {
+            state: State::Enabled,
+            criteria: vec![Criterion {
+                providers: Some(vec!["amazon".into()]),
+                ..Default::default()
+            }],
+            source: Source::Account,
+        },
+    );
+    let r = night(&d).await;
+    let c = &r.consumers;
+    assert_eq!(c.status, "complete", "{c:?}");
+    let refused: Vec<(&str, &str)> = c
+        .not_allowed
+        .iter()
+        .map(|i| (i.account.as_str(), i.verdict.code()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (AMAZON_ONLY, "not-allowed"),
+            (NO_POLICY, "not-allowed"),
+            (TARGET, "audit-mode")
+        ],
+        "{c:?}"
+    );
+    let calls = d.aws.call_counts();
+    assert_eq!(
+        calls.get("target:GetAllowedImagesSettings"),
+        Some(&5),
+        "every consumer through the role: {calls:?}"
+    );
+    assert_eq!(
+        calls.get("organizations:DescribeEffectivePolicy"),
+        Some(&1),
+        "only where the role was refused: {calls:?}"
+    );
+}

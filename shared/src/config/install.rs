@@ -21,11 +21,17 @@ pub struct InstallPlan {
     pub organizations: BTreeSet<String>,
     /// The organization roots, from the OU ids (`ou-<root>-…` lies under `r-<root>`).
     pub roots: BTreeSet<String>,
+    /// `allowed_amis.read_through_role`: the functions assume the target-account role in
+    /// every consumer (deployed read-only to the rules' other OUs), so the stacks need its name.
+    pub read_through_role: bool,
 }
 
 impl InstallPlan {
     pub fn of(policy: &Policy) -> Self {
-        let mut plan = InstallPlan::default();
+        let mut plan = InstallPlan {
+            read_through_role: policy.allowed_amis.read_through_role,
+            ..InstallPlan::default()
+        };
         for rule in &policy.rules {
             plan.copy_regions
                 .extend(rule.copy_to.iter().map(|c| c.region.clone()));
@@ -73,6 +79,10 @@ impl InstallPlan {
         ]
         .iter()
         .map(|(k, v)| format!("{k}={}\n", join(v)))
+        .chain(std::iter::once(format!(
+            "read-through-role={}\n",
+            self.read_through_role
+        )))
         .collect()
     }
 }
@@ -97,7 +107,7 @@ mod tests {
         assert!(plan.has_targets());
         assert_eq!(
             plan.lines(),
-            "copy-regions=eu-west-1 us-west-2\ntarget-ous=ou-ab12-cdef3456\ntarget-accounts=111122223333\norganizations=o-a1b2c3d4e5\nroots=r-ab12\n"
+            "copy-regions=eu-west-1 us-west-2\ntarget-ous=ou-ab12-cdef3456\ntarget-accounts=111122223333\norganizations=o-a1b2c3d4e5\nroots=r-ab12\nread-through-role=false\n"
         );
     }
 }

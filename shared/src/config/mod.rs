@@ -30,7 +30,7 @@ use ids::check_key;
 pub use copy_into::{CopyInto, CopyIntoRegion};
 pub use ids::{is_account_id, is_region, parse_key_ref, parse_org_arn, parse_ou_arn, KeyRef};
 pub use install::InstallPlan;
-pub use publish::{parse_event_bus_arn, EventsConfig, Publish};
+pub use publish::{parse_event_bus_arn, AllowedAmisConfig, EventsConfig, Publish};
 pub use rates::RateLimitConfig;
 pub use retire::{Retire, RetireMode};
 pub use rule::{compile_glob, CopyTarget, KmsAccess, Match, Rule, ShareWith};
@@ -135,6 +135,9 @@ pub struct Policy {
     /// The watermark of every rule that names none (see the rule's `watermark`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
+    /// How the consumers' Allowed AMIs are read.
+    #[serde(default)]
+    pub allowed_amis: AllowedAmisConfig,
     #[serde(flatten)]
     #[schemars(skip)]
     pub unknown: BTreeMap<String, Value>,
@@ -268,6 +271,7 @@ impl Policy {
             rule::check_watermark("watermark", w, &mut p);
         }
         self.events.check(&mut p);
+        self.allowed_amis.check(&mut p);
         self.sweeper.check(&mut p);
         self.rate_limits.check(&mut p);
         p.0

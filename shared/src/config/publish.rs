@@ -124,6 +124,29 @@ impl Publish {
     }
 }
 
+/// How the consumers' Allowed AMIs are read (issue 30).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct AllowedAmisConfig {
+    /// Read every consumer account's own setting (`GetAllowedImagesSettings`) through the
+    /// target-account role, deployed read-only to the rules' OUs by a StackSet
+    /// (`templates/target-account-role.yaml`, `Access=read-only`). An account where the role
+    /// cannot be assumed is read from its organization policy instead. Default `false`: only
+    /// `copy_into` targets are read through the role; other consumers from their organization
+    /// policy (`DescribeEffectivePolicy`), which does not show an account's own setting.
+    #[serde(default)]
+    pub read_through_role: bool,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub unknown: BTreeMap<String, Value>,
+}
+
+impl AllowedAmisConfig {
+    pub(crate) fn check(&self, p: &mut Problems) {
+        p.unknown("allowed_amis", &self.unknown);
+    }
+}
+
 impl EventsConfig {
     pub(crate) fn check(&self, p: &mut Problems) {
         p.unknown("events", &self.unknown);

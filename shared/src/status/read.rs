@@ -183,6 +183,7 @@ async fn allowed_settings<P: Aws>(
         budget: None,
         may_start: &|| true,
         reuse: false,
+        through_role: false,
     };
     read_settings(deps, &accounts, &how)
         .await

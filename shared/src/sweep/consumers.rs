@@ -74,6 +74,7 @@ pub async fn judge_consumers<P: Aws + TargetAccounts>(
         may_start: &|| run.may_start(),
         // Tonight's word, not what the warm Lambda read earlier (once a night: the carry).
         reuse: false,
+        through_role: deps.policy.allowed_amis.read_through_role,
     };
     let read = read_settings(deps, &accounts, &how).await;
     let r = &mut report.consumers;
