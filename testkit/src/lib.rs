@@ -593,6 +593,22 @@ pub fn declarative_allowed_amis(criteria: serde_json::Value) -> String {
     .to_string()
 }
 
+/// An account's own Allowed AMIs setting (`GetAllowedImagesSettings`) admitting only these
+/// providers, in `state`.
+pub fn own_allowed_amis(
+    state: amishare::allowed::State,
+    providers: &[&str],
+) -> amishare::allowed::Settings {
+    amishare::allowed::Settings {
+        state,
+        criteria: vec![amishare::allowed::Criterion {
+            providers: Some(providers.iter().map(|p| p.to_string()).collect()),
+            ..Default::default()
+        }],
+        source: amishare::allowed::Source::Account,
+    }
+}
+
 /// The default key policy plus the statements the product prints for these organization / OU
 /// ARNs (what a key's administrators add for `kms_access: key_policy`).
 pub fn key_policy_admitting(arns: &[&str]) -> String {

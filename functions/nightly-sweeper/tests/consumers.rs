@@ -6,10 +6,12 @@
 // Test set-up and assertions: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use amishare::allowed::{Criterion, Settings, Source, State};
+use amishare::allowed::State;
 use amishare::deps::Deps;
 use amishare::Policy;
-use amishare_testkit::{declarative_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{
+    declarative_allowed_amis, own_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT,
+};
 use chrono::{TimeZone, Utc};
 use nightly_sweeper::{handle, Run, SweepReport};
 use serde_json::json;
@@ -70,14 +72,7 @@ fn world() -> Deps<FakeAws> {
         );
         w.allowed_images.insert(
             (TARGET.into(), R.into()),
-            Settings {
-                state: State::AuditMode,
-                criteria: vec![Criterion {
-                    providers: Some(vec!["amazon".into()]),
-                    ..Default::default()
-                }],
-                source: Source::Account,
-            },
+            own_allowed_amis(State::AuditMode, &["amazon"]),
         );
     }
     fake.create_image(ImageSpec::new(R, "golden-1").created("2026-11-01T10:00:00.000Z"));
@@ -193,14 +188,7 @@ async fn through_the_role_each_account_s_own_setting_is_read_and_the_policy_wher
     d.aws.deny_target_role(AMAZON_ONLY);
     d.aws.world().allowed_images.insert(
         (NO_POLICY.into(), R.into()),
-        Settings {
-            state: State::Enabled,
-            criteria: vec![Criterion {
-                providers: Some(vec!["amazon".into()]),
-                ..Default::default()
-            }],
-            source: Source::Account,
-        },
+        own_allowed_amis(State::Enabled, &["amazon"]),
     );
     let r = night(&d).await;
     let c = &r.consumers;

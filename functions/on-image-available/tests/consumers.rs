@@ -9,12 +9,14 @@
 
 use std::time::Duration;
 
-use amishare::allowed::{Criterion, Settings as Allowed, Source, State};
+use amishare::allowed::State;
 use amishare::deps::{Deps, Settings};
 use amishare::metrics::{event_record, NOT_ALLOWED_IN_CONSUMERS};
 use amishare::report::Outcome;
 use amishare::Policy;
-use amishare_testkit::{declarative_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{
+    declarative_allowed_amis, own_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT,
+};
 use chrono::Utc;
 use on_image_available::{handle, handle_invocation};
 use serde_json::{json, Value};
@@ -70,14 +72,7 @@ fn world(extra: Value) -> Deps<FakeAws> {
         );
         w.allowed_images.insert(
             (TARGET.into(), R.into()),
-            Allowed {
-                state: State::AuditMode,
-                criteria: vec![Criterion {
-                    providers: Some(vec!["amazon".into()]),
-                    ..Default::default()
-                }],
-                source: Source::Account,
-            },
+            own_allowed_amis(State::AuditMode, &["amazon"]),
         );
     }
     let mut d = Deps::new(fake, policy(extra), OWN_ACCOUNT);
