@@ -23,13 +23,15 @@
 //! - [`ports`]: the calls made in a target account;
 //! - [`request`]: the `CopyImage` request of a target copy;
 //! - [`report`]: what became of each target copy;
-//! - [`service`][]: [`TargetCopier`].
+//! - [`service`][]: [`TargetCopier`];
+//! - [`store`]: a target account's Parameter Store, for its own newest-image parameter.
 
 pub mod follow;
 pub mod ports;
 pub mod report;
 pub mod request;
 pub mod service;
+pub mod store;
 
 pub use follow::{Follow, FollowMessage, Followed, FOLLOW_DELAY_SECONDS};
 pub use ports::TargetAccounts;

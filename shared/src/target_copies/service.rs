@@ -8,6 +8,7 @@ use futures::stream::{self, StreamExt};
 use super::ports::TargetAccounts;
 use super::report::{TargetCopyReport, TargetStatus};
 use super::request::target_copy_request;
+use super::store::{as_aws_error, TargetStore};
 use crate::copy::{deprecation_for_copy, COPY_LIMIT_CODE};
 use crate::deps::Deps;
 use crate::error::{AwsError, Result};
@@ -17,7 +18,7 @@ use crate::names::{
 use crate::plan::IntoPlan;
 use crate::ports::{Aws, Image, ImageState, KeyManager};
 use crate::publish::decide::{label_of, target_copy_order};
-use crate::publish::params::{label_version, put_with_room, ParameterStore};
+use crate::publish::params::{label_version, put_with_room};
 
 /// One target: a rule's copy into one account and Region.
 pub(super) struct Target<'a> {
@@ -310,7 +311,7 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     ) -> std::result::Result<(), AwsError> {
         let aws = &self.deps.aws;
         let (account, region) = (t.account.as_str(), t.region);
-        out.watermark_missing = self.watermark_missing(newest, copy, t);
+        out.watermark_missing = watermark_missing(&self.deps.account_id, newest, copy, t);
         if let (Some(at), None) = (&newest.deprecation_time, &copy.deprecation_time) {
             // The clock is read at the call: a night's pass runs minutes after its start, and
             // EC2 refuses a deprecation time in the past.
@@ -344,23 +345,6 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
             }
         }
         Ok(())
-    }
-
-    /// The rule's watermark, when the source carries it and the target's copy does not (EC2
-    /// carries an image's watermarks to its copies: a copy made before the watermark was
-    /// attached lacks it). Said, with a WARN line; never attached in the target.
-    fn watermark_missing(&self, newest: &Image, copy: &Image, t: &Target<'_>) -> Option<String> {
-        let name = t.into.watermark.as_ref()?;
-        let key = format!("{}:{name}", self.deps.account_id);
-        if !newest.watermarks.contains(&key) || copy.watermarks.contains(&key) {
-            return None;
-        }
-        tracing::warn!(
-            rule = %t.into.rule, account = %t.account, region = t.region, image_id = %copy.id,
-            watermark = %key,
-            "the target's copy lacks the watermark its source carries (made before it was attached): consumers admitting images by watermark cannot see it"
-        );
-        Some(key)
     }
 
     /// The target's own parameter names its newest copy: never an older one (a value that is
@@ -430,6 +414,27 @@ impl<'d, P: Aws + TargetAccounts> TargetCopier<'d, P> {
     }
 }
 
+/// The rule's watermark, when the source carries it and the target's copy does not (EC2
+/// carries an image's watermarks to its copies: a copy made before the watermark was attached
+/// lacks it). Said, with a WARN line; never attached in the target.
+fn watermark_missing(
+    publisher: &str,
+    newest: &Image,
+    copy: &Image,
+    t: &Target<'_>,
+) -> Option<String> {
+    let key = format!("{publisher}:{}", t.into.watermark.as_ref()?);
+    if !newest.watermarks.contains(&key) || copy.watermarks.contains(&key) {
+        return None;
+    }
+    tracing::warn!(
+        rule = %t.into.rule, account = %t.account, region = t.region, image_id = %copy.id,
+        watermark = %key,
+        "the target's copy lacks the watermark its source carries (made before it was attached): consumers admitting images by watermark cannot see it"
+    );
+    Some(key)
+}
+
 /// A target's AWS error as its `failed` outcome: the account, the code, and the fix.
 fn failed(mut out: TargetCopyReport, t: &Target<'_>, e: &AwsError) -> TargetCopyReport {
     out.status = TargetStatus::Failed;
@@ -453,56 +458,4 @@ fn failed(mut out: TargetCopyReport, t: &Target<'_>, e: &AwsError) -> TargetCopy
         t.account, t.region, e.service, e.operation, e.code, e.message
     ));
     out
-}
-
-/// A target account's Parameter Store in one Region.
-struct TargetStore<'a, P> {
-    aws: &'a P,
-    account: &'a str,
-    region: &'a str,
-}
-
-#[async_trait::async_trait]
-impl<P: TargetAccounts> ParameterStore for TargetStore<'_, P> {
-    fn whereabouts(&self) -> String {
-        format!("account {} in {}", self.account, self.region)
-    }
-    async fn put(
-        &self,
-        name: &str,
-        image_id: &str,
-        description: &str,
-    ) -> crate::ports::AwsResult<i64> {
-        self.aws
-            .put_target_parameter(self.account, self.region, name, image_id, description)
-            .await
-    }
-    async fn label(&self, name: &str, version: i64, label: &str) -> crate::ports::AwsResult<()> {
-        self.aws
-            .label_target_parameter(self.account, self.region, name, version, label)
-            .await
-    }
-    async fn history(&self, name: &str) -> crate::ports::AwsResult<Vec<(i64, Vec<String>)>> {
-        self.aws
-            .target_parameter_history(self.account, self.region, name)
-            .await
-    }
-    async fn unlabel(
-        &self,
-        name: &str,
-        version: i64,
-        labels: &[String],
-    ) -> crate::ports::AwsResult<()> {
-        self.aws
-            .unlabel_target_parameter(self.account, self.region, name, version, labels)
-            .await
-    }
-}
-
-/// The AWS error inside an error of a parameter write (what a target's report carries).
-fn as_aws_error(e: crate::error::Error) -> AwsError {
-    match e {
-        crate::error::Error::Permanent(a) | crate::error::Error::Transient(a) => a,
-        other => AwsError::new("ssm", "PutParameter", "Unexpected", other.to_string(), ""),
-    }
 }
