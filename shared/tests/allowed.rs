@@ -255,6 +255,15 @@ fn the_declarative_policy_is_read_with_or_without_assign_operators() {
         judge(&image(), CONSUMER, Some(&s), now).code(),
         "audit-mode"
     );
+    // The Organizations User Guide's own example appends the providers.
+    let appended = r#"{"ec2_attributes": {"allowed_images_settings": {"state": {"@@assign": "enabled"},
+        "image_criteria": {"criteria_1": {"allowed_image_providers": {"@@append": ["amazon"]}}}}}}"#;
+    let s = from_effective_policy(appended).unwrap().unwrap();
+    assert_eq!(s.criteria[0].providers, Some(vec!["amazon".to_string()]));
+    assert_eq!(
+        judge(&image(), CONSUMER, Some(&s), now).code(),
+        "not-allowed"
+    );
     // A policy without Allowed AMIs says nothing; a broken one is an error.
     assert_eq!(
         from_effective_policy(r#"{"ec2_attributes": {"image_block_public_access": {}}}"#).unwrap(),

@@ -1,7 +1,9 @@
 //! The Allowed AMIs settings in an effective EC2 declarative policy (Organizations
 //! `DescribeEffectivePolicy`, `DECLARATIVE_POLICY_EC2`): `ec2_attributes.allowed_images_settings`
-//! with its `state` and `image_criteria` (`criteria_1`, …). Values may be given as they are or
-//! under `@@assign` (the policy syntax's operator). A field this version does not know makes its
+//! with its `state` (`enabled`, `disabled`, `audit_mode`) and `image_criteria` (`criteria_1` to
+//! `criteria_10`), as the Organizations User Guide's "Declarative policy syntax" gives them.
+//! Values may be given as they are or under an operator (`@@assign`, `@@append`,
+//! `@@prepend`). A field this version does not know makes its
 //! criterion `unknown`, never a guess.
 
 use serde_json::Value;
@@ -59,10 +61,16 @@ pub fn from_effective_policy(document: &str) -> Result<Option<Settings>, String>
     }))
 }
 
-/// A value, or the value under `@@assign`.
+/// A value, or the value under the policy syntax's operator (`@@assign`; `@@append` and
+/// `@@prepend` for lists, as AWS's own example of this attribute writes its providers).
 fn value(v: Option<&Value>) -> Option<&Value> {
     let v = v?;
-    Some(v.get("@@assign").unwrap_or(v))
+    Some(
+        ["@@assign", "@@append", "@@prepend"]
+            .iter()
+            .find_map(|op| v.get(*op))
+            .unwrap_or(v),
+    )
 }
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
