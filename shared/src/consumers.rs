@@ -196,6 +196,19 @@ pub struct ConsumerItem {
     pub verdict: Verdict,
 }
 
+impl ConsumerItem {
+    /// The item, and its WARN line.
+    pub fn warned(rule: &Rule, image: &Image, account: &str, verdict: Verdict) -> Self {
+        tracing::warn!(rule = %rule.name, image_id = %image.id, account, verdict = verdict.code(), "the image is shared, but the consumer's Allowed AMIs do not let it be seen there");
+        Self {
+            rule: rule.name.clone(),
+            image_id: image.id.clone(),
+            account: account.to_string(),
+            verdict,
+        }
+    }
+}
+
 /// Whether the verdict is worth a warning: the image is not seen there, or would not be.
 pub fn refused(verdict: &Verdict) -> bool {
     matches!(
@@ -324,13 +337,8 @@ fn in_reading_order<P>(deps: &Deps<P>, rules: &[&Rule], consumers: &Consumers) -
 
 fn warn_of(out: &mut EventConsumers, rule: &Rule, image: &Image, account: &str, verdict: Verdict) {
     out.warnings_total += 1;
-    tracing::warn!(rule = %rule.name, image_id = %image.id, account, verdict = verdict.code(), "the image is shared, but the consumer's Allowed AMIs do not let it be seen there");
+    let item = ConsumerItem::warned(rule, image, account, verdict);
     if out.warnings.len() < LISTED {
-        out.warnings.push(ConsumerItem {
-            rule: rule.name.clone(),
-            image_id: image.id.clone(),
-            account: account.to_string(),
-            verdict,
-        });
+        out.warnings.push(item);
     }
 }

@@ -585,6 +585,28 @@ pub(crate) fn resolve_key(w: &World, region: &str, key_id: &str) -> Option<Strin
         .map(|k| k.info.arn.clone())
 }
 
+/// Which of the repository's `events/` fixtures [`ami_event`] starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixture {
+    ImageAvailable,
+    CopyAvailable,
+    CopyFailed,
+}
+
+/// An `EC2 AMI State Change` event (the fixture, as EventBridge delivers it) for this image in
+/// this Region.
+pub fn ami_event(fixture: Fixture, region: &str, image_id: &str) -> serde_json::Value {
+    let text = match fixture {
+        Fixture::ImageAvailable => include_str!("../../events/image-available.json"),
+        Fixture::CopyAvailable => include_str!("../../events/copy-available.json"),
+        Fixture::CopyFailed => include_str!("../../events/copy-failed.json"),
+    };
+    let mut e: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    e["region"] = serde_json::json!(region);
+    e["detail"]["ImageId"] = serde_json::json!(image_id);
+    e
+}
+
 /// An effective EC2 declarative policy that turns Allowed AMIs on with these criteria
 /// (`{"criteria_1": {...}}`), values under `@@assign` as Organizations gives them.
 pub fn declarative_allowed_amis(criteria: serde_json::Value) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use amishare::deps::{Deps, Settings};
 use amishare::Policy;
-use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{ami_event, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT};
 use chrono::{TimeZone, Utc};
 use nightly_sweeper::{handle as night, Run};
 use serde_json::{json, Value};
@@ -41,14 +41,11 @@ fn deps(fake: FakeAws, policy: Policy) -> Deps<FakeAws> {
 }
 
 fn event(file: &str, region: &str, image_id: &str) -> Value {
-    let text = match file {
-        "copy" => include_str!("../../../events/copy-available.json"),
-        _ => include_str!("../../../events/image-available.json"),
+    let fixture = match file {
+        "copy" => Fixture::CopyAvailable,
+        _ => Fixture::ImageAvailable,
     };
-    let mut e: Value = serde_json::from_str(text).unwrap();
-    e["region"] = json!(region);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(fixture, region, image_id)
 }
 
 fn watermarks(d: &Deps<FakeAws>, region: &str, id: &str) -> Vec<String> {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use amishare::deps::{Deps, Settings};
 use amishare::report::Outcome;
 use amishare::Policy;
-use amishare_testkit::{declarative_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{
+    ami_event, declarative_allowed_amis, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT,
+};
 use serde_json::{json, Value};
 
 const OU: &str = "ou-ab12-cdef3456";
@@ -19,14 +21,11 @@ const NO_POLICY: &str = "200000000002";
 const TARGET: &str = "300000000001";
 
 fn event(file: &str, region: &str, image_id: &str) -> Value {
-    let text = match file {
-        "copy" => include_str!("../../../events/copy-available.json"),
-        _ => include_str!("../../../events/image-available.json"),
+    let fixture = match file {
+        "copy" => Fixture::CopyAvailable,
+        _ => Fixture::ImageAvailable,
     };
-    let mut e: Value = serde_json::from_str(text).unwrap();
-    e["region"] = json!(region);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(fixture, region, image_id)
 }
 
 fn amazon_only() -> String {

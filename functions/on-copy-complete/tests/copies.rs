@@ -10,21 +10,18 @@ use amishare::deps::{Deps, Settings};
 use amishare::ports::{ImageState, KeyManager};
 use amishare::report::Outcome;
 use amishare::Policy;
-use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
-use serde_json::{json, Value};
+use amishare_testkit::{ami_event, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT};
+use serde_json::Value;
 
 const OU: &str = "ou-ab12-cdef3456";
 const OU_ARN: &str = "arn:aws:organizations::123456789012:ou/o-a1b2c3d4e5/ou-ab12-cdef3456";
 
 fn event(file: &str, region: &str, image_id: &str) -> Value {
-    let text = match file {
-        "failed" => include_str!("../../../events/copy-failed.json"),
-        _ => include_str!("../../../events/copy-available.json"),
+    let fixture = match file {
+        "failed" => Fixture::CopyFailed,
+        _ => Fixture::CopyAvailable,
     };
-    let mut e: Value = serde_json::from_str(text).unwrap();
-    e["region"] = json!(region);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(fixture, region, image_id)
 }
 
 /// A world with an OU of 3 accounts, keys in three Regions, and a policy copying to two.

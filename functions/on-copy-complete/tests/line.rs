@@ -13,22 +13,19 @@ use amishare::distribute::Response;
 use amishare::ports::{CopyLine, ImageState};
 use amishare::report::Outcome;
 use amishare::Policy;
-use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{ami_event, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT};
 use serde_json::{json, Value};
 
 const HOME: &str = "us-east-1";
 const DEST: &str = "us-west-2";
 
 fn event(file: &str, region: &str, image_id: &str) -> Value {
-    let text = match file {
-        "failed" => include_str!("../../../events/copy-failed.json"),
-        "available" => include_str!("../../../events/copy-available.json"),
-        _ => include_str!("../../../events/image-available.json"),
+    let fixture = match file {
+        "failed" => Fixture::CopyFailed,
+        "available" => Fixture::CopyAvailable,
+        _ => Fixture::ImageAvailable,
     };
-    let mut e: Value = serde_json::from_str(text).unwrap();
-    e["region"] = json!(region);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(fixture, region, image_id)
 }
 
 /// A policy copying `golden-*` to us-west-2 (shared with one account), the double's copy cap

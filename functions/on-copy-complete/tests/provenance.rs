@@ -11,7 +11,7 @@ use amishare::metrics::{event_record, FORGED_PROVENANCE};
 use amishare::ports::Image;
 use amishare::report::{Outcome, Summary};
 use amishare::Policy;
-use amishare_testkit::{FakeAws, ImageSpec, OWN_ACCOUNT};
+use amishare_testkit::{ami_event, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT};
 use serde_json::{json, Value};
 
 const GOLDEN_ACCOUNT: &str = "111122223333";
@@ -21,11 +21,7 @@ const SRC: &str = "us-east-1";
 const DST: &str = "us-west-2";
 
 fn event(region: &str, image_id: &str) -> Value {
-    let mut e: Value =
-        serde_json::from_str(include_str!("../../../events/copy-available.json")).unwrap();
-    e["region"] = json!(region);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(Fixture::CopyAvailable, region, image_id)
 }
 
 /// Rule `golden` (publishes, copies to us-west-2) and rule `wide`, which matches other images

@@ -15,7 +15,7 @@ use amishare::metrics::{event_record, NOT_ALLOWED_IN_CONSUMERS};
 use amishare::report::Outcome;
 use amishare::Policy;
 use amishare_testkit::{
-    declarative_allowed_amis, own_allowed_amis, FakeAws, ImageSpec, OWN_ACCOUNT,
+    ami_event, declarative_allowed_amis, own_allowed_amis, FakeAws, Fixture, ImageSpec, OWN_ACCOUNT,
 };
 use chrono::Utc;
 use on_image_available::{handle, handle_invocation};
@@ -88,11 +88,7 @@ fn image(d: &Deps<FakeAws>, name: &str) -> String {
 }
 
 fn event(image_id: &str) -> Value {
-    let mut e: Value =
-        serde_json::from_str(include_str!("../../../events/image-available.json")).unwrap();
-    e["region"] = json!(R);
-    e["detail"]["ImageId"] = json!(image_id);
-    e
+    ami_event(Fixture::ImageAvailable, R, image_id)
 }
 
 fn reads(d: &Deps<FakeAws>) -> (usize, usize) {

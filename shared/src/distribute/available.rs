@@ -51,9 +51,6 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
         conv.record(region, &[&done]).await?;
     }
     let shared = done.shared;
-    let mut seen = image.clone();
-    seen.watermarks
-        .extend(done.watermarks_attached.iter().cloned());
     let mut out = converged_summary(change, &plan, done, not_made);
     // Fully shared in its Region: the newest image of its rules there, for consumers.
     if !shared {
@@ -73,7 +70,11 @@ pub async fn image_available<P: Aws + Publishing + TargetAccounts>(
             }
         }
     }
-    // Last, as nothing waits for it: whether the consumers can see what was shared.
+    // Last, as nothing waits for it: whether the consumers can see what was shared (with the
+    // watermarks attached just now).
+    let mut seen = image;
+    seen.watermarks
+        .extend(out.watermarks_attached.iter().cloned());
     out.consumers = judge_event(deps, &seen, &plan.rules, Some(&deps.aws), Utc::now()).await;
     Ok(out)
 }

@@ -193,13 +193,8 @@ fn count(r: &mut ConsumerReport, rule: &Rule, image: &Image, account: &str, verd
             r.not_allowed_total += 1;
         }
         if r.not_allowed.len() < LISTED {
-            tracing::warn!(rule = %rule.name, image_id = %image.id, account, verdict = verdict.code(), "image not allowed in a consumer account");
-            r.not_allowed.push(ConsumerItem {
-                rule: rule.name.clone(),
-                image_id: image.id.clone(),
-                account: account.to_string(),
-                verdict,
-            });
+            r.not_allowed
+                .push(ConsumerItem::warned(rule, image, account, verdict));
         }
     }
 }
